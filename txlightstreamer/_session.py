@@ -1,0 +1,533 @@
+"""
+The session state machine: create, bind, LOOP rebind, liveness, recovery and retry.
+
+It owns the stream connection and the data-notification counter, and tells its
+listener (the client) what happened. It never touches tables or control requests.
+Every timer runs on the injected clock.
+
+States and transitions (event → next state)::
+
+    IDLE        connect → CREATING
+    CREATING    CONOK → BOUND | CONERR/broken (retryable) → WAITING | fatal → CLOSED
+    BOUND       LOOP → BINDING | broken/stalled → WAITING (recovery) | END → WAITING/CLOSED
+    BINDING     CONOK → BOUND | broken → WAITING (recovery) | CONERR → WAITING (new session)
+    RECOVERING  CONOK+PROG → BOUND | broken → WAITING | CONERR 4/20/... → WAITING (new session)
+    WAITING     timer → CREATING or RECOVERING
+    any         close → CLOSED
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+
+from txlightstreamer.errors import (
+    LightstreamerError,
+    ProtocolError,
+    ServerError,
+    TransportError,
+)
+from txlightstreamer.protocol import (
+    ConErr,
+    ConOk,
+    End,
+    Loop,
+    Notification,
+    Prog,
+    Request,
+    bind_session,
+    create_session,
+    parse_bytes,
+)
+from txlightstreamer.protocol.errors import RETRYABLE_CONERR, RETRYABLE_END
+from txlightstreamer.transport.http import HttpStream, HttpTransport
+
+__all__ = ["Session", "SessionListener", "SessionOptions", "State"]
+
+log = Logger()
+
+# CONERR codes after which a new session (not a retry of the same request) is needed.
+_NEW_SESSION_CONERR = frozenset({4, 20, 40, 41, 48})
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    CREATING = "creating"
+    BOUND = "bound"
+    BINDING = "binding"
+    RECOVERING = "recovering"
+    WAITING = "waiting"
+    CLOSED = "closed"
+
+
+# Status names of the official SDK, reported to the application.
+STATUS_CONNECTING = "CONNECTING"
+STATUS_STREAMING = "CONNECTED:HTTP-STREAMING"
+STATUS_STALLED = "STALLED"
+STATUS_WILL_RETRY = "DISCONNECTED:WILL-RETRY"
+STATUS_TRYING_RECOVERY = "DISCONNECTED:TRYING-RECOVERY"
+STATUS_DISCONNECTED = "DISCONNECTED"
+
+# How a (re)connection relates to what came before.
+CONTINUITY_NEW = "new"
+CONTINUITY_PRESERVED = "preserved"
+CONTINUITY_RECOVERED = "recovered"
+CONTINUITY_REPLACED = "replaced"
+
+
+class SessionOptions:
+    """Tunables of a session; the defaults are the official client's (tlcp.md §10)."""
+
+    def __init__(
+        self,
+        *,
+        content_length: int = 50_000_000,
+        keepalive_millis: int | None = None,
+        retry_delay: float = 4.0,
+        first_retry_max_delay: float = 0.1,
+        max_retry_delay: float = 60.0,
+        stalled_timeout: float = 2.0,
+        reconnect_timeout: float = 3.0,
+        session_recovery_timeout: float = 15.0,
+        supported_diffs: str | None = None,
+    ) -> None:
+        self.content_length = content_length
+        self.keepalive_millis = keepalive_millis
+        self.retry_delay = retry_delay
+        self.first_retry_max_delay = first_retry_max_delay
+        self.max_retry_delay = max_retry_delay
+        self.stalled_timeout = stalled_timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.session_recovery_timeout = session_recovery_timeout
+        self.supported_diffs = supported_diffs
+
+
+class SessionListener(Protocol):
+    """What the session tells the client."""
+
+    def session_started(self, conok: ConOk, continuity: str) -> None:
+        """A session was created (``new`` or ``replaced``)."""
+
+    def session_rebound(self, conok: ConOk, continuity: str) -> None:
+        """The same session goes on (``preserved`` or ``recovered``)."""
+
+    def session_interrupted(self, will_recover: bool) -> None:
+        """The stream broke; ``will_recover`` tells whether the session may survive."""
+
+    def session_closed(self, error: LightstreamerError | None) -> None:
+        """No session any more and no retry: fatal ``error``, or None when asked to close."""
+
+    def status_changed(self, status: str, reason: str | None) -> None:
+        """The detailed status changed (official SDK names)."""
+
+    def notification(self, notification: Notification) -> None:
+        """A fresh data notification, or an informative one (CONS, SERVNAME, ...)."""
+
+    def line_received(self) -> None:
+        """Any line arrived (a sign of life)."""
+
+    def error(self, error: LightstreamerError) -> None:
+        """Something went wrong that the application should hear about."""
+
+
+class Session:
+    """One client's connection to one Lightstreamer session, across rebinds and retries."""
+
+    def __init__(
+        self,
+        *,
+        transport: HttpTransport,
+        clock: IReactorTime,
+        listener: SessionListener,
+        base_url: str,
+        options: SessionOptions,
+        randomizer: Callable[[], float] = random.random,
+    ) -> None:
+        self._transport = transport
+        self._clock = clock
+        self._listener = listener
+        self._configured_url = base_url
+        self.base_url = base_url
+        self.options = options
+        self._random = randomizer
+
+        self.state = State.IDLE
+        self.status = STATUS_DISCONNECTED
+        self.session_id: str | None = None
+        self.request_limit = 50_000
+        self.keepalive_ms: int | None = None
+        # Data notifications received (delivered or skipped) in this session, and the
+        # server's position while replaying after a recovery (tlcp.md §7.6).
+        self.data_count = 0
+        self._server_prog = 0
+
+        self._create_args: dict[str, Any] = {}
+        self._stream: HttpStream | None = None
+        self._stream_done = False  # LOOP or END seen on the current stream
+        self._next_continuity = CONTINUITY_NEW
+        self._failed_creates = 0
+        self._recovery_started: float | None = None
+        self._attempt_started = 0.0
+        self._retry_call: IDelayedCall | None = None
+        self._keepalive_call: IDelayedCall | None = None
+        self._liveness_phase = 0  # 0 normal, 1 waiting stalled, 2 stalled
+        self._waiting_for_prog = False
+
+    # -- commands from the client --------------------------------------------------------
+
+    def connect(self, create_args: dict[str, Any]) -> None:
+        """Create a session with ``create_args`` (adapter set, user, password, ...)."""
+        if self.state not in (State.IDLE, State.CLOSED):
+            raise RuntimeError(f"cannot connect while {self.state.value}")
+        self._create_args = create_args
+        self._next_continuity = CONTINUITY_NEW
+        self._failed_creates = 0
+        self._start_create()
+
+    def close(self) -> None:
+        """Stop everything: stream and timers. The session id is kept for a destroy."""
+        self._stop_stream()
+        self._cancel_retry()
+        self._cancel_keepalive()
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self._set_status(STATUS_DISCONNECTED, "closed by the client")
+
+    def restart(self, reason: str) -> None:
+        """Abandon the current session and create a new one (e.g. after REQERR 20)."""
+        if self.state in (State.CLOSED, State.IDLE):
+            return
+        log.warn("Replacing the session: {reason}", reason=reason)
+        self._stop_stream()
+        self._new_session_later(reason, immediate=True)
+
+    # -- stream sink -----------------------------------------------------------------------
+
+    def stream_line(self, stream: HttpStream, line: bytes) -> None:
+        if stream is not self._stream or self._stream_done:
+            return
+        self._touch()
+        self._listener.line_received()
+        try:
+            n = parse_bytes(line)
+        except ProtocolError as e:
+            self._protocol_error(e)
+            return
+        if n.is_data:
+            self._data(n)
+            return
+        if isinstance(n, ConOk):
+            self._conok(n)
+        elif isinstance(n, Prog):
+            self._prog(n.prog)
+        elif isinstance(n, Loop):
+            self._loop(n)
+        elif isinstance(n, ConErr):
+            self._conerr(n)
+        elif isinstance(n, End):
+            self._end(n)
+        else:
+            self._listener.notification(n)
+
+    def stream_ended(self, stream: HttpStream, reason: Failure) -> None:
+        if stream is not self._stream:
+            return
+        self._stream = None
+        if self._stream_done:
+            return
+        if reason.check(ResponseDone):
+            error: LightstreamerError = TransportError(
+                "the server closed the stream without LOOP or END", url=stream.url)
+        elif isinstance(reason.value, LightstreamerError):
+            error = reason.value
+        else:
+            error = TransportError(str(reason.value), url=stream.url)
+        self._broken(error)
+
+    # -- notifications ---------------------------------------------------------------------
+
+    def _data(self, n: Notification) -> None:
+        if self._waiting_for_prog:
+            self._protocol_error(ProtocolError("data notification before PROG on recovery"))
+            return
+        if self._server_prog < self.data_count:
+            self._server_prog += 1  # a replayed duplicate after recovery: skip it
+            return
+        self._server_prog += 1
+        self.data_count += 1
+        self._listener.notification(n)
+
+    def _conok(self, conok: ConOk) -> None:
+        if self.state is State.CREATING:
+            self.session_id = conok.session_id
+            self.data_count = 0
+            self._server_prog = 0
+            self._failed_creates = 0
+        elif conok.session_id != self.session_id:
+            self._protocol_error(ProtocolError(
+                f"bind answered for session {conok.session_id!r}, expected {self.session_id!r}"))
+            return
+        self.request_limit = conok.request_limit
+        self.keepalive_ms = conok.keepalive_ms
+        if conok.control_link:
+            self.base_url = _control_url(self._configured_url, conok.control_link)
+        previous = self.state
+        self.state = State.BOUND
+        self._recovery_started = None
+        self._touch()
+        self._set_status(STATUS_STREAMING, None)
+        if previous is State.CREATING:
+            continuity, self._next_continuity = self._next_continuity, CONTINUITY_PRESERVED
+            self._listener.session_started(conok, continuity)
+        elif previous is State.RECOVERING:
+            self._waiting_for_prog = True
+            self._listener.session_rebound(conok, CONTINUITY_RECOVERED)
+        else:
+            self._listener.session_rebound(conok, CONTINUITY_PRESERVED)
+
+    def _prog(self, prog: int) -> None:
+        if self._waiting_for_prog:
+            self._waiting_for_prog = False
+            if prog > self.data_count:
+                self.restart(f"PROG {prog} beyond the {self.data_count} notifications received")
+                return
+            self._server_prog = prog
+        elif prog != self._server_prog:
+            self.restart(f"PROG {prog} does not match {self._server_prog}")
+
+    def _loop(self, loop: Loop) -> None:
+        self._stream_done = True
+        self._stop_stream()
+        self.state = State.BINDING
+        if loop.delay_ms > 0:
+            self._retry_call = self._clock.callLater(loop.delay_ms / 1000.0, self._start_bind)
+        else:
+            self._start_bind()
+
+    def _conerr(self, conerr: ConErr) -> None:
+        self._stream_done = True
+        self._stop_stream()
+        error = ServerError(conerr.code, conerr.message, "CONERR")
+        if self.state is State.CREATING and conerr.code in RETRYABLE_CONERR:
+            log.warn("Session refused, will retry: {error}", error=error)
+            self._failed_creates += 1
+            delay = 0.0 if conerr.code == 5 else None
+            self._create_later(str(error), delay)
+        elif self.state is not State.CREATING and conerr.code in _NEW_SESSION_CONERR:
+            self._new_session_later(str(error))
+        else:
+            self._fatal(error)
+
+    def _end(self, end: End) -> None:
+        self._stream_done = True
+        self._stop_stream()
+        error = ServerError(end.code, end.message, "END")
+        if end.code in RETRYABLE_END:
+            self._listener.error(error)
+            self._new_session_later(str(error))
+        else:
+            self._fatal(error)
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        """Unparsable data: nothing after it can be trusted, so start a new session."""
+        log.error("Protocol error from the server: {error}", error=error)
+        self._listener.error(error)
+        self._stream_done = True
+        self._stop_stream()
+        if self.state is State.CREATING:
+            self._fatal(error)
+        else:
+            self._new_session_later(f"protocol error: {error.reason}")
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def _broken(self, error: LightstreamerError) -> None:
+        """The current stream ended unexpectedly."""
+        log.warn("Stream lost ({state}): {error}", state=self.state.value, error=error)
+        self._cancel_keepalive()
+        if isinstance(error, TransportError) and not error.retryable:
+            self._fatal(error)
+            return
+        if self.state is State.CREATING:
+            self._failed_creates += 1
+            self._create_later(str(error))
+            return
+        if self.state in (State.BOUND, State.BINDING, State.RECOVERING):
+            self._recover_later(str(error))
+
+    def _recover_later(self, reason: str) -> None:
+        opts = self.options
+        now = self._clock.seconds()
+        if opts.session_recovery_timeout <= 0:
+            self._new_session_later(reason)
+            return
+        if self._recovery_started is None:
+            self._recovery_started = now
+            delay = self._random() * opts.first_retry_max_delay
+        else:
+            delay = max(0.0, self._attempt_started + opts.retry_delay - now)
+            if now + delay - self._recovery_started > opts.session_recovery_timeout:
+                self._new_session_later(f"recovery timed out ({reason})")
+                return
+        self.state = State.WAITING
+        self._listener.session_interrupted(True)
+        self._set_status(STATUS_TRYING_RECOVERY, reason)
+        self._schedule(delay, self._start_recovery)
+
+    def _new_session_later(self, reason: str, immediate: bool = False) -> None:
+        self._recovery_started = None
+        self._waiting_for_prog = False
+        self._next_continuity = CONTINUITY_REPLACED
+        self._listener.session_interrupted(False)
+        self.state = State.WAITING
+        self._set_status(STATUS_WILL_RETRY, reason)
+        delay = 0.0 if immediate else self._random() * self.options.first_retry_max_delay
+        self._schedule(delay, self._start_create)
+
+    def _create_later(self, reason: str, delay: float | None = None) -> None:
+        if delay is None:
+            opts = self.options
+            current = opts.retry_delay
+            if self._failed_creates > 10:
+                current = min(opts.max_retry_delay,
+                              opts.retry_delay * 2 ** (self._failed_creates - 10))
+            delay = max(0.0, self._attempt_started + current - self._clock.seconds())
+        self.state = State.WAITING
+        self._set_status(STATUS_WILL_RETRY, reason)
+        self._schedule(delay, self._start_create)
+
+    def _fatal(self, error: LightstreamerError) -> None:
+        self._cancel_retry()
+        self._cancel_keepalive()
+        self._stop_stream()
+        self.state = State.CLOSED
+        self._set_status(STATUS_DISCONNECTED, str(error))
+        self._listener.session_closed(error)
+
+    # -- opening streams ---------------------------------------------------------------------
+
+    def _open(self, request: Request) -> None:
+        self._stop_stream()
+        self._stream_done = False
+        self._attempt_started = self._clock.seconds()
+        self._liveness_phase = 0
+        self._stream = self._transport.open_stream(self.base_url, request, self)
+        # The whole head (up to CONOK) must arrive within the retry delay.
+        self._arm_keepalive(self.options.retry_delay)
+
+    def _start_create(self) -> None:
+        self._retry_call = None
+        self.state = State.CREATING
+        self.base_url = self._configured_url
+        self.session_id = None
+        self._waiting_for_prog = False
+        self._set_status(STATUS_CONNECTING, None)
+        opts = self.options
+        self._open(create_session(
+            content_length=opts.content_length,
+            keepalive_millis=opts.keepalive_millis,
+            send_sync=False,
+            supported_diffs=opts.supported_diffs,
+            **self._create_args,
+        ))
+
+    def _start_bind(self) -> None:
+        self._retry_call = None
+        assert self.session_id is not None
+        self.state = State.BINDING
+        self._open(bind_session(
+            self.session_id,
+            content_length=self.options.content_length,
+            keepalive_millis=self.keepalive_ms if self.options.keepalive_millis else None,
+            send_sync=False,
+        ))
+
+    def _start_recovery(self) -> None:
+        self._retry_call = None
+        assert self.session_id is not None
+        self.state = State.RECOVERING
+        self._open(bind_session(
+            self.session_id,
+            recovery_from=self.data_count,
+            content_length=self.options.content_length,
+            keepalive_millis=self.keepalive_ms if self.options.keepalive_millis else None,
+            send_sync=False,
+        ))
+
+    def _stop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.stop()
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _schedule(self, delay: float, call: Callable[[], None]) -> None:
+        self._cancel_retry()
+        self._cancel_keepalive()
+        self._retry_call = self._clock.callLater(delay, call)
+
+    def _cancel_retry(self) -> None:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+
+    def _cancel_keepalive(self) -> None:
+        if self._keepalive_call is not None and self._keepalive_call.active():
+            self._keepalive_call.cancel()
+        self._keepalive_call = None
+
+    def _arm_keepalive(self, delay: float) -> None:
+        if self._keepalive_call is not None and self._keepalive_call.active():
+            self._keepalive_call.reset(delay)
+        else:
+            self._keepalive_call = self._clock.callLater(delay, self._liveness_timeout)
+
+    def _touch(self) -> None:
+        """A line arrived: the stream is alive, restart the silence timer."""
+        if self.state is not State.BOUND or not self.keepalive_ms:
+            return
+        if self._liveness_phase == 2:
+            self._set_status(STATUS_STREAMING, None)
+        self._liveness_phase = 0
+        self._arm_keepalive(self.keepalive_ms / 1000.0)
+
+    def _liveness_timeout(self) -> None:
+        self._keepalive_call = None
+        if self.state is not State.BOUND:
+            # No CONOK in time for a create/bind/recovery attempt.
+            stream = self._stream
+            self._stop_stream()
+            if stream is not None:
+                self._broken(TransportError(
+                    f"no answer within {self.options.retry_delay:g} s", url=stream.url))
+            return
+        if self._liveness_phase == 0:
+            self._liveness_phase = 1
+            self._keepalive_call = self._clock.callLater(
+                self.options.stalled_timeout, self._liveness_timeout)
+        elif self._liveness_phase == 1:
+            self._liveness_phase = 2
+            self._set_status(STATUS_STALLED, "no data from the server")
+            self._keepalive_call = self._clock.callLater(
+                self.options.reconnect_timeout, self._liveness_timeout)
+        else:
+            self._stop_stream()
+            self._broken(TransportError("stream stalled: no data, not even keepalives"))
+
+    def _set_status(self, status: str, reason: str | None) -> None:
+        if status != self.status:
+            self.status = status
+            self._listener.status_changed(status, reason)
+
+
+def _control_url(configured: str, control_link: str) -> str:
+    """The base URL to use after CONOK named another server instance (tlcp.md §4.1)."""
+    scheme = configured.split("://", 1)[0] if "://" in configured else "http"
+    return f"{scheme}://{control_link}"

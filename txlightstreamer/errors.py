@@ -1,0 +1,66 @@
+"""
+Every error the library raises or reports.
+
+The protocol-level errors live in the sans-IO package and are re-exported here, so
+applications only ever need ``from txlightstreamer.errors import ...``.
+"""
+
+from __future__ import annotations
+
+from txlightstreamer.protocol.errors import (
+    CONTROL_CODES,
+    SESSION_CODES,
+    LightstreamerError,
+    ProtocolError,
+    ServerError,
+    ValueDecodeError,
+)
+
+__all__ = [
+    "CONTROL_CODES",
+    "SESSION_CODES",
+    "ClientStateError",
+    "LightstreamerError",
+    "ProtocolError",
+    "RequestError",
+    "ServerError",
+    "SessionLostError",
+    "SubscriptionError",
+    "TransportError",
+    "ValueDecodeError",
+]
+
+
+class TransportError(LightstreamerError):
+    """
+    A connection to the server failed or broke.
+
+    ``retryable`` tells whether trying again may help (refused, reset, HTTP 5xx) or not
+    (HTTP 4xx, a reply that is not TLCP, a TLS verification failure).
+    """
+
+    def __init__(
+        self, reason: str, *, url: str = "", status: int | None = None, retryable: bool = True
+    ) -> None:
+        self.reason = reason
+        self.url = url
+        self.status = status
+        self.retryable = retryable
+        where = f" ({url})" if url else ""
+        super().__init__(f"{reason}{where}")
+
+
+class RequestError(ServerError):
+    """The server refused one control request (``REQERR``) or a whole batch (``ERROR``)."""
+
+
+class SubscriptionError(RequestError):
+    """The server refused a subscription, or its ``SUBOK`` did not match the table."""
+
+
+class SessionLostError(LightstreamerError):
+    """The session ended before the operation could complete."""
+
+
+class ClientStateError(LightstreamerError, RuntimeError):
+    """The API was used in a way the client's current state does not allow."""

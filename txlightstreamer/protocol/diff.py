@@ -1,0 +1,70 @@
+"""TLCP-diff decoding (tlcp.md §5.3)."""
+
+from __future__ import annotations
+
+from .errors import ValueDecodeError
+
+__all__ = ["apply_tlcp_diff"]
+
+_SECTION_NAMES = ("COPY", "ADD", "DEL")
+
+
+def apply_tlcp_diff(old: str, diff: str) -> str:
+    """Apply the (already percent-decoded) TLCP-diff ``diff`` to ``old``."""
+    out: list[str] = []
+    old_len = len(old)
+    diff_len = len(diff)
+    # No meaningful count can exceed this; stop big numbers from growing unboundedly.
+    limit = old_len if old_len > diff_len else diff_len
+    cursor = 0  # position in old
+    i = 0  # position in diff
+    section = 0  # 0 = COPY, 1 = ADD, 2 = DEL
+    while i < diff_len:
+        count = 0
+        while True:
+            if i >= diff_len:
+                raise ValueDecodeError(
+                    f"Bad TLCP-diff: truncated {_SECTION_NAMES[section]} count"
+                )
+            ch = diff[i]
+            i += 1
+            if "A" <= ch <= "Z":
+                count = count * 26 + (ord(ch) - 65)
+                if count > limit:
+                    raise ValueDecodeError(
+                        f"Bad TLCP-diff: {_SECTION_NAMES[section]} count out of range"
+                    )
+            elif "a" <= ch <= "z":
+                count = count * 26 + (ord(ch) - 97)
+                break
+            else:
+                raise ValueDecodeError(
+                    f"Bad TLCP-diff: unexpected character {ch!r} where a number is expected"
+                )
+        if section == 0:
+            end = cursor + count
+            if end > old_len:
+                raise ValueDecodeError(
+                    f"Bad TLCP-diff: COPY {count} exceeds the old value ({old_len - cursor} left)"
+                )
+            out.append(old[cursor:end])
+            cursor = end
+            section = 1
+        elif section == 1:
+            end = i + count
+            if end > diff_len:
+                raise ValueDecodeError(
+                    f"Bad TLCP-diff: ADD {count} exceeds the diff ({diff_len - i} left)"
+                )
+            out.append(diff[i:end])
+            i = end
+            section = 2
+        else:
+            end = cursor + count
+            if end > old_len:
+                raise ValueDecodeError(
+                    f"Bad TLCP-diff: DEL {count} exceeds the old value ({old_len - cursor} left)"
+                )
+            cursor = end
+            section = 0
+    return "".join(out)

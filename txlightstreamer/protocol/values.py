@@ -1,0 +1,158 @@
+"""Second-level decoding of ``U`` value lists (tlcp.md §5)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import jsonpatch
+
+from .diff import apply_tlcp_diff
+from .errors import ValueDecodeError
+
+__all__ = ["DecodedUpdate", "decode_update", "percent_decode"]
+
+# Every two-character hex spelling (any letter case) mapped to its byte value.
+_HEX_BYTES: dict[str, int] = {}
+for _value in range(256):
+    for _hi in {f"{_value >> 4:x}", f"{_value >> 4:X}"}:
+        for _lo in {f"{_value & 15:x}", f"{_value & 15:X}"}:
+            _HEX_BYTES[_hi + _lo] = _value
+del _value, _hi, _lo
+
+
+def percent_decode(text: str) -> str:
+    """Decode UTF-8 ``%XX`` escapes in ``text``; ``+`` is left alone."""
+    if "%" not in text:
+        return text
+    parts = text.split("%")
+    try:
+        buf = bytearray(parts[0].encode("utf-8"))
+        for part in parts[1:]:
+            byte = _HEX_BYTES.get(part[:2])
+            if byte is None:
+                raise ValueDecodeError(f"bad percent-escape {('%' + part[:2])!r}")
+            buf.append(byte)
+            if len(part) > 2:
+                buf += part[2:].encode("utf-8")
+        return buf.decode("utf-8")
+    except UnicodeError:
+        raise ValueDecodeError("percent-encoded text is not valid UTF-8") from None
+
+
+class DecodedUpdate(NamedTuple):
+    """Result of :func:`decode_update`."""
+
+    #: The complete new row (``None`` = null field).
+    values: list[str | None]
+    #: 0-based field index -> JSON Patch operations applied (``None`` if no ``^P``).
+    patches: dict[int, list[Any]] | None
+
+
+def _field_error(field: int, reason: str) -> ValueDecodeError:
+    return ValueDecodeError(f"field {field}: {reason}", field=field)
+
+
+def _apply_json_patch(field: int, old: str, payload: str) -> tuple[str, list[Any]]:
+    """Apply a ``^P`` payload (already percent-decoded) to ``old``."""
+    try:
+        ops = json.loads(payload)
+    except Exception:  # ValueError, RecursionError, ...
+        raise _field_error(field, "the JSON Patch is not well-formed") from None
+    if not isinstance(ops, list):
+        raise _field_error(field, "the JSON Patch is not well-formed (not an array)")
+    try:
+        doc = json.loads(old)
+    except Exception:
+        raise _field_error(field, "cannot convert the previous value to JSON") from None
+    try:
+        result = jsonpatch.apply_patch(doc, ops, in_place=True)
+        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+    except Exception as exc:  # jsonpatch may raise many exception types on bad input
+        raise _field_error(field, f"cannot apply the JSON Patch ({exc})") from None
+    return text, ops
+
+
+def decode_update(
+    raw: str, previous: list[str | None] | None, num_fields: int
+) -> DecodedUpdate:
+    """Decode the raw value list of a ``U`` line against the item's previous row."""
+    if previous is not None and len(previous) != num_fields:
+        raise ValueDecodeError(
+            f"previous row has {len(previous)} values, expected {num_fields}"
+        )
+    tokens = raw.split("|")
+    num_tokens = len(tokens)
+    if num_tokens > num_fields:
+        raise _field_error(
+            num_fields + 1, f"more values than the {num_fields} fields of the schema"
+        )
+    values: list[str | None] = []
+    append = values.append
+    patches: dict[int, list[Any]] | None = None
+    for index, tok in enumerate(tokens):
+        if not tok:
+            if previous is None:
+                raise _field_error(
+                    len(values) + 1, "unchanged value in the first update of the item"
+                )
+            append(previous[len(values)])
+            continue
+        first = tok[0]
+        if first == "#" and len(tok) == 1:
+            append(None)
+        elif first == "$" and len(tok) == 1:
+            append("")
+        elif first == "^":
+            pos = len(values)
+            kind = tok[1:2]
+            if kind == "P" or kind == "T":
+                if previous is None:
+                    raise _field_error(
+                        pos + 1, f"^{kind} diff in the first update of the item"
+                    )
+                old = previous[pos]
+                if old is None:
+                    raise _field_error(pos + 1, f"^{kind} diff on a null field")
+                try:
+                    payload = percent_decode(tok[2:])
+                    if kind == "T":
+                        append(apply_tlcp_diff(old, payload))
+                        continue
+                except ValueDecodeError as exc:
+                    raise _field_error(pos + 1, exc.reason) from None
+                text, ops = _apply_json_patch(pos + 1, old, payload)
+                append(text)
+                if patches is None:
+                    patches = {}
+                patches[pos] = ops
+            else:
+                digits = tok[1:]
+                if not (digits.isdigit() and digits.isascii()):
+                    raise _field_error(pos + 1, f"unknown ^ token {tok[:20]!r}")
+                # Every following token consumes at least one field.
+                room = num_fields - pos - (num_tokens - index - 1)
+                if len(digits) > 9 or int(digits) > room:
+                    raise _field_error(
+                        pos + 1, f"{tok[:20]!r} overruns the {num_fields} fields of the schema"
+                    )
+                count = int(digits)
+                if count == 0:
+                    raise _field_error(pos + 1, "^0 is not a valid unchanged-fields count")
+                if previous is None:
+                    raise _field_error(
+                        pos + 1, "unchanged values in the first update of the item"
+                    )
+                values.extend(previous[pos : pos + count])
+        elif "%" in tok:
+            try:
+                append(percent_decode(tok))
+            except ValueDecodeError as exc:
+                raise _field_error(len(values) + 1, exc.reason) from None
+        else:
+            append(tok)
+    if len(values) != num_fields:
+        raise _field_error(
+            len(values) + 1, f"fewer values than the {num_fields} fields of the schema"
+        )
+    return DecodedUpdate(values, patches)

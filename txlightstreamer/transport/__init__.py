@@ -1,0 +1,1 @@
+"""Transports: each turns a connection into TLCP lines and back."""

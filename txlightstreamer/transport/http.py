@@ -1,0 +1,328 @@
+"""
+HTTP transport: TLCP streams and control batches over treq.
+
+A stream is one POST whose unbuffered body is fed, line by line, to a sink; a control
+batch is one POST whose (short) body is read whole and parsed into responses. Nothing
+here knows about sessions or tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+from txlightstreamer.errors import ProtocolError, TransportError
+from txlightstreamer.protocol import Request, http_body, protocol_param
+
+__all__ = ["HttpStream", "HttpTransport", "StreamSink", "server_url"]
+
+log = Logger()
+
+_HEADERS = {b"Content-Type": [b"text/plain; charset=utf-8"]}
+# Longest reply body we read for a control batch or an error page.
+_MAX_SHORT_BODY = 1 << 20
+
+
+def server_url(base: str, request_name: str) -> str:
+    """The address of a TLCP request under a server base URL (which may have a path prefix)."""
+    return f"{base.rstrip('/')}/lightstreamer/{request_name}.txt"
+
+
+class StreamSink(Protocol):
+    """Receives what a stream produces."""
+
+    def stream_line(self, stream: HttpStream, line: bytes) -> None:
+        """One complete line (without CR LF)."""
+
+    def stream_ended(self, stream: HttpStream, reason: Failure) -> None:
+        """
+        The stream is over. ``reason`` wraps `ResponseDone` for a clean end, a
+        `TransportError` or `ProtocolError` otherwise.
+        """
+
+
+class _LineReceiver(LineOnlyReceiver):
+    """Splits the response body into lines for one `HttpStream`."""
+
+    delimiter = b"\r\n"
+
+    def __init__(self, stream: HttpStream, max_length: int) -> None:
+        self._stream = stream
+        self.MAX_LENGTH = max_length
+
+    def lineReceived(self, line: bytes) -> None:
+        self._stream._line(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._stream._fail(
+            ProtocolError(f"line longer than {self.MAX_LENGTH} bytes", line[:200].decode(
+                "utf-8", "replace"))
+        )
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        self._stream._body_lost(reason)
+
+
+class _ShortBody(TwistedProtocol):
+    """Collects a bounded response body."""
+
+    def __init__(self, done: Deferred[bytes], limit: int = _MAX_SHORT_BODY) -> None:
+        self._done = done
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+
+    def dataReceived(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._limit:
+            if self.transport is not None:
+                self.transport.stopProducing()  # type: ignore[attr-defined]
+            return
+        self._parts.append(data)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        body = b"".join(self._parts)
+        if reason.check(ResponseDone, PotentialDataLoss) or self._size > self._limit:
+            self._done.callback(body)
+        else:
+            self._done.errback(reason)
+
+
+def _read_short_body(response: Any) -> Deferred[bytes]:
+    done: Deferred[bytes] = Deferred()
+    response.deliverBody(_ShortBody(done))
+    return done
+
+
+def _describe_failure(failure: Failure) -> str:
+    """A one-line description of a connection failure, unwrapping treq's wrappers."""
+    exc = failure.value
+    reasons = getattr(exc, "reasons", None)
+    if reasons:
+        inner = "; ".join(_describe_failure(r) for r in reasons)
+        return f"{type(exc).__name__}: {inner}"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _is_tls_failure(failure: Failure) -> bool:
+    text = _describe_failure(failure).lower()
+    return "certificate" in text or "ssl" in text or "tls" in text
+
+
+def _status_error(response: Any, body: bytes, url: str) -> TransportError:
+    code = int(response.code)
+    snippet = body[:200].decode("utf-8", "replace").strip().replace("\r\n", " ")
+    # Server-side failures may pass; client-side ones (4xx, redirects) will not.
+    retryable = code >= 500
+    kind = "redirect" if 300 <= code < 400 else "HTTP error"
+    return TransportError(
+        f"{kind} {code} from server: {snippet!r}" if snippet else f"{kind} {code} from server",
+        url=url, status=code, retryable=retryable,
+    )
+
+
+class HttpStream:
+    """
+    One TLCP stream connection (a ``create_session`` or ``bind_session`` POST).
+
+    Lines go to the sink as they arrive; `stop` ends the connection and guarantees
+    no further line is delivered.
+    """
+
+    def __init__(
+        self,
+        transport: HttpTransport,
+        base_url: str,
+        request: Request,
+        sink: StreamSink,
+    ) -> None:
+        self._transport = transport
+        self.url = server_url(base_url, request.name)
+        self._request = request
+        self._sink = sink
+        self._stopped = False
+        self._ended = False
+        self._request_d: Deferred[Any] | None = None
+        self._body_transport: Any = None
+        self._timeout: IDelayedCall | None = None
+
+    def __repr__(self) -> str:
+        return f"<HttpStream {self._request.name} {self.url}>"
+
+    def start(self) -> None:
+        t = self._transport
+        d = t.stream_client.request(
+            "POST",
+            self.url,
+            params=[("LS_protocol", protocol_param(t.protocol_version))],
+            data=http_body([self._request]),
+            headers=_HEADERS,
+            unbuffered=True,
+            allow_redirects=False,
+        )
+        self._request_d = d
+        self._timeout = t.clock.callLater(t.connect_timeout, self._headers_timed_out)
+        d.addCallbacks(self._got_response, self._request_failed)
+
+    def stop(self) -> None:
+        """Close the connection; no line is delivered after this call."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._cancel_timeout()
+        if self._body_transport is not None:
+            self._body_transport.stopProducing()
+        elif self._request_d is not None:
+            self._request_d.cancel()
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    def _headers_timed_out(self) -> None:
+        self._timeout = None
+        if self._request_d is not None and self._body_transport is None:
+            self._finish(Failure(TransportError(
+                f"no response within {self._transport.connect_timeout:g} s", url=self.url)))
+            self._request_d.cancel()
+
+    def _got_response(self, response: Any) -> None:
+        self._cancel_timeout()
+        if self._stopped or self._ended:
+            response.deliverBody(_ShortBody(Deferred()))
+            return
+        code = int(response.code)
+        ctype = b";".join(response.headers.getRawHeaders(b"content-type", [])).lower()
+        if code != 200:
+            _read_short_body(response).addBoth(
+                lambda body: self._finish(Failure(_status_error(
+                    response, body if isinstance(body, bytes) else b"", self.url)))
+            )
+            return
+        if b"html" in ctype:
+            _read_short_body(response).addBoth(lambda _: self._finish(Failure(TransportError(
+                "the server answered with an HTML page, not TLCP "
+                "(wrong URL, or a proxy/captive portal in the way)",
+                url=self.url, status=code, retryable=False))))
+            return
+        receiver = _LineReceiver(self, self._transport.max_line_length)
+        response.deliverBody(receiver)
+        self._body_transport = receiver.transport
+
+    def _request_failed(self, failure: Failure) -> None:
+        self._cancel_timeout()
+        if self._stopped or self._ended:
+            return
+        if failure.check(CancelledError):
+            return
+        retryable = not _is_tls_failure(failure)
+        self._finish(Failure(TransportError(
+            _describe_failure(failure), url=self.url, retryable=retryable)))
+
+    def _line(self, line: bytes) -> None:
+        if not (self._stopped or self._ended):
+            self._sink.stream_line(self, line)
+
+    def _fail(self, error: Exception) -> None:
+        self._finish(Failure(error))
+        self.stop()
+
+    def _body_lost(self, reason: Failure) -> None:
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._finish(reason)
+        else:
+            self._finish(Failure(TransportError(
+                f"stream broken: {_describe_failure(reason)}", url=self.url)))
+
+    def _finish(self, reason: Failure) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._cancel_timeout()
+        if not self._stopped:
+            self._sink.stream_ended(self, reason)
+
+
+class HttpTransport:
+    """
+    Opens HTTP streams and sends control batches for one client.
+
+    ``stream_client`` and ``control_client`` are treq-like objects (the ``treq``
+    module, an ``HTTPClient``, or ``treq.testing.StubTreq``).
+    """
+
+    def __init__(
+        self,
+        *,
+        stream_client: Any,
+        control_client: Any,
+        clock: IReactorTime,
+        protocol_version: str,
+        connect_timeout: float,
+        max_line_length: int,
+        pools: Sequence[Any] = (),
+    ) -> None:
+        self.stream_client = stream_client
+        self.control_client = control_client
+        self.clock = clock
+        self.protocol_version = protocol_version
+        self.connect_timeout = connect_timeout
+        self.max_line_length = max_line_length
+        self._pools = pools
+
+    def open_stream(self, base_url: str, request: Request, sink: StreamSink) -> HttpStream:
+        stream = HttpStream(self, base_url, request, sink)
+        stream.start()
+        return stream
+
+    def send_control(
+        self, base_url: str, session_id: str, requests: Sequence[Request]
+    ) -> Deferred[list[bytes]]:
+        """POST one batch (all requests of the same name); fires with the reply's lines."""
+        url = server_url(base_url, requests[0].name)
+        d = self.control_client.request(
+            "POST",
+            url,
+            params=[
+                ("LS_protocol", protocol_param(self.protocol_version)),
+                ("LS_session", session_id),
+            ],
+            data=http_body(requests),
+            headers=_HEADERS,
+            unbuffered=True,
+            allow_redirects=False,
+        )
+        d.addTimeout(self.connect_timeout, self.clock)
+
+        def got_response(response: Any) -> Deferred[list[bytes]]:
+            body_d = _read_short_body(response)
+            if int(response.code) != 200:
+                def fail(body: bytes) -> list[bytes]:
+                    raise _status_error(response, body, url)
+                return body_d.addCallback(fail)
+            return body_d.addCallback(lambda body: [ln for ln in body.split(b"\r\n") if ln])
+
+        def failed(failure: Failure) -> Failure:
+            if failure.check(TransportError):
+                return failure
+            return Failure(TransportError(_describe_failure(failure), url=url))
+
+        return d.addCallback(got_response).addErrback(failed)
+
+    def close(self) -> Deferred[None]:
+        """Close the connection pools this transport owns."""
+        from twisted.internet.defer import gatherResults
+
+        ds = [pool.closeCachedConnections() for pool in self._pools]
+        return gatherResults(ds).addCallback(lambda _: None)
