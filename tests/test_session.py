@@ -1,0 +1,317 @@
+"""
+The session state machine on a fake transport and a `Clock`: no network, no real time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+
+from txlightstreamer import _session
+from txlightstreamer._session import Session, SessionOptions, State
+from txlightstreamer.errors import LightstreamerError, ServerError, TransportError
+from txlightstreamer.protocol import ConOk, Notification, Request
+
+
+class FakeStream:
+    def __init__(self, request: Request, sink: Any) -> None:
+        self.request = request
+        self.sink = sink
+        self.stopped = False
+        self.url = "http://127.0.0.1:1/lightstreamer/x.txt"
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.request.params)
+
+    def feed(self, *lines: str) -> None:
+        for line in lines:
+            self.sink.stream_line(self, line.encode())
+
+    def end(self, error: Exception | None = None) -> None:
+        self.sink.stream_ended(self, Failure(error or ResponseDone()))
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.streams: list[FakeStream] = []
+
+    def open_stream(self, base_url: str, request: Request, sink: Any) -> FakeStream:
+        stream = FakeStream(request, sink)
+        self.streams.append(stream)
+        return stream
+
+    @property
+    def last(self) -> FakeStream:
+        return self.streams[-1]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.statuses: list[str] = []
+        self.data: list[Notification] = []
+
+    def session_started(self, conok: ConOk, continuity: str) -> None:
+        self.events.append(("started", continuity))
+
+    def session_rebound(self, conok: ConOk, continuity: str) -> None:
+        self.events.append(("rebound", continuity))
+
+    def session_interrupted(self, will_recover: bool) -> None:
+        self.events.append(("interrupted", will_recover))
+
+    def session_closed(self, error: LightstreamerError | None) -> None:
+        self.events.append(("closed", error))
+
+    def status_changed(self, status: str, reason: str | None) -> None:
+        self.statuses.append(status)
+
+    def notification(self, notification: Notification) -> None:
+        self.data.append(notification)
+
+    def line_received(self) -> None:
+        pass
+
+    def error(self, error: LightstreamerError) -> None:
+        self.events.append(("error", error))
+
+
+def make(**options: Any) -> tuple[Session, FakeTransport, Recorder, Clock]:
+    clock = Clock()
+    transport = FakeTransport()
+    recorder = Recorder()
+    options.setdefault("first_retry_max_delay", 0.1)
+    session = Session(
+        transport=transport,  # type: ignore[arg-type]
+        clock=clock,
+        listener=recorder,
+        base_url="http://127.0.0.1:1",
+        options=SessionOptions(**options),
+        randomizer=lambda: 0.5,
+    )
+    return session, transport, recorder, clock
+
+
+def connected(**options: Any) -> tuple[Session, FakeTransport, Recorder, Clock]:
+    session, transport, recorder, clock = make(**options)
+    session.connect({"adapter_set": "DEMO", "user": "u", "password": "secret"})
+    transport.last.feed("CONOK,S1,50000,5000,*")
+    return session, transport, recorder, clock
+
+
+def test_create_sends_streaming_create_and_reports_new_session() -> None:
+    session, transport, recorder, _ = make()
+    session.connect({"adapter_set": "DEMO", "user": "u", "password": "secret"})
+    params = transport.last.params
+    assert transport.last.request.name == "create_session"
+    assert params["LS_adapter_set"] == "DEMO"
+    assert params["LS_content_length"] == "50000000"
+    assert params["LS_send_sync"] == "false"
+    assert "LS_polling" not in params
+    assert session.status == _session.STATUS_CONNECTING
+    transport.last.feed("CONOK,S1,50000,5000,*", "SERVNAME,test", "CONS,unlimited")
+    assert session.state is State.BOUND
+    assert session.session_id == "S1"
+    assert recorder.events == [("started", "new")]
+    assert recorder.statuses == ["CONNECTING", "CONNECTED:HTTP-STREAMING"]
+    assert [n.tag for n in recorder.data] == ["SERVNAME", "CONS"]
+
+
+def test_loop_rebinds_with_same_session_and_counts_data() -> None:
+    session, transport, recorder, _ = connected()
+    transport.last.feed("SUBOK,1,1,2", "U,1,1,a|b", "LOOP,0")
+    first = transport.streams[0]
+    assert first.stopped
+    bind = transport.last
+    assert bind.request.name == "bind_session"
+    assert bind.params["LS_session"] == "S1"
+    assert "LS_recovery_from" not in bind.params
+    # Trailing data after LOOP on the old stream is ignored.
+    first.feed("U,1,1,zombie|x")
+    bind.feed("CONOK,S1,50000,5000,*", "U,1,1,c|d")
+    assert session.data_count == 3
+    assert [n.tag for n in recorder.data] == ["SUBOK", "U", "U"]
+    assert recorder.events[-1] == ("rebound", "preserved")
+
+
+def test_broken_stream_recovers_and_skips_duplicates() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "U,1,1,a", "U,1,1,b", "U,1,1,c")
+    transport.last.end(TransportError("connection reset"))
+    assert session.status == _session.STATUS_TRYING_RECOVERY
+    assert recorder.events[-1] == ("interrupted", True)
+    clock.advance(0.05)  # randomised first delay: 0.5 * 0.1 s
+    rec = transport.last
+    assert rec.request.name == "bind_session"
+    assert rec.params["LS_recovery_from"] == "4"
+    # The server only kept up to 2: the next two data lines are duplicates.
+    rec.feed("CONOK,S1,50000,5000,*", "PROG,2", "U,1,1,b", "U,1,1,c", "U,1,1,d")
+    assert [getattr(n, "values", None) for n in recorder.data if n.tag == "U"] == [
+        "a", "b", "c", "d"]
+    assert session.data_count == 5
+    assert recorder.events[-1] == ("rebound", "recovered")
+
+
+def test_prog_beyond_counter_replaces_session() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1")
+    transport.last.end(TransportError("reset"))
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*", "PROG,7")
+    assert session.status == _session.STATUS_WILL_RETRY
+    clock.advance(1)
+    assert transport.last.request.name == "create_session"
+    transport.last.feed("CONOK,S2,50000,5000,*")
+    assert recorder.events[-1] == ("started", "replaced")
+
+
+def test_recovery_refused_creates_new_session() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.end(TransportError("reset"))
+    clock.advance(1)
+    transport.last.feed("CONERR,4,Recovery not possible")
+    clock.advance(1)
+    assert transport.last.request.name == "create_session"
+    assert transport.last.params["LS_password"] == "secret"
+    transport.last.feed("CONOK,S2,50000,5000,*")
+    assert session.session_id == "S2"
+    assert recorder.events[-1] == ("started", "replaced")
+
+
+def test_fatal_conerr_closes_with_server_error() -> None:
+    session, transport, recorder, _ = make()
+    session.connect({})
+    transport.last.feed("CONERR,1,User/password check failed")
+    kind, error = recorder.events[-1]
+    assert kind == "closed"
+    assert isinstance(error, ServerError)
+    assert (error.code, error.message, error.tag) == (1, "User/password check failed", "CONERR")
+    assert session.state is State.CLOSED
+    assert session.status == "DISCONNECTED"
+
+
+def test_retryable_conerr_on_create_retries_after_retry_delay() -> None:
+    session, transport, recorder, clock = make(retry_delay=4.0)
+    session.connect({})
+    transport.last.feed("CONERR,6,try later")
+    assert session.status == _session.STATUS_WILL_RETRY
+    clock.advance(3.9)
+    assert len(transport.streams) == 1
+    clock.advance(0.2)
+    assert len(transport.streams) == 2
+
+
+def test_refused_connection_retries_with_growing_delay() -> None:
+    session, transport, _, clock = make(retry_delay=1.0, max_retry_delay=8.0)
+    session.connect({})
+    starts = []
+    for _ in range(15):
+        starts.append(clock.seconds())
+        transport.last.end(TransportError("connection refused"))
+        before = len(transport.streams)
+        while len(transport.streams) == before:
+            clock.advance(0.5)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert gaps[:9] == [1.0] * 9
+    assert max(gaps) == 8.0
+
+
+def test_not_retryable_transport_error_is_fatal() -> None:
+    session, transport, recorder, _ = make()
+    session.connect({})
+    transport.last.end(TransportError("HTTP error 404", status=404, retryable=False))
+    assert recorder.events[-1][0] == "closed"
+    assert session.state is State.CLOSED
+
+
+def test_keepalive_silence_goes_stalled_then_recovers() -> None:
+    session, transport, recorder, clock = connected(stalled_timeout=2.0, reconnect_timeout=3.0)
+    clock.advance(5.0)  # keepalive from CONOK
+    assert session.status == "CONNECTED:HTTP-STREAMING"
+    clock.advance(2.0)
+    assert session.status == _session.STATUS_STALLED
+    transport.last.feed("PROBE")  # alive again
+    assert session.status == "CONNECTED:HTTP-STREAMING"
+    clock.advance(5.0)
+    clock.advance(2.0)
+    assert session.status == _session.STATUS_STALLED
+    clock.advance(3.0)
+    assert transport.streams[0].stopped
+    assert session.status == _session.STATUS_TRYING_RECOVERY
+    clock.advance(0.05)
+    assert transport.last.params["LS_recovery_from"] == "0"
+
+
+def test_no_conok_in_time_is_a_failed_attempt() -> None:
+    session, transport, _, clock = make(retry_delay=4.0)
+    session.connect({})
+    clock.advance(4.0)
+    assert transport.streams[0].stopped
+    # The attempt used up the whole retry delay, so the next one starts at once.
+    assert len(transport.streams) == 2
+    assert transport.last.request.name == "create_session"
+
+
+def test_recovery_gives_up_after_recovery_timeout() -> None:
+    session, transport, recorder, clock = connected(
+        retry_delay=4.0, session_recovery_timeout=10.0)
+    transport.last.end(TransportError("reset"))
+    attempts = []
+    for _ in range(40):
+        clock.advance(0.5)
+        last = transport.last
+        if last.request.name == "create_session":
+            break
+        if not last.stopped and last not in attempts:
+            attempts.append(last)
+            last.end(TransportError("refused"))
+    # Attempts at 0.05, 4.05, 8.05 s; the next would start past the 10 s window.
+    assert len(attempts) == 3
+    assert transport.last.request.name == "create_session"
+    assert ("interrupted", False) in recorder.events
+
+
+def test_end_fatal_and_retryable() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("END,48,Max duration")
+    assert session.status == _session.STATUS_WILL_RETRY
+    clock.advance(1)
+    transport.last.feed("CONOK,S2,50000,5000,*")
+    assert recorder.events[-1] == ("started", "replaced")
+    transport.last.feed("END,32,closed by admin")
+    kind, error = recorder.events[-1]
+    assert kind == "closed" and isinstance(error, ServerError) and error.tag == "END"
+
+
+def test_protocol_error_replaces_session() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("WHAT,is,this")
+    assert any(kind == "error" for kind, _ in recorder.events)
+    assert session.status == _session.STATUS_WILL_RETRY
+    clock.advance(1)
+    assert transport.last.request.name == "create_session"
+
+
+def test_close_stops_everything() -> None:
+    session, transport, _, clock = connected()
+    session.close()
+    assert transport.last.stopped
+    assert session.state is State.CLOSED
+    assert clock.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("code", [4, 20, 40])
+def test_conerr_on_bind_means_new_session(code: int) -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("LOOP,0")
+    transport.last.feed(f"CONERR,{code},gone")
+    clock.advance(1)
+    assert transport.last.request.name == "create_session"
