@@ -12,6 +12,7 @@ __all__ = [
     "ServerError",
     "UnknownTagError",
     "ValueDecodeError",
+    "redact_line",
 ]
 
 #: Longest excerpt of an offending line kept in a :class:`ProtocolError`.
@@ -20,7 +21,7 @@ MAX_LINE_EXCERPT = 200
 _PASSWORD_MARK = "LS_password="
 
 
-def _sanitize_line(line: str) -> str:
+def redact_line(line: str) -> str:
     """Redact any password and truncate ``line`` for safe display."""
     cut = line.find(_PASSWORD_MARK)
     if cut >= 0:
@@ -40,7 +41,7 @@ class ProtocolError(LightstreamerError):
     code: int = 61
 
     def __init__(self, reason: str, line: str | None = None) -> None:
-        safe = None if line is None else _sanitize_line(line)
+        safe = None if line is None else redact_line(line)
         super().__init__(reason, safe)
         self.reason = reason
         self.line = safe
@@ -56,8 +57,9 @@ class UnknownTagError(ProtocolError):
 
     def __init__(self, reason: str, line: str | None = None, tag: str = "") -> None:
         super().__init__(reason, line)
-        self.args = (reason, self.line, tag)
-        self.tag = tag
+        safe_tag = redact_line(tag)
+        self.args = (reason, self.line, safe_tag)
+        self.tag = safe_tag
 
 
 class ValueDecodeError(ProtocolError):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
-from .errors import ProtocolError, UnknownTagError, ValueDecodeError
+from .errors import ProtocolError, UnknownTagError, ValueDecodeError, redact_line
 from .values import percent_decode
 
 __all__ = [
@@ -562,14 +562,14 @@ def parse_line(line: str) -> Notification:
             raise ProtocolError("empty line", line)
         if line in _PARSERS or line == "MSGDONE":
             raise ProtocolError(f"{line} expects arguments, got none", line)
-        raise UnknownTagError(f"unknown tag {line[:20]!r}", line, line)
+        raise UnknownTagError(f"unknown tag {redact_line(line[:20])!r}", line, line)
     if tag == "MSGDONE":
         return _parse_msgdone(rest, line)
     entry = _PARSERS.get(tag)
     if entry is None:
         if tag in _NO_ARGS:
             raise ProtocolError(f"{tag} expects no arguments", line)
-        raise UnknownTagError(f"unknown tag {tag[:20]!r}", line, tag)
+        raise UnknownTagError(f"unknown tag {redact_line(tag[:20])!r}", line, tag)
     count, build = entry
     return build(_Args(tag, rest, count, line))
 

@@ -1,0 +1,1165 @@
+"""A real TLCP 2.5.0/2.4.0 server (HTTP transport) as a ``twisted.web`` resource.
+
+Implements create/bind (streaming, polling, recovery), control, msg and
+heartbeat requests as described in ``tlcp.md``.  It has its own request
+parser and notification encoder and never imports the client codec.
+
+Simplifications (documented, deliberate):
+
+* frequency and bandwidth limits are acknowledged (``CONF``/``CONS``) but not
+  enforced; buffer sizes, selectors and data adapter names are ignored;
+* messages are handed to the handler in arrival order (no re-ordering of
+  sequences, ``LS_max_wait`` ignored);
+* create+control combos and WebSocket are not supported;
+* ``LS_inactivity_millis`` (reverse heartbeat) is accepted but not enforced.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import deque
+from collections.abc import Callable, Collection, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from ._adapter import DataModel
+from ._encoding import decode_percent, encode_line, encode_update
+
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
+
+__all__ = [
+    "CLIENT_ID",
+    "MessageError",
+    "MessageHandler",
+    "Session",
+    "Subscription",
+    "TlcpServer",
+]
+
+log = Logger()
+
+#: The mandatory ``LS_cid`` value (decoded).
+CLIENT_ID = "mgQkwtwdysogQz2BJ4Ji kOj2Bg"
+SUPPORTED_PROTOCOLS = ("TLCP-2.5.0", "TLCP-2.4.0")
+MODES = ("RAW", "MERGE", "DISTINCT", "COMMAND")
+_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_SEQUENCE = re.compile(r"^[A-Za-z0-9_]+$")
+_MPN_OPS = ("register", "reset_badge", "activate", "pn_reconf", "deactivate")
+
+MessageHandler = Callable[["Session", str, "str | None"], "str | None | Deferred[str | None]"]
+"""``handler(session, message, sequence)``: returns the ``MSGDONE`` response
+text (or ``None`` for an empty one), possibly via a Deferred; raising
+:class:`MessageError` produces ``MSGFAIL`` with its code and message, any other
+exception ``MSGFAIL`` code 35."""
+
+
+class MessageError(Exception):
+    """Raised by a message handler to answer ``MSGFAIL,<seq>,<prog>,<code>,<message>``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+class _RequestError(Exception):
+    """A control/msg request refused with ``REQERR,<id>,<code>,<message>``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+class _ConnectionError(Exception):
+    """A create/bind refused with ``CONERR,<code>,<message>``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+def _default_handler(session: Session, message: str, sequence: str | None) -> str | None:
+    return None
+
+
+def parse_params(line: str) -> dict[str, str]:
+    """Parse one ``name=value&…`` request line (percent-encoded UTF-8, ``+`` literal)."""
+    params: dict[str, str] = {}
+    for pair in line.split("&"):
+        if not pair:
+            continue
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"malformed parameter {pair!r}")
+        params[decode_percent(name)] = decode_percent(value)
+    return params
+
+
+def _int_param(params: Mapping[str, str], name: str, *, minimum: int = 0) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a non-negative integer")
+    value = int(raw)
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    raise ValueError(f"{name} must be true or false")
+
+
+class _Stream:
+    """One HTTP response carrying notifications of a bound session."""
+
+    def __init__(
+        self,
+        server: TlcpServer,
+        request: Request,
+        *,
+        polling: bool,
+        keepalive_ms: int,
+        idle_ms: int,
+        polling_ms: int,
+        content_length: int | None,
+        send_sync: bool,
+    ) -> None:
+        self.server = server
+        self.request = request
+        self.polling = polling
+        self.keepalive_ms = keepalive_ms
+        self.idle_ms = idle_ms
+        self.polling_ms = polling_ms
+        self.content_length = content_length
+        self.send_sync = send_sync
+        self.session: Session | None = None
+        self.written = 0
+        self.lines_written: list[str] = []
+        self.closed = False
+        self.bound_at = server.clock.seconds()
+        self._keepalive: IDelayedCall | None = None
+        self._sync: IDelayedCall | None = None
+        self._poll_timer: IDelayedCall | None = None
+        self._poll_ready = False
+        request.notifyFinish().addErrback(self._lost)
+
+    # --- writing ------------------------------------------------------------
+
+    def _write(self, line: str) -> None:
+        data = (line + "\r\n").encode("utf-8")
+        self.written += len(data)
+        self.request.write(data)
+
+    def write_head(self, lines: list[str]) -> None:
+        """Write the head of the response (not subject to the content length)."""
+        for line in lines:
+            self._write(line)
+
+    def start(self) -> None:
+        """Start the timers once the head and the queued notifications are out."""
+        if self.closed:
+            return
+        clock = self.server.clock
+        if self.polling:
+            if self._poll_ready:
+                return  # already scheduled to answer
+            if self.idle_ms == 0:
+                self.close_with(encode_line("LOOP", self.polling_ms))
+            else:
+                self._poll_timer = clock.callLater(self.idle_ms / 1000.0, self._finish_poll)
+        else:
+            self._restart_keepalive()
+            if self.send_sync and self.server.sync_interval_millis > 0:
+                self._sync = clock.callLater(
+                    self.server.sync_interval_millis / 1000.0, self._send_sync
+                )
+
+    def send(self, line: str) -> None:
+        """Write one notification, ending the stream with LOOP when the length is used up."""
+        if self.closed:
+            raise RuntimeError("stream closed")
+        self._write(line)
+        if self.polling:
+            # Let a burst of notifications gather before answering the poll.
+            if not self._poll_ready:
+                self._poll_ready = True
+                if self._poll_timer is not None and self._poll_timer.active():
+                    self._poll_timer.cancel()
+                self._poll_timer = self.server.clock.callLater(0, self._finish_poll)
+            return
+        self._restart_keepalive()
+        if self.content_length is not None and self.written >= self.content_length:
+            self.close_with(encode_line("LOOP", 0))
+
+    def _restart_keepalive(self) -> None:
+        if self._keepalive is not None and self._keepalive.active():
+            self._keepalive.reset(self.keepalive_ms / 1000.0)
+        else:
+            self._keepalive = self.server.clock.callLater(
+                self.keepalive_ms / 1000.0, self._send_probe
+            )
+
+    def _send_probe(self) -> None:
+        self._keepalive = None
+        if not self.closed:
+            self.send("PROBE")
+
+    def _send_sync(self) -> None:
+        self._sync = None
+        if self.closed:
+            return
+        seconds = int(self.server.clock.seconds() - self.bound_at)
+        self._sync = self.server.clock.callLater(
+            self.server.sync_interval_millis / 1000.0, self._send_sync
+        )
+        self.send(encode_line("SYNC", seconds))
+
+    def _finish_poll(self) -> None:
+        self._poll_timer = None
+        if not self.closed:
+            self.close_with(encode_line("LOOP", self.polling_ms))
+
+    # --- ending -------------------------------------------------------------
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._keepalive, self._sync, self._poll_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._keepalive = self._sync = self._poll_timer = None
+
+    def _detach(self) -> None:
+        self.closed = True
+        self._cancel_timers()
+        self.server._streams.discard(self)
+        session, self.session = self.session, None
+        if session is not None:
+            session._stream_gone(self)
+
+    def close_with(self, line: str | None) -> None:
+        """Write a last line (LOOP/END) if given, and finish the response."""
+        if self.closed:
+            return
+        if line is not None:
+            self._write(line)
+        self._detach()
+        self.request.finish()
+
+    def abort(self) -> None:
+        """Abruptly close the underlying connection."""
+        if self.closed:
+            return
+        channel = getattr(self.request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        self._detach()
+        if transport is not None:
+            transport.abortConnection()
+
+    def _lost(self, reason: Failure) -> None:
+        if not self.closed:
+            log.debug("stream connection lost: {reason}", reason=reason.value)
+            self._detach()
+
+
+class Subscription:
+    """A subscription of a session (one ``LS_op=add``)."""
+
+    def __init__(
+        self,
+        session: Session,
+        sub_id: int,
+        mode: str,
+        items: tuple[str, ...],
+        fields: tuple[str, ...],
+        snapshot: bool | int,
+        max_frequency: str,
+    ) -> None:
+        self.session = session
+        self.sub_id = sub_id
+        self.mode = mode
+        self.items = items
+        self.fields = fields
+        self.snapshot = snapshot
+        self.unfiltered = max_frequency == "unfiltered"
+        self.max_frequency = "unlimited" if self.unfiltered else max_frequency
+        self._indices: dict[str, list[int]] = {}
+        for index, item in enumerate(items, start=1):
+            self._indices.setdefault(item, []).append(index)
+        self._field_set = frozenset(fields)
+        self._baseline: dict[int, list[str | None]] = {}
+
+    @property
+    def key_position(self) -> int:
+        """1-based position of the ``key`` field (COMMAND)."""
+        return self.fields.index("key") + 1
+
+    @property
+    def command_position(self) -> int:
+        """1-based position of the ``command`` field (COMMAND)."""
+        return self.fields.index("command") + 1
+
+    def _row(self, values: Mapping[str, str | None]) -> list[str | None]:
+        return [values.get(name) for name in self.fields]
+
+    def _send_row(self, index: int, row: list[str | None]) -> None:
+        encoded = encode_update(self._baseline.get(index), row, diffs=self.session.diffs)
+        self._baseline[index] = row
+        self.session._emit_data(f"U,{self.sub_id},{index},{encoded}")
+
+    def _start(self) -> None:
+        session = self.session
+        data = session.server.data
+        n_items, n_fields = len(self.items), len(self.fields)
+        if self.mode == "COMMAND":
+            session._emit_data(
+                encode_line(
+                    "SUBCMD",
+                    self.sub_id,
+                    n_items,
+                    n_fields,
+                    self.key_position,
+                    self.command_position,
+                )
+            )
+        else:
+            session._emit_data(encode_line("SUBOK", self.sub_id, n_items, n_fields))
+        session._emit_data(
+            encode_line(
+                "CONF",
+                self.sub_id,
+                self.max_frequency,
+                "unfiltered" if self.unfiltered else "filtered",
+            )
+        )
+        for item in dict.fromkeys(self.items):
+            data.add_listener(item, self)
+        if self.snapshot is False or self.mode == "RAW":
+            return
+        for index, item in enumerate(self.items, start=1):
+            if self.mode == "MERGE":
+                if data.has_state(item):
+                    self._send_row(index, self._row(data.state(item)))
+            elif self.mode == "DISTINCT":
+                history = data.history(item)
+                if self.snapshot is not True:
+                    keep = int(self.snapshot)
+                    history = history[max(0, len(history) - keep) :] if keep else []
+                for row in history:
+                    self._send_row(index, self._row(row))
+                session._emit_data(encode_line("EOS", self.sub_id, index))
+            else:
+                for row in data.keys(item).values():
+                    self._send_row(index, self._row({**row, "command": "ADD"}))
+                session._emit_data(encode_line("EOS", self.sub_id, index))
+
+    def _stop(self) -> None:
+        data = self.session.server.data
+        for item in self._indices:
+            data.remove_listener(item, self)
+
+    # --- ItemListener -------------------------------------------------------
+
+    def item_updated(
+        self, item: str, state: Mapping[str, str | None], changed: Collection[str]
+    ) -> None:
+        """Dispatch a MERGE/DISTINCT/RAW event."""
+        if self.mode == "COMMAND":
+            return
+        if self.mode == "MERGE" and self._field_set.isdisjoint(changed):
+            return
+        row = self._row(state)
+        for index in self._indices.get(item, ()):
+            self._send_row(index, list(row))
+
+    def item_command(self, item: str, row: Mapping[str, str | None]) -> None:
+        """Dispatch a COMMAND event."""
+        if self.mode != "COMMAND":
+            return
+        values = self._row(row)
+        for index in self._indices.get(item, ()):
+            self._send_row(index, list(values))
+
+    def item_cleared(self, item: str) -> None:
+        """Dispatch a clear-snapshot."""
+        for index in self._indices.get(item, ()):
+            if self.mode == "MERGE":
+                self._send_row(index, [None] * len(self.fields))
+            elif self.mode in ("DISTINCT", "COMMAND"):
+                self.session._emit_data(encode_line("CS", self.sub_id, index))
+
+    def item_overflow(self, item: str, lost: int) -> None:
+        """Dispatch an overflow."""
+        for index in self._indices.get(item, ()):
+            self.session._emit_data(encode_line("OV", self.sub_id, index, lost))
+
+
+class Session:
+    """A live TLCP session of :class:`TlcpServer`."""
+
+    def __init__(
+        self,
+        server: TlcpServer,
+        session_id: str,
+        protocol: str,
+        params: Mapping[str, str],
+        diffs: str,
+        reduce_head: bool,
+        client_ip: str | None,
+    ) -> None:
+        self.server = server
+        self.session_id = session_id
+        self.protocol = protocol
+        #: The parameters of the ``create_session`` request.
+        self.params: dict[str, str] = dict(params)
+        self.user = params.get("LS_user")
+        self.diffs = diffs
+        self.reduce_head = reduce_head
+        self.client_ip = client_ip
+        self.subscriptions: dict[int, Subscription] = {}
+        #: Messages received, as ``(sequence or None, prog or None, text)``.
+        self.messages: list[tuple[str | None, int | None, str]] = []
+        #: Count of data notifications produced so far (§7.6).
+        self.progressive = 0
+        self.bandwidth = "unlimited"
+        self.closed = False
+        self.stream: _Stream | None = None
+        self._log: deque[tuple[int, str]] = deque(maxlen=server.recovery_log_size)
+        self._pending: list[tuple[int | None, str]] = []
+        self._seen_messages: set[tuple[str | None, int]] = set()
+        self._timeout: IDelayedCall | None = None
+        self._end_line: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.session_id} bound={self.is_bound} prog={self.progressive}>"
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether a stream connection is currently bound."""
+        return self.stream is not None
+
+    @property
+    def is_v25(self) -> bool:
+        """Whether the session speaks TLCP 2.5.0 (3-argument ``MSGDONE``)."""
+        return self.protocol == "TLCP-2.5.0"
+
+    # --- output ----------------------------------------------------------------
+
+    def _deliver(self, prog: int | None, line: str) -> None:
+        if self.stream is not None:
+            self.stream.send(line)
+        else:
+            self._pending.append((prog, line))
+
+    def _emit_data(self, line: str) -> None:
+        """Emit a data notification: counted, logged for recovery, delivered or queued."""
+        if self.closed:
+            return
+        self.progressive += 1
+        self._log.append((self.progressive, line))
+        self._deliver(self.progressive, line)
+
+    def _emit(self, line: str) -> None:
+        if not self.closed:
+            self._deliver(None, line)
+
+    def send_raw(self, line: str) -> None:
+        """Write ``line`` verbatim (CR LF added) on the current stream, or queue it.
+
+        The line is not counted as a data notification.  For fault tests.
+        """
+        self._emit(line)
+
+    def end(self, code: int = 32, message: str = "Session closed by the server") -> None:
+        """Close the session with ``END,<code>,<message>``.
+
+        If no stream is bound, the next bind is answered with the ``END``.
+        """
+        if self.closed:
+            return
+        line = encode_line("END", code, message)
+        if self.stream is not None:
+            self.stream.close_with(line)
+            self._discard()
+        else:
+            self._close()
+            self._end_line = line
+            self._start_timeout()
+
+    # --- binding -----------------------------------------------------------
+
+    def _bind(self, stream: _Stream, head: list[str], recover_from: int | None) -> None:
+        if self.stream is not None:
+            # A newer bind takes over: the old stream just loops.
+            self.stream.close_with(encode_line("LOOP", 0))
+        self._cancel_timeout()
+        if recover_from is not None:
+            target = self._recovery_target(recover_from)
+            assert target is not None, "checked by the caller"
+            non_data = [(p, line) for p, line in self._pending if p is None]
+            self._pending = [(p, line) for p, line in self._log if p > target] + non_data
+            head.append(encode_line("PROG", target))
+        stream.session = self
+        stream.write_head(head)
+        pending, self._pending = self._pending, []
+        self.stream = stream
+        for prog, line in pending:
+            if self.stream is None:
+                self._pending.append((prog, line))
+            else:
+                self.stream.send(line)
+        stream.start()
+
+    def _stream_gone(self, stream: _Stream) -> None:
+        if self.stream is stream:
+            self.stream = None
+            if not self.closed:
+                self._start_timeout()
+
+    def _start_timeout(self) -> None:
+        self._cancel_timeout()
+        self._timeout = self.server.clock.callLater(
+            self.server.session_timeout_millis / 1000.0, self._expire
+        )
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    def _expire(self) -> None:
+        self._timeout = None
+        log.info("session {sid} timed out while unbound", sid=self.session_id)
+        self._discard()
+
+    def _close(self) -> None:
+        """Stop the session: subscriptions, stream and timer."""
+        if self.closed:
+            return
+        self.closed = True
+        for sub in self.subscriptions.values():
+            sub._stop()
+        self.subscriptions.clear()
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.close_with(None)
+        self._cancel_timeout()
+
+    def _discard(self) -> None:
+        """Close the session and forget it."""
+        self._close()
+        self._cancel_timeout()
+        self._end_line = None
+        self.server._sessions.pop(self.session_id, None)
+
+    def _recovery_target(self, recover_from: int) -> int | None:
+        """The ``PROG`` for a recovery from ``recover_from``, or None if impossible."""
+        target = min(recover_from, self.progressive)
+        oldest = self._log[0][0] if self._log else self.progressive + 1
+        if target < self.progressive and target + 1 < oldest:
+            return None
+        return target
+
+    # --- control operations ------------------------------------------------
+
+    def _op_add(self, params: Mapping[str, str]) -> None:
+        sub_id = _sub_id(params)
+        if sub_id in self.subscriptions:
+            raise _RequestError(65, f"Subscription {sub_id} already exists")
+        mode = params.get("LS_mode")
+        if mode not in MODES:
+            raise _RequestError(65, "Invalid LS_mode")
+        group = params.get("LS_group")
+        schema = params.get("LS_schema")
+        if group is None or schema is None:
+            raise _RequestError(65, "Missing LS_group or LS_schema")
+        items = tuple(group.split())
+        fields = tuple(schema.split())
+        data = self.server.data
+        if not items or not all(data.is_valid_item(item) for item in items):
+            raise _RequestError(21, "Bad item group name")
+        if mode == "COMMAND":
+            if "key" not in fields:
+                raise _RequestError(15, "COMMAND subscription without a key field")
+            if "command" not in fields:
+                raise _RequestError(16, "COMMAND subscription without a command field")
+        if not fields or not all(data.is_valid_field(i, f) for i in items for f in fields):
+            raise _RequestError(23, "Bad field schema name")
+        raw_snapshot = params.get("LS_snapshot", "false")
+        snapshot: bool | int
+        if raw_snapshot == "true":
+            snapshot = True
+        elif raw_snapshot == "false":
+            snapshot = False
+        elif raw_snapshot.isdigit() and mode == "DISTINCT":
+            snapshot = int(raw_snapshot)
+        else:
+            raise _RequestError(65, "Invalid LS_snapshot")
+        if mode == "RAW" and snapshot is not False:
+            raise _RequestError(65, "Snapshot not available in RAW mode")
+        frequency = params.get("LS_requested_max_frequency", "unlimited")
+        if frequency not in ("unlimited", "unfiltered") and not _positive_decimal(frequency):
+            raise _RequestError(65, "Invalid LS_requested_max_frequency")
+        buffer_size = params.get("LS_requested_buffer_size", "unlimited")
+        if buffer_size != "unlimited" and not buffer_size.isdigit():
+            raise _RequestError(65, "Invalid LS_requested_buffer_size")
+        sub = Subscription(self, sub_id, mode, items, fields, snapshot, frequency)
+        self.subscriptions[sub_id] = sub
+        sub._start()
+
+    def _op_delete(self, params: Mapping[str, str]) -> None:
+        sub_id = _sub_id(params)
+        sub = self.subscriptions.pop(sub_id, None)
+        if sub is None:
+            raise _RequestError(19, "Subscription not found")
+        sub._stop()
+        self._emit_data(encode_line("UNSUB", sub_id))
+
+    def _op_reconf(self, params: Mapping[str, str]) -> None:
+        sub_id = _sub_id(params)
+        sub = self.subscriptions.get(sub_id)
+        if sub is None:
+            raise _RequestError(19, "Subscription not found")
+        if sub.unfiltered:
+            raise _RequestError(13, "Unfiltered subscription")
+        frequency = params.get("LS_requested_max_frequency")
+        if frequency is not None:
+            if frequency != "unlimited" and not _positive_decimal(frequency):
+                raise _RequestError(65, "Invalid LS_requested_max_frequency")
+            sub.max_frequency = frequency
+        self._emit_data(encode_line("CONF", sub_id, sub.max_frequency, "filtered"))
+
+    def _op_constrain(self, params: Mapping[str, str]) -> None:
+        bandwidth = params.get("LS_requested_max_bandwidth", "unlimited")
+        if bandwidth != "unlimited" and not _positive_decimal(bandwidth):
+            raise _RequestError(65, "Invalid LS_requested_max_bandwidth")
+        self.bandwidth = bandwidth
+        if not self.reduce_head:
+            self._emit(encode_line("CONS", bandwidth))
+
+    def _op_force_rebind(self, params: Mapping[str, str]) -> None:
+        try:
+            delay = _int_param(params, "LS_polling_millis") or 0
+        except ValueError as e:
+            raise _RequestError(65, str(e)) from None
+        if self.stream is not None:
+            self.stream.close_with(encode_line("LOOP", delay))
+
+    def _op_destroy(self, params: Mapping[str, str]) -> None:
+        raw_code = params.get("LS_cause_code")
+        if raw_code is None:
+            code, message = 31, "Destroy invoked by client"
+        else:
+            try:
+                code = min(int(raw_code), 0)
+            except ValueError:
+                raise _RequestError(65, "Invalid LS_cause_code") from None
+            message = params.get("LS_cause_message", "")
+        if self.stream is not None:
+            self.stream.close_with(encode_line("END", code, message))
+        self._discard()
+
+    def _message(self, req_id: str, params: Mapping[str, str]) -> None:
+        text = params.get("LS_message")
+        if text is None:
+            raise _RequestError(65, "Missing LS_message")
+        sequence = params.get("LS_sequence")
+        if sequence is not None and (
+            sequence == "UNORDERED_MESSAGES" or not _SEQUENCE.match(sequence)
+        ):
+            raise _RequestError(65, "Invalid LS_sequence")
+        try:
+            outcome = _bool_param(params, "LS_outcome", True)
+            prog = _int_param(params, "LS_msg_prog", minimum=1)
+        except ValueError as e:
+            raise _RequestError(65, str(e)) from None
+        if prog is None and (outcome or sequence is not None):
+            raise _RequestError(65, "Missing LS_msg_prog")
+        if prog is not None:
+            if (sequence, prog) in self._seen_messages:
+                raise _RequestError(33, "Message progressive already enqueued")
+            self._seen_messages.add((sequence, prog))
+        self.messages.append((sequence, prog, text))
+        handler = self.server.message_handler
+        result = defer.maybeDeferred(handler, self, text, sequence)
+        if not outcome or prog is None:
+            result.addErrback(lambda f: log.failure("message handler failed", f))
+            return
+        seq_arg = sequence if sequence is not None else "*"
+
+        def done(response: str | None) -> None:
+            if self.is_v25:
+                self._emit_data(encode_line("MSGDONE", seq_arg, prog, response or ""))
+            else:
+                self._emit_data(encode_line("MSGDONE", seq_arg, prog))
+
+        def failed(failure: Failure) -> None:
+            if failure.check(MessageError):
+                err = cast(MessageError, failure.value)
+                code, message = err.code, err.message
+            else:
+                log.failure("message handler raised", failure)
+                code, message = 35, str(failure.value)
+            self._emit_data(encode_line("MSGFAIL", seq_arg, prog, code, message))
+
+        result.addCallbacks(done, failed)
+
+
+def _positive_decimal(text: str) -> bool:
+    return bool(_DECIMAL.match(text)) and float(text) > 0
+
+
+def _sub_id(params: Mapping[str, str]) -> int:
+    raw = params.get("LS_subId", "")
+    if not raw.isdigit() or int(raw) < 1:
+        raise _RequestError(65, "Invalid LS_subId")
+    return int(raw)
+
+
+class _TrackedConnection(ProtocolWrapper):
+    def __init__(self, factory: WrappingFactory[Any], wrapped: Any) -> None:
+        super().__init__(factory, wrapped)
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted API)
+        super().connectionLost(reason)
+        self.lost.callback(None)
+
+
+class _TrackingFactory(WrappingFactory[_TrackedConnection]):
+    protocol = _TrackedConnection
+
+    def connections(self) -> list[_TrackedConnection]:
+        return list(cast("dict[_TrackedConnection, int]", self.protocols))
+
+
+class _TlcpResource(Resource):
+    isLeaf = True
+
+    def __init__(self, server: TlcpServer) -> None:
+        super().__init__()
+        self._server = server
+
+    def render(self, request: IRequest) -> bytes | int:
+        return self._server._render(cast(Request, request))
+
+
+class TlcpServer:
+    """A TLCP 2.5.0/2.4.0 test server (HTTP transport).
+
+    Put :meth:`resource` at the root of a ``twisted.web`` site (requests are
+    ``…/lightstreamer/<name>.txt`` under any path prefix) or call
+    :meth:`listen`.  Publish data through :attr:`data`.
+
+    ``diffs`` selects the diff encodings the server may use in ``U`` lines:
+    ``""`` (none), ``"T"`` (TLCP-diff), ``"P"`` (JSON Patch) or ``"TP"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime | None = None,
+        keepalive_millis: int = 5000,
+        content_length: int | None = None,
+        request_limit: int = 50000,
+        session_timeout_millis: int = 30000,
+        server_name: str = "txlightstreamer-test",
+        data: DataModel | None = None,
+        diffs: str = "",
+        message_handler: MessageHandler | None = None,
+        recovery_log_size: int = 1000,
+        sync_interval_millis: int = 30000,
+    ) -> None:
+        if set(diffs) - {"T", "P"}:
+            raise ValueError("diffs may only contain 'T' and 'P'")
+        self._clock = clock
+        self.keepalive_millis = keepalive_millis
+        self.content_length = content_length
+        self.request_limit = request_limit
+        self.session_timeout_millis = session_timeout_millis
+        self.server_name = server_name
+        self.data: DataModel = data if data is not None else DataModel()
+        self.diffs = diffs
+        self.message_handler: MessageHandler = message_handler or _default_handler
+        self.recovery_log_size = recovery_log_size
+        self.sync_interval_millis = sync_interval_millis
+        self.url: str | None = None
+        self._sessions: dict[str, Session] = {}
+        self._streams: set[_Stream] = set()
+        self._refusal: tuple[int, str] | None = None
+        self._resource = _TlcpResource(self)
+        self._port: IListeningPort | None = None
+        self._factory: _TrackingFactory | None = None
+
+    # --- public API -------------------------------------------------------------
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The clock used for every timer (the global reactor unless injected)."""
+        if self._clock is None:
+            from twisted.internet import reactor
+
+            self._clock = cast(IReactorTime, reactor)
+        return self._clock
+
+    @property
+    def sessions(self) -> Mapping[str, Session]:
+        """Live sessions by id (read-only view)."""
+        return MappingProxyType(self._sessions)
+
+    def resource(self) -> Resource:
+        """The ``IResource`` serving the protocol."""
+        return self._resource
+
+    def refuse_sessions(self, code: int, message: str) -> None:
+        """Answer every following ``create_session`` with ``CONERR,<code>,<message>``."""
+        self._refusal = (code, message)
+
+    def accept_sessions(self) -> None:
+        """Undo :meth:`refuse_sessions`."""
+        self._refusal = None
+
+    def drop_streams(self) -> None:
+        """Abort every open stream connection abruptly; sessions stay (unbound)."""
+        for stream in list(self._streams):
+            stream.abort()
+
+    def listen(
+        self,
+        reactor: IReactorTCP | None = None,
+        port: int = 0,
+        interface: str = "127.0.0.1",
+    ) -> Deferred[IListeningPort]:
+        """Listen on ``interface:port`` (0 = any free port) and set :attr:`url`."""
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = cast(IReactorTCP, global_reactor)
+        site = Site(self._resource)
+        site.noisy = False
+        factory = _TrackingFactory(site)
+        factory.noisy = False
+        try:
+            listening = reactor.listenTCP(port, factory, interface=interface)
+        except Exception:
+            return defer.fail()
+        self._port, self._factory = listening, factory
+        address = listening.getHost()
+        host = getattr(address, "host", interface)
+        if ":" in host:
+            host = f"[{host}]"
+        self.url = f"http://{host}:{getattr(address, 'port', port)}"
+        return defer.succeed(listening)
+
+    def stop(self) -> Deferred[None]:
+        """Finish every stream, forget every session and timer, stop listening."""
+        self._refusal = None
+        for session in list(self._sessions.values()):
+            session._discard()
+        for stream in list(self._streams):
+            stream.close_with(None)
+        waits: list[Deferred[Any]] = []
+        if self._factory is not None:
+            for conn in self._factory.connections():
+                waits.append(conn.lost)
+                transport = conn.transport
+                if transport is not None:
+                    transport.abortConnection()  # type: ignore[attr-defined]
+            self._factory = None
+        if self._port is not None:
+            waits.append(defer.maybeDeferred(self._port.stopListening))
+            self._port = None
+        self.url = None
+        result: Deferred[None] = defer.gatherResults(waits, consumeErrors=True).addCallback(
+            lambda _: None
+        )
+        return result
+
+    # --- request handling -----------------------------------------------------
+
+    def _render(self, request: Request) -> bytes | int:
+        path = [segment.decode("utf-8", "replace") for segment in request.postpath]
+        while path and path[-1] == "":
+            path.pop()
+        if len(path) < 2 or path[-2] != "lightstreamer" or not path[-1].endswith(".txt"):
+            request.setResponseCode(404)
+            return b"Not a TLCP request\r\n"
+        name = path[-1][: -len(".txt")]
+        method = request.method
+        if method not in (b"POST", b"GET"):
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b"GET, POST")
+            return b""
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        handler = {
+            "create_session": self._create,
+            "bind_session": self._bind,
+            "control": self._control,
+            "msg": self._msg,
+            "heartbeat": self._heartbeat,
+        }.get(name)
+        if handler is None:
+            request.setResponseCode(404)
+            return b"Unknown TLCP request\r\n"
+        try:
+            query, lines = self._read_request(request)
+        except ValueError as e:
+            if name in ("create_session", "bind_session"):
+                return _body(encode_line("CONERR", 67, f"Malformed request: {e}"))
+            return _body(encode_line("ERROR", 67, f"Malformed request: {e}"))
+        return handler(request, query, lines)
+
+    def _read_request(self, request: Request) -> tuple[dict[str, str], list[str]]:
+        uri = request.uri.decode("utf-8")
+        query = parse_params(uri.partition("?")[2])
+        lines: list[str] = []
+        if request.method == b"POST" and request.content is not None:
+            body = request.content.read().decode("utf-8")
+            lines = [line for line in re.split(r"\r?\n", body) if line]
+        return query, lines
+
+    def _check_protocol(self, params: Mapping[str, str]) -> str:
+        protocol = params.get("LS_protocol")
+        if protocol not in SUPPORTED_PROTOCOLS:
+            raise _ConnectionError(65, "Unsupported protocol version")
+        return protocol
+
+    def _open_stream(
+        self, request: Request, params: Mapping[str, str]
+    ) -> tuple[_Stream, int]:
+        """Build the stream for a create/bind; return it and the CONOK third argument."""
+        try:
+            polling = _bool_param(params, "LS_polling", False)
+            if polling:
+                polling_ms = _int_param(params, "LS_polling_millis") or 0
+                idle_ms = _int_param(params, "LS_idle_millis") or 0
+                keepalive_ms = 0
+                content_length = None
+                send_sync = False
+            else:
+                polling_ms = idle_ms = 0
+                requested = _int_param(params, "LS_keepalive_millis")
+                keepalive_ms = (
+                    self.keepalive_millis
+                    if requested is None
+                    else max(1000, min(60000, requested))
+                )
+                content_length = _int_param(params, "LS_content_length", minimum=1)
+                if content_length is None:
+                    content_length = self.content_length
+                send_sync = _bool_param(params, "LS_send_sync", True)
+            _int_param(params, "LS_inactivity_millis")
+        except ValueError as e:
+            raise _ConnectionError(65, str(e)) from None
+        stream = _Stream(
+            self,
+            request,
+            polling=polling,
+            keepalive_ms=keepalive_ms,
+            idle_ms=idle_ms,
+            polling_ms=polling_ms,
+            content_length=content_length,
+            send_sync=send_sync,
+        )
+        return stream, idle_ms if polling else keepalive_ms
+
+    def _create(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes | int:
+        try:
+            params = _first_line(query, lines)
+            protocol = self._check_protocol(params)
+            if self._refusal is not None:
+                raise _ConnectionError(*self._refusal)
+            cid = params.get("LS_cid")
+            if cid is None:
+                raise _ConnectionError(65, "Missing LS_cid")
+            if cid != CLIENT_ID:
+                raise _ConnectionError(65, "Invalid LS_cid")
+            if "LS_op" in params:
+                raise _ConnectionError(64, "Create+control combos are not supported")
+            try:
+                reduce_head = _bool_param(params, "LS_reduce_head", False)
+            except ValueError as e:
+                raise _ConnectionError(65, str(e)) from None
+            supported = params.get("LS_supported_diffs")
+            if supported is None:
+                diffs = self.diffs
+            else:
+                allowed = {token.strip() for token in supported.split(",")}
+                diffs = "".join(c for c in self.diffs if c in allowed)
+            stream, third = self._open_stream(request, params)
+        except _ConnectionError as e:
+            return _body(encode_line("CONERR", e.code, e.message))
+        client_ip = _client_ip(request)
+        session_id = "S" + secrets.token_hex(8)
+        session = Session(self, session_id, protocol, params, diffs, reduce_head, client_ip)
+        self._sessions[session_id] = session
+        head = [encode_line("CONOK", session_id, self.request_limit, third, "*")]
+        if not reduce_head:
+            head.append(encode_line("SERVNAME", self.server_name))
+            if client_ip is not None:
+                head.append(encode_line("CLIENTIP", client_ip))
+            head.append(encode_line("CONS", session.bandwidth))
+        log.debug("created session {sid}", sid=session_id)
+        return self._start_stream(session, stream, head, None)
+
+    def _bind(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes | int:
+        try:
+            params = _first_line(query, lines)
+            protocol = self._check_protocol(params)
+            session_id = params.get("LS_session")
+            if session_id is None:
+                raise _ConnectionError(65, "Missing LS_session")
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise _ConnectionError(20, "Session not found")
+            if session._end_line is not None:
+                line = session._end_line
+                session._end_line = None
+                session._cancel_timeout()
+                self._sessions.pop(session_id, None)
+                return _body(line)
+            if protocol != session.protocol:
+                raise _ConnectionError(3, "Incompatible protocol version")
+            try:
+                reduce_head = _bool_param(params, "LS_reduce_head", False)
+                recover_from = _int_param(params, "LS_recovery_from")
+            except ValueError as e:
+                raise _ConnectionError(65, str(e)) from None
+            stream, third = self._open_stream(request, params)
+        except _ConnectionError as e:
+            return _body(encode_line("CONERR", e.code, e.message))
+        head: list[str] = []
+        client_ip = _client_ip(request)
+        if not reduce_head:
+            head.append(encode_line("CONOK", session_id, self.request_limit, third, "*"))
+            if client_ip is not None and client_ip != session.client_ip:
+                head.append(encode_line("CLIENTIP", client_ip))
+        session.client_ip = client_ip
+        return self._start_stream(session, stream, head, recover_from)
+
+    def _start_stream(
+        self, session: Session, stream: _Stream, head: list[str], recover_from: int | None
+    ) -> bytes | int:
+        request = stream.request
+        # Fail the bind before anything is written (recovery check happens in _bind).
+        if recover_from is not None and session._recovery_target(recover_from) is None:
+            stream.closed = True
+            return _body(encode_line("CONERR", 4, "Recovery progressive no longer available"))
+        self._streams.add(stream)
+        request.setResponseCode(200)
+        session._bind(stream, head, recover_from)
+        return NOT_DONE_YET
+
+    def _session_for(self, params: Mapping[str, str]) -> Session:
+        session_id = params.get("LS_session")
+        if session_id is None:
+            raise _RequestError(65, "Missing LS_session")
+        session = self._sessions.get(session_id)
+        if session is None or session.closed:
+            raise _RequestError(20, "Session not found")
+        return session
+
+    def _each_line(
+        self,
+        query: dict[str, str],
+        lines: list[str],
+        handle: Callable[[str, dict[str, str]], None],
+    ) -> bytes:
+        try:
+            self._check_protocol(query)
+        except _ConnectionError as e:
+            return _body(encode_line("ERROR", e.code, e.message))
+        out: list[str] = []
+        if not lines:
+            lines = [""]
+        for line in lines:
+            try:
+                params = {**query, **parse_params(line)}
+            except ValueError as e:
+                out.append(encode_line("ERROR", 67, f"Malformed request: {e}"))
+                continue
+            req_id = params.get("LS_reqId")
+            if not req_id:
+                out.append(encode_line("ERROR", 65, "Missing LS_reqId"))
+                continue
+            try:
+                handle(req_id, params)
+            except _RequestError as e:
+                out.append(encode_line("REQERR", req_id, e.code, e.message))
+            else:
+                out.append(encode_line("REQOK", req_id))
+        return _body(*out)
+
+    def _control(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes:
+        def handle(req_id: str, params: dict[str, str]) -> None:
+            op = params.get("LS_op")
+            if op in _MPN_OPS:
+                raise _RequestError(40, "MPN module disabled")
+            method = {
+                "add": Session._op_add,
+                "delete": Session._op_delete,
+                "reconf": Session._op_reconf,
+                "constrain": Session._op_constrain,
+                "force_rebind": Session._op_force_rebind,
+                "destroy": Session._op_destroy,
+            }.get(op or "")
+            if method is None:
+                raise _RequestError(65, "Invalid LS_op")
+            method(self._session_for(params), params)
+
+        return self._each_line(query, lines, handle)
+
+    def _msg(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes:
+        def handle(req_id: str, params: dict[str, str]) -> None:
+            self._session_for(params)._message(req_id, params)
+
+        return self._each_line(query, lines, handle)
+
+    def _heartbeat(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes:
+        try:
+            self._check_protocol(query)
+            for line in lines:
+                parse_params(line)
+        except _ConnectionError as e:
+            return _body(encode_line("ERROR", e.code, e.message))
+        except ValueError as e:
+            return _body(encode_line("ERROR", 67, f"Malformed request: {e}"))
+        return _body("REQOK")
+
+
+def _first_line(query: Mapping[str, str], lines: list[str]) -> dict[str, str]:
+    try:
+        return {**query, **(parse_params(lines[0]) if lines else {})}
+    except ValueError as e:
+        raise _ConnectionError(67, f"Malformed request: {e}") from None
+
+
+def _body(*lines: str) -> bytes:
+    return "".join(line + "\r\n" for line in lines).encode("utf-8")
+
+
+def _client_ip(request: Request) -> str | None:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
