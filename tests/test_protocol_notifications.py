@@ -9,8 +9,8 @@ import pytest
 from txlightstreamer.protocol import (
     ClearSnapshot,
     ClientIp,
-    Conf,
     ConErr,
+    Conf,
     ConOk,
     Cons,
     End,
@@ -60,8 +60,12 @@ VALID: list[tuple[str, Notification]] = [
         "CONOK,S73d162c183916f0dT2729905,50000,5000,*",
         ConOk("S73d162c183916f0dT2729905", 50000, 5000, None),
     ),
-    ("CONOK,S1,50000,19000,push.example.com:8080", ConOk("S1", 50000, 19000, "push.example.com:8080")),
+    (
+        "CONOK,S1,50000,19000,push.example.com:8080",
+        ConOk("S1", 50000, 19000, "push.example.com:8080"),
+    ),
     ("CONOK,S1,50000,0,host.com/TestPrefix", ConOk("S1", 50000, 0, "host.com/TestPrefix")),
+    ("CONOK,S1,50000,0,%2A", ConOk("S1", 50000, 0, "*")),
     ("CONERR,1,User/password check failed", ConErr(1, "User/password check failed")),
     ("CONERR,-3,", ConErr(-3, "")),
     ("END,31,Destroy invoked by client", End(31, "Destroy invoked by client")),
@@ -119,9 +123,7 @@ VALID: list[tuple[str, Notification]] = [
     (
         "MSGFAIL,seq,2,-5,http://www.example.com/?text=nick+242+I%C3%B1t%C3%ABrn%C3%A2ti"
         "%C3%B4n%C3%A0liz%C3%A6ti%C3%B8n%E2%98%83",
-        MsgFail(
-            "seq", 2, -5, "http://www.example.com/?text=nick+242+Iñtërnâtiônàlizætiøn☃"
-        ),
+        MsgFail("seq", 2, -5, "http://www.example.com/?text=nick+242+Iñtërnâtiônàlizætiøn☃"),
     ),
     ("MSGFAIL,s,1,-1,a,b", MsgFail("s", 1, -1, "a,b")),
     ("MPNREG,dev1,MPN_ADAPTER", MpnReg("dev1", "MPN_ADAPTER")),
@@ -166,6 +168,7 @@ def test_tags() -> None:
 
 def test_frozen() -> None:
     upd = parse_line("U,1,1,a")
+    assert isinstance(upd, Update)
     with pytest.raises(dataclasses.FrozenInstanceError):
         upd.sub_id = 2  # type: ignore[misc]
 

@@ -40,7 +40,7 @@ VALID_LINES = [
     "ERROR,67,Malformed request",
     "U,3,1,20:00:33|3.04|0.0|2.41|3.67|3.03|3.04|#|#|$",
     "U,3,1,bar%c3%a0%C3%A8%25%23%24%5E",
-    "U,1,1,^P[{\"op\":\"add\",\"path\":\"/a\",\"value\":1}]|^Tbdzap|^2",
+    'U,1,1,^P[{"op":"add","path":"/a","value":1}]|^Tbdzap|^2',
     "SUBOK,1,2,10",
     "SUBCMD,1,2,4,3,4",
     "UNSUB,5",
@@ -245,10 +245,7 @@ def _make_diff(old: str, new: str) -> str:
     while prefix < limit and old[prefix] == new[prefix]:
         prefix += 1
     suffix = 0
-    while (
-        suffix < limit - prefix
-        and old[len(old) - 1 - suffix] == new[len(new) - 1 - suffix]
-    ):
+    while suffix < limit - prefix and old[len(old) - 1 - suffix] == new[len(new) - 1 - suffix]:
         suffix += 1
     added = new[prefix : len(new) - suffix]
     deleted = len(old) - suffix - prefix

@@ -61,12 +61,15 @@ def test_encode_value(raw: str, encoded: str) -> None:
 
 
 def test_schema_examples_from_spec() -> None:
-    assert add_subscription(1, 1, mode="MERGE", group="g", schema="f1 f2").encode().endswith(
-        "LS_schema=f1%20f2"
+    assert (
+        add_subscription(1, 1, mode="MERGE", group="g", schema="f1 f2")
+        .encode()
+        .endswith("LS_schema=f1%20f2")
     )
-    assert "LS_schema=f1%2Bf2" in add_subscription(
-        1, 1, mode="MERGE", group="g", schema="f1+f2"
-    ).encode()
+    assert (
+        "LS_schema=f1%2Bf2"
+        in add_subscription(1, 1, mode="MERGE", group="g", schema="f1+f2").encode()
+    )
 
 
 def test_protocol_param() -> None:
@@ -145,7 +148,9 @@ def test_ws_message_shapes() -> None:
         "&LS_schema=last_price"
     )
     two = ws_message([delete_subscription(1, 1), delete_subscription(2, 2)])
-    assert two == "control\r\nLS_reqId=1&LS_op=delete&LS_subId=1\r\nLS_reqId=2&LS_op=delete&LS_subId=2"
+    assert (
+        two == "control\r\nLS_reqId=1&LS_op=delete&LS_subId=1\r\nLS_reqId=2&LS_op=delete&LS_subId=2"
+    )
     assert ws_message([heartbeat()]) == "heartbeat\r\n\r\n"
     assert ws_message([bind_session(None)]) == "bind_session\r\n\r\n"
 

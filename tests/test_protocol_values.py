@@ -110,9 +110,7 @@ def test_stock_sequence() -> None:
 
 
 def test_escaping_examples() -> None:
-    assert decode_update(_raw("U,3,1,bar%c3%a0%C3%A8%25%23%24%5E"), None, 1).values == [
-        "baràè%#$^"
-    ]
+    assert decode_update(_raw("U,3,1,bar%c3%a0%C3%A8%25%23%24%5E"), None, 1).values == ["baràè%#$^"]
     assert decode_update(_raw("U,3,1,😀"), None, 1).values == ["😀"]
 
 
@@ -185,7 +183,9 @@ def test_command_baseline_is_per_item() -> None:
 
 def test_json_patch_chain() -> None:
     first = decode_update(
-        _raw('U,5,1,20:00:33|{ "text": "aa%7Cbb", "attributes": [ { "font": "courier" }, "..." ] }'),
+        _raw(
+            'U,5,1,20:00:33|{ "text": "aa%7Cbb", "attributes": [ { "font": "courier" }, "..." ] }'
+        ),
         None,
         2,
     )
@@ -340,7 +340,7 @@ def test_tlcp_diff_errors(old: str, diff: str) -> None:
         ("^2", None, 2, 1),
         ("a|^1", None, 2, 2),
         ("^Tc", None, 1, 1),
-        ('^P[]', None, 1, 1),
+        ("^P[]", None, 1, 1),
         # diffs on null fields
         ("^Tc", [None], 1, 1),
         ("a|^P[]", ["x", None], 2, 2),

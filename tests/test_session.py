@@ -40,6 +40,8 @@ class FakeStream:
 
 
 class FakeTransport:
+    protocol_version = "2.5.0"
+
     def __init__(self) -> None:
         self.streams: list[FakeStream] = []
 
@@ -315,3 +317,51 @@ def test_conerr_on_bind_means_new_session(code: int) -> None:
     transport.last.feed(f"CONERR,{code},gone")
     clock.advance(1)
     assert transport.last.request.name == "create_session"
+
+
+def test_conerr_65_falls_back_to_240_once() -> None:
+    session, transport, recorder, clock = make()
+    session.connect({})
+    transport.last.feed("CONERR,65,Unsupported protocol version: 2.5.0")
+    clock.advance(0)
+    assert transport.protocol_version == "2.4.0"
+    assert len(transport.streams) == 2
+    transport.last.feed("CONERR,65,still no")
+    kind, error = recorder.events[-1]
+    assert kind == "closed" and isinstance(error, ServerError) and error.code == 65
+
+
+def test_conerr_65_without_fallback_is_fatal() -> None:
+    session, transport, recorder, _ = make(protocol_fallback=False)
+    session.connect({})
+    transport.last.feed("CONERR,65,Unsupported protocol version")
+    assert recorder.events[-1][0] == "closed"
+    assert transport.protocol_version == "2.5.0"
+
+
+def test_conerr_5_retries_at_once_with_unlimited_ttl() -> None:
+    session, transport, _, clock = make()
+    session.connect({})
+    assert "LS_ttl_millis" not in transport.last.params
+    transport.last.feed("CONERR,5,overloaded")
+    clock.advance(0)
+    assert transport.last.params["LS_ttl_millis"] == "unlimited"
+
+
+def test_reverse_heartbeat_interval_is_announced() -> None:
+    session, transport, _, _ = make(reverse_heartbeat_interval=2.5)
+    session.connect({})
+    assert transport.last.params["LS_inactivity_millis"] == "2500"
+
+
+@pytest.mark.parametrize(
+    "configured, link, expected",
+    [
+        ("http://host:8080", "other.example.com", "http://other.example.com:8080"),
+        ("https://host", "other.example.com:9443", "https://other.example.com:9443"),
+        ("http://host:81/prefix", "node2/pre", "http://node2:81/pre"),
+        ("https://host", "node3", "https://node3:443"),
+    ],
+)
+def test_control_link_inherits_scheme_and_port(configured: str, link: str, expected: str) -> None:
+    assert _session._control_url(configured, link) == expected

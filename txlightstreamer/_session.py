@@ -97,6 +97,8 @@ class SessionOptions:
         reconnect_timeout: float = 3.0,
         session_recovery_timeout: float = 15.0,
         supported_diffs: str | None = None,
+        reverse_heartbeat_interval: float = 0.0,
+        protocol_fallback: bool = True,
     ) -> None:
         self.content_length = content_length
         self.keepalive_millis = keepalive_millis
@@ -107,6 +109,15 @@ class SessionOptions:
         self.reconnect_timeout = reconnect_timeout
         self.session_recovery_timeout = session_recovery_timeout
         self.supported_diffs = supported_diffs
+        self.reverse_heartbeat_interval = reverse_heartbeat_interval
+        self.protocol_fallback = protocol_fallback
+
+    @property
+    def inactivity_millis(self) -> int | None:
+        """``LS_inactivity_millis`` promised to the server, when reverse heartbeats are on."""
+        if self.reverse_heartbeat_interval > 0:
+            return int(self.reverse_heartbeat_interval * 1000)
+        return None
 
 
 class SessionListener(Protocol):
@@ -179,6 +190,8 @@ class Session:
         self._keepalive_call: IDelayedCall | None = None
         self._liveness_phase = 0  # 0 normal, 1 waiting stalled, 2 stalled
         self._waiting_for_prog = False
+        self._ttl_unlimited = False  # after CONERR 5 (server overloaded)
+        self._fell_back = False  # already retried with TLCP 2.4.0
 
     # -- commands from the client --------------------------------------------------------
 
@@ -315,10 +328,27 @@ class Session:
         self._stream_done = True
         self._stop_stream()
         error = ServerError(conerr.code, conerr.message, "CONERR")
-        if self.state is State.CREATING and conerr.code in RETRYABLE_CONERR:
+        if (
+            self.state is State.CREATING
+            and conerr.code == 65
+            and self.options.protocol_fallback
+            and not self._fell_back
+            and self._transport.protocol_version == "2.5.0"
+        ):
+            # Older servers refuse TLCP 2.5.0 with a syntax error: try 2.4.0 once.
+            self._fell_back = True
+            self._transport.protocol_version = "2.4.0"
+            reason = f"server refused TLCP 2.5.0 ({error}); retrying with TLCP 2.4.0"
+            log.warn("{reason}", reason=reason)
+            self._create_later(reason, 0.0)
+        elif self.state is State.CREATING and conerr.code in RETRYABLE_CONERR:
             log.warn("Session refused, will retry: {error}", error=error)
             self._failed_creates += 1
-            delay = 0.0 if conerr.code == 5 else None
+            delay = None
+            if conerr.code == 5:
+                # Overloaded: retry at once, asking the server to keep the request.
+                self._ttl_unlimited = True
+                delay = 0.0
             self._create_later(str(error), delay)
         elif self.state is not State.CREATING and conerr.code in _NEW_SESSION_CONERR:
             self._new_session_later(str(error))
@@ -430,11 +460,14 @@ class Session:
         self._waiting_for_prog = False
         self._set_status(STATUS_CONNECTING, None)
         opts = self.options
+        ttl, self._ttl_unlimited = ("unlimited" if self._ttl_unlimited else None), False
         self._open(create_session(
             content_length=opts.content_length,
             keepalive_millis=opts.keepalive_millis,
+            inactivity_millis=opts.inactivity_millis,
             send_sync=False,
             supported_diffs=opts.supported_diffs,
+            ttl_millis=ttl,
             **self._create_args,
         ))
 
@@ -446,6 +479,7 @@ class Session:
             self.session_id,
             content_length=self.options.content_length,
             keepalive_millis=self.keepalive_ms if self.options.keepalive_millis else None,
+            inactivity_millis=self.options.inactivity_millis,
             send_sync=False,
         ))
 
@@ -458,6 +492,7 @@ class Session:
             recovery_from=self.data_count,
             content_length=self.options.content_length,
             keepalive_millis=self.keepalive_ms if self.options.keepalive_millis else None,
+            inactivity_millis=self.options.inactivity_millis,
             send_sync=False,
         ))
 
@@ -528,6 +563,15 @@ class Session:
 
 
 def _control_url(configured: str, control_link: str) -> str:
-    """The base URL to use after CONOK named another server instance (tlcp.md §4.1)."""
-    scheme = configured.split("://", 1)[0] if "://" in configured else "http"
-    return f"{scheme}://{control_link}"
+    """
+    The base URL to use after CONOK named another server instance (tlcp.md §4.1): the
+    scheme, and the port when the link has none, come from the configured address.
+    """
+    from hyperlink import URL
+
+    base = URL.from_text(configured)
+    host_port, _, path = control_link.partition("/")
+    has_port = host_port.rsplit("]", 1)[-1].count(":") == 1
+    if not has_port and base.port is not None:
+        host_port = f"{host_port}:{base.port}"
+    return f"{base.scheme}://{host_port}" + (f"/{path}" if path else "")

@@ -54,6 +54,7 @@ from txlightstreamer.protocol import (
     add_subscription,
     delete_subscription,
     destroy,
+    heartbeat,
     parse_bytes,
 )
 from txlightstreamer.transport.http import HttpTransport
@@ -75,6 +76,9 @@ STATE_CONNECTED: Final = "CONNECTED"
 STATE_STALLED: Final = "STALLED"
 STATE_RECONNECTING: Final = "RECONNECTING"
 STATE_DISCONNECTED: Final = "DISCONNECTED"
+
+# Longest destroy() waits for the server to confirm before closing everything anyway.
+_DESTROY_GRACE = 0.5
 
 _STATE_OF_STATUS = {
     _session.STATUS_CONNECTING: STATE_CONNECTING,
@@ -161,6 +165,8 @@ class LsClient:
         session_recovery_timeout: float = 15.0,
         max_line_length: int = 1 << 20,
         max_pending_requests: int = 10_000,
+        reverse_heartbeat_interval: float = 0.0,
+        protocol_fallback: bool = True,
         tls_policy: Any = None,
     ) -> None:
         if protocol_version not in SUPPORTED_VERSIONS:
@@ -207,8 +213,12 @@ class LsClient:
                 stalled_timeout=stalled_timeout,
                 reconnect_timeout=reconnect_timeout,
                 session_recovery_timeout=session_recovery_timeout,
+                reverse_heartbeat_interval=reverse_heartbeat_interval,
+                protocol_fallback=protocol_fallback,
             ),
         )
+        self._heartbeat_interval = reverse_heartbeat_interval
+        self._heartbeat_call: IDelayedCall | None = None
         self.state = STATE_DISCONNECTED
         self.session_info: SessionInfo | None = None
         self.server_name: str | None = None
@@ -338,12 +348,16 @@ class LsClient:
 
             self._transport.close().addBoth(closed)
 
+        self._cancel_heartbeat()
         if session_id is not None:
-            # Tell the server (proxies may keep a closed stream's session alive).
+            # Tell the server (proxies may keep a closed stream's session alive), but
+            # never wait long for it: destroy() must complete promptly.
             req = self._next_request_id()
             request = destroy(req, session_id=None, close_socket=True)
             sent = self._transport.send_control(self._session.base_url, session_id, [request])
             sent.addErrback(lambda f: log.info("destroy request failed: {f}", f=f.value))
+            sent.addTimeout(_DESTROY_GRACE, self._clock)
+            sent.addErrback(lambda _: None)
             sent.addBoth(finish)
         else:
             finish()
@@ -469,6 +483,7 @@ class LsClient:
             batch.append((pending, request, req_id))
             size += line
         self._control_busy = True
+        self._arm_heartbeat()
         d = self._transport.send_control(
             session.base_url, session.session_id, [r for _, r, _ in batch])
         d.addCallbacks(self._control_answered, self._control_failed,
@@ -526,6 +541,30 @@ class LsClient:
             pending.deferred.errback(error)
         self._flush_control()
 
+    def _arm_heartbeat(self) -> None:
+        """Restart the reverse-heartbeat timer: any control request counts as one."""
+        if self._heartbeat_interval <= 0 or self._destroying is not None:
+            return
+        if self._heartbeat_call is not None and self._heartbeat_call.active():
+            self._heartbeat_call.reset(self._heartbeat_interval)
+        else:
+            self._heartbeat_call = self._clock.callLater(
+                self._heartbeat_interval, self._send_heartbeat)
+
+    def _cancel_heartbeat(self) -> None:
+        if self._heartbeat_call is not None and self._heartbeat_call.active():
+            self._heartbeat_call.cancel()
+        self._heartbeat_call = None
+
+    def _send_heartbeat(self) -> None:
+        self._heartbeat_call = None
+        session = self._session
+        if session.state is _session.State.BOUND and session.session_id is not None:
+            sent = self._transport.send_control(session.base_url, session.session_id,
+                                                [heartbeat()])
+            sent.addErrback(lambda f: log.info("heartbeat failed: {f}", f=f.value))
+        self._arm_heartbeat()
+
     def _retry_control(self) -> None:
         self._control_retry = None
         self._flush_control()
@@ -559,6 +598,7 @@ class LsClient:
         for d in waiters:
             d.callback(info)
         self._session_cbs(info)
+        self._arm_heartbeat()
         for table in list(self._tables):
             self._subscribe(table)
         self._flush_control()
@@ -576,6 +616,7 @@ class LsClient:
                     table._unsubscribed()
 
     def session_closed(self, error: LightstreamerError | None) -> None:
+        self._cancel_heartbeat()
         self._fail_control(SessionLostError(str(error) if error else "session closed"))
         for table in self._tables:
             if table.state in (ACTIVE, SUBSCRIBING):

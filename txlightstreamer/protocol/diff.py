@@ -23,9 +23,7 @@ def apply_tlcp_diff(old: str, diff: str) -> str:
         count = 0
         while True:
             if i >= diff_len:
-                raise ValueDecodeError(
-                    f"Bad TLCP-diff: truncated {_SECTION_NAMES[section]} count"
-                )
+                raise ValueDecodeError(f"Bad TLCP-diff: truncated {_SECTION_NAMES[section]} count")
             ch = diff[i]
             i += 1
             if "A" <= ch <= "Z":

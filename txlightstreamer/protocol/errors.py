@@ -65,9 +65,7 @@ class UnknownTagError(ProtocolError):
 class ValueDecodeError(ProtocolError):
     """Failure while decoding field values (tlcp.md §5)."""
 
-    def __init__(
-        self, reason: str, line: str | None = None, field: int | None = None
-    ) -> None:
+    def __init__(self, reason: str, line: str | None = None, field: int | None = None) -> None:
         super().__init__(reason, line)
         self.args = (reason, self.line, field)
         #: 1-based index of the offending field, when known.

@@ -421,15 +421,11 @@ class _Args:
         self.line = line
         args = rest.split(",", count - 1)
         if len(args) != count:
-            raise ProtocolError(
-                f"{tag} expects {count} arguments, got {len(args)}", line
-            )
+            raise ProtocolError(f"{tag} expects {count} arguments, got {len(args)}", line)
         self.args = args
 
     def fail(self, index: int, what: str) -> ProtocolError:
-        return ProtocolError(
-            f"argument {index + 1} of {self.tag} must be {what}", self.line
-        )
+        return ProtocolError(f"argument {index + 1} of {self.tag} must be {what}", self.line)
 
     def num(self, index: int, minimum: int | None = None) -> int:
         """Return argument ``index`` as an integer ``-?[0-9]+``, optionally bounded."""
@@ -466,7 +462,7 @@ class _Args:
             ) from None
 
     def seq(self, index: int) -> str | None:
-        """Return a message sequence argument (``*`` means ``None``)."""
+        """Return a decoded argument where a raw ``*`` means ``None``."""
         text = self.args[index]
         return None if text == "*" else self.text(index)
 
@@ -479,8 +475,7 @@ class _Args:
 
 
 def _conok(a: _Args) -> Notification:
-    link = a.text(3)
-    return ConOk(a.text(0), a.nat(1), a.nat(2), None if link == "*" else link)
+    return ConOk(a.text(0), a.nat(1), a.nat(2), a.seq(3))
 
 
 def _conf(a: _Args) -> Notification:
@@ -533,6 +528,21 @@ def _parse_msgdone(rest: str, line: str) -> Notification:
     return MsgDone(a.seq(0), a.nat(1), a.text(2) if count == 3 else None)
 
 
+_object_new = object.__new__
+_set_update_sub_id = Update.__dict__["sub_id"].__set__
+_set_update_item = Update.__dict__["item"].__set__
+_set_update_values = Update.__dict__["values"].__set__
+
+
+def _new_update(sub_id: int, item: int, values: str) -> Update:
+    """Build an :class:`Update` faster than its frozen ``__init__`` (hot path)."""
+    update: Update = _object_new(Update)
+    _set_update_sub_id(update, sub_id)
+    _set_update_item(update, item)
+    _set_update_values(update, values)
+    return update
+
+
 def parse_line(line: str) -> Notification:
     """Parse one line (without its CR LF) into a notification object."""
     if line[:2] == "U,":
@@ -551,7 +561,7 @@ def parse_line(line: str) -> Notification:
                 sub_id = int(sub)
                 item_no = int(item)
                 if sub_id and item_no:
-                    return Update(sub_id, item_no, parts[3])
+                    return _new_update(sub_id, item_no, parts[3])
         # Fall through to the generic path for a precise error.
     tag, comma, rest = line.partition(",")
     if not comma:

@@ -94,9 +94,7 @@ class Request:
         return found
 
     def __repr__(self) -> str:
-        shown = tuple(
-            (key, "***" if key == _PASSWORD else value) for key, value in self.params
-        )
+        shown = tuple((key, "***" if key == _PASSWORD else value) for key, value in self.params)
         return f"Request(name={self.name!r}, params={shown!r})"
 
 

@@ -73,16 +73,26 @@ def _apply_json_patch(field: int, old: str, payload: str) -> tuple[str, list[Any
     return text, ops
 
 
-def decode_update(
-    raw: str, previous: list[str | None] | None, num_fields: int
-) -> DecodedUpdate:
+def decode_update(raw: str, previous: list[str | None] | None, num_fields: int) -> DecodedUpdate:
     """Decode the raw value list of a ``U`` line against the item's previous row."""
     if previous is not None and len(previous) != num_fields:
-        raise ValueDecodeError(
-            f"previous row has {len(previous)} values, expected {num_fields}"
-        )
+        raise ValueDecodeError(f"previous row has {len(previous)} values, expected {num_fields}")
     tokens = raw.split("|")
     num_tokens = len(tokens)
+    if num_tokens == num_fields and "^" not in raw and "%" not in raw:
+        # Fast path: one token per field, no escapes and no diffs.
+        if previous is not None:
+            return DecodedUpdate(
+                [
+                    previous[i] if not t else None if t == "#" else "" if t == "$" else t
+                    for i, t in enumerate(tokens)
+                ],
+                None,
+            )
+        if "" not in tokens:
+            return DecodedUpdate(
+                [None if t == "#" else "" if t == "$" else t for t in tokens], None
+            )
     if num_tokens > num_fields:
         raise _field_error(
             num_fields + 1, f"more values than the {num_fields} fields of the schema"
@@ -108,9 +118,7 @@ def decode_update(
             kind = tok[1:2]
             if kind == "P" or kind == "T":
                 if previous is None:
-                    raise _field_error(
-                        pos + 1, f"^{kind} diff in the first update of the item"
-                    )
+                    raise _field_error(pos + 1, f"^{kind} diff in the first update of the item")
                 old = previous[pos]
                 if old is None:
                     raise _field_error(pos + 1, f"^{kind} diff on a null field")
@@ -140,9 +148,7 @@ def decode_update(
                 if count == 0:
                     raise _field_error(pos + 1, "^0 is not a valid unchanged-fields count")
                 if previous is None:
-                    raise _field_error(
-                        pos + 1, "unchanged values in the first update of the item"
-                    )
+                    raise _field_error(pos + 1, "unchanged values in the first update of the item")
                 values.extend(previous[pos : pos + count])
         elif "%" in tok:
             try:

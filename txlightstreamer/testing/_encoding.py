@@ -249,7 +249,7 @@ def encode_update(
         elif run > 1:
             tokens.append(f"^{run}")
 
-    for old, cur in zip(previous, new):
+    for old, cur in zip(previous, new, strict=True):
         if old == cur:
             run += 1
             continue

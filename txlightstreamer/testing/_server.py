@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIENT_ID",
+    "DEFAULT_CLIENT_IDS",
+    "PYTHON_SDK_CLIENT_ID",
     "MessageError",
     "MessageHandler",
     "Session",
@@ -49,8 +51,12 @@ __all__ = [
 
 log = Logger()
 
-#: The mandatory ``LS_cid`` value (decoded).
+#: The ``LS_cid`` value (decoded) the spec prescribes for custom clients.
 CLIENT_ID = "mgQkwtwdysogQz2BJ4Ji kOj2Bg"
+#: The ``LS_cid`` sent by the official Python SDK (lightstreamer-client-lib 2.x).
+PYTHON_SDK_CLIENT_ID = "v Wntytg4pkpW37AM3P4hwLri8M4OD6Ah6e"
+#: ``LS_cid`` values accepted by default.
+DEFAULT_CLIENT_IDS: frozenset[str] = frozenset({CLIENT_ID, PYTHON_SDK_CLIENT_ID})
 SUPPORTED_PROTOCOLS = ("TLCP-2.5.0", "TLCP-2.4.0")
 MODES = ("RAW", "MERGE", "DISTINCT", "COMMAND")
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
@@ -459,6 +465,11 @@ class Session:
         return self.stream is not None
 
     @property
+    def kept_notifications(self) -> list[tuple[int, str]]:
+        """The data notifications kept for recovery, as ``(progressive, line)``."""
+        return list(self._log)
+
+    @property
     def is_v25(self) -> bool:
         """Whether the session speaks TLCP 2.5.0 (3-argument ``MSGDONE``)."""
         return self.protocol == "TLCP-2.5.0"
@@ -516,8 +527,11 @@ class Session:
         if recover_from is not None:
             target = self._recovery_target(recover_from)
             assert target is not None, "checked by the caller"
-            non_data = [(p, line) for p, line in self._pending if p is None]
-            self._pending = [(p, line) for p, line in self._log if p > target] + non_data
+            resend: list[tuple[int | None, str]] = [
+                (p, line) for p, line in self._log if p > target
+            ]
+            resend.extend((p, line) for p, line in self._pending if p is None)
+            self._pending = resend
             head.append(encode_line("PROG", target))
         stream.session = self
         stream.write_head(head)
@@ -741,7 +755,7 @@ class _TrackedConnection(ProtocolWrapper):
         super().__init__(factory, wrapped)
         self.lost: Deferred[None] = Deferred()
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted API)
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         super().connectionLost(reason)
         self.lost.callback(None)
 
@@ -773,6 +787,11 @@ class TlcpServer:
 
     ``diffs`` selects the diff encodings the server may use in ``U`` lines:
     ``""`` (none), ``"T"`` (TLCP-diff), ``"P"`` (JSON Patch) or ``"TP"``.
+    ``client_ids`` are the accepted ``LS_cid`` values (``None``: any non-empty
+    one); a missing or other ``LS_cid`` is refused with ``CONERR,65``.
+    ``message_handler`` answers ``msg`` requests (default: empty response).
+    ``recovery_log_size`` is the number of data notifications kept per session
+    for recovery; ``sync_interval_millis`` spaces ``SYNC`` lines (0: none).
     """
 
     def __init__(
@@ -789,6 +808,7 @@ class TlcpServer:
         message_handler: MessageHandler | None = None,
         recovery_log_size: int = 1000,
         sync_interval_millis: int = 30000,
+        client_ids: Collection[str] | None = DEFAULT_CLIENT_IDS,
     ) -> None:
         if set(diffs) - {"T", "P"}:
             raise ValueError("diffs may only contain 'T' and 'P'")
@@ -803,6 +823,7 @@ class TlcpServer:
         self.message_handler: MessageHandler = message_handler or _default_handler
         self.recovery_log_size = recovery_log_size
         self.sync_interval_millis = sync_interval_millis
+        self.client_ids = None if client_ids is None else frozenset(client_ids)
         self.url: str | None = None
         self._sessions: dict[str, Session] = {}
         self._streams: set[_Stream] = set()
@@ -860,7 +881,7 @@ class TlcpServer:
         factory = _TrackingFactory(site)
         factory.noisy = False
         try:
-            listening = reactor.listenTCP(port, factory, interface=interface)
+            listening = reactor.listenTCP(port, cast(Any, factory), interface=interface)
         except Exception:
             return defer.fail()
         self._port, self._factory = listening, factory
@@ -898,7 +919,7 @@ class TlcpServer:
     # --- request handling -----------------------------------------------------
 
     def _render(self, request: Request) -> bytes | int:
-        path = [segment.decode("utf-8", "replace") for segment in request.postpath]
+        path = [segment.decode("utf-8", "replace") for segment in request.postpath or ()]
         while path and path[-1] == "":
             path.pop()
         if len(path) < 2 or path[-2] != "lightstreamer" or not path[-1].endswith(".txt"):
@@ -965,9 +986,10 @@ class TlcpServer:
                     if requested is None
                     else max(1000, min(60000, requested))
                 )
-                content_length = _int_param(params, "LS_content_length", minimum=1)
-                if content_length is None:
-                    content_length = self.content_length
+                requested_length = _int_param(params, "LS_content_length", minimum=1)
+                # The server setting acts as a cap on what the client asks for.
+                lengths = [n for n in (requested_length, self.content_length) if n is not None]
+                content_length = min(lengths) if lengths else None
                 send_sync = _bool_param(params, "LS_send_sync", True)
             _int_param(params, "LS_inactivity_millis")
         except ValueError as e:
@@ -993,7 +1015,7 @@ class TlcpServer:
             cid = params.get("LS_cid")
             if cid is None:
                 raise _ConnectionError(65, "Missing LS_cid")
-            if cid != CLIENT_ID:
+            if self.client_ids is not None and cid not in self.client_ids:
                 raise _ConnectionError(65, "Invalid LS_cid")
             if "LS_op" in params:
                 raise _ConnectionError(64, "Create+control combos are not supported")
@@ -1062,7 +1084,7 @@ class TlcpServer:
         self, session: Session, stream: _Stream, head: list[str], recover_from: int | None
     ) -> bytes | int:
         request = stream.request
-        # Fail the bind before anything is written (recovery check happens in _bind).
+        # Fail a recovery bind before anything is written.
         if recover_from is not None and session._recovery_target(recover_from) is None:
             stream.closed = True
             return _body(encode_line("CONERR", 4, "Recovery progressive no longer available"))

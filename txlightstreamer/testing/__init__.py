@@ -1,0 +1,43 @@
+"""Testing helpers: a real TLCP server to run clients against.
+
+In the spirit of :mod:`treq.testing`: :class:`TlcpServer` speaks TLCP 2.5.0
+(and 2.4.0) over HTTP, as a ``twisted.web`` resource or listening on a local
+port, and :class:`DataModel` lets a test publish MERGE/DISTINCT/RAW and
+COMMAND events to every subscribed client::
+
+    server = TlcpServer()
+    await server.listen(reactor)
+    ...  # point a client at server.url
+    server.data.update("item1", {"last_price": "10.5"})
+    ...
+    await server.stop()
+"""
+
+from ._adapter import DataModel, ItemListener
+from ._encoding import encode_line, encode_update, encode_value
+from ._server import (
+    CLIENT_ID,
+    DEFAULT_CLIENT_IDS,
+    PYTHON_SDK_CLIENT_ID,
+    MessageError,
+    MessageHandler,
+    Session,
+    Subscription,
+    TlcpServer,
+)
+
+__all__ = [
+    "CLIENT_ID",
+    "DEFAULT_CLIENT_IDS",
+    "PYTHON_SDK_CLIENT_ID",
+    "DataModel",
+    "ItemListener",
+    "MessageError",
+    "MessageHandler",
+    "Session",
+    "Subscription",
+    "TlcpServer",
+    "encode_line",
+    "encode_update",
+    "encode_value",
+]

@@ -1,0 +1,151 @@
+"""A small stock-like demo feed for :class:`~txlightstreamer.testing.DataModel`.
+
+Six MERGE items ``item1``…``item6`` tick randomly several times a second and
+a COMMAND item ``portfolio1`` adds, updates and deletes positions now and
+then.  Deterministic: it uses a seeded :class:`random.Random` and the
+injected clock.
+"""
+
+from __future__ import annotations
+
+import random
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from ._adapter import DataModel
+
+__all__ = ["DEMO_FIELDS", "DEMO_ITEMS", "PORTFOLIO_FIELDS", "PORTFOLIO_ITEM", "DemoFeed"]
+
+DEMO_ITEMS: tuple[str, ...] = tuple(f"item{i}" for i in range(1, 7))
+DEMO_FIELDS: tuple[str, ...] = (
+    "stock_name",
+    "last_price",
+    "time",
+    "pct_change",
+    "bid",
+    "ask",
+    "min",
+    "max",
+)
+PORTFOLIO_ITEM = "portfolio1"
+PORTFOLIO_FIELDS: tuple[str, ...] = ("key", "command", "qty", "price")
+
+_NAMES = (
+    "Anduct",
+    "Ations Europe",
+    "Bagies Consulting",
+    "BANDOR",
+    "Bluffa Games",
+    "Crowd Sourcing",
+)
+
+
+class DemoFeed:
+    """Publishes random ticks into ``data`` every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        data: DataModel,
+        clock: IReactorTime,
+        interval: float = 0.25,
+        *,
+        seed: int = 1,
+    ) -> None:
+        self.data = data
+        self.clock = clock
+        self.interval = interval
+        self._random = random.Random(seed)
+        self._call: IDelayedCall | None = None
+        self._ref: dict[str, float] = {}
+        self._positions: dict[str, int] = {}
+        self.ticks = 0
+        for index, item in enumerate(DEMO_ITEMS):
+            reference = round(self._random.uniform(5, 30), 2)
+            self._ref[item] = reference
+            data.set_item(
+                item,
+                {
+                    "stock_name": _NAMES[index],
+                    "last_price": f"{reference:.2f}",
+                    "time": self._time(),
+                    "pct_change": "0.00",
+                    "bid": f"{reference * 0.999:.2f}",
+                    "ask": f"{reference * 1.001:.2f}",
+                    "min": f"{reference:.2f}",
+                    "max": f"{reference:.2f}",
+                },
+            )
+
+    @property
+    def running(self) -> bool:
+        """Whether the feed is ticking."""
+        return self._call is not None
+
+    def start(self) -> None:
+        """Start ticking (idempotent)."""
+        if self._call is None:
+            self._call = self.clock.callLater(self.interval, self._tick)
+
+    def stop(self) -> None:
+        """Stop ticking and cancel the pending timer (idempotent)."""
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _time(self) -> str:
+        seconds = int(self.clock.seconds()) % 86400
+        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+    def _tick(self) -> None:
+        self._call = self.clock.callLater(self.interval, self._tick)
+        self.ticks += 1
+        rnd = self._random
+        for item in rnd.sample(DEMO_ITEMS, rnd.randint(1, 3)):
+            reference = self._ref[item]
+            state = self.data.state(item)
+            last = float(state.get("last_price") or reference)
+            price = max(0.01, round(last * (1 + rnd.uniform(-0.01, 0.01)), 2))
+            low = min(float(state.get("min") or price), price)
+            high = max(float(state.get("max") or price), price)
+            self.data.update(
+                item,
+                {
+                    "last_price": f"{price:.2f}",
+                    "time": self._time(),
+                    "pct_change": f"{(price - reference) / reference * 100:.2f}",
+                    "bid": f"{price * 0.999:.2f}",
+                    "ask": f"{price * 1.001:.2f}",
+                    "min": f"{low:.2f}",
+                    "max": f"{high:.2f}",
+                },
+            )
+        if rnd.random() < 0.3:
+            self._portfolio_event()
+
+    def _portfolio_event(self) -> None:
+        rnd = self._random
+        item = rnd.choice(DEMO_ITEMS)
+        price = self.data.state(item).get("last_price") or "0"
+        if item not in self._positions:
+            self._positions[item] = rnd.randint(1, 20) * 100
+            self.data.command(
+                PORTFOLIO_ITEM,
+                item,
+                "ADD",
+                {"qty": str(self._positions[item]), "price": price},
+            )
+        elif rnd.random() < 0.3:
+            del self._positions[item]
+            self.data.command(PORTFOLIO_ITEM, item, "DELETE")
+        else:
+            self._positions[item] += rnd.randint(-5, 5) * 100 or 100
+            if self._positions[item] <= 0:
+                del self._positions[item]
+                self.data.command(PORTFOLIO_ITEM, item, "DELETE")
+            else:
+                self.data.command(
+                    PORTFOLIO_ITEM,
+                    item,
+                    "UPDATE",
+                    {"qty": str(self._positions[item]), "price": price},
+                )
