@@ -35,6 +35,9 @@ class FakeStream:
     def end(self, error: Exception | None = None) -> None:
         self.sink.stream_ended(self, Failure(error or ResponseDone()))
 
+    def start(self) -> None:
+        pass
+
     def stop(self) -> None:
         self.stopped = True
 

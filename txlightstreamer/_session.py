@@ -448,9 +448,11 @@ class Session:
         self._stream_done = False
         self._attempt_started = self._clock.seconds()
         self._liveness_phase = 0
-        self._stream = self._transport.open_stream(self.base_url, request, self)
+        stream = self._transport.open_stream(self.base_url, request, self)
+        self._stream = stream
         # The whole head (up to CONOK) must arrive within the retry delay.
         self._arm_keepalive(self.options.retry_delay)
+        stream.start()
 
     def _start_create(self) -> None:
         self._retry_call = None

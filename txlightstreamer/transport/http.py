@@ -160,6 +160,7 @@ class HttpStream:
         return f"<HttpStream {self._request.name} {self.url}>"
 
     def start(self) -> None:
+        """Send the request. Lines may reach the sink before this returns."""
         t = self._transport
         d = t.stream_client.request(
             "POST",
@@ -282,9 +283,8 @@ class HttpTransport:
         self._pools = pools
 
     def open_stream(self, base_url: str, request: Request, sink: StreamSink) -> HttpStream:
-        stream = HttpStream(self, base_url, request, sink)
-        stream.start()
-        return stream
+        """A new stream for ``request``; nothing is sent until its `start`."""
+        return HttpStream(self, base_url, request, sink)
 
     def send_control(
         self, base_url: str, session_id: str, requests: Sequence[Request]
