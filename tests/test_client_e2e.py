@@ -115,7 +115,7 @@ async def test_merge_without_snapshot_and_values(server: TlcpServer, make_client
     c = make_client()
     await c.client.create_session()
     table = Table(c.client, mode=MODE_MERGE, item_ids=["item1"], schema=["a", "b"],
-                  row_factory=lambda values: dict(zip("ab", values)))
+                  row_factory=lambda values: dict(zip("ab", values, strict=True)))
     rows: list[Any] = []
     table.on_update(lambda item, row: rows.append(row))
     await table.when_subscribed()

@@ -224,7 +224,7 @@ def test_refused_connection_retries_with_growing_delay() -> None:
         before = len(transport.streams)
         while len(transport.streams) == before:
             clock.advance(0.5)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert gaps[:9] == [1.0] * 9
     assert max(gaps) == 8.0
 

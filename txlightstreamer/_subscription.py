@@ -138,7 +138,7 @@ class ItemUpdate:
         prev = self._previous
         if prev is None:
             return frozenset(range(len(self.values)))
-        return frozenset(i for i, (a, b) in enumerate(zip(prev, self.values)) if a != b)
+        return frozenset(i for i, (a, b) in enumerate(zip(prev, self.values, strict=False)) if a != b)
 
     def is_changed(self, field: str | int) -> bool:
         """Whether this update changed the field."""
@@ -174,7 +174,7 @@ class ItemUpdate:
         names = self.table.field_names
         if names is None:
             return {i + 1: v for i, v in enumerate(self.values)}
-        return dict(zip(names, self.values))
+        return dict(zip(names, self.values, strict=True))
 
     def __repr__(self) -> str:
         return (

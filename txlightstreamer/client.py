@@ -18,7 +18,6 @@ from txlightstreamer import _session
 from txlightstreamer._callbacks import CallbackList
 from txlightstreamer._subscription import (
     ACTIVE,
-    DELETED,
     DELETING,
     FAILED,
     PENDING,

@@ -28,6 +28,8 @@ __all__ = ["HttpStream", "HttpTransport", "StreamSink", "server_url"]
 log = Logger()
 
 _HEADERS = {b"Content-Type": [b"text/plain; charset=utf-8"]}
+# A body that ended normally (Twisted's protocols take a default reason).
+_BODY_DONE = Failure(ResponseDone())
 # Longest reply body we read for a control batch or an error page.
 _MAX_SHORT_BODY = 1 << 20
 
@@ -68,7 +70,7 @@ class _LineReceiver(LineOnlyReceiver):
                 "utf-8", "replace"))
         )
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+    def connectionLost(self, reason: Failure = _BODY_DONE) -> None:
         self._stream._body_lost(reason)
 
 
@@ -89,7 +91,7 @@ class _ShortBody(TwistedProtocol):
             return
         self._parts.append(data)
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+    def connectionLost(self, reason: Failure = _BODY_DONE) -> None:
         body = b"".join(self._parts)
         if reason.check(ResponseDone, PotentialDataLoss) or self._size > self._limit:
             self._done.callback(body)
@@ -291,7 +293,7 @@ class HttpTransport:
     ) -> Deferred[list[bytes]]:
         """POST one batch (all requests of the same name); fires with the reply's lines."""
         url = server_url(base_url, requests[0].name)
-        d = self.control_client.request(
+        d: Deferred[Any] = self.control_client.request(
             "POST",
             url,
             params=[
@@ -318,7 +320,8 @@ class HttpTransport:
                 return failure
             return Failure(TransportError(_describe_failure(failure), url=url))
 
-        return d.addCallback(got_response).addErrback(failed)
+        result: Deferred[list[bytes]] = d.addCallback(got_response).addErrback(failed)
+        return result
 
     def close(self) -> Deferred[None]:
         """Close the connection pools this transport owns."""
