@@ -138,7 +138,8 @@ class ItemUpdate:
         prev = self._previous
         if prev is None:
             return frozenset(range(len(self.values)))
-        return frozenset(i for i, (a, b) in enumerate(zip(prev, self.values, strict=False)) if a != b)
+        pairs = enumerate(zip(prev, self.values, strict=False))
+        return frozenset(i for i, (a, b) in pairs if a != b)
 
     def is_changed(self, field: str | int) -> bool:
         """Whether this update changed the field."""
