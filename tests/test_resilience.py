@@ -1,0 +1,131 @@
+"""
+Faults over real loopback HTTP: broken streams, a server that goes away and comes back,
+and shutdown that never hangs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from txlightstreamer import MODE_RAW, STATE_CONNECTED, LsClient, Table
+from txlightstreamer.testing import TlcpServer
+
+from .test_client_e2e import wait_until
+
+
+@pytest_twisted.ensureDeferred
+async def test_twenty_breaks_during_a_burst_lose_nothing() -> None:
+    # A real server keeps a bounded replay buffer for recovery; the burst is paced so the
+    # client reconnects well within it.
+    server = TlcpServer(keepalive_millis=1000, recovery_log_size=5000)
+    await server.listen(reactor, port=0, interface="127.0.0.1")
+    client = LsClient(server.url)
+    sessions: list[str] = []
+    client.on_session(lambda info: sessions.append(info.continuity))
+    lost: list[tuple[int, int]] = []
+    try:
+        await client.create_session()
+        items = [f"item{i}" for i in range(5)]
+        table = Table(client, mode=MODE_RAW, item_ids=items, schema=["seq"])
+        table.on_overflow(lambda item, count: lost.append((item, count)))
+        got: dict[int, list[int]] = defaultdict(list)
+        table.on_update(lambda item, row: got[item].append(int(row[0])))
+        await table.when_subscribed()
+        total, breaks = 10_000, 20
+        per_break = total // breaks
+        for n in range(total):
+            server.data.update(items[n % 5], {"seq": str(n)})
+            if n % per_break == per_break // 2:
+                await task.deferLater(reactor, 0, lambda: None)
+                server.drop_streams()
+            if n % 10 == 0:
+                await task.deferLater(reactor, 0.001, lambda: None)
+        await wait_until(lambda: sum(map(len, got.values())) >= total, timeout=60)
+        await task.deferLater(reactor, 0.2, lambda: None)
+        for pos in range(1, 6):
+            expected = list(range(pos - 1, total, 5))
+            assert got[pos] == expected
+        assert lost == []
+        # Some drops land while the client is already reconnecting; every one that broke a
+        # live stream was recovered, never replaced.
+        assert sessions[0] == "new"
+        assert set(sessions[1:]) == {"recovered"}
+        assert len(sessions) > breaks // 2
+    finally:
+        await client.destroy()
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_vanishes_and_comes_back_on_the_same_port() -> None:
+    first = TlcpServer(keepalive_millis=500)
+    port = await first.listen(reactor, port=0, interface="127.0.0.1")
+    number = port.getHost().port
+    client = LsClient(first.url, retry_delay=0.5, session_recovery_timeout=1.0)
+    sessions: list[str] = []
+    client.on_session(lambda info: sessions.append(info.continuity))
+    second: TlcpServer | None = None
+    try:
+        await client.create_session()
+        table = Table(client, mode=MODE_RAW, item_ids=["x"], schema=["v"])
+        got: list[Any] = []
+        table.on_update(lambda item, row: got.append(row[0]))
+        await table.when_subscribed()
+        first.data.update("x", {"v": "before"})
+        await wait_until(lambda: got == ["before"])
+        await first.stop()
+        await task.deferLater(reactor, 1.5, lambda: None)
+        second = TlcpServer(keepalive_millis=500)
+        await second.listen(reactor, port=number, interface="127.0.0.1")
+        await wait_until(lambda: client.state == STATE_CONNECTED and table.is_active,
+                         timeout=30)
+        second.data.update("x", {"v": "after"})
+        await wait_until(lambda: got == ["before", "after"])
+        assert sessions[-1] == "replaced"
+    finally:
+        await client.destroy()
+        if second is not None:
+            await second.stop()
+
+
+class _Hanging(Resource):
+    """Answers nothing, ever (until the test ends): a server that stopped responding."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render(self, request: Any) -> Any:
+        self.requests.append(request)
+        return NOT_DONE_YET
+
+
+@pytest_twisted.ensureDeferred
+async def test_destroy_is_prompt_when_the_server_never_answers() -> None:
+    hanging = _Hanging()
+    port = reactor.listenTCP(0, Site(hanging), interface="127.0.0.1")
+    client = LsClient(f"http://127.0.0.1:{port.getHost().port}")
+    try:
+        client.create_session()
+        await wait_until(lambda: len(hanging.requests) == 1)
+        started = reactor.seconds()
+        done: Deferred[None] = client.destroy()
+        await done
+        # A bound on what we wait for, not a timing assertion: destroy must not wait for
+        # the server's answer (there is none).
+        assert reactor.seconds() - started < 1.0
+        assert [c for c in reactor.getDelayedCalls() if "txlightstreamer" in repr(c.func)] == []
+    finally:
+        for request in hanging.requests:
+            if not request.finished and request.channel is not None:
+                request.channel.transport.abortConnection()
+        await port.stopListening()
