@@ -8,11 +8,12 @@ its subscription id, and the table decodes them into rows and calls the user bac
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from txlightstreamer._callbacks import CallbackList
@@ -34,6 +35,7 @@ __all__ = [
     "MODE_RAW",
     "ItemUpdate",
     "Table",
+    "UpdateQueue",
 ]
 
 MODE_RAW: Final = "RAW"
@@ -276,6 +278,7 @@ class Table:
         self._subscribed_cbs = CallbackList("on_subscribed")
         self._unsubscribed_cbs = CallbackList("on_unsubscribed")
         self._config_cbs = CallbackList("on_config")
+        self._deleted_cbs = CallbackList("deleted")
         self._subscribed_waiters: list[Deferred[Table]] = []
         self._delete_waiters: list[Deferred[None]] = []
 
@@ -352,6 +355,37 @@ class Table:
             self.state = DELETING
             self.client._delete_table(self, previous)
         return d
+
+    def set_max_frequency(self, max_frequency: float | str) -> Deferred[None]:
+        """
+        Change the maximum update frequency (updates/s, or ``"unlimited"``) while live.
+
+        The server confirms with ``CONF`` (see `on_config`). Not possible for a table
+        subscribed with ``max_frequency="unfiltered"``.
+        """
+        if self.max_frequency == "unfiltered":
+            raise ValueError("an unfiltered subscription cannot change its frequency")
+        if max_frequency == "unfiltered":
+            raise ValueError("'unfiltered' can only be chosen when the table is created")
+        if max_frequency != "unlimited" and (
+            isinstance(max_frequency, bool)
+            or not isinstance(max_frequency, (int, float))
+            or not max_frequency > 0
+        ):
+            raise ValueError(f"max_frequency must be a positive number or 'unlimited', "
+                             f"not {max_frequency!r}")
+        self.max_frequency = max_frequency
+        return self.client._reconf(self, max_frequency)
+
+    def updates(self, max_queue: int = 1000) -> UpdateQueue:
+        """
+        The updates of this table as an async iterator (``async for update in ...``).
+
+        At most ``max_queue`` updates wait for a slow consumer; past that the oldest are
+        dropped and counted in ``dropped`` (and logged). Iteration ends when the table is
+        deleted.
+        """
+        return UpdateQueue(self, max_queue)
 
     @property
     def rows(self) -> Mapping[int, Row]:
@@ -528,6 +562,7 @@ class Table:
             self.sub_id = None
             waiters, self._delete_waiters = self._delete_waiters, []
             self._unsubscribed_cbs()
+            self._deleted_cbs()
             for d in waiters:
                 d.callback(None)
             return
@@ -540,6 +575,7 @@ class Table:
     def _fail(self, error: LightstreamerError) -> None:
         self.state = FAILED
         self.sub_id = None
+        self._deleted_cbs()
         self._error_cbs(error)
         if not self._error_cbs:
             log.error("Subscription {table!r} failed: {error}", table=self, error=error)
@@ -549,3 +585,74 @@ class Table:
         deleters, self._delete_waiters = self._delete_waiters, []
         for dd in deleters:
             dd.callback(None)
+
+
+class UpdateQueue:
+    """
+    A bounded queue of one table's updates, consumed with ``async for``.
+
+    Works in Deferred-based coroutines and, under Twisted's asyncio reactor, in asyncio
+    tasks. A consumer slower than the feed never makes memory grow: past ``max_queue``
+    the oldest updates are dropped and counted.
+    """
+
+    def __init__(self, table: Table, max_queue: int) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self.table = table
+        self.max_queue = max_queue
+        self.dropped = 0
+        self._queue: deque[ItemUpdate] = deque()
+        self._waiter: Deferred[ItemUpdate] | None = None
+        self._closed = False
+        table.on_item_update(self._put)
+        table._deleted_cbs.add(self.close)
+
+    def _put(self, update: ItemUpdate) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.callback(update)
+            return
+        if len(self._queue) >= self.max_queue:
+            self._queue.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warn("Slow consumer of {table!r}: {n} update(s) dropped so far",
+                         table=self.table, n=self.dropped)
+        self._queue.append(update)
+
+    def close(self) -> None:
+        """Stop iterating (pending updates are still delivered first)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.table._item_update_cbs.remove(self._put)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.errback(StopAsyncIteration())
+
+    def __aiter__(self) -> UpdateQueue:
+        return self
+
+    def __anext__(self) -> Any:
+        d: Deferred[ItemUpdate]
+        if self._queue:
+            d = succeed(self._queue.popleft())
+        elif self._closed:
+            d = fail(StopAsyncIteration())
+        else:
+            d = self._waiter = Deferred()
+        return _awaitable(d)
+
+
+def _awaitable(d: Deferred[Any]) -> Any:
+    """The Deferred itself, or an asyncio future of it inside an asyncio task."""
+    try:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if asyncio.current_task(loop) is not None:
+            return d.asFuture(loop)
+    except RuntimeError:
+        pass
+    return d

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from txlightstreamer import _session
 from txlightstreamer._callbacks import CallbackList
+from txlightstreamer._messages import MessageManager
 from txlightstreamer._subscription import (
     ACTIVE,
     DELETING,
@@ -41,6 +42,8 @@ from txlightstreamer.protocol import (
     ConOk,
     EndOfSnapshot,
     Error,
+    MsgDone,
+    MsgFail,
     Notification,
     Overflow,
     ReqErr,
@@ -51,7 +54,9 @@ from txlightstreamer.protocol import (
     Unsub,
     Update,
     add_subscription,
+    constrain,
     delete_subscription,
+    reconf_subscription,
     destroy,
     heartbeat,
     parse_bytes,
@@ -105,11 +110,16 @@ class SessionInfo:
 
 
 class _PendingControl:
-    """A control request waiting to be sent (built with a fresh LS_reqId when sent)."""
+    """
+    A control request waiting to be sent (built with a fresh LS_reqId when sent). Its
+    ``epoch`` is the session it belongs to, or None for "whichever session comes".
+    """
 
     __slots__ = ("build", "deferred", "epoch")
 
-    def __init__(self, build: Callable[[int], Request], deferred: Deferred[None], epoch: int):
+    def __init__(
+        self, build: Callable[[int], Request], deferred: Deferred[None], epoch: int | None
+    ) -> None:
         self.build = build
         self.deferred = deferred
         self.epoch = epoch
@@ -230,6 +240,9 @@ class LsClient:
         self._heartbeat_cbs = CallbackList("on_heartbeat")
         self._error_cbs = CallbackList("on_error")
         self._session_cbs = CallbackList("on_session")
+        self._bandwidth_cbs = CallbackList("on_bandwidth")
+        self._messages = MessageManager()
+        self._max_bandwidth: float | str | None = None
 
         self._tables: list[Table] = []
         self._by_sub_id: dict[int, Table] = {}
@@ -314,7 +327,9 @@ class LsClient:
         if password is not None:
             args["password"] = password
         if max_bandwidth is not None:
-            args["requested_max_bandwidth"] = max_bandwidth
+            self._max_bandwidth = _check_bandwidth(max_bandwidth)
+        if self._max_bandwidth is not None and self._max_bandwidth != "unlimited":
+            args["requested_max_bandwidth"] = self._max_bandwidth
         d: Deferred[SessionInfo] = Deferred()
         self._create_waiters.append(d)
         self._session.connect(args)
@@ -337,6 +352,7 @@ class LsClient:
         def finish(_: object = None) -> None:
             self._session.close()
             self._fail_control(SessionLostError("the client was destroyed"))
+            self._messages.abort_all(SessionLostError("the client was destroyed"))
             for table in list(self._tables):
                 self._finish_table(table)
             self._fail_create(SessionLostError("the client was destroyed"))
@@ -361,6 +377,67 @@ class LsClient:
         else:
             finish()
         return d
+
+    def on_bandwidth(self, callback: Callable[[str], object]) -> Callable[[str], object]:
+        """Call ``callback(bandwidth)`` with each ``CONS`` (kbit/s, ``unlimited``, ``unmanaged``)."""
+        return self._bandwidth_cbs.add(callback)
+
+    def set_max_bandwidth(self, kbps: float | str) -> Deferred[None]:
+        """
+        Change the session's bandwidth limit (kbit/s, or ``"unlimited"``), live.
+
+        The server answers with ``CONS`` (see `on_bandwidth`); the value also applies to
+        every later session of this client.
+        """
+        value = _check_bandwidth(kbps)
+        if self.bandwidth == "unmanaged":
+            raise ClientStateError("the server does not manage bandwidth (CONS unmanaged)")
+        self._max_bandwidth = value
+        if self._session.state is not _session.State.BOUND:
+            return succeed(None)
+        return self._control(lambda req_id: constrain(req_id, max_bandwidth=value))
+
+    def send_message(
+        self,
+        text: str,
+        sequence: str | None = None,
+        delay_timeout: float | None = None,
+        enqueue_while_disconnected: bool = False,
+    ) -> Deferred[str | None]:
+        """
+        Send a message to the server's Metadata Adapter.
+
+        Fires with the adapter's response (None when it gave none, or on TLCP 2.4.0) on
+        ``MSGDONE``; errbacks with `MessageDenied` (code <= 0), `MessageDiscarded`
+        (skipped by timeout in its sequence), `MessageError` (other failures) or
+        `SessionLostError`. Messages of one ``sequence`` are processed in order; the
+        server waits at most ``delay_timeout`` seconds for a missing predecessor.
+        """
+        if self._destroyed or self._destroying is not None:
+            raise ClientStateError("this client was destroyed")
+        out = self._messages.prepare(text, sequence, delay_timeout)
+        if self._session.state is not _session.State.BOUND and not enqueue_while_disconnected:
+            out.deferred.errback(SessionLostError(
+                "not connected: pass enqueue_while_disconnected=True to queue the message"))
+            return out.deferred
+        sent = self._control(lambda req_id: self._messages.build(out, req_id),
+                             any_session=enqueue_while_disconnected)
+
+        def refused(failure: Failure) -> None:
+            error = failure.value
+            if not isinstance(error, LightstreamerError):
+                error = TransportError(str(error))
+            self._messages.refused(out, error)
+
+        sent.addErrback(refused)
+        return out.deferred
+
+    def _reconf(self, table: Table, max_frequency: float | str) -> Deferred[None]:
+        sub_id = table.sub_id
+        if table.state != ACTIVE or sub_id is None:
+            return succeed(None)  # applies when the table is next subscribed
+        return self._control(
+            lambda req_id: reconf_subscription(req_id, sub_id, max_frequency=max_frequency))
 
     @property
     def tables(self) -> tuple[Table, ...]:
@@ -449,14 +526,17 @@ class LsClient:
         self._next_req_id += 1
         return self._next_req_id
 
-    def _control(self, build: Callable[[int], Request]) -> Deferred[None]:
+    def _control(
+        self, build: Callable[[int], Request], any_session: bool = False
+    ) -> Deferred[None]:
         d: Deferred[None] = Deferred()
         if len(self._control_queue) >= self._max_pending:
             d.errback(ClientStateError(
                 f"more than {self._max_pending} control requests pending; "
                 "raise max_pending_requests or slow down"))
             return d
-        self._control_queue.append(_PendingControl(build, d, self._epoch))
+        epoch = None if any_session else self._epoch
+        self._control_queue.append(_PendingControl(build, d, epoch))
         self._flush_control()
         return d
 
@@ -583,8 +663,10 @@ class LsClient:
         info = SessionInfo(conok, continuity)
         self.session_info = info
         # Requests built for an older session are meaningless now.
-        stale = [p for p in self._control_queue if p.epoch != self._epoch]
-        self._control_queue = deque(p for p in self._control_queue if p.epoch == self._epoch)
+        stale = [p for p in self._control_queue if p.epoch not in (None, self._epoch)]
+        self._control_queue = deque(
+            p for p in self._control_queue if p.epoch in (None, self._epoch))
+        self._messages.new_session()
         for p in stale:
             p.deferred.errback(SessionLostError("the session was replaced"))
         self._by_sub_id.clear()
@@ -616,6 +698,7 @@ class LsClient:
 
     def session_closed(self, error: LightstreamerError | None) -> None:
         self._cancel_heartbeat()
+        self._messages.abort_all(SessionLostError(str(error) if error else "session closed"))
         self._fail_control(SessionLostError(str(error) if error else "session closed"))
         for table in self._tables:
             if table.state in (ACTIVE, SUBSCRIBING):
@@ -653,6 +736,10 @@ class LsClient:
             except LightstreamerError as e:
                 self._table_broken(table, e)
             return
+        if isinstance(n, (MsgDone, MsgFail)):
+            if not self._messages.outcome(n):
+                log.debug("Outcome for a message we do not wait for: {n!r}", n=n)
+            return
         sub_id = getattr(n, "sub_id", None)
         if sub_id is not None:
             table = self._by_sub_id.get(sub_id)
@@ -685,6 +772,7 @@ class LsClient:
             self.client_ip = getattr(n, "ip", None)
         elif tag == "CONS":
             self.bandwidth = getattr(n, "bandwidth", None)
+            self._bandwidth_cbs(self.bandwidth)
 
     def _table_broken(self, table: Table, error: LightstreamerError) -> None:
         """Undecodable data for one table: report it and subscribe the table afresh."""
@@ -709,6 +797,15 @@ class LsClient:
         waiters, self._create_waiters = self._create_waiters, []
         for d in waiters:
             d.errback(error)
+
+
+def _check_bandwidth(kbps: float | str) -> float | str:
+    if kbps == "unlimited":
+        return kbps
+    if isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not kbps > 0:
+        raise ValueError(f"bandwidth must be a positive number of kbit/s or 'unlimited', "
+                         f"not {kbps!r}")
+    return kbps
 
 
 def wait_for_state(client: LsClient, state: str) -> Deferred[None]:

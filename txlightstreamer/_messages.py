@@ -1,0 +1,149 @@
+"""
+Messages sent to the server's Metadata Adapter (``msg`` requests) and their outcomes.
+
+Progressives are numbered per sequence and kept across rebinds of one session; a new
+session starts every sequence again at 1 (tlcp.md §8). Outcomes come back on the stream as
+``MSGDONE`` / ``MSGFAIL`` data notifications.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+
+from txlightstreamer.errors import LightstreamerError, ServerError, SessionLostError
+from txlightstreamer.protocol import MsgDone, MsgFail, Request, message
+
+__all__ = [
+    "MessageDenied",
+    "MessageDiscarded",
+    "MessageError",
+    "MessageManager",
+]
+
+# Numbering for messages without a sequence that still want an outcome; never sent.
+_UNORDERED = "UNORDERED_MESSAGES"
+
+
+class MessageError(ServerError):
+    """The server could not process a message (``MSGFAIL`` or ``REQERR``)."""
+
+
+class MessageDenied(MessageError):
+    """The Metadata Adapter refused the message (code <= 0)."""
+
+
+class MessageDiscarded(MessageError):
+    """The message was skipped by timeout while waiting for its predecessors (38/39)."""
+
+
+class _Outgoing:
+    """One message on its way; its progressive is fixed on first send, per session."""
+
+    __slots__ = ("text", "sequence", "delay_timeout", "deferred", "prog", "epoch")
+
+    def __init__(self, text: str, sequence: str | None, delay_timeout: float | None) -> None:
+        self.text = text
+        self.sequence = sequence
+        self.delay_timeout = delay_timeout
+        self.deferred: Deferred[str | None] = Deferred()
+        self.prog: int | None = None
+        self.epoch = -1
+
+
+class MessageManager:
+    """Numbers messages, builds their requests and matches outcomes to Deferreds."""
+
+    def __init__(self) -> None:
+        self._epoch = 0
+        self._progs: dict[str, int] = {}
+        self._waiting: dict[tuple[str, int], _Outgoing] = {}
+
+    def new_session(self) -> None:
+        """A new session: every sequence restarts; outcomes of the old one never come."""
+        self._epoch += 1
+        self._progs.clear()
+        self.abort_all(SessionLostError("the session ended before the message's outcome"))
+
+    def abort_all(self, error: LightstreamerError) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for out in waiting.values():
+            if not out.deferred.called:
+                out.deferred.errback(error)
+
+    def prepare(
+        self, text: str, sequence: str | None, delay_timeout: float | None
+    ) -> _Outgoing:
+        if not isinstance(text, str):
+            raise TypeError("message text must be a str")
+        if sequence is not None:
+            if sequence == _UNORDERED or not sequence or not all(
+                c.isascii() and (c.isalnum() or c == "_") for c in sequence
+            ):
+                raise ValueError(
+                    f"sequence {sequence!r} must be letters, digits and '_' only "
+                    f"(and not {_UNORDERED!r})"
+                )
+        if delay_timeout is not None and delay_timeout < 0:
+            raise ValueError("delay_timeout must be >= 0 seconds")
+        return _Outgoing(text, sequence, delay_timeout)
+
+    def build(self, out: _Outgoing, req_id: int) -> Request:
+        """The ``msg`` request for ``out`` (same progressive if re-sent in one session)."""
+        key = out.sequence or _UNORDERED
+        if out.prog is None or out.epoch != self._epoch:
+            out.prog = self._progs.get(key, 0) + 1
+            self._progs[key] = out.prog
+            out.epoch = self._epoch
+            self._waiting[(key, out.prog)] = out
+        max_wait = None
+        if out.sequence is not None and out.delay_timeout is not None:
+            max_wait = int(out.delay_timeout * 1000)
+        return message(req_id, out.text, sequence=out.sequence, prog=out.prog,
+                       max_wait=max_wait)
+
+    def refused(self, out: _Outgoing, error: LightstreamerError) -> None:
+        """The ``msg`` request itself failed (REQERR, transport, session loss)."""
+        if out.prog is not None:
+            self._waiting.pop((out.sequence or _UNORDERED, out.prog), None)
+        if out.deferred.called:
+            return
+        if isinstance(error, ServerError) and error.code in (32, 33):
+            return  # a late duplicate of something already handled
+        if isinstance(error, ServerError) and not isinstance(error, MessageError):
+            error = MessageError(error.code, error.message, error.tag)
+        out.deferred.errback(error)
+
+    def outcome(self, n: MsgDone | MsgFail) -> bool:
+        """Deliver ``MSGDONE``/``MSGFAIL``; False if no message was waiting for it."""
+        key = n.sequence or _UNORDERED
+        if isinstance(n, MsgDone):
+            out = self._waiting.pop((key, n.prog), None)
+            if out is None:
+                return False
+            out.deferred.callback(n.response)
+            return True
+        if n.code in (32, 33):
+            return True  # late duplicates: the original outcome stands
+        progs = [n.prog]
+        if n.code == 39:
+            # "this and some preceding progressives": the count is in the message text.
+            try:
+                count = max(1, int(n.message))
+            except ValueError:
+                count = 1
+            progs = list(range(n.prog - count + 1, n.prog + 1))
+        found = False
+        for prog in progs:
+            out = self._waiting.pop((key, prog), None)
+            if out is None:
+                continue
+            found = True
+            error: MessageError
+            if n.code in (38, 39):
+                error = MessageDiscarded(n.code, n.message, "MSGFAIL")
+            elif n.code <= 0:
+                error = MessageDenied(n.code, n.message, "MSGFAIL")
+            else:
+                error = MessageError(n.code, n.message, "MSGFAIL")
+            out.deferred.errback(error)
+        return found
