@@ -216,3 +216,47 @@ async def test_async_iteration_in_an_asyncio_task(
     for i in range(3):
         server.data.update("t", {"v": str(i)})
     assert await defer.Deferred.fromFuture(future) == ["0", "1", "2"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_level_command(connected: tuple[TlcpServer, LsClient]) -> None:
+    from txlightstreamer import MODE_COMMAND
+
+    server, client = connected
+    server.data.update("AAPL", {"last_price": "190.1", "volume": "10"})
+    server.data.update("MSFT", {"last_price": "410.0", "volume": "20"})
+    server.data.command("portfolio", "AAPL", "ADD", {"qty": "5"})
+    table = Table(client, mode=MODE_COMMAND, item_ids=["portfolio"],
+                  schema=["key", "command", "qty"], snapshot=True,
+                  second_level_schema=["last_price", "volume"])
+    errors: list[tuple[str, Exception]] = []
+    table.on_second_level_error(lambda key, error: errors.append((key, error)))
+    updates = collect(table)
+    await wait_until(lambda: table.command_rows(1).get("AAPL", ())[3:] == ("190.1", "10"))
+    server.data.command("portfolio", "MSFT", "ADD", {"qty": "1"})
+    await wait_until(lambda: table.command_rows(1).get("MSFT", ())[3:] == ("410.0", "20"))
+    server.data.update("AAPL", {"last_price": "191.0"})
+    await wait_until(lambda: table.command_rows(1)["AAPL"][3] == "191.0")
+    last = updates[-1]
+    assert last.key == "AAPL" and last.command == "UPDATE"
+    assert last.changed_fields == {"last_price": "191.0"}
+    assert last.as_dict() == {"key": "AAPL", "command": "UPDATE", "qty": "5",
+                              "last_price": "191.0", "volume": "10"}
+    server.data.command("portfolio", "MSFT", "DELETE")
+    await wait_until(lambda: "MSFT" not in table.command_rows(1))
+    # The key's second-level subscription is gone: its updates no longer arrive.
+    count = len(updates)
+    server.data.update("MSFT", {"last_price": "1"})
+    await task.deferLater(reactor, 0.1, lambda: None)
+    assert len(updates) == count
+    server.data.command("portfolio", "123", "ADD", {"qty": "1"})
+    await wait_until(lambda: len(errors) == 1)
+    assert errors[0][0] == "123" and errors[0][1].code == 14  # type: ignore[attr-defined]
+    live = [s for sess in server.sessions.values() for s in getattr(sess, "subscriptions", {})]
+    assert len(live) in (0, 2)  # the portfolio and AAPL, when the server exposes them
+
+
+def collect(table: Table) -> list[Any]:
+    updates: list[Any] = []
+    table.on_item_update(updates.append)
+    return updates

@@ -217,6 +217,10 @@ class Table:
         max_frequency: float | str | None = None,
         snapshot: bool | int = False,
         silent: bool = False,
+        *,
+        second_level_schema: str | Iterable[str] | None = None,
+        second_level_adapter: str | None = None,
+        _parent: tuple[Table, int, str] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
@@ -244,6 +248,18 @@ class Table:
         for name, value in (("data_adapter", data_adapter), ("selector", selector)):
             if value is not None and (not value or any(c.isspace() for c in value)):
                 raise ValueError(f"{name} must be a non-empty name without spaces")
+        self.second_schema: tuple[str, ...] = ()
+        if second_level_schema is not None:
+            if mode != MODE_COMMAND:
+                raise ValueError("second-level fields are only for COMMAND mode")
+            self.second_schema = _split_names(second_level_schema, "second_level_schema")
+            clash = set(self.second_schema) & set(self.schema)
+            if clash:
+                raise ValueError(f"second-level fields repeat first-level ones: {sorted(clash)}")
+        self.second_level_adapter = second_level_adapter
+        # (parent table, item position, key) for a second-level table.
+        self._parent = _parent
+        self._children: dict[tuple[int, str], Table] = {}
         self.data_adapter = data_adapter
         self.selector = selector
         self.buffer_size = buffer_size
@@ -279,6 +295,7 @@ class Table:
         self._unsubscribed_cbs = CallbackList("on_unsubscribed")
         self._config_cbs = CallbackList("on_config")
         self._deleted_cbs = CallbackList("deleted")
+        self._second_error_cbs = CallbackList("on_second_level_error")
         self._subscribed_waiters: list[Deferred[Table]] = []
         self._delete_waiters: list[Deferred[None]] = []
 
@@ -313,6 +330,12 @@ class Table:
     ) -> Callable[[LightstreamerError], object]:
         """Call ``callback(error)`` when the subscription fails."""
         return self._error_cbs.add(callback)
+
+    def on_second_level_error(
+        self, callback: Callable[[str, LightstreamerError], object]
+    ) -> Callable[[str, LightstreamerError], object]:
+        """Call ``callback(key, error)`` when a key's second-level subscription fails."""
+        return self._second_error_cbs.add(callback)
 
     def on_subscribed(self, callback: Callable[[], object]) -> Callable[[], object]:
         """Call ``callback()`` each time the server confirms the subscription."""
@@ -460,6 +483,8 @@ class Table:
         self.key_position = key_pos
         self.command_position = command_pos
         self.num_fields = num_fields
+        if self.second_schema and self.field_names is not None:
+            self.field_names = self.field_names + self.second_schema
         self._baselines = [None] * num_items
         snap = bool(self.snapshot) and self.mode != MODE_RAW
         self._in_snapshot = [snap] * num_items
@@ -509,20 +534,77 @@ class Table:
         known = table.get(key)
         command = values[cpos]
         changed: frozenset[int] | None = None
+        width = len(values) + len(self.second_schema)
         if command == "DELETE":
-            row_list: list[Value] = [None] * len(values)
+            row_list: list[Value] = [None] * width
             row_list[kpos] = key
             row_list[cpos] = "DELETE"
             if known is not None:
                 del table[key]
-                changed = frozenset(i for i in range(len(values)) if i != kpos)
+                changed = frozenset(i for i in range(width) if i != kpos)
             row = tuple(row_list)
+            self._drop_child(item, key, unsubscribe=True)
         else:
             values = list(values)
             values[cpos] = "UPDATE" if known is not None else "ADD"
+            if self.second_schema:
+                values.extend(known[len(values):] if known is not None
+                              else [None] * len(self.second_schema))
             row = tuple(values)
             table[key] = row
+            if self.second_schema and known is None:
+                self._add_child(item, key)
         self._deliver(item, row, known, in_snapshot, patches, changed)
+
+    # -- two-level COMMAND -------------------------------------------------------------
+
+    def _add_child(self, item: int, key: str) -> None:
+        """Subscribe the key's own item (MERGE, second-level fields) for this key."""
+        if not key or any(c.isspace() or c == "|" for c in key) or key.isdigit():
+            self._second_error_cbs(key, SubscriptionError(
+                14, f"key {key!r} is not a valid item name", "second-level"))
+            return
+        child = Table(
+            self.client,
+            data_adapter=self.second_level_adapter,
+            mode=MODE_MERGE,
+            item_ids=[key],
+            schema=self.second_schema,
+            snapshot=True,
+            _parent=(self, item, key),
+        )
+        self._children[(item, key)] = child
+        child.on_item_update(self._child_update)
+        child.on_error(lambda error: self._second_error_cbs(key, error))
+        child.on_overflow(lambda _pos, lost: self._overflow(item, lost, key))
+
+    def _drop_child(self, item: int, key: str, unsubscribe: bool) -> None:
+        child = self._children.pop((item, key), None)
+        if child is None:
+            return
+        if unsubscribe and self.state == ACTIVE:
+            child.delete()
+        else:
+            child.state = DELETING
+            self.client._forget_table(child)
+
+    def _drop_children(self, unsubscribe: bool) -> None:
+        for item, key in list(self._children):
+            self._drop_child(item, key, unsubscribe)
+
+    def _child_update(self, update: ItemUpdate) -> None:
+        assert update.table._parent is not None
+        _, item, key = update.table._parent
+        known = self._keys.get(item, {}).get(key)
+        if known is None:
+            return  # the key was deleted meanwhile
+        first = len(known) - len(self.second_schema)
+        values = list(known[:first]) + list(update.values)
+        values[self.command_position - 1] = "UPDATE"
+        row = tuple(values)
+        self._keys[item][key] = row
+        changed = frozenset(first + i for i in update._changed_indexes())
+        self._deliver(item, row, known, update.is_snapshot, None, changed)
 
     def _deliver(
         self, item: int, row: Row, previous: Row | None, is_snapshot: bool,
@@ -543,19 +625,23 @@ class Table:
     def _clear_snapshot(self, item: int) -> None:
         if self.mode == MODE_COMMAND:
             self._keys[item] = {}
+            for child_item, key in list(self._children):
+                if child_item == item:
+                    self._drop_child(item, key, unsubscribe=True)
         else:
             self._rows.pop(item, None)
         self._cs_cbs(item)
 
-    def _overflow(self, item: int, lost: int) -> None:
+    def _overflow(self, item: int, lost: int, key: str | None = None) -> None:
         log.warn(
-            "Server dropped {lost} update(s) for item {item} of {table!r}",
-            lost=lost, item=item, table=self,
+            "Server dropped {lost} update(s) for item {item}{key} of {table!r}",
+            lost=lost, item=item, table=self, key=f" key {key!r}" if key else "",
         )
         self._overflow_cbs(item, lost)
 
     def _unsubscribed(self) -> None:
         """The server ended the subscription, or the session ended."""
+        self._drop_children(unsubscribe=self.state == DELETING)
         was_active = self.state == ACTIVE
         if self.state == DELETING:
             self.state = DELETED

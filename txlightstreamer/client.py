@@ -449,7 +449,9 @@ class LsClient:
     def _attach_table(self, table: Table) -> None:
         if self._destroyed or self._destroying is not None:
             raise ClientStateError("cannot add a Table to a destroyed client")
-        self._tables.append(table)
+        if table._parent is None:
+            # Second-level tables belong to their parent, which re-creates them.
+            self._tables.append(table)
         if not table.silent:
             self._table_ready(table)
 
@@ -511,6 +513,12 @@ class LsClient:
             return delete_subscription(req_id, sub_id)
 
         self._control(build).addErrback(lambda _: None)
+
+    def _forget_table(self, table: Table) -> None:
+        """Drop a second-level table locally (its session is gone or being replaced)."""
+        if table.sub_id is not None and self._by_sub_id.get(table.sub_id) is table:
+            del self._by_sub_id[table.sub_id]
+        table.sub_id = None
 
     def _finish_table(self, table: Table) -> None:
         if table.sub_id is not None:
@@ -745,6 +753,9 @@ class LsClient:
             table = self._by_sub_id.get(sub_id)
             if table is None:
                 log.debug("{n!r} for unknown subscription", n=n)
+                if isinstance(n, SubOk | SubCmd):
+                    # A subscription we no longer want (a "zombie"): drop it on the server.
+                    self._abandon_subscription(sub_id)
                 return
             if isinstance(n, SubCmd):
                 table._subok(n.num_items, n.num_fields, n.key_pos, n.command_pos)
