@@ -56,10 +56,10 @@ from txlightstreamer.protocol import (
     add_subscription,
     constrain,
     delete_subscription,
-    reconf_subscription,
     destroy,
     heartbeat,
     parse_bytes,
+    reconf_subscription,
 )
 from txlightstreamer.transport.http import HttpTransport
 
@@ -379,7 +379,7 @@ class LsClient:
         return d
 
     def on_bandwidth(self, callback: Callable[[str], object]) -> Callable[[str], object]:
-        """Call ``callback(bandwidth)`` with each ``CONS`` (kbit/s, ``unlimited``, ``unmanaged``)."""
+        """Call ``callback(bandwidth)`` on each ``CONS``: kbit/s, unlimited or unmanaged."""
         return self._bandwidth_cbs.add(callback)
 
     def set_max_bandwidth(self, kbps: float | str) -> Deferred[None]:
