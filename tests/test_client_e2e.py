@@ -286,3 +286,24 @@ async def test_dropped_stream_recovers_without_loss(server: TlcpServer, make_cli
     await defer.succeed(None)
     assert got == [str(i) for i in range(100)]
     assert c.sessions[-1].continuity == "recovered"
+
+
+@pytest_twisted.ensureDeferred
+async def test_http_polling_end_to_end(server: TlcpServer, make_client: Any) -> None:
+    c = make_client(forced_transport="HTTP-POLLING", idle_timeout=0.2)
+    statuses: list[str] = []
+    c.client.on_status(lambda status, reason: statuses.append(status))
+    await c.client.create_session()
+    assert c.client.status == "CONNECTED:HTTP-POLLING"
+    table = Table(c.client, mode=MODE_RAW, item_ids=["p"], schema=["v"])
+    got: list[Any] = []
+    table.on_update(lambda item, row: got.append(row[0]))
+    await table.when_subscribed()
+    for i in range(30):
+        server.data.update("p", {"v": str(i)})
+        if i % 7 == 0:
+            await task.deferLater(reactor, 0.05, lambda: None)
+    await wait_until(lambda: len(got) == 30)
+    assert got == [str(i) for i in range(30)]
+    assert c.errors == []
+    assert "CONNECTED:HTTP-STREAMING" not in statuses

@@ -18,7 +18,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
@@ -64,7 +64,7 @@ class _PeerProtocol(ProcessProtocol):
                 return
             self.done.callback(result)
         else:
-            code = reason.value.exitCode if reason.check(ProcessTerminated) else None
+            code = getattr(reason.value, "exitCode", None)
             self.done.errback(SdkPeerError(code, stderr))
 
 
@@ -232,9 +232,7 @@ def _expected(data: DataModel, raw_events: list[dict[str, str | None]]) -> dict[
         },
         "distinct": [_project(row, PAIR) for row in data.history("d1")],
         "raw": raw_events,
-        "command": {
-            "c1": {key: _project(row, CMD_FIELDS) for key, row in data.keys("c1").items()}
-        },
+        "command": {"c1": {key: _project(row, CMD_FIELDS) for key, row in data.keys("c1").items()}},
     }
 
 
@@ -358,9 +356,7 @@ async def test_sdk_decodes_tlcp_diff_and_json_patch() -> None:
     for item in merge:
         merge[item] = {k: _json_or_text(v) for k, v in merge[item].items()}
     for item in expected["merge"]:
-        expected["merge"][item] = {
-            k: _json_or_text(v) for k, v in expected["merge"][item].items()
-        }
+        expected["merge"][item] = {k: _json_or_text(v) for k, v in expected["merge"][item].items()}
     _check_common(result, expected)
 
 
@@ -398,4 +394,3 @@ async def test_sdk_reports_refused_session() -> None:
         assert '"server_errors": [[7, "Licensed max sessions reached"]]' in info.value.stderr
     finally:
         await server.stop()
-

@@ -70,10 +70,30 @@ class State(enum.Enum):
 # Status names of the official SDK, reported to the application.
 STATUS_CONNECTING = "CONNECTING"
 STATUS_STREAMING = "CONNECTED:HTTP-STREAMING"
+STATUS_SENSING = "CONNECTED:STREAM-SENSING"
 STATUS_STALLED = "STALLED"
 STATUS_WILL_RETRY = "DISCONNECTED:WILL-RETRY"
 STATUS_TRYING_RECOVERY = "DISCONNECTED:TRYING-RECOVERY"
 STATUS_DISCONNECTED = "DISCONNECTED"
+
+# A way to reach the server: the channel ("HTTP" or "WS") and whether it polls.
+Kind = tuple[str, bool]
+_PREFERENCE: tuple[Kind, ...] = (("WS", False), ("HTTP", False), ("WS", True), ("HTTP", True))
+FORCED_TRANSPORTS = {
+    "WS": (("WS", False), ("WS", True)),
+    "HTTP": (("HTTP", False), ("HTTP", True)),
+    "WS-STREAMING": (("WS", False),),
+    "HTTP-STREAMING": (("HTTP", False),),
+    "WS-POLLING": (("WS", True),),
+    "HTTP-POLLING": (("HTTP", True),),
+}
+
+
+def kind_status(kind: Kind) -> str:
+    """The official status name of a connected transport kind."""
+    channel, polling = kind
+    return f"CONNECTED:{channel}-{'POLLING' if polling else 'STREAMING'}"
+
 
 # How a (re)connection relates to what came before.
 CONTINUITY_NEW = "new"
@@ -99,7 +119,15 @@ class SessionOptions:
         supported_diffs: str | None = None,
         reverse_heartbeat_interval: float = 0.0,
         protocol_fallback: bool = True,
+        forced_transport: str | None = None,
+        polling_interval: float = 0.0,
+        idle_timeout: float = 19.0,
     ) -> None:
+        if forced_transport is not None and forced_transport not in FORCED_TRANSPORTS:
+            raise ValueError(
+                f"forced_transport must be one of {', '.join(FORCED_TRANSPORTS)} or None, "
+                f"not {forced_transport!r}"
+            )
         self.content_length = content_length
         self.keepalive_millis = keepalive_millis
         self.retry_delay = retry_delay
@@ -111,6 +139,9 @@ class SessionOptions:
         self.supported_diffs = supported_diffs
         self.reverse_heartbeat_interval = reverse_heartbeat_interval
         self.protocol_fallback = protocol_fallback
+        self.forced_transport = forced_transport
+        self.polling_interval = polling_interval
+        self.idle_timeout = idle_timeout
 
     @property
     def inactivity_millis(self) -> int | None:
@@ -160,8 +191,23 @@ class Session:
         base_url: str,
         options: SessionOptions,
         randomizer: Callable[[], float] = random.random,
+        ws_transport: Any = None,
     ) -> None:
         self._transport = transport
+        self._channels: dict[str, Any] = {"HTTP": transport}
+        if ws_transport is not None:
+            self._channels["WS"] = ws_transport
+        self._candidates = tuple(
+            k for k in FORCED_TRANSPORTS.get(options.forced_transport or "", _PREFERENCE)
+            if k[0] in self._channels
+        )
+        if not self._candidates:
+            raise ValueError(
+                f"forced_transport {options.forced_transport!r} needs the WebSocket "
+                "transport, which is not available (install txlightstreamer[ws])"
+            )
+        self._disabled: set[Kind] = set()
+        self.kind: Kind = self._candidates[0]
         self._clock = clock
         self._listener = listener
         self._configured_url = base_url
@@ -202,6 +248,8 @@ class Session:
         self._create_args = create_args
         self._next_continuity = CONTINUITY_NEW
         self._failed_creates = 0
+        self._disabled = set()
+        self.kind = self._candidates[0]
         self._start_create()
 
     def close(self) -> None:
@@ -295,7 +343,7 @@ class Session:
         self.state = State.BOUND
         self._recovery_started = None
         self._touch()
-        self._set_status(STATUS_STREAMING, None)
+        self._set_status(kind_status(self.kind), None)
         if previous is State.CREATING:
             continuity, self._next_continuity = self._next_continuity, CONTINUITY_PRESERVED
             self._listener.session_started(conok, continuity)
@@ -337,7 +385,8 @@ class Session:
         ):
             # Older servers refuse TLCP 2.5.0 with a syntax error: try 2.4.0 once.
             self._fell_back = True
-            self._transport.protocol_version = "2.4.0"
+            for channel in self._channels.values():
+                channel.protocol_version = "2.4.0"
             reason = f"server refused TLCP 2.5.0 ({error}); retrying with TLCP 2.4.0"
             log.warn("{reason}", reason=reason)
             self._create_later(reason, 0.0)
@@ -378,10 +427,13 @@ class Session:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def _broken(self, error: LightstreamerError) -> None:
+    def _broken(self, error: LightstreamerError, timed_out: bool = False) -> None:
         """The current stream ended unexpectedly."""
         log.warn("Stream lost ({state}): {error}", state=self.state.value, error=error)
         self._cancel_keepalive()
+        if self.state in (State.CREATING, State.BINDING, State.RECOVERING) and \
+                self._sense(error, timed_out):
+            return
         if isinstance(error, TransportError) and not error.retryable:
             self._fatal(error)
             return
@@ -391,6 +443,34 @@ class Session:
             return
         if self.state in (State.BOUND, State.BINDING, State.RECOVERING):
             self._recover_later(str(error))
+
+    def _sense(self, error: LightstreamerError, timed_out: bool) -> bool:
+        """
+        Stream-Sense: after a failed attempt, give up on that kind of transport when
+        another is allowed, and try the next one at once. True if it did.
+        """
+        kind = self.kind
+        if kind[0] == "WS" and isinstance(error, TransportError):
+            # A WebSocket that cannot even be opened will not poll either.
+            disable = {k for k in self._candidates if k[0] == "WS"}
+        elif kind == ("HTTP", False) and timed_out:
+            # No answer at all on a streaming response: a buffering proxy, probably.
+            disable = {kind}
+        else:
+            return False
+        remaining = [k for k in self._candidates if k not in self._disabled | disable]
+        if not remaining:
+            return False
+        self._disabled |= disable
+        self.kind = remaining[0]
+        old, new = kind_status(kind)[10:], kind_status(self.kind)[10:]
+        reason = f"{old} unavailable ({error}); trying {new}"
+        log.info("{reason}", reason=reason)
+        self._set_status(STATUS_SENSING, reason)
+        start = {State.CREATING: self._start_create, State.BINDING: self._start_bind,
+                 State.RECOVERING: self._start_recovery}[self.state]
+        self._schedule(0, start)
+        return True
 
     def _recover_later(self, reason: str) -> None:
         opts = self.options
@@ -448,7 +528,7 @@ class Session:
         self._stream_done = False
         self._attempt_started = self._clock.seconds()
         self._liveness_phase = 0
-        stream = self._transport.open_stream(self.base_url, request, self)
+        stream = self._channels[self.kind[0]].open_stream(self.base_url, request, self)
         self._stream = stream
         # The whole head (up to CONOK) must arrive within the retry delay.
         self._arm_keepalive(self.options.retry_delay)
@@ -464,12 +544,9 @@ class Session:
         opts = self.options
         ttl, self._ttl_unlimited = ("unlimited" if self._ttl_unlimited else None), False
         self._open(create_session(
-            content_length=opts.content_length,
-            keepalive_millis=opts.keepalive_millis,
-            inactivity_millis=opts.inactivity_millis,
-            send_sync=False,
             supported_diffs=opts.supported_diffs,
             ttl_millis=ttl,
+            **self._connection_params(first=True),
             **self._create_args,
         ))
 
@@ -477,26 +554,34 @@ class Session:
         self._retry_call = None
         assert self.session_id is not None
         self.state = State.BINDING
-        self._open(bind_session(
-            self.session_id,
-            content_length=self.options.content_length,
-            keepalive_millis=self.keepalive_ms if self.options.keepalive_millis else None,
-            inactivity_millis=self.options.inactivity_millis,
-            send_sync=False,
-        ))
+        self._open(bind_session(self.session_id, **self._connection_params()))
 
     def _start_recovery(self) -> None:
         self._retry_call = None
         assert self.session_id is not None
         self.state = State.RECOVERING
         self._open(bind_session(
-            self.session_id,
-            recovery_from=self.data_count,
-            content_length=self.options.content_length,
-            keepalive_millis=self.keepalive_ms if self.options.keepalive_millis else None,
-            inactivity_millis=self.options.inactivity_millis,
-            send_sync=False,
-        ))
+            self.session_id, recovery_from=self.data_count, **self._connection_params()))
+
+    def _connection_params(self, first: bool = False) -> dict[str, Any]:
+        """The create/bind parameters of the current kind of transport."""
+        opts = self.options
+        channel, polling = self.kind
+        if polling:
+            return {
+                "polling": True,
+                "polling_millis": int(opts.polling_interval * 1000),
+                "idle_millis": int(opts.idle_timeout * 1000),
+            }
+        keepalive = opts.keepalive_millis
+        if keepalive and not first and self.keepalive_ms:
+            keepalive = self.keepalive_ms  # the value the server granted
+        return {
+            "content_length": opts.content_length if channel == "HTTP" else None,
+            "keepalive_millis": keepalive,
+            "inactivity_millis": opts.inactivity_millis,
+            "send_sync": False,
+        }
 
     def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -530,8 +615,12 @@ class Session:
         """A line arrived: the stream is alive, restart the silence timer."""
         if self.state is not State.BOUND or not self.keepalive_ms:
             return
+        if self.kind[1]:
+            # Polling: the server answers within its idle time, or something is wrong.
+            self._arm_keepalive(self.keepalive_ms / 1000.0 + self.options.retry_delay)
+            return
         if self._liveness_phase == 2:
-            self._set_status(STATUS_STREAMING, None)
+            self._set_status(kind_status(self.kind), None)
         self._liveness_phase = 0
         self._arm_keepalive(self.keepalive_ms / 1000.0)
 
@@ -543,7 +632,12 @@ class Session:
             self._stop_stream()
             if stream is not None:
                 self._broken(TransportError(
-                    f"no answer within {self.options.retry_delay:g} s", url=stream.url))
+                    f"no answer within {self.options.retry_delay:g} s", url=stream.url),
+                    timed_out=True)
+            return
+        if self.kind[1]:
+            self._stop_stream()
+            self._broken(TransportError("poll not answered within the server's idle time"))
             return
         if self._liveness_phase == 0:
             self._liveness_phase = 1

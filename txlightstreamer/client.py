@@ -86,7 +86,7 @@ _DESTROY_GRACE = 0.5
 
 _STATE_OF_STATUS = {
     _session.STATUS_CONNECTING: STATE_CONNECTING,
-    _session.STATUS_STREAMING: STATE_CONNECTED,
+    _session.STATUS_SENSING: STATE_CONNECTING,
     _session.STATUS_STALLED: STATE_STALLED,
     _session.STATUS_WILL_RETRY: STATE_RECONNECTING,
     _session.STATUS_TRYING_RECOVERY: STATE_RECONNECTING,
@@ -176,6 +176,9 @@ class LsClient:
         max_pending_requests: int = 10_000,
         reverse_heartbeat_interval: float = 0.0,
         protocol_fallback: bool = True,
+        forced_transport: str | None = None,
+        polling_interval: float = 0.0,
+        idle_timeout: float = 19.0,
         tls_policy: Any = None,
     ) -> None:
         if protocol_version not in SUPPORTED_VERSIONS:
@@ -224,6 +227,9 @@ class LsClient:
                 session_recovery_timeout=session_recovery_timeout,
                 reverse_heartbeat_interval=reverse_heartbeat_interval,
                 protocol_fallback=protocol_fallback,
+                forced_transport=forced_transport,
+                polling_interval=polling_interval,
+                idle_timeout=idle_timeout,
             ),
         )
         self._heartbeat_interval = reverse_heartbeat_interval
@@ -717,7 +723,10 @@ class LsClient:
             self._fail_create(error)
 
     def status_changed(self, status: str, reason: str | None) -> None:
-        state = _STATE_OF_STATUS.get(status, STATE_DISCONNECTED)
+        if status.startswith("CONNECTED:") and status != _session.STATUS_SENSING:
+            state = STATE_CONNECTED
+        else:
+            state = _STATE_OF_STATUS.get(status, STATE_DISCONNECTED)
         if reason:
             log.info("Status {status}: {reason}", status=status, reason=reason)
         self._status_cbs(status, reason)

@@ -162,7 +162,6 @@ class _Stream:
         self.send_sync = send_sync
         self.session: Session | None = None
         self.written = 0
-        self.lines_written: list[str] = []
         self.closed = False
         self.bound_at = server.clock.seconds()
         self._keepalive: IDelayedCall | None = None
@@ -966,9 +965,7 @@ class TlcpServer:
             raise _ConnectionError(65, "Unsupported protocol version")
         return protocol
 
-    def _open_stream(
-        self, request: Request, params: Mapping[str, str]
-    ) -> tuple[_Stream, int]:
+    def _open_stream(self, request: Request, params: Mapping[str, str]) -> tuple[_Stream, int]:
         """Build the stream for a create/bind; return it and the CONOK third argument."""
         try:
             polling = _bool_param(params, "LS_polling", False)
@@ -982,9 +979,7 @@ class TlcpServer:
                 polling_ms = idle_ms = 0
                 requested = _int_param(params, "LS_keepalive_millis")
                 keepalive_ms = (
-                    self.keepalive_millis
-                    if requested is None
-                    else max(1000, min(60000, requested))
+                    self.keepalive_millis if requested is None else max(1000, min(60000, requested))
                 )
                 requested_length = _int_param(params, "LS_content_length", minimum=1)
                 # The server setting acts as a cap on what the client asks for.
