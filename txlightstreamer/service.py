@@ -639,6 +639,10 @@ class LsService(Service):
         Service.stopService(self)
         if self.exit_code is None:
             self.exit_code = 0
+        if self._stop_reactor and getattr(self.reactor, "_exitSignal", None) is not None:
+            # twistd re-raises SIGINT/SIGTERM after shutdown (dying by the signal); the
+            # contract here is a clean stop with status 0 once the session is destroyed.
+            self.reactor._exitSignal = None
         return self._shutdown()
 
     def when_done(self) -> Deferred[int]:

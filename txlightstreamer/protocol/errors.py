@@ -41,6 +41,8 @@ class ProtocolError(LightstreamerError):
     code: int = 61
 
     def __init__(self, reason: str, line: str | None = None) -> None:
+        # Reasons may quote pieces of the line (a token, a tag): redact them too.
+        reason = redact_line(reason)
         safe = None if line is None else redact_line(line)
         super().__init__(reason, safe)
         self.reason = reason

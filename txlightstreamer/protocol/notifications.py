@@ -48,6 +48,11 @@ __all__ = [
 
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
+# Integer arguments are Java longs on the server (tlcp.md §2.5).
+_MAX_INT = (1 << 63) - 1
+_MIN_INT = -(1 << 63)
+_MAX_DIGITS = len(str(_MAX_INT))
+
 
 def _decimal_or_none(text: str) -> float | None:
     return float(text) if _DECIMAL.fullmatch(text) else None
@@ -428,15 +433,21 @@ class _Args:
         return ProtocolError(f"argument {index + 1} of {self.tag} must be {what}", self.line)
 
     def num(self, index: int, minimum: int | None = None) -> int:
-        """Return argument ``index`` as an integer ``-?[0-9]+``, optionally bounded."""
+        """
+        Return argument ``index`` as an integer ``-?[0-9]+``, optionally bounded.
+
+        Every TLCP number is a Java ``long`` on the server: anything outside the signed
+        64-bit range is refused (it could only overflow later, e.g. as a float delay).
+        """
         text = self.args[index]
         digits = text[1:] if text[:1] == "-" else text
         if not (digits.isdigit() and digits.isascii()):
             raise self.fail(index, "an integer")
-        try:
-            value = int(text)
-        except ValueError:  # absurdly long numbers
-            raise self.fail(index, "a reasonably sized integer") from None
+        if len(digits) > _MAX_DIGITS:  # never feed int() a huge string (quadratic)
+            raise self.fail(index, "a 64-bit integer")
+        value = int(text)
+        if not _MIN_INT <= value <= _MAX_INT:
+            raise self.fail(index, "a 64-bit integer")
         if minimum is not None and value < minimum:
             raise self.fail(index, f"an integer >= {minimum}")
         return value

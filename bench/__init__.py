@@ -1,0 +1,1 @@
+"""Benchmarks for txlightstreamer (run with ``python -m bench``; see bench/README.md)."""
