@@ -60,7 +60,7 @@ class UnknownTagError(ProtocolError):
     def __init__(self, reason: str, line: str | None = None, tag: str = "") -> None:
         super().__init__(reason, line)
         safe_tag = redact_line(tag)
-        self.args = (reason, self.line, safe_tag)
+        self.args = (self.reason, self.line, safe_tag)
         self.tag = safe_tag
 
 
@@ -69,7 +69,7 @@ class ValueDecodeError(ProtocolError):
 
     def __init__(self, reason: str, line: str | None = None, field: int | None = None) -> None:
         super().__init__(reason, line)
-        self.args = (reason, self.line, field)
+        self.args = (self.reason, self.line, field)
         #: 1-based index of the offending field, when known.
         self.field = field
 

@@ -10,7 +10,14 @@ import jsonpatch
 from .diff import apply_tlcp_diff
 from .errors import ValueDecodeError
 
-__all__ = ["DecodedUpdate", "decode_update", "percent_decode"]
+__all__ = ["MAX_DIFF_RESULT", "DecodedUpdate", "decode_update", "percent_decode"]
+
+#: Longest value (in characters) a ``^P`` or ``^T`` diff may produce. A diff is tiny
+#: compared with what it can build (a JSON Patch ``copy`` doubles a document with a
+#: 40-byte operation), so without this bound a few lines could exhaust memory.
+MAX_DIFF_RESULT = 1 << 24
+# A JSON Patch may copy at most the size of its inputs plus this much data.
+_COPY_ALLOWANCE = 1 << 16
 
 # Every two-character hex spelling (any letter case) mapped to its byte value.
 _HEX_BYTES: dict[str, int] = {}
@@ -53,7 +60,42 @@ def _field_error(field: int, reason: str) -> ValueDecodeError:
     return ValueDecodeError(f"field {field}: {reason}", field=field)
 
 
-def _apply_json_patch(field: int, old: str, payload: str) -> tuple[str, list[Any]]:
+def _weight(node: Any, limit: int) -> int:
+    """Approximate size of a JSON value (nodes plus string lengths), counted up to ``limit``."""
+    total = 0
+    stack = [node]
+    while stack and total <= limit:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                total += len(key)
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return total
+
+
+def _apply_copy_bounded(doc: Any, ops: list[Any], budget: int) -> Any:
+    """Apply ``ops`` one by one, refusing once ``copy`` operations duplicate ``budget``."""
+    for op in ops:
+        if isinstance(op, dict) and op.get("op") == "copy" and isinstance(op.get("from"), str):
+            try:
+                source = jsonpatch.JsonPointer(op["from"]).resolve(doc)
+            except Exception:
+                source = None  # let jsonpatch report the bad pointer
+            budget -= _weight(source, budget)
+            if budget < 0:
+                raise ValueError("its copy operations duplicate too much data")
+        doc = jsonpatch.apply_patch(doc, [op], in_place=True)
+    return doc
+
+
+def _apply_json_patch(
+    field: int, old: str, payload: str, max_length: int
+) -> tuple[str, list[Any]]:
     """Apply a ``^P`` payload (already percent-decoded) to ``old``."""
     try:
         ops = json.loads(payload)
@@ -66,15 +108,32 @@ def _apply_json_patch(field: int, old: str, payload: str) -> tuple[str, list[Any
     except Exception:
         raise _field_error(field, "cannot convert the previous value to JSON") from None
     try:
-        result = jsonpatch.apply_patch(doc, ops, in_place=True)
+        if any(isinstance(op, dict) and op.get("op") == "copy" for op in ops):
+            budget = len(old) + len(payload) + _COPY_ALLOWANCE
+            result = _apply_copy_bounded(doc, ops, budget)
+        else:
+            result = jsonpatch.apply_patch(doc, ops, in_place=True)
         text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
     except Exception as exc:  # jsonpatch may raise many exception types on bad input
         raise _field_error(field, f"cannot apply the JSON Patch ({exc})") from None
+    if len(text) > max_length:
+        raise _field_error(field, f"the JSON Patch result exceeds {max_length} characters")
     return text, ops
 
 
-def decode_update(raw: str, previous: list[str | None] | None, num_fields: int) -> DecodedUpdate:
-    """Decode the raw value list of a ``U`` line against the item's previous row."""
+def decode_update(
+    raw: str,
+    previous: list[str | None] | None,
+    num_fields: int,
+    *,
+    max_diff_result: int = MAX_DIFF_RESULT,
+) -> DecodedUpdate:
+    """
+    Decode the raw value list of a ``U`` line against the item's previous row.
+
+    A ``^P``/``^T`` diff whose result would be longer than ``max_diff_result``
+    characters is refused with :class:`ValueDecodeError`.
+    """
     if previous is not None and len(previous) != num_fields:
         raise ValueDecodeError(f"previous row has {len(previous)} values, expected {num_fields}")
     tokens = raw.split("|")
@@ -125,11 +184,20 @@ def decode_update(raw: str, previous: list[str | None] | None, num_fields: int) 
                 try:
                     payload = percent_decode(tok[2:])
                     if kind == "T":
-                        append(apply_tlcp_diff(old, payload))
+                        if len(old) + len(payload) > max_diff_result:
+                            # The result is at most this long: check the real length.
+                            result = apply_tlcp_diff(old, payload)
+                            if len(result) > max_diff_result:
+                                raise ValueDecodeError(
+                                    f"the TLCP-diff result exceeds {max_diff_result} characters"
+                                )
+                            append(result)
+                        else:
+                            append(apply_tlcp_diff(old, payload))
                         continue
                 except ValueDecodeError as exc:
                     raise _field_error(pos + 1, exc.reason) from None
-                text, ops = _apply_json_patch(pos + 1, old, payload)
+                text, ops = _apply_json_patch(pos + 1, old, payload, max_diff_result)
                 append(text)
                 if patches is None:
                     patches = {}
