@@ -239,6 +239,11 @@ class Session:
         self._ttl_unlimited = False  # after CONERR 5 (server overloaded)
         self._fell_back = False  # already retried with TLCP 2.4.0
 
+    @property
+    def stream(self) -> Any:
+        """The current stream connection (None between connections)."""
+        return self._stream
+
     # -- commands from the client --------------------------------------------------------
 
     def connect(self, create_args: dict[str, Any]) -> None:

@@ -61,7 +61,7 @@ from txlightstreamer.protocol import (
     parse_bytes,
     reconf_subscription,
 )
-from txlightstreamer.transport.http import HttpTransport
+from txlightstreamer.transport import TransportOptions, make_transports
 
 __all__ = [
     "STATE_CONNECTED",
@@ -125,25 +125,6 @@ class _PendingControl:
         self.epoch = epoch
 
 
-def _default_http_clients(reactor: Any, tls_policy: Any, connect_timeout: float) -> tuple[
-    Any, Any, list[Any]
-]:
-    """Two private treq clients: a non-persistent pool for streams, a small one for control."""
-    from treq.client import HTTPClient
-    from twisted.web.client import Agent, HTTPConnectionPool
-
-    stream_pool = HTTPConnectionPool(reactor, persistent=False)
-    control_pool = HTTPConnectionPool(reactor, persistent=True)
-    control_pool.maxPersistentPerHost = 2
-    control_pool.cachedConnectionTimeout = 30
-    kwargs: dict[str, Any] = {"connectTimeout": connect_timeout}
-    if tls_policy is not None:
-        kwargs["contextFactory"] = tls_policy
-    stream = HTTPClient(Agent(reactor, pool=stream_pool, **kwargs))
-    control = HTTPClient(Agent(reactor, pool=control_pool, **kwargs))
-    return stream, control, [stream_pool, control_pool]
-
-
 class LsClient:
     """
     A Lightstreamer client for one server, driven by the Twisted reactor.
@@ -180,6 +161,7 @@ class LsClient:
         polling_interval: float = 0.0,
         idle_timeout: float = 19.0,
         tls_policy: Any = None,
+        transport_options: TransportOptions | None = None,
     ) -> None:
         if protocol_version not in SUPPORTED_VERSIONS:
             raise ValueError(
@@ -197,23 +179,19 @@ class LsClient:
         self._reactor = reactor
         clock: IReactorTime = reactor
         self._clock = clock
-        pools: list[Any] = []
-        if http_client is None:
-            stream_client, control_client, pools = _default_http_clients(
-                reactor, tls_policy, retry_delay)
-        else:
-            stream_client = control_client = http_client
-        self._transport = HttpTransport(
-            stream_client=stream_client,
-            control_client=control_client,
-            clock=clock,
-            protocol_version=protocol_version,
-            connect_timeout=retry_delay,
-            max_line_length=max_line_length,
-            pools=pools,
-        )
+        if transport_options is None:
+            transport_options = TransportOptions()
+        transport_options.protocol_version = protocol_version
+        transport_options.connect_timeout = retry_delay
+        transport_options.max_line_length = max_line_length
+        if http_client is not None:
+            transport_options.http_client = http_client
+        if tls_policy is not None:
+            transport_options.tls_policy = tls_policy
+        self._transport, ws_transport = make_transports(reactor, transport_options)
         self._session = _session.Session(
             transport=self._transport,
+            ws_transport=ws_transport,
             clock=clock,
             listener=self,
             base_url=url,
@@ -258,6 +236,8 @@ class LsClient:
         self._control_queue: deque[_PendingControl] = deque()
         self._control_busy = False
         self._control_retry: IDelayedCall | None = None
+        # Control requests written on a WebSocket stream, by LS_reqId, awaiting REQOK.
+        self._awaiting: dict[str, _PendingControl] = {}
         self._create_waiters: list[Deferred[SessionInfo]] = []
         self._destroying: Deferred[None] | None = None
         self._destroyed = False
@@ -575,8 +555,16 @@ class LsClient:
             name = request.name
             batch.append((pending, request, req_id))
             size += line
-        self._control_busy = True
         self._arm_heartbeat()
+        stream = session.stream
+        if getattr(stream, "send_requests", None) is not None:
+            # A WebSocket carries control requests itself; answers come on the stream.
+            for pending, _, req_id in batch:
+                self._awaiting[str(req_id)] = pending
+            stream.send_requests([r for _, r, _ in batch])
+            self._flush_control()
+            return
+        self._control_busy = True
         d = self._transport.send_control(
             session.base_url, session.session_id, [r for _, r, _ in batch])
         d.addCallbacks(self._control_answered, self._control_failed,
@@ -593,27 +581,46 @@ class LsClient:
             except ProtocolError as e:
                 self._error(e)
                 continue
-            if isinstance(n, ReqOk) and n.req_id in waiting:
-                waiting.pop(n.req_id).deferred.callback(None)
-            elif isinstance(n, ReqErr) and n.req_id in waiting:
-                error = RequestError(n.code, n.message, "REQERR")
-                waiting.pop(n.req_id).deferred.errback(error)
-                if n.code == 20:
-                    self._session.restart("REQERR 20: session not found")
-                elif n.code in (11, 65, 67):
-                    self._error(error)
-            elif isinstance(n, Error):
-                error = RequestError(n.code, n.message, "ERROR")
-                self._error(error)
-                for pending in waiting.values():
-                    pending.deferred.errback(error)
-                waiting.clear()
-            else:
+            if not self._control_answer(n, waiting):
                 self._error(ProtocolError("unexpected reply to a control request",
                                           raw.decode("utf-8", "replace")))
         for pending in waiting.values():
             pending.deferred.errback(ProtocolError("no reply for a control request"))
         self._flush_control()
+
+    def _control_answer(
+        self, n: Notification, waiting: dict[str, _PendingControl]
+    ) -> bool:
+        """Settle the request a REQOK/REQERR/ERROR answers; False if it answers none."""
+        if isinstance(n, ReqOk) and n.req_id in waiting:
+            waiting.pop(n.req_id).deferred.callback(None)
+        elif isinstance(n, ReqErr) and n.req_id in waiting:
+            error = RequestError(n.code, n.message, "REQERR")
+            waiting.pop(n.req_id).deferred.errback(error)
+            if n.code == 20:
+                self._session.restart("REQERR 20: session not found")
+            elif n.code in (11, 65, 67):
+                self._error(error)
+        elif isinstance(n, Error):
+            error = RequestError(n.code, n.message, "ERROR")
+            self._error(error)
+            pending = list(waiting.values())
+            waiting.clear()
+            for p in pending:
+                p.deferred.errback(error)
+        else:
+            return False
+        return True
+
+    def _requeue_awaiting(self, error: LightstreamerError | None) -> None:
+        """Requests written on a stream that broke: send again, or fail them."""
+        awaiting, self._awaiting = self._awaiting, {}
+        if error is None:
+            for pending in reversed(list(awaiting.values())):
+                self._control_queue.appendleft(pending)
+        else:
+            for pending in awaiting.values():
+                pending.deferred.errback(error)
 
     def _control_failed(
         self, failure: Failure, batch: list[tuple[_PendingControl, Request, int]]
@@ -705,6 +712,7 @@ class LsClient:
         self._flush_control()
 
     def session_interrupted(self, will_recover: bool) -> None:
+        self._requeue_awaiting(None if will_recover else SessionLostError("session replaced"))
         if not will_recover:
             for table in self._tables:
                 if table.state in (ACTIVE, SUBSCRIBING):
@@ -712,6 +720,7 @@ class LsClient:
 
     def session_closed(self, error: LightstreamerError | None) -> None:
         self._cancel_heartbeat()
+        self._requeue_awaiting(SessionLostError(str(error) if error else "session closed"))
         self._messages.abort_all(SessionLostError(str(error) if error else "session closed"))
         self._fail_control(SessionLostError(str(error) if error else "session closed"))
         for table in self._tables:
@@ -752,6 +761,10 @@ class LsClient:
                 table._update(n.item, n.values)
             except LightstreamerError as e:
                 self._table_broken(table, e)
+            return
+        if isinstance(n, ReqOk | ReqErr | Error):
+            if not self._control_answer(n, self._awaiting):
+                log.debug("Answer to no pending request: {n!r}", n=n)
             return
         if isinstance(n, (MsgDone, MsgFail)):
             if not self._messages.outcome(n):
