@@ -235,6 +235,7 @@ class Session:
         self._retry_call: IDelayedCall | None = None
         self._keepalive_call: IDelayedCall | None = None
         self._liveness_phase = 0  # 0 normal, 1 waiting stalled, 2 stalled
+        self._last_activity = 0.0
         self._waiting_for_prog = False
         self._ttl_unlimited = False  # after CONERR 5 (server overloaded)
         self._fell_back = False  # already retried with TLCP 2.4.0
@@ -347,7 +348,7 @@ class Session:
         previous = self.state
         self.state = State.BOUND
         self._recovery_started = None
-        self._touch()
+        self._touch(rearm=True)
         self._set_status(kind_status(self.kind), None)
         if previous is State.CREATING:
             continuity, self._next_continuity = self._next_continuity, CONTINUITY_PRESERVED
@@ -616,18 +617,29 @@ class Session:
         else:
             self._keepalive_call = self._clock.callLater(delay, self._liveness_timeout)
 
-    def _touch(self) -> None:
-        """A line arrived: the stream is alive, restart the silence timer."""
+    def _touch(self, rearm: bool = False) -> None:
+        """
+        A line arrived: the stream is alive. Only the time is noted (this runs for every
+        line); the silence timer compares against it when it fires.
+        """
         if self.state is not State.BOUND or not self.keepalive_ms:
             return
+        self._last_activity = self._clock.seconds()
+        if self._liveness_phase:
+            if self._liveness_phase == 2:
+                self._set_status(kind_status(self.kind), None)
+            self._liveness_phase = 0
+            self._arm_keepalive(self._silence_limit())
+        elif rearm or self._keepalive_call is None:
+            self._arm_keepalive(self._silence_limit())
+
+    def _silence_limit(self) -> float:
+        """Longest silence before the liveness timer acts, in seconds."""
+        assert self.keepalive_ms is not None
         if self.kind[1]:
             # Polling: the server answers within its idle time, or something is wrong.
-            self._arm_keepalive(self.keepalive_ms / 1000.0 + self.options.retry_delay)
-            return
-        if self._liveness_phase == 2:
-            self._set_status(kind_status(self.kind), None)
-        self._liveness_phase = 0
-        self._arm_keepalive(self.keepalive_ms / 1000.0)
+            return self.keepalive_ms / 1000.0 + self.options.retry_delay
+        return self.keepalive_ms / 1000.0
 
     def _liveness_timeout(self) -> None:
         self._keepalive_call = None
@@ -640,6 +652,13 @@ class Session:
                     f"no answer within {self.options.retry_delay:g} s", url=stream.url),
                     timed_out=True)
             return
+        if self._liveness_phase == 0:
+            silent_for = self._clock.seconds() - self._last_activity
+            limit = self._silence_limit()
+            if silent_for < limit:
+                self._keepalive_call = self._clock.callLater(
+                    limit - silent_for, self._liveness_timeout)
+                return
         if self.kind[1]:
             self._stop_stream()
             self._broken(TransportError("poll not answered within the server's idle time"))
