@@ -45,15 +45,53 @@ def test_stub_treq_session_and_updates() -> None:
     assert client.state == STATE_DISCONNECTED
 
 
+class RecordingStub:
+    """A StubTreq that notes the path of every request."""
+
+    def __init__(self, stub: StubTreq) -> None:
+        self.stub = stub
+        self.paths: list[str] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        self.paths.append(url.rsplit("/", 1)[-1])
+        return self.stub.request(method, url, **kwargs)
+
+    def flush(self) -> None:
+        self.stub.flush()
+
+
 def test_reverse_heartbeats_are_sent_when_idle() -> None:
-    client, server, stub, clock = make(reverse_heartbeat_interval=2.0)
+    clock = Clock()
+    server = TlcpServer(clock=clock, keepalive_millis=5000)
+    stub = RecordingStub(StubTreq(server.resource()))
+    client = LsClient("http://127.0.0.1:9", reactor=clock, http_client=stub,
+                      reverse_heartbeat_interval=2.0)
     client.create_session()
     stub.flush()
-    (session,) = server.sessions.values()
-    before = getattr(session, "heartbeats", None)
-    for _ in range(3):
+    assert client.state == STATE_CONNECTED
+    assert stub.paths == ["create_session.txt"]
+    clock.advance(1.9)
+    stub.flush()
+    assert "heartbeat.txt" not in stub.paths
+    clock.advance(0.1)
+    stub.flush()
+    assert stub.paths.count("heartbeat.txt") == 1
+    # A control request counts as activity: it pushes the next heartbeat back.
+    clock.advance(1.0)
+    Table(client, mode=MODE_MERGE, item_ids=["a"], schema=["v"])
+    stub.flush()
+    clock.advance(1.5)
+    stub.flush()
+    assert stub.paths.count("heartbeat.txt") == 1
+    clock.advance(0.5)
+    stub.flush()
+    assert stub.paths.count("heartbeat.txt") == 2
+    for _ in range(5):
         clock.advance(2.0)
         stub.flush()
+    assert stub.paths.count("heartbeat.txt") == 7
     assert client.state == STATE_CONNECTED
-    if before is not None:
-        assert session.heartbeats >= before + 3
+    client.destroy()
+    stub.flush()
+    clock.advance(1)
+    assert [c for c in clock.getDelayedCalls() if "txlightstreamer" in repr(c.func)] == []
