@@ -14,7 +14,7 @@ from twisted.web.client import ResponseDone
 from txlightstreamer import _session
 from txlightstreamer._session import Session, SessionOptions, State
 from txlightstreamer.errors import LightstreamerError, ServerError, TransportError
-from txlightstreamer.protocol import ConOk, Notification, Request
+from txlightstreamer.protocol import ConOk, Notification, Request, Update
 
 
 class FakeStream:
@@ -81,6 +81,9 @@ class Recorder:
 
     def notification(self, notification: Notification) -> None:
         self.data.append(notification)
+
+    def update(self, sub_id: int, item: int, values: str) -> None:
+        self.data.append(Update(sub_id, item, values))
 
     def line_received(self) -> None:
         pass

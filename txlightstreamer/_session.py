@@ -172,6 +172,9 @@ class SessionListener(Protocol):
     def notification(self, notification: Notification) -> None:
         """A fresh data notification, or an informative one (CONS, SERVNAME, ...)."""
 
+    def update(self, sub_id: int, item: int, values: str) -> None:
+        """A fresh ``U`` notification (the hot path: no `Update` object is built)."""
+
     def line_received(self) -> None:
         """Any line arrived (a sign of life)."""
 
@@ -282,6 +285,19 @@ class Session:
             return
         self._touch()
         self._listener.line_received()
+        if line[:2] == b"U," and self._server_prog == self.data_count \
+                and not self._waiting_for_prog:
+            # The hot path: a fresh update, routed without building a notification.
+            try:
+                _, sub, item, values = line.decode("utf-8").split(",", 3)
+            except (UnicodeDecodeError, ValueError):
+                pass  # malformed: the full parser below reports it
+            else:
+                if sub.isdigit() and item.isdigit() and sub.isascii() and item.isascii():
+                    self._server_prog += 1
+                    self.data_count += 1
+                    self._listener.update(int(sub), int(item), values)
+                    return
         try:
             n = parse_bytes(line)
         except ProtocolError as e:

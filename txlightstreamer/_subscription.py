@@ -284,6 +284,7 @@ class Table:
         self._rows: dict[int, Row] = {}
         self._keys: dict[int, dict[str, Row]] = {}
         self._in_snapshot: list[bool] = []
+        self._snapshot_items = 0  # items still in their snapshot
 
         self._update_cbs = CallbackList("on_update")
         self._item_update_cbs = CallbackList("on_item_update")
@@ -456,6 +457,7 @@ class Table:
         self.state = SUBSCRIBING
         self._baselines = []
         self._in_snapshot = []
+        self._snapshot_items = 0
 
     def _subok(
         self, num_items: int, num_fields: int, key_pos: int = 0, command_pos: int = 0
@@ -488,6 +490,7 @@ class Table:
         self._baselines = [None] * num_items
         snap = bool(self.snapshot) and self.mode != MODE_RAW
         self._in_snapshot = [snap] * num_items
+        self._snapshot_items = num_items if snap else 0
         if self.mode == MODE_COMMAND:
             self._keys = {i: {} for i in range(1, num_items + 1)}
         self.state = ACTIVE
@@ -502,25 +505,38 @@ class Table:
         self._config_cbs(max_frequency, filtered)
 
     def _update(self, item: int, raw: str) -> None:
-        """Decode one ``U`` line for this table and deliver it."""
-        if not 1 <= item <= len(self._baselines):
+        """Decode one ``U`` line for this table and deliver it (the hot path)."""
+        baselines = self._baselines
+        if not 0 < item <= len(baselines):
             raise ValueDecodeError(
                 f"item index {item} out of range for subscription {self.sub_id} "
-                f"({len(self._baselines)} items)"
+                f"({len(baselines)} items)"
             )
-        previous = self._baselines[item - 1]
-        values, patches = decode_update(raw, previous, self.num_fields)
-        self._baselines[item - 1] = values
-        in_snapshot = self._in_snapshot[item - 1]
-        if in_snapshot and self.mode == MODE_MERGE:
-            self._in_snapshot[item - 1] = False  # a MERGE snapshot is exactly one update
+        values, patches = decode_update(raw, baselines[item - 1], self.num_fields)
+        baselines[item - 1] = values
+        in_snapshot = False
+        if self._snapshot_items:
+            in_snapshot = self._in_snapshot[item - 1]
+            if in_snapshot and self.mode == MODE_MERGE:
+                self._end_snapshot_of(item)  # a MERGE snapshot is exactly one update
         if self.mode == MODE_COMMAND:
             self._command_update(item, values, patches, in_snapshot)
             return
         row = tuple(values)
-        prev_row = self._rows.get(item)
-        self._rows[item] = row
-        self._deliver(item, row, prev_row, in_snapshot, patches, None)
+        rows = self._rows
+        if self._item_update_cbs._callbacks:
+            self._deliver(item, row, rows.get(item), in_snapshot, patches, None)
+            rows[item] = row
+        else:
+            rows[item] = row
+            if self._update_cbs._callbacks:
+                self._update_cbs(item, row if self.row_factory is tuple
+                                 else self.row_factory(list(row)))
+
+    def _end_snapshot_of(self, item: int) -> None:
+        if self._in_snapshot[item - 1]:
+            self._in_snapshot[item - 1] = False
+            self._snapshot_items -= 1
 
     def _command_update(
         self, item: int, values: list[Value], patches: Mapping[int, Any] | None,
@@ -610,16 +626,17 @@ class Table:
         self, item: int, row: Row, previous: Row | None, is_snapshot: bool,
         patches: Mapping[int, Any] | None, changed: frozenset[int] | None,
     ) -> None:
-        if self._update_cbs:
-            self._update_cbs(item, self.row_factory(list(row)))
-        if self._item_update_cbs:
+        if self._update_cbs._callbacks:
+            self._update_cbs(item, row if self.row_factory is tuple
+                             else self.row_factory(list(row)))
+        if self._item_update_cbs._callbacks:
             self._item_update_cbs(
                 ItemUpdate(self, item, row, previous, is_snapshot, patches, changed)
             )
 
     def _end_of_snapshot(self, item: int) -> None:
         if 1 <= item <= len(self._in_snapshot):
-            self._in_snapshot[item - 1] = False
+            self._end_snapshot_of(item)
         self._eos_cbs(item)
 
     def _clear_snapshot(self, item: int) -> None:

@@ -744,23 +744,27 @@ class LsClient:
             self._state_cbs(state)
 
     def line_received(self) -> None:
-        if self._heartbeat_cbs:
+        if self._heartbeat_cbs._callbacks:
             self._heartbeat_cbs()
 
     def error(self, error: LightstreamerError) -> None:
         self._error(error)
 
+    def update(self, sub_id: int, item: int, values: str) -> None:
+        """Route one ``U`` notification to its table."""
+        table = self._by_sub_id.get(sub_id)
+        if table is None:
+            log.debug("Update for unknown subscription {sub}", sub=sub_id)
+            return
+        try:
+            table._update(item, values)
+        except LightstreamerError as e:
+            self._table_broken(table, e)
+
     def notification(self, n: Notification) -> None:
         """Route one notification from the stream to its table."""
         if isinstance(n, Update):
-            table = self._by_sub_id.get(n.sub_id)
-            if table is None:
-                log.debug("Update for unknown subscription {sub}", sub=n.sub_id)
-                return
-            try:
-                table._update(n.item, n.values)
-            except LightstreamerError as e:
-                self._table_broken(table, e)
+            self.update(n.sub_id, n.item, n.values)
             return
         if isinstance(n, ReqOk | ReqErr | Error):
             if not self._control_answer(n, self._awaiting):
