@@ -90,7 +90,8 @@ class _Quote:
         rng = self.rng
         row = list(self.row)
         ms = 9 * 3600_000 + millis
-        row[0] = f"{ms // 3600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+        hours, minutes, seconds = ms // 3600_000, ms // 60_000 % 60, ms // 1000 % 60
+        row[0] = f"{hours:02d}:{minutes:02d}:{seconds:02d}.{ms % 1000:03d}"
         if rng.random() < 0.5:
             self.price = max(0.01, round(self.price + rng.choice((-2, -1, 1, 2)) * 0.01, 2))
             row[1] = f"{self.price:.2f}"

@@ -91,7 +91,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     callback = {"throughput": on_throughput, "endurance": on_endurance,
                 "latency": on_latency}[args.mode]
     rss_start = rss_mb()
-    client = LsClient(args.url)
+    client = LsClient(args.url, content_length=args.content_length,
+                      forced_transport="HTTP-STREAMING")
+    continuity: list[str] = []
+    client.on_session(lambda info: continuity.append(str(info.continuity)))
     await client.create_session()
     table = Table(client, mode=MODE_MERGE, item_ids=list(ITEMS), schema=list(SCHEMA),
                   snapshot=False)
@@ -119,6 +122,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "updates": count,
         "rss_start_mb": round(rss_start, 2),
         "rss_end_mb": round(rss_end, 2),
+        "delayed_calls_end": len(reactor.getDelayedCalls()),
+        "session_events": continuity,
         "peak_rss_mb": round(peak_rss_mb(), 2),
     }
     if "t1" in marks:
@@ -162,6 +167,8 @@ def main() -> None:
                         default="throughput")
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--content-length", type=int, default=50_000_000,
+                        help="LS_content_length: the sender ends a stream with LOOP past it")
     parser.add_argument("--profile", default=None, help="write cProfile stats here")
     args = parser.parse_args()
     gc.collect()

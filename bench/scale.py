@@ -4,7 +4,8 @@ Scale: one session with 10,000 items (100 tables x 100 items) against ``TlcpServ
 ``python -m bench.scale server --rate 1000`` runs the test server in its own process and
 publishes about ``rate`` updates/s spread over all items (prints ``LISTENING <port>``);
 ``python -m bench.scale client <url>`` measures, in the client process: the time from
-``create_session`` and from the first ``Table`` to every table's ``SUBOK``, RSS before and
+``create_session`` and from the first ``Table`` to every table's ``SUBOK`` and to every
+item's snapshot (each item has a state, so all rows are held after setup), RSS before and
 after, and then RSS, CPU and received updates over a ``--window`` of seconds of flow.
 """
 
@@ -36,6 +37,9 @@ async def serve(args: argparse.Namespace) -> None:
     names = [item_name(t, i) for t in range(args.tables) for i in range(args.items)]
     rng = random.Random(7)
     price = {name: 100.0 for name in names}
+    for name in names:  # every item has a state, delivered as the snapshot
+        server.data.set_item(name, {"last_price": "100.00", "bid": "99.99", "ask": "100.01",
+                                    "time": time.strftime("%H:%M:%S")})
     tick = 0.01
     per_tick = args.rate * tick
     owed = 0.0
@@ -77,18 +81,24 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     cpu_start = cpu_seconds()
-    client = LsClient(args.url)
+    client = LsClient(args.url, forced_transport="HTTP-STREAMING")
     await client.create_session()
     t_session = time.perf_counter()
     tables = []
     for t in range(args.tables):
         table = Table(client, mode=MODE_MERGE,
                       item_ids=[item_name(t, i) for i in range(args.items)],
-                      schema=list(FIELDS), snapshot=False)
+                      schema=list(FIELDS), snapshot=True)
         table.on_update(on_update)
         tables.append(table)
     await defer.gatherResults([table.when_subscribed() for table in tables])
     t_subscribed = time.perf_counter()
+    items = args.tables * args.items
+    for _ in range(600):  # every item's snapshot (bounded: 60 s)
+        if count >= items:
+            break
+        await task.deferLater(reactor, 0.1, lambda: None)
+    t_snapshot = time.perf_counter()
     cpu_setup = cpu_seconds() - cpu_start
     rss_setup = rss_mb()
     # Let the flow settle, then measure a window.
@@ -106,6 +116,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "create_session_s": round(t_session - t_start, 4),
         "subscribe_all_s": round(t_subscribed - t_session, 4),
         "setup_total_s": round(t_subscribed - t_start, 4),
+        "snapshots_s": round(t_snapshot - t_subscribed, 4),
+        "snapshots_received": min(count, items),
         "setup_cpu_s": round(cpu_setup, 4),
         "rss_before_mb": round(rss_before, 2),
         "rss_after_setup_mb": round(rss_setup, 2),

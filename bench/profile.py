@@ -1,0 +1,119 @@
+"""
+Profile txlightstreamer on the throughput burst: ``python -m bench.profile [--updates N]``.
+
+Runs the pre-encoded sender and one ``bench.client_ours`` process under cProfile (enabled
+from subscription to the last update) and, if ``py-spy`` is installed and allowed to
+attach, once more under py-spy (sampling only the thread holding the GIL, with little
+overhead). Writes ``bench/results/profile.txt`` (top functions by own time, and by
+cumulative time) and the raw ``profile.pstats.tmp`` / ``pyspy.txt.tmp`` next to it (not
+committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import pstats
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.run import PY, RESULTS, ROOT, Server, _env, client
+
+
+def cprofile_report(path: Path, top: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+def pyspy_report(path: Path, top: int) -> str:
+    """Own and inclusive sample shares per function from py-spy's raw (collapsed) output."""
+    own: collections.Counter[str] = collections.Counter()
+    own_lines: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        total += n
+        own_lines[frames[-1]] += n
+        names = [_function(frame) for frame in frames]
+        own[names[-1]] += n
+        for name in set(names):
+            incl[name] += n
+    if not total:
+        return "py-spy: no samples\n"
+    lines = [f"py-spy: {total} samples", "", "own time per function (leaf frame):"]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
+    lines += ["", "own time per source line:"]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in own_lines.most_common(top)]
+    lines += ["", "inclusive time (txlightstreamer and twisted frames):"]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in incl.most_common(top * 3)
+              if "txlightstreamer/" in frame or "twisted/" in frame][:top]
+    return "\n".join(lines) + "\n"
+
+
+def _function(frame: str) -> str:
+    """``Class.method (path/file.py:123)`` -> ``Class.method (path/file.py)``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--updates", type=int, default=200_000)
+    parser.add_argument("--pyspy-repeat", type=int, default=5,
+                        help="burst repetitions for the py-spy run (more samples)")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    # Raw outputs end in .tmp (ignored by git); profile.txt is the summary to keep.
+    stats_path = RESULTS / "profile.pstats.tmp"
+    report = [f"Profile of txlightstreamer on {args.updates:,} burst updates\n"]
+    sender = Server("bench.sender", "--updates", str(args.updates))
+    try:
+        plain = client("bench.client_ours", sender.url, "--expect", str(args.updates))
+        prof = client("bench.client_ours", sender.url, "--expect", str(args.updates),
+                      "--profile", str(stats_path))
+    finally:
+        sender.stop()
+    report.append(f"without profiler: {plain['updates_per_s']:,} updates/s, "
+                  f"{plain['cpu_s_per_100k']} CPU s/100k; under cProfile: "
+                  f"{prof['updates_per_s']:,} updates/s\n")
+    report.append(cprofile_report(stats_path, args.top))
+    pyspy = shutil.which("py-spy") or str(Path(PY).with_name("py-spy"))
+    if Path(pyspy).exists():
+        total = args.updates * args.pyspy_repeat
+        sender = Server("bench.sender", "--updates", str(args.updates),
+                        "--repeat", str(args.pyspy_repeat))
+        raw = RESULTS / "pyspy.txt.tmp"
+        try:
+            proc = subprocess.run(
+                [pyspy, "record", "--gil", "--rate", "250", "--format", "raw", "--output", str(raw),
+                 "--", PY, "-m", "bench.client_ours", sender.url, "--expect", str(total)],
+                capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=600)
+        finally:
+            sender.stop()
+        if raw.exists():
+            report.append(pyspy_report(raw, args.top))
+        else:
+            report.append(f"py-spy failed: {proc.stderr[-1000:]}\n")
+    else:
+        report.append("py-spy not installed (pip install py-spy): skipped\n")
+    text = "\n".join(report)
+    (RESULTS / "profile.txt").write_text(text)
+    print(text)
+    print(f"wrote {RESULTS / 'profile.txt'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""
+Run every benchmark of issue 10 and report: ``python -m bench [--quick] [--only NAMES]``.
+
+Each measured client runs in its own process against a server process on 127.0.0.1:
+
+* throughput: the pre-encoded sender (bench/sender.py) streams the same burst to
+  txlightstreamer, the official SDK and the two line-split ceilings;
+* scale: 100 tables x 100 items against ``TlcpServer`` (bench/scale.py);
+* endurance: 1,000,000 updates through one client, with LOOP rebinds;
+* latency: send -> callback delay at 1,000 and 20,000 updates/s.
+
+Prints a table, writes bench/results/latest.json and, when matplotlib is importable,
+bench/results/latest.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.burst import make_burst
+from bench.common import machine, parse_result, proc_cpu_seconds
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PY = sys.executable
+ALL = ("throughput", "scale", "endurance", "latency")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class Server:
+    """A server process that prints ``LISTENING <port>`` and stops when stdin closes."""
+
+    def __init__(self, *args: str, timeout: float = 60.0) -> None:
+        self.proc = subprocess.Popen(
+            [PY, "-m", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if ready:
+                line = self.proc.stdout.readline()  # type: ignore[union-attr]
+                if line.startswith("LISTENING") or not line:
+                    break
+            if self.proc.poll() is not None:
+                break
+        if not line.startswith("LISTENING"):
+            self.stop()
+            raise RuntimeError(f"{args[0]} did not start: {self.proc.stderr.read()[-2000:]}")  # type: ignore[union-attr]
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        return proc_cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # only the process we started
+            self.proc.wait(10)
+
+
+def client(*args: str, timeout: float = 600.0, server: Server | None = None) -> dict[str, Any]:
+    """Run one client process; its result, plus the server's CPU seconds meanwhile."""
+    cpu0 = server.cpu() if server else 0.0
+    t0 = time.perf_counter()
+    proc = subprocess.run([PY, "-m", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=_env(), timeout=timeout)
+    wall = time.perf_counter() - t0
+    result = parse_result(proc.stdout)
+    if result is None:
+        raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    result["process_seconds"] = round(wall, 3)
+    if server is not None:
+        result["server_cpu_s"] = round(server.cpu() - cpu0, 3)
+    return result
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(runs, key=lambda r: r.get("updates_per_s") or 0)
+    best = dict(ordered[len(ordered) // 2])
+    best["runs_updates_per_s"] = [r.get("updates_per_s") for r in runs]
+    return best
+
+
+def _final_matches(got: dict[str, Any], expected: dict[int, list[str | None]]) -> bool:
+    return got == {str(k): v for k, v in expected.items()}
+
+
+def bench_throughput(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    updates = cfg["updates"]
+    log(f"throughput: encoding {updates} updates, starting the sender")
+    burst = make_burst(updates)
+    sender = Server("bench.sender", "--scenario", "burst", "--updates", str(updates))
+    try:
+        expect = ["--expect", str(updates)]
+        ours, raw, http = [], [], []
+        for i in range(cfg["repeats"]):
+            log(f"  run {i + 1}/{cfg['repeats']}: txlightstreamer, ceilings")
+            ours.append(client("bench.client_ours", sender.url, *expect, server=sender))
+            raw.append(client("bench.client_ceiling", "127.0.0.1", str(sender.port),
+                              "--kind", "raw", *expect, server=sender))
+            http.append(client("bench.client_ceiling", "127.0.0.1", str(sender.port),
+                               "--kind", "http", *expect, server=sender))
+        sdk_updates = cfg["sdk_updates"]
+        log(f"  official SDK ({updates} updates, expect ~{updates // 5000 + 5} s)")
+        sdk = client("bench.client_sdk", sender.url, "--expect", str(sdk_updates),
+                     server=sender)
+    finally:
+        sender.stop()
+    o, s, cr, ch = _median_run(ours), sdk, _median_run(raw), _median_run(http)
+    checks = {
+        "ours_count_ok": o["updates"] == updates,
+        "sdk_count_ok": s["updates"] == updates,
+        "same_count": o["updates"] == s["updates"],
+        "ours_final_ok": _final_matches(o.pop("final"), burst.final),
+        "sdk_final_ok": _final_matches(s.pop("final"), burst.final),
+    }
+    checks["same_final_values"] = checks["ours_final_ok"] and checks["sdk_final_ok"]
+    for r in ours:
+        r.pop("final", None)
+    ratio_sdk = o["updates_per_s"] / s["updates_per_s"] if s.get("updates_per_s") else None
+    ratio_raw = o["updates_per_s"] / cr["updates_per_s"]
+    ratio_http = o["updates_per_s"] / ch["updates_per_s"]
+    return {
+        "burst": burst.stats,
+        "ours": o,
+        "sdk": s,
+        "ceiling_raw": cr,
+        "ceiling_http": ch,
+        "checks": checks,
+        "ratios": {
+            "ours_over_sdk": round(ratio_sdk, 2) if ratio_sdk else None,
+            "ours_over_ceiling_raw": round(ratio_raw, 4),
+            "ours_over_ceiling_http": round(ratio_http, 4),
+            "cpu_sdk_over_ours": round(s["cpu_s_per_100k"] / o["cpu_s_per_100k"], 2)
+            if s.get("cpu_s_per_100k") else None,
+            # CPU-based: less sensitive to other load on the machine than wall-clock rates.
+            "cpu_ceiling_raw_over_ours": round(cr["cpu_s_per_100k"] / o["cpu_s_per_100k"], 4),
+        },
+        "targets": {
+            "ours_over_sdk>=20": bool(ratio_sdk and ratio_sdk >= 20),
+            "ours_over_ceiling>=0.10": ratio_raw >= 0.10,
+        },
+    }
+
+
+def bench_scale(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    log("scale: TlcpServer with 10,000 items, 1,000 updates/s")
+    server = Server("bench.scale", "server", "--rate", "1000")
+    try:
+        result = client("bench.scale", "client", server.url, "--window",
+                        str(cfg["scale_window"]), server=server)
+    finally:
+        server.stop()
+    result["targets"] = {
+        "rss<60MB": result["rss_end_mb"] < 60,
+        "subscribe<2s": result["subscribe_all_s"] < 2,
+    }
+    return result
+
+
+def bench_endurance(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    total = cfg["endurance_updates"]
+    chunk = cfg["updates"]
+    repeat = max(1, total // chunk)
+    total = repeat * chunk
+    log(f"endurance: {total} updates through one client")
+    sender = Server("bench.sender", "--scenario", "burst", "--updates", str(chunk),
+                    "--repeat", str(repeat))
+    try:
+        result = client("bench.client_ours", sender.url, "--mode", "endurance",
+                        "--expect", str(total), "--content-length",
+                        str(cfg["content_length"]), server=sender)
+    finally:
+        sender.stop()
+    result.pop("final", None)
+    samples = result["samples"]
+    start = samples[0]
+    middle = min(samples, key=lambda s: abs(s["updates"] - total / 2))
+    end = samples[-1]
+    result["rss_start_mb"], result["rss_middle_mb"], result["rss_final_mb"] = (
+        start["rss_mb"], middle["rss_mb"], end["rss_mb"])
+    result["rss_middle_to_end_percent"] = round(
+        (end["rss_mb"] - middle["rss_mb"]) / middle["rss_mb"] * 100, 2)
+    calls = [s["delayed_calls"] for s in samples]
+    result["delayed_calls_min_max"] = [min(calls), max(calls)]
+    result["targets"] = {
+        "rss_middle_end_within_5%": abs(result["rss_middle_to_end_percent"]) <= 5,
+        "delayed_calls_flat": max(calls) - min(calls) <= 2,
+    }
+    return result
+
+
+def bench_latency(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rate in (1000, 20000):
+        duration = cfg["latency_seconds"]
+        total = int(rate * duration)
+        log(f"latency: {rate} updates/s for {duration} s")
+        sender = Server("bench.sender", "--scenario", "paced", "--rate", str(rate),
+                        "--duration", str(duration), "--updates", str(min(total, 200_000)))
+        try:
+            r = client("bench.client_ours", sender.url, "--mode", "latency",
+                       "--expect", str(total), "--timeout", str(duration + 60),
+                       server=sender)
+        finally:
+            sender.stop()
+        r["rate"] = rate
+        r["client_cpu_percent"] = round(r["cpu_seconds"] / r["seconds"] * 100, 1) \
+            if r.get("seconds") else None
+        out[str(rate)] = r
+    return out
+
+
+def _fmt(v: Any, digits: int = 0) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and digits:
+        return f"{v:,.{digits}f}"
+    if isinstance(v, (int, float)):
+        return f"{v:,.0f}"
+    return str(v)
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; "
+        f"Python {m['python']}, Twisted {m['twisted']}, "
+        f"lightstreamer-client-lib {m['lightstreamer_client_lib']}",
+        f"Mode: {'quick' if results['quick'] else 'full'}; {results['date']}; load average "
+        f"{results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after"
+        + (" (BUSY MACHINE: other processes competed for the CPU)"
+           if results["load_before"][0] > (m["cores"] or 1) else ""),
+        "",
+    ]
+    tp = results.get("throughput")
+    if tp:
+        b = tp["burst"]
+        lines += [
+            f"Throughput: MERGE, 100 items x 10 fields, {b['updates']:,} updates, "
+            f"{b['avg_line_bytes']} B/line, {b['empty_token_share']:.0%} empty tokens, "
+            f"{b['caret_runs_per_update']} ^n runs/update",
+            f"  {'client':<24}{'updates/s':>12}{'CPU s/100k':>12}{'RSS MB':>9}"
+            f"{'sender CPU':>12}",
+        ]
+        for key, name in (("ours", "txlightstreamer"), ("sdk", "official SDK 2.2.3"),
+                          ("ceiling_raw", "ceiling: raw lines"),
+                          ("ceiling_http", "ceiling: Twisted HTTP")):
+            r = tp[key]
+            share = (r["server_cpu_s"] / r["seconds"] * 100) if r.get("seconds") else None
+            lines.append(
+                f"  {name:<24}{_fmt(r.get('updates_per_s')):>12}"
+                f"{_fmt(r.get('cpu_s_per_100k'), 3):>12}{_fmt(r.get('peak_rss_mb'), 1):>9}"
+                f"{(_fmt(r['server_cpu_s'], 2) + ' s'):>12}"
+                + (f" ({share:.0f}% of run)" if share is not None and r["seconds"] >= 0.5
+                   else ""))
+        ra = tp["ratios"]
+        c = tp["checks"]
+        lines += [
+            f"  ours/SDK = {ra['ours_over_sdk']}x (target >= 20x); "
+            f"ours/ceiling = {ra['ours_over_ceiling_raw']:.1%} raw (target >= 10%), "
+            f"{ra['ours_over_ceiling_http']:.1%} of the Twisted-HTTP ceiling; "
+            f"SDK uses {ra['cpu_sdk_over_ours']}x our CPU per update; by CPU per update ours "
+            f"is at {ra['cpu_ceiling_raw_over_ours']:.1%} of the raw ceiling",
+            f"  same count ours/SDK: {c['same_count']}; same final values "
+            f"(and equal to the encoder's): {c['same_final_values']}",
+            "",
+        ]
+    sc = results.get("scale")
+    if sc:
+        lines += [
+            f"Scale: {sc['items']:,} items in {sc['tables']} tables (TlcpServer)",
+            f"  create_session {sc['create_session_s']:.3f} s, "
+            f"all SUBOK {sc['subscribe_all_s']:.3f} s"
+            f" (target < 2 s), all snapshots +{sc['snapshots_s']:.3f} s",
+            f"  RSS {sc['rss_before_mb']:.1f} MB before, {sc['rss_after_setup_mb']:.1f} MB after "
+            f"setup, {sc['rss_end_mb']:.1f} MB after the flow (target < 60 MB)",
+            f"  flow {sc['flow_updates_per_s']:,.0f} updates/s at {sc['flow_cpu_percent']}% CPU",
+            "",
+        ]
+    en = results.get("endurance")
+    if en:
+        lines += [
+            f"Endurance: {en['updates']:,} updates at {_fmt(en.get('updates_per_s'))}/s, "
+            f"{len(en['session_events'])} stream(s) (LOOP every "
+            f"{results['config']['content_length'] / 1e6:g} MB)",
+            f"  RSS start {en['rss_start_mb']:.1f} / middle {en['rss_middle_mb']:.1f} / end "
+            f"{en['rss_final_mb']:.1f} MB ({en['rss_middle_to_end_percent']:+.2f}% "
+            f"middle->end, target within 5%); pending delayed calls "
+            f"{en['delayed_calls_min_max'][0]}..{en['delayed_calls_min_max'][1]}",
+            "",
+        ]
+    la = results.get("latency")
+    if la:
+        lines.append("Latency (send -> on_update callback, txlightstreamer):")
+        for rate, r in la.items():
+            lt = r["latency_ms"]
+            lines.append(
+                f"  {int(rate):>6,} updates/s: p50 {lt['p50']:.3f} ms, p90 {lt['p90']:.3f} ms, "
+                f"p99 {lt['p99']:.3f} ms, max {lt['max']:.3f} ms "
+                f"({r['updates']:,} updates, client CPU {r['client_cpu_percent']}%)")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    m = results["machine"]
+    fig.suptitle(f"txlightstreamer benchmarks — {m['cpu_model']}, {m['cores']} cores, "
+                 f"Python {m['python']}, Twisted {m['twisted']}", fontsize=11)
+    tp = results.get("throughput")
+    ax = axes[0][0]
+    if tp:
+        names = ["txlightstreamer", "official SDK", "ceiling\n(Twisted HTTP)",
+                 "ceiling\n(raw lines)"]
+        keys = ["ours", "sdk", "ceiling_http", "ceiling_raw"]
+        vals = [tp[k]["updates_per_s"] for k in keys]
+        bars = ax.bar(names, vals, color=["tab:blue", "tab:orange", "tab:gray", "silver"])
+        ax.set_yscale("log")
+        ax.set_ylabel("updates/s (log)")
+        ax.set_title(f"Throughput, {tp['burst']['updates']:,} MERGE updates")
+        for bar, v in zip(bars, vals, strict=True):
+            ax.annotate(f"{v:,.0f}", (bar.get_x() + bar.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=8)
+        ax2 = axes[0][1]
+        cpu = [tp[k]["cpu_s_per_100k"] for k in keys]
+        bars = ax2.bar(names, cpu, color=["tab:blue", "tab:orange", "tab:gray", "silver"])
+        ax2.set_yscale("log")
+        ax2.set_ylabel("CPU seconds per 100,000 updates (log)")
+        ax2.set_title("CPU cost")
+        for bar, v in zip(bars, cpu, strict=True):
+            ax2.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v),
+                         ha="center", va="bottom", fontsize=8)
+    en = results.get("endurance")
+    ax = axes[1][0]
+    if en:
+        xs = [s["updates"] for s in en["samples"]]
+        ax.plot(xs, [s["rss_mb"] for s in en["samples"]], marker="o", label="RSS (MB)")
+        ax.set_xlabel("updates received")
+        ax.set_ylabel("RSS MB")
+        ax.set_ylim(0, max(s["rss_mb"] for s in en["samples"]) * 1.2)
+        ax.set_title(f"Endurance, {en['updates']:,} updates")
+        axb = ax.twinx()
+        axb.plot(xs, [s["delayed_calls"] for s in en["samples"]], color="tab:red",
+                 marker="x", label="pending delayed calls")
+        axb.set_ylabel("pending delayed calls")
+        axb.set_ylim(0, max(5, max(s["delayed_calls"] for s in en["samples"]) * 2))
+        ax.legend(loc="lower left", fontsize=8)
+        axb.legend(loc="lower right", fontsize=8)
+    la = results.get("latency")
+    ax = axes[1][1]
+    if la:
+        rates = list(la)
+        width = 0.25
+        for i, p in enumerate(("p50", "p90", "p99")):
+            vals = [la[r]["latency_ms"][p] for r in rates]
+            pos = [j + (i - 1) * width for j in range(len(rates))]
+            bars = ax.bar(pos, vals, width, label=p)
+            for bar, v in zip(bars, vals, strict=True):
+                ax.annotate(f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, v),
+                            ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(rates)), [f"{int(r):,} updates/s" for r in rates])
+        ax.set_ylabel("send -> callback, ms")
+        ax.set_title("Latency")
+        ax.legend(fontsize=8)
+    sc = results.get("scale")
+    if sc:
+        fig.text(0.01, 0.01,
+                 f"Scale: {sc['items']:,} items subscribed in {sc['subscribe_all_s']:.2f} s, "
+                 f"RSS {sc['rss_end_mb']:.1f} MB, {sc['flow_cpu_percent']}% CPU at "
+                 f"{sc['flow_updates_per_s']:,.0f} updates/s", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--only", default=",".join(ALL),
+                        help=f"comma-separated subset of {','.join(ALL)}")
+    parser.add_argument("--out", default=str(RESULTS / "latest"),
+                        help="path prefix of the .json and .png written")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="measure nothing: redo the table and plot of a saved result")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        path = Path(args.from_json)
+        saved = json.loads(path.read_text())
+        saved["table"] = table(saved)
+        print(saved["table"])
+        path.write_text(json.dumps(saved, indent=2) + "\n")
+        plot(saved, path.with_suffix(".png"))
+        return
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(only) - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    cfg = {
+        "updates": 40_000 if args.quick else 200_000,
+        "sdk_updates": 40_000 if args.quick else 200_000,
+        "repeats": 3,
+        "endurance_updates": 400_000 if args.quick else 1_000_000,
+        "content_length": 4_000_000 if args.quick else 10_000_000,
+        "scale_window": 3 if args.quick else 10,
+        "latency_seconds": 3 if args.quick else 10,
+    }
+    started = time.perf_counter()
+
+    def log(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": cfg,
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    runners = {"throughput": bench_throughput, "scale": bench_scale,
+               "endurance": bench_endurance, "latency": bench_latency}
+    for name in ALL:
+        if name in only:
+            results[name] = runners[name](cfg, log)
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    text = table(results)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results["table"] = text
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    if plot(results, out.with_suffix(".png")):
+        log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    else:
+        log(f"wrote {out.with_suffix('.json')} (no matplotlib: no plot)")
+    failed = [k for k, v in results.get("throughput", {}).get("checks", {}).items() if not v]
+    if failed:
+        log(f"CHECKS FAILED: {', '.join(failed)}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
