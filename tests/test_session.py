@@ -299,9 +299,32 @@ def test_end_fatal_and_retryable() -> None:
     assert kind == "closed" and isinstance(error, ServerError) and error.tag == "END"
 
 
+def test_unknown_tag_is_reported_and_skipped() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("WHAT,is,this", "SUBOK,1,1,1")
+    kinds = [kind for kind, _ in recorder.events]
+    assert kinds == ["started", "error"]
+    assert session.state is State.BOUND
+    assert session.data_count == 1
+
+
+def test_fatal_protocol_error_reported_once() -> None:
+    session, transport, recorder, _ = make()
+    session.connect({})
+    transport.last.feed("CONOK,abc")
+    kinds = [kind for kind, _ in recorder.events]
+    assert kinds == ["closed"]
+
+
+def test_huge_loop_delay_is_capped() -> None:
+    session, transport, _, clock = connected()
+    transport.last.feed("LOOP,9223372036854775807")
+    assert transport.last.request.name == "bind_session"
+
+
 def test_protocol_error_replaces_session() -> None:
     session, transport, recorder, clock = connected()
-    transport.last.feed("WHAT,is,this")
+    transport.last.feed("SUBOK,x,1,1")
     assert any(kind == "error" for kind, _ in recorder.events)
     assert session.status == _session.STATUS_WILL_RETRY
     clock.advance(1)

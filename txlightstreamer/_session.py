@@ -42,6 +42,7 @@ from txlightstreamer.protocol import (
     Notification,
     Prog,
     Request,
+    UnknownTagError,
     bind_session,
     create_session,
     parse_bytes,
@@ -293,13 +294,24 @@ class Session:
             except (UnicodeDecodeError, ValueError):
                 pass  # malformed: the full parser below reports it
             else:
-                if sub.isdigit() and item.isdigit() and sub.isascii() and item.isascii():
+                if (sub.isdigit() and item.isdigit() and sub.isascii() and item.isascii()
+                        and len(sub) < 19 and len(item) < 19):
                     self._server_prog += 1
                     self.data_count += 1
                     self._listener.update(int(sub), int(item), values)
                     return
         try:
             n = parse_bytes(line)
+        except UnknownTagError as e:
+            if self.state is not State.BOUND:
+                # Before CONOK: whatever answers us does not speak TLCP.
+                self._protocol_error(e)
+                return
+            # Like the official client, skip what we do not know (it cannot be one of
+            # the counted data notifications of our protocol version), but say so.
+            log.warn("Ignoring a line with an unknown tag: {error}", error=e)
+            self._listener.error(e)
+            return
         except ProtocolError as e:
             self._protocol_error(e)
             return
@@ -324,6 +336,10 @@ class Session:
             return
         self._stream = None
         if self._stream_done:
+            return
+        if isinstance(reason.value, ProtocolError):
+            self._stream = stream  # so that it is stopped like any other
+            self._protocol_error(reason.value)
             return
         if reason.check(ResponseDone):
             error: LightstreamerError = TransportError(
@@ -389,8 +405,15 @@ class Session:
         self._stream_done = True
         self._stop_stream()
         self.state = State.BINDING
-        if loop.delay_ms > 0:
-            self._retry_call = self._clock.callLater(loop.delay_ms / 1000.0, self._start_bind)
+        # The server may only ask to wait less than the polling interval we requested.
+        limit = self.options.polling_interval if self.kind[1] else 0.0
+        delay = min(loop.delay_ms / 1000.0, limit)
+        if loop.delay_ms > limit * 1000 + 1:
+            self._listener.error(ProtocolError(
+                f"LOOP asks to wait {loop.delay_ms} ms, more than the {limit * 1000:g} ms "
+                "requested; rebinding after the requested delay", f"LOOP,{loop.delay_ms}"))
+        if delay > 0:
+            self._retry_call = self._clock.callLater(delay, self._start_bind)
         else:
             self._start_bind()
 
@@ -439,12 +462,12 @@ class Session:
     def _protocol_error(self, error: ProtocolError) -> None:
         """Unparsable data: nothing after it can be trusted, so start a new session."""
         log.error("Protocol error from the server: {error}", error=error)
-        self._listener.error(error)
         self._stream_done = True
         self._stop_stream()
         if self.state is State.CREATING:
-            self._fatal(error)
+            self._fatal(error)  # reports the error itself
         else:
+            self._listener.error(error)
             self._new_session_later(f"protocol error: {error.reason}")
 
     # -- transitions -------------------------------------------------------------------------

@@ -43,6 +43,8 @@ MODE_MERGE: Final = "MERGE"
 MODE_DISTINCT: Final = "DISTINCT"
 MODE_COMMAND: Final = "COMMAND"
 MODES: Final = (MODE_RAW, MODE_MERGE, MODE_DISTINCT, MODE_COMMAND)
+# Largest item or field count a SUBOK may announce (guards memory against a bad server).
+MAX_TABLE_SIZE: Final = 100_000
 
 Value = str | None
 Row = tuple[Value, ...]
@@ -277,6 +279,10 @@ class Table:
         self.key_position: int = 0
         self.command_position: int = 0
         self.num_fields = len(self.schema)
+        #: Items in the subscription (known for sure once subscribed: a group name may
+        #: stand for several).
+        self.num_items = len(self.items)
+        self._live = False  # between on_subscribed and on_unsubscribed
         self.max_frequency_granted: str | None = None
         self.filtered: bool | None = None
 
@@ -463,7 +469,10 @@ class Table:
         self, num_items: int, num_fields: int, key_pos: int = 0, command_pos: int = 0
     ) -> None:
         problems = []
-        if num_items != len(self.items):
+        if num_items > MAX_TABLE_SIZE or num_fields > MAX_TABLE_SIZE:
+            problems.append(f"{num_items} items x {num_fields} fields is more than this "
+                            f"client accepts ({MAX_TABLE_SIZE} of each)")
+        elif num_items != len(self.items):
             if len(self.items) > 1:
                 problems.append(f"Expected {len(self.items)} items but got {num_items}")
             else:
@@ -494,6 +503,8 @@ class Table:
         if self.mode == MODE_COMMAND:
             self._keys = {i: {} for i in range(1, num_items + 1)}
         self.state = ACTIVE
+        self.num_items = num_items
+        self._live = True
         self._subscribed_cbs()
         waiters, self._subscribed_waiters = self._subscribed_waiters, []
         for d in waiters:
@@ -659,12 +670,14 @@ class Table:
     def _unsubscribed(self) -> None:
         """The server ended the subscription, or the session ended."""
         self._drop_children(unsubscribe=self.state == DELETING)
-        was_active = self.state == ACTIVE
+        # on_unsubscribed pairs with on_subscribed: it fires once per confirmed subscription.
+        was_live, self._live = self._live, False
         if self.state == DELETING:
             self.state = DELETED
             self.sub_id = None
             waiters, self._delete_waiters = self._delete_waiters, []
-            self._unsubscribed_cbs()
+            if was_live:
+                self._unsubscribed_cbs()
             self._deleted_cbs()
             for d in waiters:
                 d.callback(None)
@@ -672,10 +685,11 @@ class Table:
         if self.state in (ACTIVE, SUBSCRIBING):
             self.state = PENDING
             self.sub_id = None
-        if was_active:
+        if was_live:
             self._unsubscribed_cbs()
 
     def _fail(self, error: LightstreamerError) -> None:
+        self._live = False
         self.state = FAILED
         self.sub_id = None
         self._deleted_cbs()

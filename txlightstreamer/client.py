@@ -334,9 +334,11 @@ class LsClient:
         self._destroying = d
         session_id = self._session.session_id if self._session.state is _session.State.BOUND \
             else None
+        base_url = self._session.base_url
+        # Close our side first: whatever the stream says now (END 31...) is moot.
+        self._session.close()
 
         def finish(_: object = None) -> None:
-            self._session.close()
             self._fail_control(SessionLostError("the client was destroyed"))
             self._messages.abort_all(SessionLostError("the client was destroyed"))
             for table in list(self._tables):
@@ -355,7 +357,7 @@ class LsClient:
             # never wait long for it: destroy() must complete promptly.
             req = self._next_request_id()
             request = destroy(req, session_id=None, close_socket=True)
-            sent = self._transport.send_control(self._session.base_url, session_id, [request])
+            sent = self._transport.send_control(base_url, session_id, [request])
             sent.addErrback(lambda f: log.info("destroy request failed: {f}", f=f.value))
             sent.addTimeout(_DESTROY_GRACE, self._clock)
             sent.addErrback(lambda _: None)

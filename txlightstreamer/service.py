@@ -242,6 +242,9 @@ def stderr_log_observer() -> ILogObserver:
 class Options(usage.Options):
     """Options shared by ``twistd lightstreamer`` and ``python -m txlightstreamer``."""
 
+    #: Set by ``python -m`` to show its own usage line (twistd derives one).
+    synopsis: str
+
     longdesc = (
         "Connect to a Lightstreamer server (TLCP 2.5.0/2.4.0), subscribe, and write every "
         "event as one JSON object per line (see README.rst for the format). "
@@ -372,6 +375,10 @@ class Options(usage.Options):
             parent["logger"] = f"{__name__}.stderr_log_observer"
 
 
+# usage.Options shows docstrings as written: make this one a single wrapped paragraph.
+Options.opt_subscribe.__doc__ = " ".join((Options.opt_subscribe.__doc__ or "").split())
+
+
 # -- the JSON-lines stream ------------------------------------------------------------------
 
 
@@ -404,11 +411,10 @@ def session_event(info: SessionInfo) -> dict[str, Any]:
 
 def subscribed_event(sub: int, table: Table) -> dict[str, Any]:
     """``{"event": "subscribed", "sub": N, "items": count, "fields": count, ...}``."""
-    names = table.item_names
     event: dict[str, Any] = {
         "event": "subscribed",
         "sub": sub,
-        "items": len(names) if names is not None else len(table.items),
+        "items": table.num_items,
         "fields": table.num_fields,
     }
     if table.mode == MODE_COMMAND:
@@ -630,7 +636,8 @@ class LsService(Service):
         if duration is not None:
             self._timer = self.reactor.callLater(
                 duration, self._finish, 0, f"--duration {duration:g} s elapsed")
-        started = self._start_demo() if self.options["demo"] else succeed(self.url)
+        started: Deferred[str] = (
+            self._start_demo() if self.options["demo"] else succeed(str(self.url)))
         started.addCallback(self._connect)
         started.addErrback(self._start_failed)
 
