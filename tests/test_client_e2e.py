@@ -59,11 +59,23 @@ class Client:
         self.client.on_session(self.sessions.append)
 
 
+# Every transport: Stream-Sense's default (WebSocket streaming) and the forced others.
+TRANSPORTS = [None, "HTTP-STREAMING", "HTTP-POLLING", "WS-POLLING"]
+
+
+@pytest.fixture(params=TRANSPORTS, ids=lambda t: t or "default")
+def transport(request: pytest.FixtureRequest) -> str | None:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest_twisted.async_yield_fixture
-async def make_client(server: TlcpServer) -> AsyncIterator[Callable[..., Client]]:
+async def make_client(
+    server: TlcpServer, transport: str | None
+) -> AsyncIterator[Callable[..., Client]]:
     made: list[Client] = []
 
     def make(**kwargs: Any) -> Client:
+        kwargs.setdefault("forced_transport", transport)
         c = Client(server.url, **kwargs)
         made.append(c)
         return c
@@ -197,7 +209,8 @@ async def test_loop_rebind_mid_burst_loses_nothing(make_client: Any) -> None:
     srv = TlcpServer(keepalive_millis=1000)
     await srv.listen(reactor, port=0, interface="127.0.0.1")
     try:
-        c = Client(srv.url, content_length=3000)
+        # content_length applies to HTTP streams (a WebSocket has no response length).
+        c = Client(srv.url, content_length=3000, forced_transport="HTTP")
         await c.client.create_session()
         table = Table(c.client, mode=MODE_RAW, item_ids=["seq"], schema=["n", "pad"])
         got: list[str | None] = []

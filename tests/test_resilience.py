@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
@@ -19,14 +20,17 @@ from txlightstreamer.testing import TlcpServer
 
 from .test_client_e2e import wait_until
 
+TRANSPORTS = [None, "HTTP-STREAMING", "HTTP-POLLING"]
 
+
+@pytest.mark.parametrize("transport", TRANSPORTS, ids=lambda t: t or "default")
 @pytest_twisted.ensureDeferred
-async def test_twenty_breaks_during_a_burst_lose_nothing() -> None:
+async def test_twenty_breaks_during_a_burst_lose_nothing(transport: str | None) -> None:
     # The replay buffer holds the whole burst, so recovery can never be refused however
     # slowly the machine runs; a refused recovery is tested on its own.
     server = TlcpServer(keepalive_millis=1000, recovery_log_size=20_000)
     await server.listen(reactor, port=0, interface="127.0.0.1")
-    client = LsClient(server.url)
+    client = LsClient(server.url, forced_transport=transport)
     sessions: list[str] = []
     client.on_session(lambda info: sessions.append(info.continuity))
     lost: list[tuple[int, int]] = []
@@ -56,19 +60,23 @@ async def test_twenty_breaks_during_a_burst_lose_nothing() -> None:
         # Some drops land while the client is already reconnecting; every one that broke a
         # live stream was recovered, never replaced.
         assert sessions[0] == "new"
-        assert set(sessions[1:]) == {"recovered"}
-        assert len(sessions) > breaks // 2
+        assert set(sessions[1:]) <= {"recovered"}
+        if transport != "HTTP-POLLING":
+            # (Polls are short: most drops find no connection open to break.)
+            assert len(sessions) > breaks // 2
     finally:
         await client.destroy()
         await server.stop()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS, ids=lambda t: t or "default")
 @pytest_twisted.ensureDeferred
-async def test_server_vanishes_and_comes_back_on_the_same_port() -> None:
+async def test_server_vanishes_and_comes_back_on_the_same_port(transport: str | None) -> None:
     first = TlcpServer(keepalive_millis=500)
     port = await first.listen(reactor, port=0, interface="127.0.0.1")
     number = port.getHost().port
-    client = LsClient(first.url, retry_delay=0.5, session_recovery_timeout=1.0)
+    client = LsClient(first.url, retry_delay=0.5, session_recovery_timeout=1.0,
+                      forced_transport=transport)
     sessions: list[str] = []
     client.on_session(lambda info: sessions.append(info.continuity))
     second: TlcpServer | None = None

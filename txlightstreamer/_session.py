@@ -208,7 +208,7 @@ class Session:
         if not self._candidates:
             raise ValueError(
                 f"forced_transport {options.forced_transport!r} needs the WebSocket "
-                "transport, which is not available (install txlightstreamer[ws])"
+                "transport, which is not available (pip install 'txlightstreamer[ws]')"
             )
         self._disabled: set[Kind] = set()
         self.kind: Kind = self._candidates[0]

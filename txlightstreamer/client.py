@@ -662,9 +662,13 @@ class LsClient:
         self._heartbeat_call = None
         session = self._session
         if session.state is _session.State.BOUND and session.session_id is not None:
-            sent = self._transport.send_control(session.base_url, session.session_id,
-                                                [heartbeat()])
-            sent.addErrback(lambda f: log.info("heartbeat failed: {f}", f=f.value))
+            stream = session.stream
+            if getattr(stream, "send_requests", None) is not None:
+                stream.send_requests([heartbeat()])  # no answer comes on a WebSocket
+            else:
+                sent = self._transport.send_control(session.base_url, session.session_id,
+                                                    [heartbeat()])
+                sent.addErrback(lambda f: log.info("heartbeat failed: {f}", f=f.value))
         self._arm_heartbeat()
 
     def _retry_control(self) -> None:
@@ -710,7 +714,9 @@ class LsClient:
     def session_rebound(self, conok: ConOk, continuity: str) -> None:
         info = SessionInfo(conok, continuity)
         self.session_info = info
-        self._session_cbs(info)
+        # Every poll is a bind: only a rebind that ends a streaming connection is news.
+        if not (continuity == _session.CONTINUITY_PRESERVED and self._session.kind[1]):
+            self._session_cbs(info)
         self._flush_control()
 
     def session_interrupted(self, will_recover: bool) -> None:

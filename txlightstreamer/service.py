@@ -267,6 +267,10 @@ class Options(usage.Options):
         ["output", None, "-", "Append the JSON lines to this file; - is standard output."],
         ["max-updates", None, None, "Stop cleanly after this many update events."],
         ["duration", None, None, "Stop cleanly after this many seconds."],
+        ["http-port", None, None,
+         "Also serve the live tables over HTTP on this Twisted server endpoint, e.g. "
+         "tcp:8080 (binds 127.0.0.1 unless it names an interface=): a live page at /, "
+         "JSON at /snapshot, Server-Sent Events at /events."],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -322,9 +326,21 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"bad --duration {raw_duration!r}: use a positive number of seconds")
             self["duration"] = float(raw_duration)
+        self._check_http_port()
         self._resolve_password()
         self._check_output()
         self._adapt_twistd_logging()
+
+    def _check_http_port(self) -> None:
+        endpoint = self["http-port"]
+        if endpoint is None:
+            return
+        from txlightstreamer.web import endpoint_string
+
+        try:
+            self["http-port"] = endpoint_string(endpoint)
+        except ValueError as e:
+            raise usage.UsageError(f"--http-port: {e}") from None
 
     def _resolve_password(self) -> None:
         given, self["password"] = self["password"], None
@@ -596,6 +612,9 @@ class LsService(Service):
         self.tables: list[Table] = []
         self.server: Any = None
         self.feed: Any = None
+        #: The web relay and its listening port with --http-port.
+        self.relay: Any = None
+        self.http_port: Any = None
         self.url: str | None = options["url"]
         self.updates = 0
         self.exit_code: int | None = None
@@ -688,6 +707,8 @@ class LsService(Service):
         client.on_error(self._on_error)
         for index, spec in enumerate(self.specs):
             self.tables.append(self._subscribe(index, spec))
+        if self.options["http-port"] is not None:
+            self._serve_http(client)
         created = client.create_session(
             self.options["adapter-set"], self.options["user"], self.options.password)
         created.addErrback(self._create_failed)
@@ -705,6 +726,33 @@ class LsService(Service):
         table.on_unsubscribed(lambda: self._emit(unsubscribed_event(index)))
         table.on_error(lambda error: self._report_error(error, index))
         return table
+
+    def _serve_http(self, client: LsClient) -> None:
+        from txlightstreamer.web import Relay
+
+        endpoint = self.options["http-port"]
+        self.relay = Relay(client, self.tables, clock=self.reactor)
+
+        def listening(port: Any) -> object:
+            if self.stopping:
+                return port.stopListening()
+            self.http_port = port
+            address = port.getHost()
+            host = getattr(address, "host", None)
+            if host is None:
+                log.info("Live tables served on {address}", address=address)
+            else:
+                host = f"[{host}]" if ":" in host else host
+                log.info("Live tables on http://{host}:{port}/ (JSON: /snapshot, "
+                         "Server-Sent Events: /events)", host=host, port=address.port)
+            return None
+
+        def failed(failure: Failure) -> None:
+            log.error("Cannot serve --http-port {endpoint}: {error}",
+                      endpoint=endpoint, error=failure.getErrorMessage())
+            self._finish(1, "cannot listen on --http-port")
+
+        self.relay.listen(self.reactor, endpoint).addCallbacks(listening, failed)
 
     def _start_failed(self, failure: Failure) -> None:
         log.failure("Could not start", failure)
@@ -808,6 +856,14 @@ class LsService(Service):
                 await destroyed
             except Exception as e:
                 log.warn("Destroying the session failed: {error}", error=e)
+        if self.relay is not None:
+            self.relay.close()
+        if self.http_port is not None:
+            port, self.http_port = self.http_port, None
+            try:
+                await port.stopListening()
+            except Exception as e:
+                log.warn("Closing --http-port failed: {error}", error=e)
         if self.feed is not None:
             self.feed.stop()
         if self.server is not None:

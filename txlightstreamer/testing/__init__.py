@@ -1,9 +1,10 @@
 """Testing helpers: a real TLCP server to run clients against.
 
 In the spirit of :mod:`treq.testing`: :class:`TlcpServer` speaks TLCP 2.5.0
-(and 2.4.0) over HTTP, as a ``twisted.web`` resource or listening on a local
-port, and :class:`DataModel` lets a test publish MERGE/DISTINCT/RAW and
-COMMAND events to every subscribed client::
+(and 2.4.0) over HTTP and WebSocket (the latter needs autobahn), as a
+``twisted.web`` resource or listening on a local port (optionally with TLS),
+and :class:`DataModel` lets a test publish MERGE/DISTINCT/RAW and COMMAND
+events to every subscribed client::
 
     server = TlcpServer()
     await server.listen(reactor)

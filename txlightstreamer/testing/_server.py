@@ -1,8 +1,10 @@
-"""A real TLCP 2.5.0/2.4.0 server (HTTP transport) as a ``twisted.web`` resource.
+"""A real TLCP 2.5.0/2.4.0 server (HTTP and WebSocket) as a ``twisted.web`` resource.
 
 Implements create/bind (streaming, polling, recovery), control, msg and
-heartbeat requests as described in ``tlcp.md``.  It has its own request
-parser and notification encoder and never imports the client codec.
+heartbeat requests as described in ``tlcp.md``, over HTTP and over WebSocket
+(``…/lightstreamer`` with a ``TLCP-<version>.lightstreamer.com`` subprotocol,
+served with autobahn when it is installed; see ``_websocket.py``).  It has its
+own request parser and notification encoder and never imports the client codec.
 
 Simplifications (documented, deliberate):
 
@@ -10,7 +12,11 @@ Simplifications (documented, deliberate):
   enforced; buffer sizes, selectors and data adapter names are ignored;
 * messages are handed to the handler in arrival order (no re-ordering of
   sequences, ``LS_max_wait`` ignored);
-* create+control combos and WebSocket are not supported;
+* create+control combos are not supported;
+* on WebSocket, ``LS_content_length`` from the client is ignored (as on a real
+  server) but the server's own ``content_length`` still ends streams with
+  ``LOOP``, so tests can make WebSocket streams loop; ``LS_ack`` is ignored
+  (``REQOK`` is always sent);
 * ``LS_inactivity_millis`` (reverse heartbeat) is accepted but not enforced.
 """
 
@@ -137,13 +143,73 @@ def _bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false")
 
 
+class _HttpOutput:
+    """Where an HTTP stream writes: the body of one response."""
+
+    websocket = False
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def write(self, data: str) -> None:
+        self.request.write(data.encode("utf-8"))
+
+    def finish(self) -> None:
+        self.request.finish()
+
+    def abort(self) -> None:
+        channel = getattr(self.request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+
+    def notify_lost(self, callback: Callable[[Failure], object]) -> None:
+        self.request.notifyFinish().addErrback(callback)
+
+    @property
+    def client_ip(self) -> str | None:
+        return _client_ip(self.request)
+
+
+class _WsOutput:
+    """Where a WebSocket stream writes: messages on its socket, which outlives it."""
+
+    websocket = True
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._lost: Callable[[Failure], object] | None = None
+
+    def write(self, data: str) -> None:
+        self.conn.send_text(data)
+
+    def finish(self) -> None:
+        # LOOP/END end the binding, not the socket: the client decides about that.
+        self.conn.detach(self)
+
+    def abort(self) -> None:
+        self.conn.abort()
+
+    def notify_lost(self, callback: Callable[[Failure], object]) -> None:
+        self._lost = callback
+
+    def lost(self, reason: Failure) -> None:
+        callback, self._lost = self._lost, None
+        if callback is not None:
+            callback(reason)
+
+    @property
+    def client_ip(self) -> str | None:
+        return cast("str | None", self.conn.client_ip)
+
+
 class _Stream:
-    """One HTTP response carrying notifications of a bound session."""
+    """One HTTP response (or WebSocket session binding) carrying notifications."""
 
     def __init__(
         self,
         server: TlcpServer,
-        request: Request,
+        output: _HttpOutput | _WsOutput,
         *,
         polling: bool,
         keepalive_ms: int,
@@ -153,7 +219,9 @@ class _Stream:
         send_sync: bool,
     ) -> None:
         self.server = server
-        self.request = request
+        self.output = output
+        #: The HTTP request of the stream (None on a WebSocket).
+        self.request: Request | None = getattr(output, "request", None)
         self.polling = polling
         self.keepalive_ms = keepalive_ms
         self.idle_ms = idle_ms
@@ -168,19 +236,21 @@ class _Stream:
         self._sync: IDelayedCall | None = None
         self._poll_timer: IDelayedCall | None = None
         self._poll_ready = False
-        request.notifyFinish().addErrback(self._lost)
+        output.notify_lost(self._lost)
 
     # --- writing ------------------------------------------------------------
 
     def _write(self, line: str) -> None:
-        data = (line + "\r\n").encode("utf-8")
-        self.written += len(data)
-        self.request.write(data)
+        data = line + "\r\n"
+        self.written += len(data.encode("utf-8"))
+        self.output.write(data)
 
     def write_head(self, lines: list[str]) -> None:
         """Write the head of the response (not subject to the content length)."""
-        for line in lines:
-            self._write(line)
+        if lines:
+            data = "".join(line + "\r\n" for line in lines)
+            self.written += len(data.encode("utf-8"))
+            self.output.write(data)
 
     def start(self) -> None:
         """Start the timers once the head and the queued notifications are out."""
@@ -269,17 +339,14 @@ class _Stream:
         if line is not None:
             self._write(line)
         self._detach()
-        self.request.finish()
+        self.output.finish()
 
     def abort(self) -> None:
         """Abruptly close the underlying connection."""
         if self.closed:
             return
-        channel = getattr(self.request, "channel", None)
-        transport = getattr(channel, "transport", None)
         self._detach()
-        if transport is not None:
-            transport.abortConnection()
+        self.output.abort()
 
     def _lost(self, reason: Failure) -> None:
         if not self.closed:
@@ -778,7 +845,7 @@ class _TlcpResource(Resource):
 
 
 class TlcpServer:
-    """A TLCP 2.5.0/2.4.0 test server (HTTP transport).
+    """A TLCP 2.5.0/2.4.0 test server (HTTP and WebSocket transports).
 
     Put :meth:`resource` at the root of a ``twisted.web`` site (requests are
     ``…/lightstreamer/<name>.txt`` under any path prefix) or call
@@ -791,6 +858,10 @@ class TlcpServer:
     ``message_handler`` answers ``msg`` requests (default: empty response).
     ``recovery_log_size`` is the number of data notifications kept per session
     for recovery; ``sync_interval_millis`` spaces ``SYNC`` lines (0: none).
+    ``websocket=False`` refuses WebSocket upgrades with HTTP
+    ``websocket_refusal`` (to exercise Stream-Sense); ``set_cookie`` is a
+    ``Set-Cookie`` value for every ``create_session`` response and WebSocket
+    handshake; :attr:`received` records the headers of recent requests.
     """
 
     def __init__(
@@ -808,6 +879,9 @@ class TlcpServer:
         recovery_log_size: int = 1000,
         sync_interval_millis: int = 30000,
         client_ids: Collection[str] | None = DEFAULT_CLIENT_IDS,
+        websocket: bool = True,
+        websocket_refusal: int = 400,
+        set_cookie: str | None = None,
     ) -> None:
         if set(diffs) - {"T", "P"}:
             raise ValueError("diffs may only contain 'T' and 'P'")
@@ -823,6 +897,18 @@ class TlcpServer:
         self.recovery_log_size = recovery_log_size
         self.sync_interval_millis = sync_interval_millis
         self.client_ids = None if client_ids is None else frozenset(client_ids)
+        #: Whether WebSocket upgrades on ``…/lightstreamer`` are accepted (they are
+        #: refused with HTTP ``websocket_refusal`` otherwise).
+        self.websocket = websocket
+        self.websocket_refusal = websocket_refusal
+        #: A ``Set-Cookie`` value sent with every ``create_session`` HTTP response and
+        #: every WebSocket handshake response.
+        self.set_cookie = set_cookie
+        #: ``(request name or "websocket", headers)`` of the last 1000 requests received
+        #: (HTTP requests and WebSocket handshakes), header names in lower case and
+        #: repeated headers joined with ", ".
+        self.received: deque[tuple[str, dict[str, str]]] = deque(maxlen=1000)
+        self._ws_site_resource: Resource | None = None
         self.url: str | None = None
         self._sessions: dict[str, Session] = {}
         self._streams: set[_Stream] = set()
@@ -869,8 +955,14 @@ class TlcpServer:
         reactor: IReactorTCP | None = None,
         port: int = 0,
         interface: str = "127.0.0.1",
+        tls: Any = None,
     ) -> Deferred[IListeningPort]:
-        """Listen on ``interface:port`` (0 = any free port) and set :attr:`url`."""
+        """Listen on ``interface:port`` (0 = any free port) and set :attr:`url`.
+
+        With ``tls`` (a server context factory, e.g. ``CertificateOptions`` or
+        ``PrivateCertificate.options()``) it serves HTTPS/WSS and :attr:`url` is
+        ``https://…``.
+        """
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -880,7 +972,11 @@ class TlcpServer:
         factory = _TrackingFactory(site)
         factory.noisy = False
         try:
-            listening = reactor.listenTCP(port, cast(Any, factory), interface=interface)
+            if tls is None:
+                listening = reactor.listenTCP(port, cast(Any, factory), interface=interface)
+            else:
+                listening = cast(Any, reactor).listenSSL(
+                    port, factory, tls, interface=interface)
         except Exception:
             return defer.fail()
         self._port, self._factory = listening, factory
@@ -888,7 +984,8 @@ class TlcpServer:
         host = getattr(address, "host", interface)
         if ":" in host:
             host = f"[{host}]"
-        self.url = f"http://{host}:{getattr(address, 'port', port)}"
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://{host}:{getattr(address, 'port', port)}"
         return defer.succeed(listening)
 
     def stop(self) -> Deferred[None]:
@@ -917,10 +1014,68 @@ class TlcpServer:
 
     # --- request handling -----------------------------------------------------
 
+    def _record(self, name: str, request: Request) -> None:
+        headers = {
+            key.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+            for key, values in request.requestHeaders.getAllRawHeaders()
+        }
+        self.received.append((name, headers))
+
+    def _ws_resource(self) -> Resource:
+        if self._ws_site_resource is None:
+            from ._websocket import websocket_resource
+
+            self._ws_site_resource = websocket_resource(self)
+        return self._ws_site_resource
+
+    def _ws_request(self, conn: Any, name: str, lines: list[str]) -> None:
+        """One request received as a WebSocket message on ``conn``."""
+        query = {"LS_protocol": conn.tlcp_protocol}
+        if name == "wsok":
+            conn.send_text("WSOK\r\n")
+            return
+        if name == "create_session":
+            answer = self._create_stream(_WsOutput(conn), query, lines)
+            if answer:
+                conn.send_text(_body(*answer).decode("utf-8"))
+            return
+        # On a WebSocket, LS_session defaults to the last session bound on it (§2.3).
+        if conn.last_session is not None:
+            query["LS_session"] = conn.last_session
+        if name == "bind_session":
+            answer = self._bind_stream(_WsOutput(conn), query, lines)
+            if answer:
+                conn.send_text(_body(*answer).decode("utf-8"))
+        elif name in ("control", "msg"):
+            handler = self._control if name == "control" else self._msg
+            # Answers go out before what the requests triggered (SUBOK, UNSUB, END...).
+            conn.cork()
+            reply = ""
+            try:
+                reply = handler(cast(Request, None), query, lines).decode("utf-8")
+            finally:
+                conn.uncork(reply)
+        elif name == "heartbeat":
+            body = self._heartbeat(cast(Request, None), query, lines)
+            if body != b"REQOK\r\n":
+                conn.send_text(body.decode("utf-8"))  # only errors are answered on WS
+        else:
+            conn.send_text(encode_line("ERROR", 67, f"Unknown request {name!r}") + "\r\n")
+
     def _render(self, request: Request) -> bytes | int:
         path = [segment.decode("utf-8", "replace") for segment in request.postpath or ()]
         while path and path[-1] == "":
             path.pop()
+        upgrade = (request.getHeader(b"upgrade") or b"").lower() == b"websocket"
+        if upgrade or (path and path[-1] == "lightstreamer"):
+            self._record("websocket", request)
+            if not upgrade or not path or path[-1] != "lightstreamer":
+                request.setResponseCode(400)
+                return b"WebSocket upgrade expected on .../lightstreamer\r\n"
+            if not self.websocket:
+                request.setResponseCode(self.websocket_refusal)
+                return b"WebSocket not available on this server\r\n"
+            return self._ws_resource().render(request)  # type: ignore[no-any-return]
         if len(path) < 2 or path[-2] != "lightstreamer" or not path[-1].endswith(".txt"):
             request.setResponseCode(404)
             return b"Not a TLCP request\r\n"
@@ -942,6 +1097,9 @@ class TlcpServer:
         if handler is None:
             request.setResponseCode(404)
             return b"Unknown TLCP request\r\n"
+        self._record(name, request)
+        if name == "create_session" and self.set_cookie is not None:
+            request.responseHeaders.addRawHeader(b"set-cookie", self.set_cookie.encode())
         try:
             query, lines = self._read_request(request)
         except ValueError as e:
@@ -965,7 +1123,9 @@ class TlcpServer:
             raise _ConnectionError(65, "Unsupported protocol version")
         return protocol
 
-    def _open_stream(self, request: Request, params: Mapping[str, str]) -> tuple[_Stream, int]:
+    def _open_stream(
+        self, output: _HttpOutput | _WsOutput, params: Mapping[str, str]
+    ) -> tuple[_Stream, int]:
         """Build the stream for a create/bind; return it and the CONOK third argument."""
         try:
             polling = _bool_param(params, "LS_polling", False)
@@ -982,6 +1142,10 @@ class TlcpServer:
                     self.keepalive_millis if requested is None else max(1000, min(60000, requested))
                 )
                 requested_length = _int_param(params, "LS_content_length", minimum=1)
+                if output.websocket:
+                    # LS_content_length is an HTTP matter; only the server's own cap
+                    # applies to WebSocket streams (so tests can make them LOOP).
+                    requested_length = None
                 # The server setting acts as a cap on what the client asks for.
                 lengths = [n for n in (requested_length, self.content_length) if n is not None]
                 content_length = min(lengths) if lengths else None
@@ -991,7 +1155,7 @@ class TlcpServer:
             raise _ConnectionError(65, str(e)) from None
         stream = _Stream(
             self,
-            request,
+            output,
             polling=polling,
             keepalive_ms=keepalive_ms,
             idle_ms=idle_ms,
@@ -1002,6 +1166,17 @@ class TlcpServer:
         return stream, idle_ms if polling else keepalive_ms
 
     def _create(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes | int:
+        answer = self._create_stream(_HttpOutput(request), query, lines)
+        return NOT_DONE_YET if answer is None else _body(*answer)
+
+    def _bind(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes | int:
+        answer = self._bind_stream(_HttpOutput(request), query, lines)
+        return NOT_DONE_YET if answer is None else _body(*answer)
+
+    def _create_stream(
+        self, output: _HttpOutput | _WsOutput, query: Mapping[str, str], lines: list[str]
+    ) -> list[str] | None:
+        """Create a session streaming on ``output``; None, or the lines of a refusal."""
         try:
             params = _first_line(query, lines)
             protocol = self._check_protocol(params)
@@ -1024,10 +1199,10 @@ class TlcpServer:
             else:
                 allowed = {token.strip() for token in supported.split(",")}
                 diffs = "".join(c for c in self.diffs if c in allowed)
-            stream, third = self._open_stream(request, params)
+            stream, third = self._open_stream(output, params)
         except _ConnectionError as e:
-            return _body(encode_line("CONERR", e.code, e.message))
-        client_ip = _client_ip(request)
+            return [encode_line("CONERR", e.code, e.message)]
+        client_ip = output.client_ip
         session_id = "S" + secrets.token_hex(8)
         session = Session(self, session_id, protocol, params, diffs, reduce_head, client_ip)
         self._sessions[session_id] = session
@@ -1040,7 +1215,10 @@ class TlcpServer:
         log.debug("created session {sid}", sid=session_id)
         return self._start_stream(session, stream, head, None)
 
-    def _bind(self, request: Request, query: dict[str, str], lines: list[str]) -> bytes | int:
+    def _bind_stream(
+        self, output: _HttpOutput | _WsOutput, query: Mapping[str, str], lines: list[str]
+    ) -> list[str] | None:
+        """Bind a session to ``output``; None, or the lines of a refusal."""
         try:
             params = _first_line(query, lines)
             protocol = self._check_protocol(params)
@@ -1055,7 +1233,7 @@ class TlcpServer:
                 session._end_line = None
                 session._cancel_timeout()
                 self._sessions.pop(session_id, None)
-                return _body(line)
+                return [line]
             if protocol != session.protocol:
                 raise _ConnectionError(3, "Incompatible protocol version")
             try:
@@ -1063,11 +1241,11 @@ class TlcpServer:
                 recover_from = _int_param(params, "LS_recovery_from")
             except ValueError as e:
                 raise _ConnectionError(65, str(e)) from None
-            stream, third = self._open_stream(request, params)
+            stream, third = self._open_stream(output, params)
         except _ConnectionError as e:
-            return _body(encode_line("CONERR", e.code, e.message))
+            return [encode_line("CONERR", e.code, e.message)]
         head: list[str] = []
-        client_ip = _client_ip(request)
+        client_ip = output.client_ip
         if not reduce_head:
             head.append(encode_line("CONOK", session_id, self.request_limit, third, "*"))
             if client_ip is not None and client_ip != session.client_ip:
@@ -1077,16 +1255,17 @@ class TlcpServer:
 
     def _start_stream(
         self, session: Session, stream: _Stream, head: list[str], recover_from: int | None
-    ) -> bytes | int:
-        request = stream.request
+    ) -> list[str] | None:
         # Fail a recovery bind before anything is written.
         if recover_from is not None and session._recovery_target(recover_from) is None:
             stream.closed = True
-            return _body(encode_line("CONERR", 4, "Recovery progressive no longer available"))
+            return [encode_line("CONERR", 4, "Recovery progressive no longer available")]
         self._streams.add(stream)
-        request.setResponseCode(200)
+        output = stream.output
+        if isinstance(output, _WsOutput):
+            output.conn.attach(stream, session)
         session._bind(stream, head, recover_from)
-        return NOT_DONE_YET
+        return None
 
     def _session_for(self, params: Mapping[str, str]) -> Session:
         session_id = params.get("LS_session")

@@ -8,7 +8,7 @@ here knows about sessions or tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -22,6 +22,7 @@ from twisted.web.http import PotentialDataLoss
 
 from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import Request, http_body, protocol_param
+from txlightstreamer.protocol.errors import redact_line
 
 __all__ = ["HttpStream", "HttpTransport", "StreamSink", "server_url"]
 
@@ -117,13 +118,48 @@ def _describe_failure(failure: Failure) -> str:
 
 
 def _is_tls_failure(failure: Failure) -> bool:
-    text = _describe_failure(failure).lower()
-    return "certificate" in text or "ssl" in text or "tls" in text
+    """Whether a connection failed in TLS (verification, handshake): retrying won't help."""
+    from OpenSSL.SSL import Error as SSLError
+
+    def check(f: Failure) -> bool:
+        reasons = getattr(f.value, "reasons", None)
+        if reasons:
+            return any(check(r) for r in reasons)
+        if isinstance(f.value, SSLError):
+            return True
+        text = _describe_failure(f).lower()
+        return "certificate verify" in text or "ssl routines" in text
+    return check(failure)
+
+
+def connection_error(failure: Failure, url: str) -> TransportError:
+    """A `TransportError` for a failed connection; TLS failures name the host, not retryable."""
+    if _is_tls_failure(failure):
+        from hyperlink import URL
+
+        host = URL.from_text(url).host
+        return TransportError(
+            f"TLS failure with {host} (certificate not trusted or handshake refused; "
+            f"configure the client's tls_policy/trust_roots): {_describe_failure(failure)}",
+            url=url, retryable=False)
+    return TransportError(_describe_failure(failure), url=url)
+
+
+def request_headers(
+    base: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> dict[bytes, list[bytes]]:
+    """The TLCP content type plus the configured headers (later ones win)."""
+    headers = dict(_HEADERS)
+    for source in (base, extra or {}):
+        for name, value in source.items():
+            headers[name.encode("latin-1")] = [value.encode("latin-1")]
+    return headers
 
 
 def _status_error(response: Any, body: bytes, url: str) -> TransportError:
     code = int(response.code)
-    snippet = body[:200].decode("utf-8", "replace").strip().replace("\r\n", " ")
+    # A proxy may echo the request body (password included) in its error page.
+    snippet = redact_line(body[:200].decode("utf-8", "replace").strip().replace("\r\n", " "))
     # Server-side failures may pass; client-side ones (4xx, redirects) will not.
     retryable = code >= 500
     kind = "redirect" if 300 <= code < 400 else "HTTP error"
@@ -164,12 +200,13 @@ class HttpStream:
     def start(self) -> None:
         """Send the request. Lines may reach the sink before this returns."""
         t = self._transport
+        create = self._request.name == "create_session"
         d = t.stream_client.request(
             "POST",
             self.url,
             params=[("LS_protocol", protocol_param(t.protocol_version))],
             data=http_body([self._request]),
-            headers=_HEADERS,
+            headers=request_headers(t.headers, t.create_headers if create else None),
             unbuffered=True,
             allow_redirects=False,
         )
@@ -229,9 +266,7 @@ class HttpStream:
             return
         if failure.check(CancelledError):
             return
-        retryable = not _is_tls_failure(failure)
-        self._finish(Failure(TransportError(
-            _describe_failure(failure), url=self.url, retryable=retryable)))
+        self._finish(Failure(connection_error(failure, self.url)))
 
     def _line(self, line: bytes) -> None:
         if not (self._stopped or self._ended):
@@ -275,6 +310,8 @@ class HttpTransport:
         connect_timeout: float,
         max_line_length: int,
         pools: Sequence[Any] = (),
+        headers: Mapping[str, str] | None = None,
+        create_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.stream_client = stream_client
         self.control_client = control_client
@@ -283,6 +320,11 @@ class HttpTransport:
         self.connect_timeout = connect_timeout
         self.max_line_length = max_line_length
         self._pools = pools
+        #: Extra headers for every request, and for ``create_session`` only.
+        self.headers: dict[str, str] = dict(headers or {})
+        self.create_headers: dict[str, str] = dict(create_headers or {})
+        #: Other transports of the same client, closed together with this one.
+        self.companions: list[Any] = []
 
     def open_stream(self, base_url: str, request: Request, sink: StreamSink) -> HttpStream:
         """A new stream for ``request``; nothing is sent until its `start`."""
@@ -301,7 +343,7 @@ class HttpTransport:
                 ("LS_session", session_id),
             ],
             data=http_body(requests),
-            headers=_HEADERS,
+            headers=request_headers(self.headers),
             unbuffered=True,
             allow_redirects=False,
         )
@@ -318,14 +360,15 @@ class HttpTransport:
         def failed(failure: Failure) -> Failure:
             if failure.check(TransportError):
                 return failure
-            return Failure(TransportError(_describe_failure(failure), url=url))
+            return Failure(connection_error(failure, url))
 
         result: Deferred[list[bytes]] = d.addCallback(got_response).addErrback(failed)
         return result
 
     def close(self) -> Deferred[None]:
-        """Close the connection pools this transport owns."""
+        """Close the connection pools this transport owns, and its companion transports."""
         from twisted.internet.defer import gatherResults
 
         ds = [pool.closeCachedConnections() for pool in self._pools]
+        ds += [companion.close() for companion in self.companions]
         return gatherResults(ds).addCallback(lambda _: None)

@@ -1,0 +1,395 @@
+"""
+WebSocket transport: TLCP streams (and control requests) over autobahn's Twisted client.
+
+Each stream is a new WebSocket to ``ws[s]://<server>[/prefix]/lightstreamer`` with the
+subprotocol ``TLCP-<version>.lightstreamer.com``: it sends ``wsok`` and the create/bind
+request, then feeds every line of every server message to the sink. Control requests of
+the bound session go on the same socket (`WsStream.send_requests`); their answers come
+back as lines of the stream.
+
+Connections go through the client's `EndpointRouter` (direct TCP, a user endpoint or a
+proxy tunnel, with TLS verified by the client's policy): never autobahn's ``connectWS``,
+which does not verify certificates.
+"""
+
+from __future__ import annotations
+
+import email.message
+import re
+import urllib.request
+from collections.abc import Mapping, Sequence
+from http.cookiejar import CookieJar
+from typing import Any, cast
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from hyperlink import URL
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+
+from txlightstreamer._version import __version__
+from txlightstreamer.errors import ProtocolError, TransportError
+from txlightstreamer.protocol import WSOK_MESSAGE, Request, ws_message, ws_subprotocol
+from txlightstreamer.transport._endpoints import EndpointRouter
+from txlightstreamer.transport.http import StreamSink, _describe_failure, connection_error
+
+__all__ = ["WsStream", "WsTransport", "ws_url"]
+
+log = Logger()
+
+_WSOK = b"WSOK"
+_STATUS = re.compile(r"^HTTP/\d\.\d\s+(\d{3})")
+
+
+def ws_url(base: str) -> str:
+    """The WebSocket address of a server base URL: http→ws, https→wss, ``/lightstreamer``."""
+    url = URL.from_text(base)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(url.scheme)
+    if scheme is None:
+        raise ValueError(f"cannot open a WebSocket to {base!r}")
+    path = [segment for segment in url.path if segment] + ["lightstreamer"]
+    return url.replace(scheme=scheme, path=path, query=(), fragment="").to_text()
+
+
+def _http_equivalent(url: str) -> str:
+    """The http(s) address matching a ws(s) one (cookies are matched on it)."""
+    return "http" + url[2:] if url.startswith("ws") else url
+
+
+def _abort(proto: WebSocketClientProtocol | None) -> None:
+    """Drop a socket at once (no close handshake)."""
+    if proto is not None and proto.transport is not None:
+        cast(Any, proto.transport).abortConnection()
+
+
+class _CookieResponse:
+    """What `CookieJar.extract_cookies` needs from a response: its headers."""
+
+    def __init__(self, set_cookies: Sequence[str]) -> None:
+        self._headers = email.message.Message()
+        for value in set_cookies:
+            self._headers["Set-Cookie"] = value
+
+    def info(self) -> email.message.Message:
+        return self._headers
+
+
+class _TlcpClientProtocol(WebSocketClientProtocol):
+    """Forwards autobahn's callbacks to the `WsStream` that opened the socket."""
+
+    stream: WsStream
+    lost_reason: Failure | None = None
+
+    def onConnect(self, response: Any) -> None:  # noqa: N802
+        self.stream._handshake(self, response)
+
+    def onOpen(self) -> None:  # noqa: N802
+        self.stream._opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802, N803
+        self.stream._message(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802, N803
+        self.stream._closed(self, wasClean, code, reason)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        self.lost_reason = reason
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.stream._transport._forget(self)
+
+
+class _Factory(WebSocketClientFactory):
+    protocol = _TlcpClientProtocol
+    noisy = False
+
+    def __init__(self, stream: WsStream, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stream = stream
+
+    def buildProtocol(self, addr: Any) -> _TlcpClientProtocol:  # noqa: N802
+        proto = cast(_TlcpClientProtocol, super().buildProtocol(addr))
+        proto.stream = self.stream
+        self.stream._transport._track(proto)
+        return proto
+
+
+class WsStream:
+    """
+    One WebSocket carrying one TLCP stream (a create or bind, then its notifications).
+
+    Lines reach the sink as they arrive (``WSOK`` included; anything before it is
+    dropped, as the official client does); `stop` closes the socket and guarantees no
+    further line is delivered.
+    """
+
+    def __init__(self, transport: WsTransport, base_url: str, request: Request,
+                 sink: StreamSink) -> None:
+        self._transport = transport
+        self.url = ws_url(base_url)
+        self._request = request
+        self._sink = sink
+        self._stopped = False
+        self._ended = False
+        self._open = False
+        self._wsok = False
+        self._connect_d: Deferred[Any] | None = None
+        self._proto: _TlcpClientProtocol | None = None
+        self._timeout: IDelayedCall | None = None
+        self._subprotocol = ""
+
+    def __repr__(self) -> str:
+        return f"<WsStream {self._request.name} {self.url}>"
+
+    # -- the stream API ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the socket; the request is sent once the handshake is done."""
+        t = self._transport
+        url = URL.from_text(self.url)
+        secure = url.scheme == "wss"
+        port = url.port or (443 if secure else 80)
+        self._subprotocol = ws_subprotocol(t.protocol_version)
+        create = self._request.name == "create_session"
+        headers = t.handshake_headers(self.url, create)
+        useragent = f"txlightstreamer/{__version__}"
+        for name in [n for n in headers if n.lower() == "user-agent"]:
+            useragent = headers.pop(name)  # autobahn writes this header itself
+        factory = _Factory(
+            self, self.url, protocols=[self._subprotocol],
+            useragent=useragent, headers=headers, reactor=t.reactor)
+        # No autobahn timers (they outlive the socket in txaio's batched timer): our own
+        # timeout covers the opening, and stop() closes the socket without waiting.
+        factory.setProtocolOptions(
+            openHandshakeTimeout=0, closeHandshakeTimeout=0, serverConnectionDropTimeout=0,
+            perMessageCompressionOffers=[], autoPingInterval=0)
+        self._timeout = t.reactor.callLater(t.connect_timeout, self._timed_out)
+        try:
+            endpoint = t.router.endpoint(url.host, port, secure)
+            d = endpoint.connect(factory)
+        except Exception:
+            self._connect_failed(Failure())
+            return
+        self._connect_d = d
+        d.addCallbacks(self._connected, self._connect_failed)
+
+    def stop(self) -> None:
+        """Close the socket; no line is delivered after this call."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._cancel_timeout()
+        proto = self._proto
+        if proto is None:
+            if self._connect_d is not None and not self._connect_d.called:
+                self._connect_d.cancel()
+            return
+        if proto.transport is None or proto.state == WebSocketProtocol.STATE_CLOSED:
+            return
+        if proto.state == WebSocketProtocol.STATE_OPEN:
+            proto.sendClose(1000)  # a polite close frame, then the socket goes at once
+            proto.transport.loseConnection()
+        else:
+            _abort(proto)
+
+    def send_requests(self, requests: Sequence[Request]) -> None:
+        """Write a batch of control/msg requests (one WS message) on this socket."""
+        proto = self._proto
+        if self._stopped or self._ended or proto is None or not self._open:
+            log.debug("Requests not sent: {stream!r} is not open", stream=self)
+            return
+        proto.sendMessage(ws_message(requests).encode("utf-8"), isBinary=False)
+
+    # -- connection events ---------------------------------------------------------------
+
+    def _connected(self, proto: _TlcpClientProtocol) -> None:
+        self._proto = proto
+        if self._stopped:
+            _abort(proto)
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self._cancel_timeout()
+        if self._stopped or self._ended or failure.check(CancelledError):
+            return
+        self._finish(Failure(connection_error(failure, self.url)))
+
+    def _handshake(self, proto: _TlcpClientProtocol, response: Any) -> None:
+        self._proto = proto
+        selected = getattr(response, "protocol", None)
+        if selected not in (None, self._subprotocol):
+            raise ProtocolError(f"server selected subprotocol {selected!r}")
+        raw = getattr(proto, "http_response_data", b"") or b""
+        self._transport.store_cookies(self.url, raw)
+
+    def _opened(self, proto: _TlcpClientProtocol) -> None:
+        self._proto = proto
+        self._open = True
+        if self._stopped:
+            proto.sendClose(1000)
+            if proto.transport is not None:
+                proto.transport.loseConnection()
+            return
+        proto.sendMessage(WSOK_MESSAGE.encode("ascii"), isBinary=False)
+        proto.sendMessage(ws_message([self._request]).encode("utf-8"), isBinary=False)
+
+    def _message(self, payload: bytes, is_binary: bool) -> None:
+        if self._stopped or self._ended:
+            return
+        if is_binary:
+            self._fail(ProtocolError("binary WebSocket message from the server"))
+            return
+        limit = self._transport.max_line_length
+        for line in payload.split(b"\r\n"):
+            if self._stopped or self._ended:
+                return
+            if not line:
+                continue
+            if len(line) > limit:
+                self._fail(ProtocolError(f"line longer than {limit} bytes",
+                                         line[:200].decode("utf-8", "replace")))
+                return
+            if not self._wsok:
+                if line != _WSOK:
+                    log.warn("Ignoring {line!r} received before WSOK on {url}",
+                             line=line[:80], url=self.url)
+                    continue
+                self._wsok = True
+            # Connected and answered: the connection timeout no longer applies.
+            self._cancel_timeout()
+            self._sink.stream_line(self, line)  # type: ignore[arg-type]
+
+    def _closed(self, proto: _TlcpClientProtocol, was_clean: bool, code: int | None,
+                reason: str | None) -> None:
+        self._cancel_timeout()
+        if self._stopped or self._ended:
+            return
+        if not self._open:
+            self._finish(Failure(self._handshake_error(proto, reason)))
+        elif was_clean:
+            self._finish(Failure(ResponseDone()))
+        else:
+            lost = proto.lost_reason
+            detail = _describe_failure(lost) if lost is not None else reason
+            self._finish(Failure(TransportError(
+                f"WebSocket broken (code {code}): {detail}", url=self.url)))
+
+    def _handshake_error(self, proto: _TlcpClientProtocol, reason: str | None) -> TransportError:
+        status_line = getattr(proto, "http_status_line", None) or ""
+        match = _STATUS.match(status_line)
+        if match and match.group(1) != "101":
+            code = int(match.group(1))
+            return TransportError(
+                f"WebSocket handshake refused by the server: {status_line.strip()}",
+                url=self.url, status=code, retryable=code >= 500)
+        lost = proto.lost_reason
+        if lost is not None and not lost.check(ResponseDone):
+            error = connection_error(lost, self.url)
+            if not error.retryable:
+                return error
+        return TransportError(f"WebSocket handshake failed: {reason}", url=self.url)
+
+    def _timed_out(self) -> None:
+        self._timeout = None
+        if self._stopped or self._ended:
+            return
+        t = self._transport
+        self._finish(Failure(TransportError(
+            f"WebSocket not answering within {t.connect_timeout:g} s", url=self.url)))
+        if self._connect_d is not None and not self._connect_d.called:
+            self._connect_d.cancel()
+        else:
+            _abort(self._proto)
+
+    def _fail(self, error: Exception) -> None:
+        self._finish(Failure(error))
+        _abort(self._proto)
+
+    def _finish(self, reason: Failure) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._cancel_timeout()
+        if not self._stopped:
+            self._sink.stream_ended(self, reason)  # type: ignore[arg-type]
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+
+class WsTransport:
+    """Opens WebSocket streams for one client."""
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        router: EndpointRouter,
+        protocol_version: str,
+        connect_timeout: float,
+        max_line_length: int,
+        headers: Mapping[str, str] | None = None,
+        create_headers: Mapping[str, str] | None = None,
+        cookie_jar: CookieJar | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.router = router
+        self.protocol_version = protocol_version
+        self.connect_timeout = connect_timeout
+        self.max_line_length = max_line_length
+        self.headers: dict[str, str] = dict(headers or {})
+        self.create_headers: dict[str, str] = dict(create_headers or {})
+        self.cookie_jar = cookie_jar
+        self._live: dict[_TlcpClientProtocol, Deferred[None]] = {}
+
+    def open_stream(self, base_url: str, request: Request, sink: StreamSink) -> WsStream:
+        """A new stream for ``request``; nothing is sent until its `start`."""
+        return WsStream(self, base_url, request, sink)
+
+    def handshake_headers(self, url: str, create: bool) -> dict[str, str]:
+        """Headers of a handshake: configured ones, creation ones, and the jar's cookies."""
+        headers = dict(self.headers)
+        if create:
+            headers.update(self.create_headers)
+        if self.cookie_jar is not None:
+            probe = urllib.request.Request(_http_equivalent(url))
+            self.cookie_jar.add_cookie_header(probe)
+            cookie = probe.unredirected_hdrs.get("Cookie")
+            if cookie:
+                headers["Cookie"] = cookie
+        return headers
+
+    def store_cookies(self, url: str, raw_response: bytes) -> None:
+        """Put the ``Set-Cookie`` headers of a handshake reply in the jar."""
+        if self.cookie_jar is None:
+            return
+        values = []
+        for line in raw_response.decode("latin-1").split("\r\n")[1:]:
+            name, sep, value = line.partition(":")
+            if sep and name.strip().lower() == "set-cookie":
+                values.append(value.strip())
+        if values:
+            self.cookie_jar.extract_cookies(
+                _CookieResponse(values),  # type: ignore[arg-type]
+                urllib.request.Request(_http_equivalent(url)))
+
+    def close(self) -> Deferred[None]:
+        """Drop every socket still open; fires once they are all gone."""
+        waits = list(self._live.values())
+        for proto in list(self._live):
+            _abort(proto)
+        return gatherResults(waits).addCallback(lambda _: None)
+
+    def _track(self, proto: _TlcpClientProtocol) -> None:
+        self._live[proto] = Deferred()
+
+    def _forget(self, proto: _TlcpClientProtocol) -> None:
+        d = self._live.pop(proto, None)
+        if d is not None:
+            d.callback(None)
