@@ -8,6 +8,8 @@ The spec::
       "subscriptions": [
         {"mode": "MERGE", "items": ["i1"], "fields": ["f1", "f2"],
          "snapshot": true, "frequency": "unfiltered"},   # snapshot/frequency optional
+        {"mode": "COMMAND", "items": ["p"], "fields": ["key", "command"],
+         "snapshot": true, "second_level_fields": ["price"]},   # two-level COMMAND
         ...
       ],
       "messages": [{"text": "hello", "sequence": null}],  # optional
@@ -232,7 +234,11 @@ def main(argv: list[str]) -> int:
             sub.setRequestedSnapshot(snapshot)
         if sub_spec.get("frequency") is not None:
             sub.setRequestedMaxFrequency(str(sub_spec["frequency"]))
-        sub.addListener(SubL(rec, index, list(sub_spec["fields"])))
+        second = list(sub_spec.get("second_level_fields") or [])
+        if second:
+            # Two-level COMMAND: each key's own item, in MERGE, merged into its row.
+            sub.setCommandSecondLevelFields(second)
+        sub.addListener(SubL(rec, index, list(sub_spec["fields"]) + second))
         client.subscribe(sub)
     client.connect()
     for msg_spec in spec.get("messages", []):

@@ -21,6 +21,10 @@ from .test_client_e2e import wait_until
 
 
 def handler(session: Any, text: str, sequence: str | None) -> str | None:
+    if text.startswith("late"):
+        raise ServerMessageError(38, "skipped by timeout")
+    if text.startswith("gap"):
+        raise ServerMessageError(39, "2")  # this one and its predecessor
     if text.startswith("deny"):
         raise ServerMessageError(-5, "not allowed: " + text)
     if text.startswith("fail"):
@@ -53,6 +57,26 @@ async def test_message_outcomes(connected: tuple[TlcpServer, LsClient]) -> None:
         await client.send_message("fail please")
     assert failed.value.code == 34
     assert not isinstance(failed.value, (MessageDenied, MessageDiscarded))
+    with pytest.raises(MessageDiscarded) as late:
+        await client.send_message("late one", sequence="S", delay_timeout=0.5)
+    assert late.value.code == 38
+
+
+@pytest_twisted.ensureDeferred
+async def test_msgfail_39_discards_the_preceding_ones_too(
+    connected: tuple[TlcpServer, LsClient],
+) -> None:
+    server, client = connected
+    never: defer.Deferred[str] = defer.Deferred()
+    # The first message of the sequence hangs on the server; the second is answered with
+    # MSGFAIL 39 "2", which covers both progressives.
+    server.message_handler = lambda s, t, q: never if t == "first" else handler(s, t, q)
+    first = client.send_message("first", sequence="G")
+    second = client.send_message("gap", sequence="G")
+    for d in (first, second):
+        with pytest.raises(MessageDiscarded) as info:
+            await d
+        assert info.value.code == 39
 
 
 @pytest_twisted.ensureDeferred

@@ -135,3 +135,60 @@ async def test_same_final_state_across_a_dropped_stream() -> None:
         _publish_diffable(server.data)
 
     await _compare(server, _publish, between=drop)
+
+
+@pytest_twisted.ensureDeferred
+async def test_same_two_level_command_key_tables() -> None:
+    reactor = _reactor()
+    server = TlcpServer()
+    data = server.data
+    data.update("AAPL", {"price": "190.1", "volume": "10"})
+    data.update("MSFT", {"price": "410.0", "volume": "20"})
+    data.command("portfolio", "AAPL", "ADD", {"qty": "5"})
+    await server.listen(reactor)
+    assert server.url is not None
+    fields, second = ["key", "command", "qty"], ["price", "volume"]
+    spec: dict[str, Any] = {
+        "subscriptions": [
+            {"mode": "COMMAND", "items": ["portfolio"], "fields": fields, "snapshot": True,
+             "second_level_fields": second},
+            {"mode": "MERGE", "items": ["end"], "fields": ["flag"], "snapshot": False},
+        ],
+        "until": {"sub": 1, "item": "end", "field": "flag", "value": "done"},
+        "timeout": 20,
+    }
+    client = LsClient(server.url)
+    try:
+        peer = run_sdk_peer(server.url, spec)
+        await client.create_session()
+        table = Table(client, mode=MODE_COMMAND, item_ids=["portfolio"], schema=fields,
+                      snapshot=True, second_level_schema=second)
+        flag = Table(client, item_ids=["end"], schema=["flag"])
+        # Both clients: the portfolio, the AAPL second level and the end flag.
+        await wait_until(lambda: sum(
+            len(sess.subscriptions) == 3 and sess.is_bound
+            for sess in server.sessions.values()) == 2)
+        data.command("portfolio", "MSFT", "ADD", {"qty": "1"})
+        await task.deferLater(reactor, 0.2, lambda: None)
+        data.update("AAPL", {"price": "191.5"})
+        data.update("MSFT", {"volume": "21"})
+        data.command("portfolio", "AAPL", "UPDATE", {"qty": "6"})
+        data.command("portfolio", "GOOG", "ADD", {"qty": "2"})
+        data.update("GOOG", {"price": "170.2", "volume": "5"})
+        await task.deferLater(reactor, 0.3, lambda: None)
+        data.command("portfolio", "MSFT", "DELETE")
+        await task.deferLater(reactor, 0.2, lambda: None)
+        data.update("end", {"flag": "done"})
+        result = await peer
+        await wait_until(lambda: flag.rows.get(1) == ("done",))
+        await task.deferLater(reactor, 0.1, lambda: None)
+        theirs = result["subscriptions"][0]["state"]
+        ours = {"portfolio": {
+            key: dict(zip(fields + second, row, strict=True))
+            for key, row in table.command_rows(1).items()}}
+        assert ours == theirs
+        assert set(ours["portfolio"]) == {"AAPL", "GOOG"}
+        assert ours["portfolio"]["AAPL"]["price"] == "191.5"
+    finally:
+        await client.destroy()
+        await server.stop()

@@ -626,3 +626,56 @@ async def test_stop_before_connected_is_clean(run: Callable[..., Run]) -> None:
     assert r.service.exit_code == 0
     assert r.events[0] == {"event": "status", "status": "CONNECTING"}
     await r.service.stopService()  # idempotent
+
+
+def test_spec_second_level_keys() -> None:
+    from txlightstreamer.service import parse_subscription
+
+    spec = parse_subscription(
+        "COMMAND portfolio key,command,qty snapshot=yes second_level=price,volume "
+        "second_level_adapter=QUOTES")
+    assert spec.second_level == ("price", "volume")
+    assert spec.second_level_adapter == "QUOTES"
+    for bad in ("MERGE a f second_level=x", "COMMAND p key,command second_level=key",
+                "COMMAND p key,command second_level_adapter=Q"):
+        with pytest.raises(usage.UsageError):
+            parse_subscription(bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_level_command_in_json_lines() -> None:
+    import io
+
+    from twisted.internet import reactor as the_reactor
+
+    from txlightstreamer.service import JsonLinesWriter, Options, makeService
+
+    server = TlcpServer()
+    await server.listen(the_reactor, port=0, interface="127.0.0.1")
+    server.data.update("AAPL", {"price": "190.1"})
+    server.data.command("portfolio", "AAPL", "ADD", {"qty": "5"})
+    server.data.command("portfolio", "12", "ADD", {"qty": "1"})
+    options = Options()
+    options.parseOptions(["--url", server.url, "--subscribe",
+                          "COMMAND portfolio key,command,qty snapshot=yes second_level=price"])
+    out = io.BytesIO()
+    service = makeService(options, reactor=the_reactor, output=JsonLinesWriter(out),
+                          stop_reactor=False)
+    service.startService()
+    try:
+        for _ in range(300):
+            lines = [json.loads(x) for x in out.getvalue().splitlines()]
+            if any(e.get("event") == "update" and e["values"].get("price") == "190.1"
+                   for e in lines) and any(e.get("key") == "12" for e in lines):
+                break
+            await task.deferLater(the_reactor, 0.01, lambda: None)
+        lines = [json.loads(x) for x in out.getvalue().splitlines()]
+        merged = [e for e in lines if e.get("event") == "update"
+                  and e["values"].get("price") == "190.1"]
+        assert merged and merged[-1]["values"] == {
+            "key": "AAPL", "command": "UPDATE", "qty": "5", "price": "190.1"}
+        errors = [e for e in lines if e.get("event") == "error"]
+        assert errors and errors[0]["key"] == "12" and errors[0]["code"] == 14
+    finally:
+        await service.stopService()
+        await server.stop()

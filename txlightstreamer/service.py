@@ -68,7 +68,8 @@ DESTROY_TIMEOUT = 10.0
 
 _SPEC_FORMAT = "expected 'MODE ITEMS FIELDS [key=value ...]'"
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
-_SPEC_KEYS = ("snapshot", "adapter", "selector", "max_frequency", "buffer_size")
+_SPEC_KEYS = ("snapshot", "adapter", "selector", "max_frequency", "buffer_size",
+              "second_level", "second_level_adapter")
 
 
 # -- --subscribe SPEC ---------------------------------------------------------------------
@@ -86,6 +87,8 @@ class SubscriptionSpec:
     selector: str | None = None
     max_frequency: float | str | None = None
     buffer_size: int | str | None = None
+    second_level: tuple[str, ...] | None = None
+    second_level_adapter: str | None = None
 
     def table(self, client: LsClient) -> Table:
         """Create the `Table` this SPEC describes on ``client``."""
@@ -99,6 +102,8 @@ class SubscriptionSpec:
             buffer_size=self.buffer_size,
             max_frequency=self.max_frequency,
             snapshot=self.snapshot,
+            second_level_schema=self.second_level,
+            second_level_adapter=self.second_level_adapter,
         )
 
 
@@ -200,6 +205,21 @@ def parse_subscription(spec: str) -> SubscriptionSpec:
                 f"COMMAND FIELDS must include 'key' and 'command' (missing "
                 f"{', '.join(missing)}) in --subscribe {spec!r}")
 
+    second_level: tuple[str, ...] | None = None
+    if "second_level" in values:
+        if mode != MODE_COMMAND:
+            raise usage.UsageError(
+                f"second_level in --subscribe {spec!r} is only allowed in COMMAND mode")
+        second_level = _names(values["second_level"], "second_level", spec)
+        clash = set(second_level) & set(fields)
+        if clash:
+            raise usage.UsageError(
+                f"second_level repeats FIELDS ({', '.join(sorted(clash))}) in "
+                f"--subscribe {spec!r}")
+    elif "second_level_adapter" in values:
+        raise usage.UsageError(
+            f"second_level_adapter needs second_level=FIELDS in --subscribe {spec!r}")
+
     return SubscriptionSpec(
         mode=mode,
         items=items,
@@ -209,6 +229,8 @@ def parse_subscription(spec: str) -> SubscriptionSpec:
         selector=values.get("selector"),
         max_frequency=max_frequency,
         buffer_size=buffer_size,
+        second_level=second_level,
+        second_level_adapter=values.get("second_level_adapter"),
     )
 
 
@@ -287,6 +309,7 @@ class Options(usage.Options):
         Subscribe with SPEC = "MODE ITEMS FIELDS [key=value ...]", MODE one of MERGE,
         DISTINCT, RAW, COMMAND, ITEMS and FIELDS comma-separated; keys: snapshot=yes|no|N,
         adapter=NAME, selector=NAME, max_frequency=N|unlimited|unfiltered,
+        second_level=FIELDS, second_level_adapter=NAME (two-level COMMAND),
         buffer_size=N|unlimited. Repeatable; subscriptions are numbered from 0.
         """
         self["subscribe"].append(parse_subscription(spec))
@@ -467,10 +490,13 @@ def unsubscribed_event(sub: int) -> dict[str, Any]:
     return {"event": "unsubscribed", "sub": sub}
 
 
-def error_event(error: BaseException, sub: int | None = None) -> dict[str, Any]:
+def error_event(
+    error: BaseException, sub: int | None = None, key: str | None = None
+) -> dict[str, Any]:
     """
-    ``{"event": "error", "code": CODE, "message": TEXT}`` (plus ``"sub"``). Server errors
-    carry the server's code, protocol errors 61, connection errors ``null``.
+    ``{"event": "error", "code": CODE, "message": TEXT}`` (plus ``"sub"``, and ``"key"``
+    for a two-level COMMAND key's error). Server errors carry the server's code, protocol
+    errors 61, connection errors ``null``.
     """
     code: int | None
     if isinstance(error, ServerError):
@@ -482,6 +508,8 @@ def error_event(error: BaseException, sub: int | None = None) -> dict[str, Any]:
     event: dict[str, Any] = {"event": "error", "code": code, "message": message}
     if sub is not None:
         event["sub"] = sub
+    if key is not None:
+        event["key"] = key
     return event
 
 
@@ -725,6 +753,8 @@ class LsService(Service):
             lambda pos, lost: self._emit_data(lost_event(index, table, pos, lost)))
         table.on_unsubscribed(lambda: self._emit(unsubscribed_event(index)))
         table.on_error(lambda error: self._report_error(error, index))
+        table.on_second_level_error(
+            lambda key, error: self._emit(error_event(error, index, key)))
         return table
 
     def _serve_http(self, client: LsClient) -> None:
