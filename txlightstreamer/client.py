@@ -188,6 +188,9 @@ class LsClient:
             transport_options.http_client = http_client
         if tls_policy is not None:
             transport_options.tls_policy = tls_policy
+        if forced_transport in ("HTTP", "HTTP-STREAMING", "HTTP-POLLING") \
+                and transport_options.websocket is None:
+            transport_options.websocket = False  # never needed: do not even load it
         self._transport, ws_transport = make_transports(reactor, transport_options)
         self._session = _session.Session(
             transport=self._transport,

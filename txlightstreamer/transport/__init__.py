@@ -71,7 +71,10 @@ class TransportOptions:
 
 
 def websocket_available() -> bool:
-    """Whether the WebSocket transport can be used (autobahn is installed)."""
+    """
+    Whether the WebSocket transport can be used (autobahn is installed). This imports
+    autobahn (several MB), so it is only asked when WebSocket is not ruled out.
+    """
     try:
         import autobahn.twisted.websocket  # noqa: F401
     except ImportError:
