@@ -62,10 +62,29 @@ class _LineReceiver(LineOnlyReceiver):
         self._stream = stream
         self.MAX_LENGTH = max_length
 
+    def dataReceived(self, data: bytes) -> None:
+        # LineOnlyReceiver's own loop, specialised: one split per read, and each line
+        # straight to the sink (this is the hot path of the whole client).
+        lines = (self._buffer + data).split(b"\r\n")
+        self._buffer = lines.pop()
+        stream = self._stream
+        sink_line = stream._sink.stream_line
+        limit = self.MAX_LENGTH
+        for line in lines:
+            if stream._stopped or stream._ended:
+                return
+            if len(line) > limit:
+                self.lineLengthExceeded(line)
+                return
+            sink_line(stream, line)
+        if len(self._buffer) > limit:
+            self.lineLengthExceeded(self._buffer)
+
     def lineReceived(self, line: bytes) -> None:
         self._stream._line(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:
+        self._buffer = b""
         self._stream._fail(
             ProtocolError(f"line longer than {self.MAX_LENGTH} bytes", line[:200].decode(
                 "utf-8", "replace"))
