@@ -25,17 +25,9 @@ from txlightstreamer import (
 )
 from txlightstreamer.testing import TlcpServer
 
+from .support import wait_until
+
 TIMEOUT = 10.0
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` on the reactor until it holds (fails the test after ``timeout``)."""
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await task.deferLater(reactor, 0.01, lambda: None)
-        waited += 0.01
 
 
 @pytest_twisted.async_yield_fixture

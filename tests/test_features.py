@@ -17,7 +17,7 @@ from txlightstreamer._messages import MessageDenied, MessageDiscarded, MessageEr
 from txlightstreamer.testing import MessageError as ServerMessageError
 from txlightstreamer.testing import TlcpServer
 
-from .test_client_e2e import wait_until
+from .support import wait_until
 
 
 def handler(session: Any, text: str, sequence: str | None) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
@@ -24,6 +24,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from txlightstreamer.testing import DataModel, MessageError, Session, TlcpServer
+
+from .support import wait_until
 
 PEER_SCRIPT = Path(__file__).with_name("sdk_peer.py")
 
@@ -100,17 +102,6 @@ def run_sdk_peer(
     timeout = min(float(spec.get("timeout", 20)), 30.0) + 10
     proto.killer = cast(IReactorTime, reactor).callLater(timeout, kill)
     return done
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll ``predicate`` on the reactor until it holds (or fail after ``timeout``)."""
-    reactor = _reactor()
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            raise AssertionError("condition not reached in time")
-        await task.deferLater(reactor, 0.02, lambda: None)
-        waited += 0.02
 
 
 def _subscribed(server: TlcpServer, count: int) -> Callable[[], bool]:

@@ -18,7 +18,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from txlightstreamer import MODE_RAW, STATE_CONNECTED, LsClient, Table
 from txlightstreamer.testing import TlcpServer
 
-from .test_client_e2e import wait_until
+from .support import wait_until
 
 TRANSPORTS = [None, "HTTP-STREAMING", "HTTP-POLLING"]
 

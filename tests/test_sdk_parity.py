@@ -14,6 +14,7 @@ from twisted.internet import defer, task
 from txlightstreamer import MODE_COMMAND, LsClient, Table
 from txlightstreamer.testing import DataModel, TlcpServer
 
+from .support import wait_until
 from .test_official_sdk import (
     _prepublish,
     _publish,
@@ -21,7 +22,6 @@ from .test_official_sdk import (
     _reactor,
     _spec,
     run_sdk_peer,
-    wait_until,
 )
 
 

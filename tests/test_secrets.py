@@ -19,7 +19,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -30,6 +30,8 @@ from txlightstreamer import MODE_COMMAND, MODE_MERGE, LsClient, Table
 from txlightstreamer.errors import LightstreamerError
 from txlightstreamer.protocol import create_session, encode_value, http_body
 from txlightstreamer.testing import TlcpServer
+
+from .support import wait_until
 
 PASSWORD = "S3cr3t&p@ss=w0rd+%é"
 FORMS = sorted({PASSWORD, encode_value(PASSWORD), quote(PASSWORD), quote_plus(PASSWORD),
@@ -70,14 +72,6 @@ class Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    waited = 0.0
-    while not predicate():
-        assert waited < timeout, "condition not met in time"
-        await task.deferLater(reactor, 0.02, lambda: None)
-        waited += 0.02
 
 
 def test_request_repr_hides_the_password() -> None:

@@ -39,6 +39,8 @@ from txlightstreamer.service import (
 )
 from txlightstreamer.testing import DataModel, TlcpServer
 
+from .support import wait_until
+
 TIMEOUT = 10.0
 
 
@@ -400,16 +402,6 @@ def test_plugin_is_discoverable() -> None:
 
 
 # -- LsService against a live TlcpServer ---------------------------------------------------
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` on the reactor until it holds (fails after ``timeout``)."""
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await task.deferLater(reactor, 0.01, lambda: None)
-        waited += 0.01
 
 
 @pytest_twisted.async_yield_fixture

@@ -26,7 +26,7 @@ from txlightstreamer.errors import TransportError
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.transport import TransportOptions
 
-from .test_client_e2e import wait_until
+from .support import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
 

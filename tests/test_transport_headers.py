@@ -17,7 +17,7 @@ from txlightstreamer import MODE_RAW, LsClient, Table
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.transport import TransportOptions
 
-from .test_client_e2e import wait_until
+from .support import wait_until
 
 COOKIE = "lsid=abc123; Path=/"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,19 +17,11 @@ from txlightstreamer import MODE_COMMAND, MODE_DISTINCT, MODE_MERGE, MODE_RAW, L
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.web import Relay
 
+from .support import wait_until
+
 
 async def sleep(seconds: float) -> None:
     await task.deferLater(reactor, seconds)
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 10.0,
-                     what: str = "condition") -> None:
-    """Poll ``predicate`` (every 20 ms) until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await sleep(0.02)
 
 
 @dataclass
