@@ -8,7 +8,7 @@ from collections.abc import Callable
 from twisted.internet import reactor, task
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 10.0,
+async def wait_until(predicate: Callable[[], object], timeout: float = 15.0,
                      what: str = "condition") -> None:
     """
     Poll ``predicate`` on the reactor (every 10 ms) until it holds; fail the test after

@@ -394,3 +394,13 @@ def test_reverse_heartbeat_interval_is_announced() -> None:
 )
 def test_control_link_inherits_scheme_and_port(configured: str, link: str, expected: str) -> None:
     assert _session._control_url(configured, link) == expected
+
+
+def test_legacy_sync_error_replaces_session() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "SYNC ERROR")
+    assert recorder.events[-1] == ("interrupted", False)
+    clock.advance(1)
+    assert transport.last.request.name == "create_session"
+    transport.last.feed("CONOK,S2,50000,5000,*")
+    assert recorder.events[-1] == ("started", "replaced")

@@ -307,6 +307,11 @@ class Session:
                 # Before CONOK: whatever answers us does not speak TLCP.
                 self._protocol_error(e)
                 return
+            if line == b"SYNC ERROR":
+                # The legacy protocol's "your session is gone": start a new one.
+                self._listener.error(e)
+                self.restart("the server sent SYNC ERROR (session lost)")
+                return
             # Like the official client, skip what we do not know (it cannot be one of
             # the counted data notifications of our protocol version), but say so.
             log.warn("Ignoring a line with an unknown tag: {error}", error=e)

@@ -11,6 +11,8 @@ events to every subscribed client::
     ...  # point a client at server.url
     server.data.update("item1", {"last_price": "10.5"})
     ...
+    server.faults.close_after(3)  # script a fault (see Faults)
+    ...
     await server.stop()
 """
 
@@ -20,6 +22,7 @@ from ._server import (
     CLIENT_ID,
     DEFAULT_CLIENT_IDS,
     PYTHON_SDK_CLIENT_ID,
+    Faults,
     MessageError,
     MessageHandler,
     Session,
@@ -32,6 +35,7 @@ __all__ = [
     "DEFAULT_CLIENT_IDS",
     "PYTHON_SDK_CLIENT_ID",
     "DataModel",
+    "Faults",
     "ItemListener",
     "MessageError",
     "MessageHandler",

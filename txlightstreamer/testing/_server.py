@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
+import struct
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
@@ -48,6 +50,7 @@ __all__ = [
     "CLIENT_ID",
     "DEFAULT_CLIENT_IDS",
     "PYTHON_SDK_CLIENT_ID",
+    "Faults",
     "MessageError",
     "MessageHandler",
     "Session",
@@ -166,9 +169,51 @@ class _HttpOutput:
     def notify_lost(self, callback: Callable[[Failure], object]) -> None:
         self.request.notifyFinish().addErrback(callback)
 
+    def write_truncated_chunk(self, data: str) -> None:
+        """Write a chunk header announcing all of ``data`` but only half of its bytes."""
+        raw = data.encode("utf-8")
+        transport = getattr(getattr(self.request, "channel", None), "transport", None)
+        if not getattr(self.request, "chunked", False) or transport is None:
+            self.request.write(raw[: len(raw) // 2])
+            return
+        transport.write(b"%x\r\n" % len(raw) + raw[: len(raw) // 2])
+
+    def kill(self) -> None:
+        """Abort the connection once what was written so far has gone out.
+
+        ``abortConnection`` would throw away the data still buffered in the
+        transport; here the socket is set to reset on close (``SO_LINGER`` 0)
+        and closed when the buffer is empty, so the client receives every byte
+        written and then a reset.  Without a plain TCP socket (TLS), it aborts.
+        """
+        transport = getattr(getattr(self.request, "channel", None), "transport", None)
+        if transport is None:
+            return
+        try:
+            handle = transport.getHandle()
+        except Exception:
+            handle = None
+        if isinstance(handle, socket.socket) and not _is_tls(transport):
+            try:
+                handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                transport.abortConnection()
+                return
+            transport.loseConnection()
+        else:
+            transport.abortConnection()
+
     @property
     def client_ip(self) -> str | None:
         return _client_ip(self.request)
+
+
+def _is_tls(transport: Any) -> bool:
+    while transport is not None:
+        if type(transport).__name__ == "TLSMemoryBIOProtocol":
+            return True
+        transport = getattr(transport, "transport", None)
+    return False
 
 
 class _WsOutput:
@@ -192,6 +237,13 @@ class _WsOutput:
 
     def notify_lost(self, callback: Callable[[Failure], object]) -> None:
         self._lost = callback
+
+    def write_truncated_chunk(self, data: str) -> None:
+        # WebSocket messages have no chunks: half a message is the closest fault.
+        self.conn.send_text(data[: len(data) // 2])
+
+    def kill(self) -> None:
+        self.conn.abort()
 
     def lost(self, reason: Failure) -> None:
         callback, self._lost = self._lost, None
@@ -236,6 +288,9 @@ class _Stream:
         self._sync: IDelayedCall | None = None
         self._poll_timer: IDelayedCall | None = None
         self._poll_ready = False
+        #: Whether :meth:`Faults.stall` holds what this stream would write.
+        self.stalled = False
+        self._held: list[str] = []
         output.notify_lost(self._lost)
 
     # --- writing ------------------------------------------------------------
@@ -275,7 +330,17 @@ class _Stream:
         """Write one notification, ending the stream with LOOP when the length is used up."""
         if self.closed:
             raise RuntimeError("stream closed")
+        if self.stalled:
+            self._held.append(line)
+            return
+        faults = self.server.faults
+        if faults._armed and line != "PROBE" and not line.startswith("SYNC,"):
+            if faults._intercept(self, line):
+                return
         self._write(line)
+        if faults._close_after is not None and line != "PROBE" and not line.startswith("SYNC,"):
+            if faults._count_down(self):
+                return
         if self.polling:
             # Let a burst of notifications gather before answering the poll.
             if not self._poll_ready:
@@ -300,6 +365,25 @@ class _Stream:
         self._keepalive = None
         if not self.closed:
             self.send("PROBE")
+
+    def _stall(self) -> None:
+        if self.closed or self.stalled:
+            return
+        self.stalled = True
+        self._cancel_timers()
+        self._poll_ready = False
+
+    def _unstall(self) -> None:
+        if not self.stalled:
+            return
+        self.stalled = False
+        held, self._held = self._held, []
+        for line in held:
+            if self.closed:
+                return
+            self.send(line)
+        if not self.closed:
+            self.start()
 
     def _send_sync(self) -> None:
         self._sync = None
@@ -347,6 +431,13 @@ class _Stream:
             return
         self._detach()
         self.output.abort()
+
+    def kill(self) -> None:
+        """Reset the connection after what was written so far (see ``_HttpOutput.kill``)."""
+        if self.closed:
+            return
+        self._detach()
+        self.output.kill()
 
     def _lost(self, reason: Failure) -> None:
         if not self.closed:
@@ -816,6 +907,203 @@ def _sub_id(params: Mapping[str, str]) -> int:
     return int(raw)
 
 
+class Faults:
+    """Scripted faults of a :class:`TlcpServer` (its :attr:`TlcpServer.faults`).
+
+    Every method arms (or performs) one fault; with nothing armed the server
+    behaves normally.  A fault that counts down ("next", "after n") disarms
+    itself once it has fired; :meth:`reset` disarms everything.  :attr:`fired`
+    records each fault as it happens, so a test can check that it did.
+
+    Stream faults (:meth:`close_after`, :meth:`close_mid_line`,
+    :meth:`truncate_next_chunk`) count the notifications written on streams,
+    whatever the session; ``PROBE`` and ``SYNC`` keepalives are not counted and
+    never trigger them.  They end the connection with a TCP reset once the bytes
+    written have gone out (on TLS and WebSocket: an immediate abort).  The
+    session stays alive and unbound, keeping its data notifications for
+    recovery, as after a real network fault.
+
+    Request faults (:meth:`fail_next`, :meth:`garbage_next`) apply to HTTP
+    ``create_session``/``bind_session`` requests; :meth:`conerr_next` and
+    :meth:`refuse_recovery` also to those sent over WebSocket.
+    """
+
+    def __init__(self, server: TlcpServer) -> None:
+        self._server = server
+        #: ``(fault name, detail)`` of every fault that fired, oldest first.
+        self.fired: list[tuple[str, str]] = []
+        self._close_after: int | None = None
+        self._mid_line = False
+        self._truncate = False
+        self._http_answers: deque[tuple[int, bytes]] = deque()
+        self._conerrs: deque[tuple[int, str]] = deque()
+        self._recovery_refusal: tuple[int, str] | None = None
+
+    # --- stream faults ------------------------------------------------------
+
+    def close_after(self, n: int) -> None:
+        """Reset the stream that carries the ``n``-th next notification, right after it.
+
+        ``close_after(0)`` resets every open stream now.
+        """
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        if n == 0:
+            self._close_after = None
+            for stream in list(self._server._streams):
+                self._fire("close_after", "0")
+                stream.kill()
+        else:
+            self._close_after = n
+
+    def close_mid_line(self) -> None:
+        """Write only the first half of the next notification, then reset the stream."""
+        self._mid_line = True
+
+    def truncate_next_chunk(self) -> None:
+        """Send the next notification as a truncated HTTP chunk, then reset the stream.
+
+        The chunk header announces the whole line but only half of its bytes
+        follow.  (On WebSocket: half the line as a message, then an abort.)
+        """
+        self._truncate = True
+
+    def stall(self) -> None:
+        """Stop writing on every open stream, without closing it.
+
+        Nothing goes out on a stalled stream, not even ``PROBE`` keepalives;
+        what would have been written is held.  Streams opened later are not
+        affected, so a client that gives up on a stalled stream can bind again
+        (and recover from the session's log).
+        """
+        self._fire("stall", str(len(self._server._streams)))
+        for stream in list(self._server._streams):
+            stream._stall()
+
+    def unstall(self) -> None:
+        """Write what stalled streams held and resume them (keepalives included).
+
+        Streams the client closed meanwhile are gone with what they held; the
+        data notifications remain in their session's recovery log.
+        """
+        for stream in list(self._server._streams):
+            stream._unstall()
+
+    # --- request faults ----------------------------------------------------
+
+    def fail_next(
+        self, status: int = 500, body: bytes = b"Internal Server Error\r\n", count: int = 1
+    ) -> None:
+        """Answer the next ``count`` create/bind HTTP requests with ``status`` and ``body``."""
+        for _ in range(count):
+            self._http_answers.append((status, body))
+
+    def garbage_next(self, data: bytes, count: int = 1) -> None:
+        """Answer the next ``count`` create/bind HTTP requests 200 with ``data`` as body."""
+        self.fail_next(200, data, count)
+
+    def conerr_next(self, code: int, message: str = "Refused by fault injection",
+                    count: int = 1) -> None:
+        """Answer the next ``count`` create/bind requests ``CONERR,<code>,<message>``."""
+        for _ in range(count):
+            self._conerrs.append((code, message))
+
+    def refuse_recovery(
+        self, code: int = 4, message: str = "Recovery refused by fault injection"
+    ) -> None:
+        """Answer every bind with ``LS_recovery_from`` ``CONERR,<code>,<message>``.
+
+        Until :meth:`accept_recovery` or :meth:`reset`.  (Accepting a recovery,
+        with ``PROG``, is the normal behaviour.)
+        """
+        self._recovery_refusal = (code, message)
+
+    def accept_recovery(self) -> None:
+        """Undo :meth:`refuse_recovery`."""
+        self._recovery_refusal = None
+
+    # --- immediate actions --------------------------------------------------
+
+    def end_streams(self, code: int = 32, message: str = "Session closed by the server") -> None:
+        """Close every bound session with ``END,<code>,<message>`` on its stream."""
+        for session in list(self._server._sessions.values()):
+            if session.is_bound:
+                self._fire("end_streams", f"{code}")
+                session.end(code, message)
+
+    def send_line_to_all(self, line: str) -> None:
+        """Write ``line`` (e.g. ``"SYNC ERROR"``) to every live session (queued if unbound)."""
+        for session in list(self._server._sessions.values()):
+            self._fire("send_line_to_all", line)
+            session.send_raw(line)
+
+    def reset(self) -> None:
+        """Disarm every fault and resume stalled streams."""
+        self._close_after = None
+        self._mid_line = self._truncate = False
+        self._http_answers.clear()
+        self._conerrs.clear()
+        self._recovery_refusal = None
+        self.unstall()
+
+    # --- hooks used by the server -------------------------------------------
+
+    def _fire(self, name: str, detail: str = "") -> None:
+        log.debug("fault {name} {detail}", name=name, detail=detail)
+        self.fired.append((name, detail))
+
+    @property
+    def _armed(self) -> bool:
+        return self._mid_line or self._truncate
+
+    def _intercept(self, stream: _Stream, line: str) -> bool:
+        """Before a notification is written: True if a fault consumed it."""
+        data = line + "\r\n"
+        if self._mid_line:
+            self._mid_line = False
+            self._fire("close_mid_line", line)
+            half = data.encode("utf-8")[: max(1, len(data.encode("utf-8")) // 2)]
+            stream.output.write(half.decode("utf-8", "ignore"))
+            stream.kill()
+            return True
+        if self._truncate:
+            self._truncate = False
+            self._fire("truncate_next_chunk", line)
+            stream.output.write_truncated_chunk(data)
+            stream.kill()
+            return True
+        return False
+
+    def _count_down(self, stream: _Stream) -> bool:
+        """After a notification is written: True if the stream was reset."""
+        assert self._close_after is not None
+        self._close_after -= 1
+        if self._close_after > 0:
+            return False
+        self._close_after = None
+        self._fire("close_after", "")
+        stream.kill()
+        return True
+
+    def _http_answer(self) -> tuple[int, bytes] | None:
+        if not self._http_answers:
+            return None
+        status, body = self._http_answers.popleft()
+        self._fire("fail_next" if status != 200 else "garbage_next", str(status))
+        return status, body
+
+    def _conerr(self) -> None:
+        if self._conerrs:
+            code, message = self._conerrs.popleft()
+            self._fire("conerr_next", str(code))
+            raise _ConnectionError(code, message)
+
+    def _check_recovery(self, recover_from: int | None) -> None:
+        if recover_from is not None and self._recovery_refusal is not None:
+            self._fire("refuse_recovery", str(recover_from))
+            raise _ConnectionError(*self._recovery_refusal)
+
+
 class _TrackedConnection(ProtocolWrapper):
     def __init__(self, factory: WrappingFactory[Any], wrapped: Any) -> None:
         super().__init__(factory, wrapped)
@@ -862,6 +1150,8 @@ class TlcpServer:
     ``websocket_refusal`` (to exercise Stream-Sense); ``set_cookie`` is a
     ``Set-Cookie`` value for every ``create_session`` response and WebSocket
     handshake; :attr:`received` records the headers of recent requests.
+    :attr:`faults` scripts faults (broken, stalled or truncated streams, failed
+    or refused requests, refused recoveries...; see :class:`Faults`).
     """
 
     def __init__(
@@ -916,6 +1206,8 @@ class TlcpServer:
         self._resource = _TlcpResource(self)
         self._port: IListeningPort | None = None
         self._factory: _TrackingFactory | None = None
+        #: Scripted faults (see :class:`Faults`); nothing is armed by default.
+        self.faults = Faults(self)
 
     # --- public API -------------------------------------------------------------
 
@@ -1098,6 +1390,11 @@ class TlcpServer:
             request.setResponseCode(404)
             return b"Unknown TLCP request\r\n"
         self._record(name, request)
+        if name in ("create_session", "bind_session"):
+            injected = self.faults._http_answer()
+            if injected is not None:
+                request.setResponseCode(injected[0])
+                return injected[1]
         if name == "create_session" and self.set_cookie is not None:
             request.responseHeaders.addRawHeader(b"set-cookie", self.set_cookie.encode())
         try:
@@ -1180,6 +1477,7 @@ class TlcpServer:
         try:
             params = _first_line(query, lines)
             protocol = self._check_protocol(params)
+            self.faults._conerr()
             if self._refusal is not None:
                 raise _ConnectionError(*self._refusal)
             cid = params.get("LS_cid")
@@ -1222,6 +1520,7 @@ class TlcpServer:
         try:
             params = _first_line(query, lines)
             protocol = self._check_protocol(params)
+            self.faults._conerr()
             session_id = params.get("LS_session")
             if session_id is None:
                 raise _ConnectionError(65, "Missing LS_session")
@@ -1241,6 +1540,7 @@ class TlcpServer:
                 recover_from = _int_param(params, "LS_recovery_from")
             except ValueError as e:
                 raise _ConnectionError(65, str(e)) from None
+            self.faults._check_recovery(recover_from)
             stream, third = self._open_stream(output, params)
         except _ConnectionError as e:
             return [encode_line("CONERR", e.code, e.message)]
