@@ -1,8 +1,12 @@
 """Shared pytest configuration."""
 
 import os
+from collections.abc import AsyncIterator
 
+import pytest_twisted
 from hypothesis import HealthCheck, settings
+
+from txlightstreamer.testing import TlcpServer
 
 settings.register_profile(
     "default",
@@ -11,3 +15,15 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest_twisted.async_yield_fixture
+async def server() -> AsyncIterator[TlcpServer]:
+    """A `TlcpServer` on 127.0.0.1 (port 0), stopped after the test."""
+    # Imported here: pytest-twisted installs the chosen reactor after conftest loads.
+    from twisted.internet import reactor
+
+    srv = TlcpServer(keepalive_millis=1000)
+    await srv.listen(reactor, port=0, interface="127.0.0.1")
+    yield srv
+    await srv.stop()

@@ -30,14 +30,6 @@ from .support import wait_until
 TIMEOUT = 10.0
 
 
-@pytest_twisted.async_yield_fixture
-async def server() -> AsyncIterator[TlcpServer]:
-    srv = TlcpServer(keepalive_millis=1000)
-    await srv.listen(reactor, port=0, interface="127.0.0.1")
-    yield srv
-    await srv.stop()
-
-
 class Client:
     """An LsClient plus what it reported, destroyed at the end of the test."""
 

@@ -34,15 +34,7 @@ from txlightstreamer.testing import MessageError, TlcpServer  # noqa: E402
 from txlightstreamer.transport import TransportOptions, make_transports  # noqa: E402
 from txlightstreamer.transport.ws import ws_url  # noqa: E402
 
-from .test_client_e2e import wait_until  # noqa: E402
-
-
-@pytest_twisted.async_yield_fixture
-async def server() -> AsyncIterator[TlcpServer]:
-    srv = TlcpServer(keepalive_millis=1000)
-    await srv.listen(reactor, port=0, interface="127.0.0.1")
-    yield srv
-    await srv.stop()
+from .support import wait_until  # noqa: E402
 
 
 class Recorded:
