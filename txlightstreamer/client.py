@@ -854,19 +854,3 @@ def _check_bandwidth(kbps: float | str) -> float | str:
         raise ValueError(f"bandwidth must be a positive number of kbit/s or 'unlimited', "
                          f"not {kbps!r}")
     return kbps
-
-
-def wait_for_state(client: LsClient, state: str) -> Deferred[None]:
-    """A Deferred that fires the next time ``client`` enters ``state`` (or now)."""
-    if client.state == state:
-        return succeed(None)
-    d: Deferred[None] = Deferred()
-
-    def check(new: str) -> None:
-        if new == state and not d.called:
-            client._state_cbs.remove(check)
-            d.callback(None)
-
-    client.on_connection_state(check)
-    return d
-

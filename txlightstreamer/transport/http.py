@@ -80,9 +80,6 @@ class _LineReceiver(LineOnlyReceiver):
         if len(self._buffer) > limit:
             self.lineLengthExceeded(self._buffer)
 
-    def lineReceived(self, line: bytes) -> None:
-        self._stream._line(line)
-
     def lineLengthExceeded(self, line: bytes) -> None:
         self._buffer = b""
         self._stream._fail(
@@ -286,10 +283,6 @@ class HttpStream:
         if failure.check(CancelledError):
             return
         self._finish(Failure(connection_error(failure, self.url)))
-
-    def _line(self, line: bytes) -> None:
-        if not (self._stopped or self._ended):
-            self._sink.stream_line(self, line)
 
     def _fail(self, error: Exception) -> None:
         self._finish(Failure(error))
