@@ -14,7 +14,7 @@ from twisted.web.client import ResponseDone
 from txlightstreamer import _session
 from txlightstreamer._session import Session, SessionOptions, State
 from txlightstreamer.errors import LightstreamerError, ServerError, TransportError
-from txlightstreamer.protocol import ConOk, Notification, Request, Update
+from txlightstreamer.protocol import ConOk, Notification, Request
 
 
 class FakeStream:
@@ -29,8 +29,8 @@ class FakeStream:
         return dict(self.request.params)
 
     def feed(self, *lines: str) -> None:
-        for line in lines:
-            self.sink.stream_line(self, line.encode())
+        """The lines arrive in one read."""
+        self.sink.stream_lines(self, [line.encode() for line in lines])
 
     def end(self, error: Exception | None = None) -> None:
         self.sink.stream_ended(self, Failure(error or ResponseDone()))
@@ -81,9 +81,6 @@ class Recorder:
 
     def notification(self, notification: Notification) -> None:
         self.data.append(notification)
-
-    def update(self, sub_id: int, item: int, values: str) -> None:
-        self.data.append(Update(sub_id, item, values))
 
     def line_received(self) -> None:
         pass

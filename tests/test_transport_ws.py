@@ -87,8 +87,8 @@ class Sink:
         self.lines: list[bytes] = []
         self.ended: list[Failure] = []
 
-    def stream_line(self, stream: Any, line: bytes) -> None:
-        self.lines.append(line)
+    def stream_lines(self, stream: Any, lines: list[bytes]) -> None:
+        self.lines.extend(lines)
 
     def stream_ended(self, stream: Any, reason: Failure) -> None:
         self.ended.append(reason)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -20,17 +21,21 @@ class CallbackList:
     exception is logged (with the event name) and swallowed.
     """
 
-    __slots__ = ("_name", "_callbacks")
+    __slots__ = ("_name", "_callbacks", "_changed")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, changed: Callable[[], object] | None = None) -> None:
         self._name = name
+        # The list object is never replaced: the hot path holds a reference to it.
         self._callbacks: list[Callable[..., Any]] = []
+        self._changed = changed  # told when a callback is added or removed
 
     def add(self, callback: _F) -> _F:
         """Register ``callback``; returns it so this works as a decorator."""
         if not callable(callback):
             raise TypeError(f"{self._name} callback must be callable, not {callback!r}")
         self._callbacks.append(callback)
+        if self._changed is not None:
+            self._changed()
         return callback
 
     def remove(self, callback: Callable[..., Any]) -> None:
@@ -38,7 +43,9 @@ class CallbackList:
         try:
             self._callbacks.remove(callback)
         except ValueError:
-            pass
+            return
+        if self._changed is not None:
+            self._changed()
 
     def __bool__(self) -> bool:
         return bool(self._callbacks)
@@ -47,6 +54,10 @@ class CallbackList:
         for callback in self._callbacks:
             try:
                 callback(*args)
-            except Exception:
-                log.failure("Uncaught exception in {event} callback {callback!r}",
-                            event=self._name, callback=callback)
+            except Exception as exc:
+                self.failed(callback, exc)
+
+    def failed(self, callback: Callable[..., Any], exc: BaseException) -> None:
+        """Log the exception ``callback`` raised (also used by the compiled hot path)."""
+        log.failure("Uncaught exception in {event} callback {callback!r}",
+                    failure=Failure(exc), event=self._name, callback=callback)

@@ -47,6 +47,7 @@ from txlightstreamer.protocol import (
     create_session,
     parse_bytes,
 )
+from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.protocol.errors import RETRYABLE_CONERR, RETRYABLE_END
 from txlightstreamer.transport.http import HttpStream, HttpTransport
 
@@ -172,11 +173,8 @@ class SessionListener(Protocol):
     def notification(self, notification: Notification) -> None:
         """A fresh data notification, or an informative one (CONS, SERVNAME, ...)."""
 
-    def update(self, sub_id: int, item: int, values: str) -> None:
-        """A fresh ``U`` notification (the hot path: no `Update` object is built)."""
-
     def line_received(self) -> None:
-        """Any line arrived (a sign of life)."""
+        """Lines arrived (a sign of life; once per read, not per line)."""
 
     def error(self, error: LightstreamerError) -> None:
         """Something went wrong that the application should hear about."""
@@ -195,6 +193,7 @@ class Session:
         options: SessionOptions,
         randomizer: Callable[[], float] = random.random,
         ws_transport: Any = None,
+        router: UpdateRouter | None = None,
     ) -> None:
         self._transport = transport
         self._channels: dict[str, Any] = {"HTTP": transport}
@@ -225,6 +224,7 @@ class Session:
         self.keepalive_ms: int | None = None
         # Data notifications received (delivered or skipped) in this session, and the
         # server's position while replaying after a recovery (tlcp.md §7.6).
+        self.router = router if router is not None else UpdateRouter()
         self.data_count = 0
         self._server_prog = 0
 
@@ -242,6 +242,23 @@ class Session:
         self._waiting_for_prog = False
         self._ttl_unlimited = False  # after CONERR 5 (server overloaded)
         self._fell_back = False  # already retried with TLCP 2.4.0
+
+    @property
+    def data_count(self) -> int:
+        """Data notifications received in this session (kept by the router, see there)."""
+        return self.router.data_count
+
+    @data_count.setter
+    def data_count(self, value: int) -> None:
+        self.router.data_count = value
+
+    @property
+    def _server_prog(self) -> int:
+        return self.router.server_prog
+
+    @_server_prog.setter
+    def _server_prog(self, value: int) -> None:
+        self.router.server_prog = value
 
     @property
     def stream(self) -> Any:
@@ -280,25 +297,31 @@ class Session:
 
     # -- stream sink -----------------------------------------------------------------------
 
-    def stream_line(self, stream: HttpStream, line: bytes) -> None:
+    def stream_lines(self, stream: HttpStream, lines: list[bytes]) -> None:
+        """
+        The complete lines of one read. Runs of plain updates go through the router
+        (the hot path); every other line through `_line`.
+        """
         if stream is not self._stream or self._stream_done:
             return
         self._touch()
         self._listener.line_received()
-        if line[:2] == b"U," and self._server_prog == self.data_count \
-                and not self._waiting_for_prog:
-            # The hot path: a fresh update, routed without building a notification.
-            try:
-                _, sub, item, values = line.decode("utf-8").split(",", 3)
-            except (UnicodeDecodeError, ValueError):
-                pass  # malformed: the full parser below reports it
-            else:
-                if (sub.isdigit() and item.isdigit() and sub.isascii() and item.isascii()
-                        and len(sub) < 19 and len(item) < 19):
-                    self._server_prog += 1
-                    self.data_count += 1
-                    self._listener.update(int(sub), int(item), values)
+        router = self.router
+        i, n = 0, len(lines)
+        while i < n:
+            if not self._waiting_for_prog:
+                router.open = True
+                i = router.feed(lines, i)
+                router.open = False
+                if i == n or stream is not self._stream or self._stream_done:
                     return
+            self._line(lines[i])
+            i += 1
+            # A line or a callback may have ended this stream (LOOP, END, destroy...).
+            if stream is not self._stream or self._stream_done:
+                return
+
+    def _line(self, line: bytes) -> None:
         try:
             n = parse_bytes(line)
         except UnknownTagError as e:
@@ -633,6 +656,7 @@ class Session:
         }
 
     def _stop_stream(self) -> None:
+        self.router.open = False  # not one more line from this stream
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.stop()

@@ -24,6 +24,7 @@ from txlightstreamer.errors import (
     ValueDecodeError,
 )
 from txlightstreamer.protocol import decode_update
+from txlightstreamer.protocol._hotpath import Lane, deliver
 
 if TYPE_CHECKING:
     from txlightstreamer.client import LsClient
@@ -286,14 +287,13 @@ class Table:
         self.max_frequency_granted: str | None = None
         self.filtered: bool | None = None
 
-        self._baselines: list[list[Value] | None] = []
         self._rows: dict[int, Row] = {}
         self._keys: dict[int, dict[str, Row]] = {}
         self._in_snapshot: list[bool] = []
         self._snapshot_items = 0  # items still in their snapshot
 
         self._update_cbs = CallbackList("on_update")
-        self._item_update_cbs = CallbackList("on_item_update")
+        self._item_update_cbs = CallbackList("on_item_update", self._refresh_lane)
         self._eos_cbs = CallbackList("on_end_of_snapshot")
         self._cs_cbs = CallbackList("on_clear_snapshot")
         self._overflow_cbs = CallbackList("on_overflow")
@@ -305,6 +305,8 @@ class Table:
         self._second_error_cbs = CallbackList("on_second_level_error")
         self._subscribed_waiters: list[Deferred[Table]] = []
         self._delete_waiters: list[Deferred[None]] = []
+        # Decoded rows per item, and what the hot path needs to deliver without us.
+        self._lane = self._new_lane(0, 0)
 
         client._attach_table(self)
 
@@ -461,7 +463,7 @@ class Table:
         """A fresh subscription (new id) is about to be sent: forget old item state."""
         self.sub_id = sub_id
         self.state = SUBSCRIBING
-        self._baselines = []
+        self._lane = self._new_lane(0, 0)
         self._in_snapshot = []
         self._snapshot_items = 0
 
@@ -496,7 +498,7 @@ class Table:
         self.num_fields = num_fields
         if self.second_schema and self.field_names is not None:
             self.field_names = self.field_names + self.second_schema
-        self._baselines = [None] * num_items
+        self._lane = self._new_lane(num_items, num_fields)
         snap = bool(self.snapshot) and self.mode != MODE_RAW
         self._in_snapshot = [snap] * num_items
         self._snapshot_items = num_items if snap else 0
@@ -505,6 +507,7 @@ class Table:
         self.state = ACTIVE
         self.num_items = num_items
         self._live = True
+        self._refresh_lane()
         self._subscribed_cbs()
         waiters, self._subscribed_waiters = self._subscribed_waiters, []
         for d in waiters:
@@ -517,7 +520,7 @@ class Table:
 
     def _update(self, item: int, raw: str) -> None:
         """Decode one ``U`` line for this table and deliver it (the hot path)."""
-        baselines = self._baselines
+        baselines = self._lane.baselines
         if not 0 < item <= len(baselines):
             raise ValueDecodeError(
                 f"item index {item} out of range for subscription {self.sub_id} "
@@ -541,13 +544,32 @@ class Table:
         else:
             rows[item] = row
             if self._update_cbs._callbacks:
-                self._update_cbs(item, row if self.row_factory is tuple
-                                 else self.row_factory(list(row)))
+                deliver(self._lane, item, row)
 
     def _end_snapshot_of(self, item: int) -> None:
         if self._in_snapshot[item - 1]:
             self._in_snapshot[item - 1] = False
             self._snapshot_items -= 1
+            if not self._snapshot_items:
+                self._refresh_lane()
+
+    def _new_lane(self, num_items: int, num_fields: int) -> Lane:
+        return Lane(num_items, num_fields, self._rows, self._update_cbs._callbacks,
+                    self._update_cbs.failed,
+                    None if self.row_factory is tuple else self.row_factory)
+
+    def _refresh_lane(self) -> None:
+        """
+        Let the hot path deliver this table's plain updates only when nothing else is
+        due: no richer callbacks, no COMMAND logic, no DISTINCT snapshot in progress
+        (in MERGE mode an item's snapshot is its first update, which the hot path leaves
+        to `_update`).
+        """
+        self._lane.open = (
+            self.mode != MODE_COMMAND
+            and not self._item_update_cbs._callbacks
+            and (self.mode == MODE_MERGE or not self._snapshot_items)
+        )
 
     def _command_update(
         self, item: int, values: list[Value], patches: Mapping[int, Any] | None,
@@ -638,8 +660,7 @@ class Table:
         patches: Mapping[int, Any] | None, changed: frozenset[int] | None,
     ) -> None:
         if self._update_cbs._callbacks:
-            self._update_cbs(item, row if self.row_factory is tuple
-                             else self.row_factory(list(row)))
+            deliver(self._lane, item, row)
         if self._item_update_cbs._callbacks:
             self._item_update_cbs(
                 ItemUpdate(self, item, row, previous, is_snapshot, patches, changed)

@@ -61,6 +61,7 @@ from txlightstreamer.protocol import (
     parse_bytes,
     reconf_subscription,
 )
+from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.transport import TransportOptions, make_transports
 
 __all__ = [
@@ -192,7 +193,10 @@ class LsClient:
                 and transport_options.websocket is None:
             transport_options.websocket = False  # never needed: do not even load it
         self._transport, ws_transport = make_transports(reactor, transport_options)
+        # Plain updates of subscribed tables, decoded and delivered by the hot path.
+        self._router = UpdateRouter()
         self._session = _session.Session(
+            router=self._router,
             transport=self._transport,
             ws_transport=ws_transport,
             clock=clock,
@@ -273,7 +277,7 @@ class LsClient:
         return self._status_cbs.add(callback)
 
     def on_heartbeat(self, callback: Callable[[], object]) -> Callable[[], object]:
-        """Call ``callback()`` for every line received from the server (liveness)."""
+        """Call ``callback()`` whenever data arrives from the server (liveness; once per read)."""
         return self._heartbeat_cbs.add(callback)
 
     def on_error(
@@ -465,7 +469,7 @@ class LsClient:
         def refused(failure: Failure) -> None:
             if self._by_sub_id.get(sub_id) is not table:
                 return  # superseded (new session)
-            del self._by_sub_id[sub_id]
+            self._unbind(sub_id)
             error = failure.value
             if isinstance(error, ServerError) and not isinstance(error, SubscriptionError):
                 error = SubscriptionError(error.code, error.message, error.tag)
@@ -491,29 +495,38 @@ class LsClient:
         def failed(failure: Failure) -> None:
             # REQERR 19 (not found) or a lost session: either way nothing more will come.
             if self._by_sub_id.get(sub_id) is table:
-                del self._by_sub_id[sub_id]
+                self._unbind(sub_id)
             self._finish_table(table)
 
         self._control(build).addErrback(failed)
 
     def _abandon_subscription(self, sub_id: int) -> None:
         """Forget a subscription id and ask the server to drop it (errors don't matter)."""
-        self._by_sub_id.pop(sub_id, None)
+        self._unbind(sub_id)
 
         def build(req_id: int) -> Request:
             return delete_subscription(req_id, sub_id)
 
         self._control(build).addErrback(lambda _: None)
 
+    def _unbind(self, sub_id: int) -> None:
+        """Forget a subscription id: no more notifications go to its table."""
+        self._by_sub_id.pop(sub_id, None)
+        self._router.lanes.pop(sub_id, None)
+
+    def _unbind_all(self) -> None:
+        self._by_sub_id.clear()
+        self._router.lanes.clear()
+
     def _forget_table(self, table: Table) -> None:
         """Drop a second-level table locally (its session is gone or being replaced)."""
         if table.sub_id is not None and self._by_sub_id.get(table.sub_id) is table:
-            del self._by_sub_id[table.sub_id]
+            self._unbind(table.sub_id)
         table.sub_id = None
 
     def _finish_table(self, table: Table) -> None:
         if table.sub_id is not None:
-            self._by_sub_id.pop(table.sub_id, None)
+            self._unbind(table.sub_id)
         if table in self._tables:
             self._tables.remove(table)
         table.state = DELETING
@@ -699,7 +712,7 @@ class LsClient:
         self._messages.new_session()
         for p in stale:
             p.deferred.errback(SessionLostError("the session was replaced"))
-        self._by_sub_id.clear()
+        self._unbind_all()
         for table in self._tables:
             if table.state in (ACTIVE, SUBSCRIBING):
                 table._unsubscribed()
@@ -737,7 +750,7 @@ class LsClient:
         for table in self._tables:
             if table.state in (ACTIVE, SUBSCRIBING):
                 table._unsubscribed()
-        self._by_sub_id.clear()
+        self._unbind_all()
         if error is not None:
             self._error(error)
             self._fail_create(error)
@@ -794,10 +807,13 @@ class LsClient:
                     # A subscription we no longer want (a "zombie"): drop it on the server.
                     self._abandon_subscription(sub_id)
                 return
-            if isinstance(n, SubCmd):
-                table._subok(n.num_items, n.num_fields, n.key_pos, n.command_pos)
-            elif isinstance(n, SubOk):
-                table._subok(n.num_items, n.num_fields)
+            if isinstance(n, SubOk | SubCmd):
+                if isinstance(n, SubCmd):
+                    table._subok(n.num_items, n.num_fields, n.key_pos, n.command_pos)
+                else:
+                    table._subok(n.num_items, n.num_fields)
+                if table.state == ACTIVE:
+                    self._router.lanes[sub_id] = table._lane
             elif isinstance(n, EndOfSnapshot):
                 table._end_of_snapshot(n.item)
             elif isinstance(n, ClearSnapshot):
@@ -807,7 +823,7 @@ class LsClient:
             elif isinstance(n, Conf):
                 table._conf(n.max_frequency, n.filtered)
             elif isinstance(n, Unsub):
-                del self._by_sub_id[sub_id]
+                self._unbind(sub_id)
                 if table.state == DELETING:
                     if table in self._tables:
                         self._tables.remove(table)

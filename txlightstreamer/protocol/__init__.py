@@ -5,6 +5,7 @@ Nothing in this package performs I/O or depends on Twisted.
 
 from __future__ import annotations
 
+from . import _pure  # noqa: F401  (first: it may pick the hot path's source)
 from .diff import apply_tlcp_diff
 from .errors import (
     CONTROL_CODES,

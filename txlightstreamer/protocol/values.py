@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jsonpatch
 
+from ._hotpath import MARKERS, decode_plain
 from .diff import apply_tlcp_diff
 from .errors import ValueDecodeError
 
@@ -121,33 +122,6 @@ def _apply_json_patch(
     return text, ops
 
 
-# Whole-token markers: null and the empty string.
-_MARKERS: dict[str, str | None] = {"#": None, "$": ""}
-# ``^n`` tokens of short runs, already expanded into n unchanged (empty) tokens.
-_RUNS: dict[str, list[str]] = {f"^{n}": [""] * n for n in range(1, 65)}
-
-
-def _expand_runs(tokens: list[str], num_fields: int) -> list[str] | None:
-    """
-    ``tokens`` with each ``^n`` replaced by n empty tokens, or None when a token starting
-    with ``^`` is anything else (a diff, or malformed: the full decoder reports it).
-    """
-    out: list[str] = []
-    for token in tokens:
-        if token[:1] == "^":
-            run = _RUNS.get(token)
-            if run is None:
-                digits = token[1:]
-                if not (digits.isdigit() and digits.isascii() and len(digits) < 7
-                        and 0 < int(digits) <= num_fields):
-                    return None
-                run = [""] * int(digits)
-            out += run
-        else:
-            out.append(token)
-    return out
-
-
 def decode_update(
     raw: str,
     previous: list[str | None] | None,
@@ -165,22 +139,16 @@ def decode_update(
         if len(previous) != num_fields:
             raise ValueDecodeError(
                 f"previous row has {len(previous)} values, expected {num_fields}")
-        if "%" not in raw:
-            # Fast path (most lines): no escapes and no diffs, only plain tokens, markers
-            # and ^n runs (expanded into empty, i.e. unchanged, tokens first).
-            split = raw.split("|")
-            toks = _expand_runs(split, num_fields) if "^" in raw else split
-            if toks is not None and len(toks) == num_fields:
-                pairs = zip(toks, previous, strict=True)
-                if "#" in raw or "$" in raw:
-                    return DecodedUpdate(
-                        [(_MARKERS.get(t, t) if t else p) for t, p in pairs], None)
-                return DecodedUpdate([t or p for t, p in pairs], None)
+        # Fast path (most lines): no escapes and no diffs, only plain tokens, markers
+        # and ^n runs.
+        plain = decode_plain(raw, previous, num_fields)
+        if plain is not None:
+            return DecodedUpdate(plain, None)
     tokens = raw.split("|")
     num_tokens = len(tokens)
     if previous is None and num_tokens == num_fields and "^" not in raw \
             and "%" not in raw and "" not in tokens:
-        return DecodedUpdate([_MARKERS.get(t, t) for t in tokens], None)
+        return DecodedUpdate([MARKERS.get(t, t) for t in tokens], None)
     if num_tokens > num_fields:
         raise _field_error(
             num_fields + 1, f"more values than the {num_fields} fields of the schema"

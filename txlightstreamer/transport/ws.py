@@ -244,14 +244,15 @@ class WsStream:
             self._fail(ProtocolError("binary WebSocket message from the server"))
             return
         limit = self._transport.max_line_length
+        lines: list[bytes] = []
         for line in payload.split(b"\r\n"):
-            if self._stopped or self._ended:
-                return
             if not line:
                 continue
             if len(line) > limit:
-                self._fail(ProtocolError(f"line longer than {limit} bytes",
-                                         line[:200].decode("utf-8", "replace")))
+                self._deliver(lines)
+                if not (self._stopped or self._ended):
+                    self._fail(ProtocolError(f"line longer than {limit} bytes",
+                                             line[:200].decode("utf-8", "replace")))
                 return
             if not self._wsok:
                 if line != _WSOK:
@@ -259,9 +260,14 @@ class WsStream:
                              line=line[:80], url=self.url)
                     continue
                 self._wsok = True
+            lines.append(line)
+        self._deliver(lines)
+
+    def _deliver(self, lines: list[bytes]) -> None:
+        if lines and not (self._stopped or self._ended):
             # Connected and answered: the connection timeout no longer applies.
             self._cancel_timeout()
-            self._sink.stream_line(self, line)  # type: ignore[arg-type]
+            self._sink.stream_lines(self, lines)  # type: ignore[arg-type]
 
     def _closed(self, proto: _TlcpClientProtocol, was_clean: bool, code: int | None,
                 reason: str | None) -> None:

@@ -1,0 +1,375 @@
+"""
+The hot path (`txlightstreamer.protocol._hotpath`): what it delivers, where it stops and
+hands over to the general path, and that its compiled build agrees with its source.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+
+from tests.test_session import FakeTransport, Recorder
+from txlightstreamer import MODE_COMMAND, MODE_DISTINCT, MODE_MERGE, MODE_RAW, Table
+from txlightstreamer._session import Session, SessionOptions
+from txlightstreamer.protocol import _hotpath
+from txlightstreamer.protocol._hotpath import UpdateRouter, decode_plain
+
+SOURCE = _hotpath.__file__.rsplit("/", 1)[0] + "/_hotpath.py"
+
+
+def _load_source() -> ModuleType:
+    """The hot path's source, run interpreted whatever build is installed."""
+    spec = importlib.util.spec_from_file_location("_hotpath_source", SOURCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+interpreted = _load_source()
+
+
+def test_compiled_build_is_used_when_required() -> None:
+    # CI builds the hot path in place and sets this, so that a silent fall-back to pure
+    # Python (a broken build) cannot pass unnoticed.
+    if os.environ.get("TXLS_REQUIRE_COMPILED") == "1":
+        assert _hotpath.COMPILED, f"the hot path runs interpreted from {_hotpath.__file__}"
+    assert interpreted.COMPILED is False
+
+
+def test_pure_python_switch() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "from txlightstreamer.protocol import _hotpath; print(_hotpath.COMPILED)"],
+        env={**os.environ, "TXLIGHTSTREAMER_PURE_PYTHON": "1"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert out.stdout.strip() == "False"
+
+
+# -- decode_plain ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("a|b|c", ["a", "b", "c"]),
+    ("|b|", ["x", "b", None]),
+    ("^2|c", ["x", "y", "c"]),
+    ("#|$|^1", [None, "", None]),
+    ("^3", ["x", "y", None]),
+])
+def test_decode_plain_cases(raw: str, expected: list[str | None]) -> None:
+    assert decode_plain(raw, ["x", "y", None], 3) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    "a%7Cb|b|c",      # an escape: the full decoder's job
+    "^Tabc|b|c",      # a diff
+    "^Pabc|b|c",
+    "a|b",            # too few values
+    "a|b|c|d",        # too many
+    "^4",             # a run past the end
+    "^0|a|b|c",       # not a run
+    "^x|a|b",
+    "^-1|a|b|c",
+])
+def test_decode_plain_leaves_the_rest_to_the_full_decoder(raw: str) -> None:
+    assert decode_plain(raw, ["x", "y", None], 3) is None
+
+
+def test_decode_plain_refuses_a_baseline_of_the_wrong_width() -> None:
+    assert decode_plain("a|b|c", ["x"], 3) is None
+
+
+TOKENS = st.sampled_from(["", "#", "$", "^1", "^2", "^3", "^9", "^10", "^01", "^", "^P1",
+                          "a", "b1", "%41", "#x", "$y", "é", "a^b", " "])
+
+
+@settings(max_examples=2000)
+@given(st.lists(TOKENS, min_size=1, max_size=12),
+       st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=1, max_size=12))
+def test_compiled_and_interpreted_decoders_agree(tokens: list[str],
+                                                 previous: list[str | None]) -> None:
+    raw = "|".join(tokens)
+    for num_fields in (len(previous), len(tokens)):
+        assert decode_plain(raw, previous, num_fields) == \
+            interpreted.decode_plain(raw, previous, num_fields)
+
+
+# -- the router --------------------------------------------------------------------------
+
+class Recipient:
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[str | None, ...]] = {}
+        self.calls: list[tuple[int, Any]] = []
+        self.failures: list[tuple[Any, BaseException]] = []
+
+    def lane(self, module: Any = _hotpath, num_items: int = 3, num_fields: int = 2,
+             row_factory: Callable[[list[Any]], Any] | None = None) -> Any:
+        lane = module.Lane(num_items, num_fields, self.rows,
+                           [lambda item, row: self.calls.append((item, row))],
+                           lambda cb, exc: self.failures.append((cb, exc)), row_factory)
+        lane.open = True
+        return lane
+
+
+def router_with(lane: Any, module: Any = _hotpath) -> Any:
+    router = module.UpdateRouter()
+    router.lanes[7] = lane
+    router.open = True
+    return router
+
+
+def seeded(recipient: Recipient, **kwargs: Any) -> tuple[Any, Any]:
+    lane = recipient.lane(**kwargs)
+    for i in range(lane.num_items):
+        lane.baselines[i] = [f"a{i + 1}", f"b{i + 1}"]
+    return lane, router_with(lane, kwargs.get("module", _hotpath))
+
+
+def test_router_delivers_a_run_of_plain_updates() -> None:
+    r = Recipient()
+    lane, router = seeded(r)
+    lines = [b"U,7,1,x|", b"U,7,2,|y", b"U,7,1,#|$", b"U,7,3,^2"]
+    assert router.feed(lines, 0) == 4
+    assert r.calls == [(1, ("x", "b1")), (2, ("a2", "y")), (1, (None, "")), (3, ("a3", "b3"))]
+    assert r.rows == {1: (None, ""), 2: ("a2", "y"), 3: ("a3", "b3")}
+    assert lane.baselines[0] == [None, ""]
+    assert (router.data_count, router.server_prog) == (4, 4)
+
+
+@pytest.mark.parametrize("line", [
+    b"PROBE",
+    b"U,8,1,x|y",          # a subscription without a lane
+    b"U,7,4,x|y",          # item out of range
+    b"U,7,0,x|y",
+    b"U,07x,1,x|y",
+    b"U, 7,1,x|y",
+    b"U,7,1",              # no values
+    b"U,7,1,x%7C|y",       # an escape
+    b"U,7,1,^Tab|y",       # a diff
+    b"U,7,1,x|y|z",        # too many values
+    b"U,7,1,\xff|y",       # not UTF-8
+    b"U,7,1234567890,x|y",  # an index too long to parse here
+    b"u,7,1,x|y",
+])
+def test_router_hands_over_anything_else(line: bytes) -> None:
+    r = Recipient()
+    _, router = seeded(r)
+    assert router.feed([b"U,7,1,x|", line, b"U,7,1,z|"], 0) == 1
+    assert router.feed([b"U,7,1,x|", line, b"U,7,1,z|"], 2) == 3
+    assert len(r.calls) == 2
+    assert router.data_count == 2
+
+
+def test_router_leaves_first_updates_and_closed_lanes_to_the_table() -> None:
+    r = Recipient()
+    lane = r.lane()
+    router = router_with(lane)
+    assert router.feed([b"U,7,1,x|y"], 0) == 0  # no baseline yet: a snapshot
+    lane.baselines[0] = ["x", "y"]
+    lane.open = False
+    assert router.feed([b"U,7,1,z|"], 0) == 0
+    lane.open = True
+    assert router.feed([b"U,7,1,z|"], 0) == 1
+    assert r.calls == [(1, ("z", "y"))]
+
+
+def test_router_stays_out_of_a_replay_and_a_stopped_stream() -> None:
+    r = Recipient()
+    _, router = seeded(r)
+    router.data_count = 5
+    router.server_prog = 3  # a recovered stream replaying what was already seen
+    assert router.feed([b"U,7,1,x|"], 0) == 0
+    router.server_prog = 5
+    router.open = False
+    assert router.feed([b"U,7,1,x|"], 0) == 0
+    assert r.calls == []
+
+
+def test_a_callback_that_stops_the_stream_stops_the_loop() -> None:
+    r = Recipient()
+    lane, router = seeded(r)
+
+    def destroy(item: int, row: Any) -> None:
+        router.open = False
+
+    lane.callbacks.append(destroy)
+    assert router.feed([b"U,7,1,x|", b"U,7,2,x|", b"U,7,3,x|"], 0) == 1
+    assert len(r.calls) == 1
+
+
+def test_failing_callbacks_are_reported_and_the_others_still_run() -> None:
+    r = Recipient()
+    lane, router = seeded(r)
+    boom = RuntimeError("boom")
+
+    def failing(item: int, row: Any) -> None:
+        raise boom
+
+    lane.callbacks.insert(0, failing)
+    assert router.feed([b"U,7,1,x|", b"U,7,2,x|"], 0) == 2
+    assert len(r.calls) == 2
+    assert r.failures == [(failing, boom), (failing, boom)]
+
+
+def test_row_factory_is_applied_and_its_failure_reported() -> None:
+    r = Recipient()
+    _, router = seeded(r, row_factory=lambda values: {"f": values[0]})
+    assert router.feed([b"U,7,1,x|"], 0) == 1
+    assert r.calls == [(1, {"f": "x"})]
+    r2 = Recipient()
+
+    def broken(values: list[Any]) -> Any:
+        raise ValueError("no")
+
+    _, router2 = seeded(r2, row_factory=broken)
+    assert router2.feed([b"U,7,1,x|"], 0) == 1
+    assert r2.calls == [] and r2.failures[0][0] is broken
+    assert r2.rows[1] == ("x", "b1")  # the row is kept even if delivering it failed
+
+
+LINE = st.one_of(
+    st.builds(lambda sub, item, toks: b"U,%d,%d,%s" % (sub, item, "|".join(toks).encode()),
+              st.sampled_from([7, 8]), st.integers(0, 4), st.lists(TOKENS, max_size=4)),
+    st.sampled_from([b"PROBE", b"U,7,1", b"U,7,x,a|b", b"U,7,1,\xff|a", b"EOS,7,1"]),
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(LINE, max_size=20))
+def test_compiled_and_interpreted_routers_agree(lines: list[bytes]) -> None:
+    outcomes = []
+    for module in (_hotpath, interpreted):
+        r = Recipient()
+        _, router = seeded(r, module=module)
+        i, stops = 0, []
+        while i < len(lines):
+            i = router.feed(lines, i)
+            stops.append(i)
+            i += 1
+        outcomes.append((stops, r.calls, r.rows, router.data_count))
+    assert outcomes[0] == outcomes[1]
+
+
+# -- tables open and close their lanes ---------------------------------------------------
+
+class StubClient:
+    def _attach_table(self, table: Table) -> None:
+        pass
+
+
+def subscribed(mode: str, snapshot: bool = False, **kwargs: Any) -> Table:
+    schema = "key command v" if mode == MODE_COMMAND else "a b"
+    table = Table(StubClient(), mode=mode, item_ids=["i1", "i2"], schema=schema,  # type: ignore[arg-type]
+                  snapshot=snapshot, **kwargs)
+    table._begin(1)
+    if mode == MODE_COMMAND:
+        table._subok(2, 3, 1, 2)
+    else:
+        table._subok(2, 2)
+    return table
+
+
+@pytest.mark.parametrize("mode", [MODE_MERGE, MODE_RAW, MODE_DISTINCT])
+def test_plain_tables_open_their_lane(mode: str) -> None:
+    assert subscribed(mode)._lane.open
+
+
+def test_merge_snapshot_keeps_the_lane_open_for_items_past_their_first_update() -> None:
+    table = subscribed(MODE_MERGE, snapshot=True)
+    assert table._lane.open
+    router = router_with(table._lane)
+    assert router.feed([b"U,7,1,x|y"], 0) == 0  # the snapshot goes through the table
+    table._update(1, "x|y")
+    assert router.feed([b"U,7,1,z|"], 0) == 1
+    assert table.rows[1] == ("z", "y")
+
+
+def test_distinct_snapshot_closes_the_lane_until_every_eos() -> None:
+    table = subscribed(MODE_DISTINCT, snapshot=True)
+    assert not table._lane.open
+    table._end_of_snapshot(1)
+    assert not table._lane.open
+    table._end_of_snapshot(2)
+    assert table._lane.open
+
+
+def test_command_tables_never_open_their_lane() -> None:
+    assert not subscribed(MODE_COMMAND)._lane.open
+
+
+def test_item_update_callbacks_close_the_lane_while_registered() -> None:
+    table = subscribed(MODE_MERGE)
+
+    def callback(update: Any) -> None:
+        pass
+
+    table.on_item_update(callback)
+    assert not table._lane.open
+    table._item_update_cbs.remove(callback)
+    assert table._lane.open
+
+
+def test_hot_and_general_paths_deliver_the_same_rows() -> None:
+    hot = subscribed(MODE_MERGE, row_factory=list)
+    slow = subscribed(MODE_MERGE, row_factory=list)
+    got: dict[str, list[Any]] = {"hot": [], "slow": []}
+    hot.on_update(lambda item, row: got["hot"].append((item, row)))
+    slow.on_update(lambda item, row: got["slow"].append((item, row)))
+    slow.on_item_update(lambda update: None)  # forces the general path
+    router = router_with(hot._lane)
+    values = ["a|b", "c|", "^2", "#|$", "|x"]
+    for table in (hot, slow):
+        table._update(1, values[0])
+    for raw in values[1:]:
+        assert router.feed([f"U,7,1,{raw}".encode()], 0) == 1
+        slow._update(1, raw)
+    assert got["hot"] == got["slow"]
+    assert dict(hot.rows) == dict(slow.rows)
+
+
+# -- the session feeds whole reads -------------------------------------------------------
+
+def test_session_reads_a_batch_and_stops_where_the_stream_ends() -> None:
+    transport, recorder = FakeTransport(), Recorder()
+    router = UpdateRouter()
+    session = Session(transport=transport, clock=Clock(), listener=recorder,  # type: ignore[arg-type]
+                      base_url="http://127.0.0.1:1", options=SessionOptions(),
+                      router=router)
+    session.connect({"adapter_set": "DEMO"})
+    r = Recipient()
+    lane = r.lane()
+    lane.baselines[0] = ["a", "b"]
+    router.lanes[1] = lane
+    transport.last.feed("CONOK,S1,50000,5000,*", "U,1,1,x|", "U,1,2,first|update",
+                        "U,1,1,y|", "LOOP,0", "U,1,1,after|loop")
+    assert r.calls == [(1, ("x", "b")), (1, ("y", "b"))]
+    # The item's first update went the general way, LOOP ended the stream's reading.
+    assert [type(n).__name__ for n in recorder.data] == ["Update"]
+    assert session.data_count == 3
+
+
+def test_destroy_in_a_callback_drops_the_rest_of_the_read() -> None:
+    transport, recorder = FakeTransport(), Recorder()
+    router = UpdateRouter()
+    session = Session(transport=transport, clock=Clock(), listener=recorder,  # type: ignore[arg-type]
+                      base_url="http://127.0.0.1:1", options=SessionOptions(),
+                      router=router)
+    session.connect({"adapter_set": "DEMO"})
+    r = Recipient()
+    lane = r.lane()
+    lane.baselines[0] = ["a", "b"]
+    lane.callbacks.append(lambda item, row: session.close())
+    router.lanes[1] = lane
+    transport.last.feed("CONOK,S1,50000,5000,*", "U,1,1,x|", "U,1,1,y|", "PROBE")
+    assert r.calls == [(1, ("x", "b"))]
+    assert recorder.data == []

@@ -1,0 +1,202 @@
+"""
+The hot path: plain ``U`` lines of live subscriptions, decoded and delivered in one loop.
+
+Nearly every line of a busy stream is an update whose values are plain tokens, ``#``/``$``
+markers and ``^n`` runs. This module handles exactly those, for subscriptions that asked
+for nothing richer than ``on_update(item, row)``; anything else (another tag, escapes,
+diffs, an item's first update, a malformed line) stops the loop and goes to the general
+parser, which decodes it or reports it. No Twisted import: this is pure code, compiled
+with mypyc when the package is built with a C compiler, and the same code runs
+interpreted otherwise (``COMPILED`` tells which).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+Value = str | None
+Row = tuple[Value, ...]
+
+#: Whole-token markers: null and the empty string.
+MARKERS: Final[dict[str, Value]] = {"#": None, "$": ""}
+# ``^n`` tokens of short runs, already expanded into n unchanged (empty) tokens.
+_RUNS: Final[dict[str, list[str]]] = {f"^{n}": [""] * n for n in range(1, 65)}
+# Longest sub id / item index the loop parses (longer ones go to the general parser).
+_MAX_DIGITS: Final = 9
+
+
+def _expand_runs(tokens: list[str], num_fields: int) -> list[str] | None:
+    """
+    ``tokens`` with each ``^n`` replaced by n empty tokens, or None when a token starting
+    with ``^`` is anything else (a diff, or malformed).
+    """
+    out: list[str] = []
+    for token in tokens:
+        if token.startswith("^"):
+            run = _RUNS.get(token)
+            if run is None:
+                digits = token[1:]
+                if not (digits.isdigit() and digits.isascii() and len(digits) < 7
+                        and 0 < int(digits) <= num_fields):
+                    return None
+                run = [""] * int(digits)
+            out.extend(run)
+        else:
+            out.append(token)
+    return out
+
+
+def decode_plain(raw: str, previous: list[Value], num_fields: int) -> list[Value] | None:
+    """
+    The new row of an item from its previous row and the raw values of a ``U`` line, when
+    they hold only plain tokens, markers and ``^n`` runs; None for anything else (escapes,
+    diffs, a wrong count, a bad run), which the full decoder handles or reports.
+    """
+    if "%" in raw or len(previous) != num_fields:
+        return None
+    tokens = raw.split("|")
+    if "^" in raw:
+        expanded = _expand_runs(tokens, num_fields)
+        if expanded is None:
+            return None
+        tokens = expanded
+    if len(tokens) != num_fields:
+        return None
+    values: list[Value] = []
+    i = 0
+    if "#" in raw or "$" in raw:
+        for token in tokens:
+            if not token:
+                values.append(previous[i])
+            elif token == "#":
+                values.append(None)
+            elif token == "$":
+                values.append("")
+            else:
+                values.append(token)
+            i += 1
+    else:
+        for token in tokens:
+            values.append(token if token else previous[i])
+            i += 1
+    return values
+
+
+def _digits(text: str) -> bool:
+    return 0 < len(text) <= _MAX_DIGITS and text.isdigit() and text.isascii()
+
+
+class Lane:
+    """
+    What the hot path needs of one subscription: its decoded rows and whom to call.
+
+    ``baselines`` and ``rows`` are shared with the subscription, which decodes whatever
+    the lane leaves to it; ``callbacks`` is the live list of its ``on_update`` callbacks.
+    While ``open`` is false (a snapshot in progress, richer callbacks, COMMAND mode...)
+    every update of the subscription takes the general path.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        num_fields: int,
+        rows: dict[int, Row],
+        callbacks: list[Callable[..., Any]],
+        callback_failed: Callable[[Callable[..., Any], BaseException], None],
+        row_factory: Callable[[list[Value]], Any] | None = None,
+    ) -> None:
+        self.num_items = num_items
+        self.num_fields = num_fields
+        self.baselines: list[list[Value] | None] = [None] * num_items
+        self.rows = rows
+        self.callbacks = callbacks
+        self.callback_failed = callback_failed
+        #: None delivers rows as tuples.
+        self.row_factory = row_factory
+        self.open = False
+
+
+class UpdateRouter:
+    """
+    Routes runs of plain ``U`` lines to the lanes of their subscriptions.
+
+    It also keeps the session's count of data notifications (tlcp.md §7.6), since it
+    is where nearly all of them are counted: ``data_count`` is how many were received,
+    ``server_prog`` the server's position (behind ``data_count`` only while a recovered
+    stream replays what was already seen, and then the loop stays out of the way).
+    """
+
+    def __init__(self) -> None:
+        self.lanes: dict[int, Lane] = {}
+        self.data_count = 0
+        self.server_prog = 0
+        #: Cleared by the session as soon as the stream must not be read any further.
+        self.open = False
+
+    def feed(self, lines: list[bytes], start: int) -> int:
+        """
+        Deliver ``lines[start:]`` while they are plain updates of open lanes; returns the
+        index of the first line left to the general path (``len(lines)`` when none).
+        """
+        i = start
+        n = len(lines)
+        lanes = self.lanes
+        while i < n and self.open and self.server_prog == self.data_count:
+            line = lines[i]
+            if not line.startswith(b"U,"):
+                break
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                break
+            parts = text.split(",", 3)
+            if len(parts) != 4 or not _digits(parts[1]) or not _digits(parts[2]):
+                break
+            lane = lanes.get(int(parts[1]))
+            if lane is None or not lane.open:
+                break
+            item = int(parts[2])
+            if item < 1 or item > lane.num_items:
+                break
+            previous = lane.baselines[item - 1]
+            if previous is None:
+                break  # the item's first update (its snapshot in MERGE mode)
+            values = decode_plain(parts[3], previous, lane.num_fields)
+            if values is None:
+                break
+            self.data_count += 1
+            self.server_prog += 1
+            lane.baselines[item - 1] = values
+            row = tuple(values)
+            lane.rows[item] = row
+            if lane.callbacks:
+                deliver(lane, item, row)
+            i += 1
+        return i
+
+
+def deliver(lane: Lane, item: int, row: Row) -> None:
+    """Call the lane's callbacks with ``(item, row)``; a failing one is reported, not raised."""
+    factory = lane.row_factory
+    arg: Any = row
+    if factory is not None:
+        try:
+            arg = factory(list(row))
+        except Exception as exc:
+            lane.callback_failed(factory, exc)
+            return
+    for callback in lane.callbacks:
+        try:
+            callback(item, arg)
+        except Exception as exc:
+            lane.callback_failed(callback, exc)
+
+
+def _is_compiled() -> bool:
+    # A module compiled by mypyc has no Python source loader: its file is the extension.
+    return not __file__.endswith((".py", ".pyc"))
+
+
+#: True when this module runs compiled (built with mypyc), False when interpreted.
+COMPILED: Final = _is_compiled()

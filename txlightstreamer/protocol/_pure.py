@@ -1,0 +1,27 @@
+"""
+``TXLIGHTSTREAMER_PURE_PYTHON=1``: run the hot path from its source even where the compiled
+build is installed (to debug it, or to compare the two). Imported first by the package.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.util import module_from_spec, spec_from_file_location
+
+HOTPATH = f"{__package__}._hotpath"
+
+
+def load_hotpath_source() -> None:
+    """Import the hot path's ``.py`` file as the hot path module."""
+    path = os.path.join(os.path.dirname(__file__), "_hotpath.py")
+    spec = spec_from_file_location(HOTPATH, path)
+    assert spec is not None and spec.loader is not None
+    module = module_from_spec(spec)
+    sys.modules[HOTPATH] = module
+    spec.loader.exec_module(module)
+
+
+if os.environ.get("TXLIGHTSTREAMER_PURE_PYTHON", "") not in ("", "0") \
+        and HOTPATH not in sys.modules:
+    load_hotpath_source()
