@@ -39,10 +39,12 @@ def _load_source() -> ModuleType:
 interpreted = _load_source()
 
 
-def test_compiled_build_is_used_when_required() -> None:
-    # CI builds the hot path in place and sets this, so that a silent fall-back to pure
-    # Python (a broken build) cannot pass unnoticed.
-    if os.environ.get("TXLS_REQUIRE_COMPILED") == "1":
+def test_the_expected_build_runs() -> None:
+    # CI sets TXLS_REQUIRE_COMPILED, so that a silent fall-back to pure Python (a broken
+    # build) cannot pass unnoticed, and runs the suite once more with the source.
+    if os.environ.get("TXLIGHTSTREAMER_PURE_PYTHON", "") not in ("", "0"):
+        assert not _hotpath.COMPILED
+    elif os.environ.get("TXLS_REQUIRE_COMPILED") == "1":
         assert _hotpath.COMPILED, f"the hot path runs interpreted from {_hotpath.__file__}"
     assert interpreted.COMPILED is False
 
