@@ -29,6 +29,7 @@ from twisted.internet import defer, reactor, task
 from bench.burst import ITEMS, SCHEMA
 from bench.common import cpu_seconds, emit, peak_rss_mb, rss_mb
 from txlightstreamer import MODE_MERGE, LsClient, Table
+from txlightstreamer.protocol import _hotpath
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,6 +118,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"destroy failed: {e!r}", file=sys.stderr)
     result: dict[str, Any] = {
         "client": "txlightstreamer",
+        "hotpath": "compiled" if _hotpath.COMPILED else "interpreted",
         "mode": args.mode,
         "expected": expect,
         "updates": count,

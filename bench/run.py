@@ -34,8 +34,8 @@ PY = sys.executable
 ALL = ("throughput", "scale", "endurance", "latency")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -78,12 +78,13 @@ class Server:
             self.proc.wait(10)
 
 
-def client(*args: str, timeout: float = 600.0, server: Server | None = None) -> dict[str, Any]:
+def client(*args: str, timeout: float = 600.0, server: Server | None = None,
+           env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one client process; its result, plus the server's CPU seconds meanwhile."""
     cpu0 = server.cpu() if server else 0.0
     t0 = time.perf_counter()
     proc = subprocess.run([PY, "-m", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=_env(), timeout=timeout)
+                          env=_env(**(env or {})), timeout=timeout)
     wall = time.perf_counter() - t0
     result = parse_result(proc.stdout)
     if result is None:
@@ -112,10 +113,13 @@ def bench_throughput(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     sender = Server("bench.sender", "--scenario", "burst", "--updates", str(updates))
     try:
         expect = ["--expect", str(updates)]
-        ours, raw, http = [], [], []
+        ours, pure, raw, http = [], [], [], []
         for i in range(cfg["repeats"]):
-            log(f"  run {i + 1}/{cfg['repeats']}: txlightstreamer, ceilings")
+            log(f"  run {i + 1}/{cfg['repeats']}: txlightstreamer (as built, and pure "
+                "Python), ceilings")
             ours.append(client("bench.client_ours", sender.url, *expect, server=sender))
+            pure.append(client("bench.client_ours", sender.url, *expect, server=sender,
+                               env={"TXLIGHTSTREAMER_PURE_PYTHON": "1"}))
             raw.append(client("bench.client_ceiling", "127.0.0.1", str(sender.port),
                               "--kind", "raw", *expect, server=sender))
             http.append(client("bench.client_ceiling", "127.0.0.1", str(sender.port),
@@ -127,15 +131,20 @@ def bench_throughput(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     finally:
         sender.stop()
     o, s, cr, ch = _median_run(ours), sdk, _median_run(raw), _median_run(http)
+    p = _median_run(pure)
+    if o["hotpath"] != "compiled":
+        log("  NOTE: the hot path ran interpreted (build it with `pip install .`)")
     checks = {
         "ours_count_ok": o["updates"] == updates,
+        "pure_count_ok": p["updates"] == updates,
+        "pure_final_ok": _final_matches(p.pop("final"), burst.final),
         "sdk_count_ok": s["updates"] == updates,
         "same_count": o["updates"] == s["updates"],
         "ours_final_ok": _final_matches(o.pop("final"), burst.final),
         "sdk_final_ok": _final_matches(s.pop("final"), burst.final),
     }
     checks["same_final_values"] = checks["ours_final_ok"] and checks["sdk_final_ok"]
-    for r in ours:
+    for r in ours + pure:
         r.pop("final", None)
     ratio_sdk = o["updates_per_s"] / s["updates_per_s"] if s.get("updates_per_s") else None
     ratio_raw = o["updates_per_s"] / cr["updates_per_s"]
@@ -143,6 +152,7 @@ def bench_throughput(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     return {
         "burst": burst.stats,
         "ours": o,
+        "ours_pure": p,
         "sdk": s,
         "ceiling_raw": cr,
         "ceiling_http": ch,
@@ -151,6 +161,10 @@ def bench_throughput(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
             "ours_over_sdk": round(ratio_sdk, 2) if ratio_sdk else None,
             "ours_over_ceiling_raw": round(ratio_raw, 4),
             "ours_over_ceiling_http": round(ratio_http, 4),
+            "pure_over_sdk": round(p["updates_per_s"] / s["updates_per_s"], 2)
+            if s.get("updates_per_s") else None,
+            "pure_over_ceiling_raw": round(p["updates_per_s"] / cr["updates_per_s"], 4),
+            "ours_over_pure": round(o["updates_per_s"] / p["updates_per_s"], 2),
             "cpu_sdk_over_ours": round(s["cpu_s_per_100k"] / o["cpu_s_per_100k"], 2)
             if s.get("cpu_s_per_100k") else None,
             # CPU-based: less sensitive to other load on the machine than wall-clock rates.
@@ -260,16 +274,19 @@ def table(results: dict[str, Any]) -> str:
             f"Throughput: MERGE, 100 items x 10 fields, {b['updates']:,} updates, "
             f"{b['avg_line_bytes']} B/line, {b['empty_token_share']:.0%} empty tokens, "
             f"{b['caret_runs_per_update']} ^n runs/update",
-            f"  {'client':<24}{'updates/s':>12}{'CPU s/100k':>12}{'RSS MB':>9}"
+            f"  {'client':<28}{'updates/s':>12}{'CPU s/100k':>12}{'RSS MB':>9}"
             f"{'sender CPU':>12}",
         ]
-        for key, name in (("ours", "txlightstreamer"), ("sdk", "official SDK 2.2.3"),
+        pure_row = (("ours_pure", "  same, pure Python"),) if "ours_pure" in tp else ()
+        built = tp["ours"].get("hotpath", "compiled")
+        for key, name in (("ours", f"txlightstreamer ({built})"), *pure_row,
+                          ("sdk", "official SDK 2.2.3"),
                           ("ceiling_raw", "ceiling: raw lines"),
                           ("ceiling_http", "ceiling: Twisted HTTP")):
             r = tp[key]
             share = (r["server_cpu_s"] / r["seconds"] * 100) if r.get("seconds") else None
             lines.append(
-                f"  {name:<24}{_fmt(r.get('updates_per_s')):>12}"
+                f"  {name:<28}{_fmt(r.get('updates_per_s')):>12}"
                 f"{_fmt(r.get('cpu_s_per_100k'), 3):>12}{_fmt(r.get('peak_rss_mb'), 1):>9}"
                 f"{(_fmt(r['server_cpu_s'], 2) + ' s'):>12}"
                 + (f" ({share:.0f}% of run)" if share is not None and r["seconds"] >= 0.5
@@ -282,6 +299,9 @@ def table(results: dict[str, Any]) -> str:
             f"{ra['ours_over_ceiling_http']:.1%} of the Twisted-HTTP ceiling; "
             f"SDK uses {ra['cpu_sdk_over_ours']}x our CPU per update; by CPU per update ours "
             f"is at {ra['cpu_ceiling_raw_over_ours']:.1%} of the raw ceiling",
+            *([f"  pure-Python hot path: {ra['pure_over_sdk']}x the SDK, "
+               f"{ra['pure_over_ceiling_raw']:.1%} of the raw ceiling; the compiled one is "
+               f"{ra['ours_over_pure']}x faster"] if "pure_over_sdk" in ra else []),
             f"  same count ours/SDK: {c['same_count']}; same final values "
             f"(and equal to the encoder's): {c['same_final_values']}",
             "",
@@ -337,12 +357,18 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     tp = results.get("throughput")
     ax = axes[0][0]
     if tp:
-        names = ["txlightstreamer", "official SDK", "ceiling\n(Twisted HTTP)",
-                 "ceiling\n(raw lines)"]
+        names = [f"txlightstreamer\n({tp['ours'].get('hotpath', 'compiled')})", "official SDK",
+                 "ceiling\n(Twisted HTTP)", "ceiling\n(raw lines)"]
         keys = ["ours", "sdk", "ceiling_http", "ceiling_raw"]
+        if "ours_pure" in tp:
+            names.insert(1, "txlightstreamer\n(pure Python)")
+            keys.insert(1, "ours_pure")
         vals = [tp[k]["updates_per_s"] for k in keys]
-        bars = ax.bar(names, vals, color=["tab:blue", "tab:orange", "tab:gray", "silver"])
+        colors = ["tab:blue", *(["lightsteelblue"] if "ours_pure" in tp else []),
+                  "tab:orange", "tab:gray", "silver"]
+        bars = ax.bar(names, vals, color=colors)
         ax.set_yscale("log")
+        ax.tick_params(axis="x", labelsize=8)
         ax.set_ylabel("updates/s (log)")
         ax.set_title(f"Throughput, {tp['burst']['updates']:,} MERGE updates")
         for bar, v in zip(bars, vals, strict=True):
@@ -350,8 +376,9 @@ def plot(results: dict[str, Any], path: Path) -> bool:
                         ha="center", va="bottom", fontsize=8)
         ax2 = axes[0][1]
         cpu = [tp[k]["cpu_s_per_100k"] for k in keys]
-        bars = ax2.bar(names, cpu, color=["tab:blue", "tab:orange", "tab:gray", "silver"])
+        bars = ax2.bar(names, cpu, color=colors)
         ax2.set_yscale("log")
+        ax2.tick_params(axis="x", labelsize=8)
         ax2.set_ylabel("CPU seconds per 100,000 updates (log)")
         ax2.set_title("CPU cost")
         for bar, v in zip(bars, cpu, strict=True):
