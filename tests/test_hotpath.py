@@ -375,3 +375,16 @@ def test_destroy_in_a_callback_drops_the_rest_of_the_read() -> None:
     transport.last.feed("CONOK,S1,50000,5000,*", "U,1,1,x|", "U,1,1,y|", "PROBE")
     assert r.calls == [(1, ("x", "b"))]
     assert recorder.data == []
+
+
+def test_row_factory_can_change_while_subscribed() -> None:
+    table = subscribed(MODE_MERGE)
+    got: list[Any] = []
+    table.on_update(lambda item, row: got.append(row))
+    router = router_with(table._lane)
+    table._update(1, "a|b")
+    table.row_factory = list
+    assert router.feed([b"U,7,1,c|"], 0) == 1
+    table.row_factory = None  # back to tuples
+    assert router.feed([b"U,7,1,d|"], 0) == 1
+    assert got == [("a", "b"), ["c", "b"], ("d", "b")]

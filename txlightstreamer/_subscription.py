@@ -269,7 +269,7 @@ class Table:
         self.max_frequency = max_frequency
         self.snapshot = snapshot
         self.silent = silent
-        self.row_factory: Callable[[list[Value]], Any] = row_factory or tuple
+        self._row_factory: Callable[[list[Value]], Any] = row_factory or tuple
 
         self.client = client
         self.state: str = PENDING
@@ -311,6 +311,16 @@ class Table:
         client._attach_table(self)
 
     # -- public API --------------------------------------------------------------------
+
+    @property
+    def row_factory(self) -> Callable[[list[Value]], Any]:
+        """Builds the ``row`` given to ``on_update`` callbacks from the list of values."""
+        return self._row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Callable[[list[Value]], Any] | None) -> None:
+        self._row_factory = factory or tuple
+        self._lane.row_factory = None if self._row_factory is tuple else self._row_factory
 
     def on_update(self, callback: Callable[[int, Any], object]) -> Callable[[int, Any], object]:
         """Call ``callback(item_id, row)`` on every update (1-based item position)."""
