@@ -20,31 +20,21 @@ Row = tuple[Value, ...]
 
 #: Whole-token markers: null and the empty string.
 MARKERS: Final[dict[str, Value]] = {"#": None, "$": ""}
-# ``^n`` tokens of short runs, already expanded into n unchanged (empty) tokens.
-_RUNS: Final[dict[str, list[str]]] = {f"^{n}": [""] * n for n in range(1, 65)}
+# Lengths of the usual ``^n`` runs, so that most runs need no parsing.
+_RUN_LENGTHS: Final[dict[str, int]] = {f"^{n}": n for n in range(1, 65)}
 # Longest sub id / item index the loop parses (longer ones go to the general parser).
 _MAX_DIGITS: Final = 9
 
 
-def _expand_runs(tokens: list[str], num_fields: int) -> list[str] | None:
-    """
-    ``tokens`` with each ``^n`` replaced by n empty tokens, or None when a token starting
-    with ``^`` is anything else (a diff, or malformed).
-    """
-    out: list[str] = []
-    for token in tokens:
-        if token.startswith("^"):
-            run = _RUNS.get(token)
-            if run is None:
-                digits = token[1:]
-                if not (digits.isdigit() and digits.isascii() and len(digits) < 7
-                        and 0 < int(digits) <= num_fields):
-                    return None
-                run = [""] * int(digits)
-            out.extend(run)
-        else:
-            out.append(token)
-    return out
+def _run_length(token: str) -> int:
+    """n for a ``^n`` token; 0 for any other token starting with ``^`` (diff, malformed)."""
+    n = _RUN_LENGTHS.get(token)
+    if n is not None:
+        return n
+    digits = token[1:]
+    if digits.isdigit() and digits.isascii() and len(digits) < 7:
+        return int(digits)
+    return 0
 
 
 def decode_plain(raw: str, previous: list[Value], num_fields: int) -> list[Value] | None:
@@ -55,32 +45,39 @@ def decode_plain(raw: str, previous: list[Value], num_fields: int) -> list[Value
     """
     if "%" in raw or len(previous) != num_fields:
         return None
-    tokens = raw.split("|")
-    if "^" in raw:
-        expanded = _expand_runs(tokens, num_fields)
-        if expanded is None:
-            return None
-        tokens = expanded
-    if len(tokens) != num_fields:
-        return None
     values: list[Value] = []
-    i = 0
-    if "#" in raw or "$" in raw:
-        for token in tokens:
-            if not token:
-                values.append(previous[i])
-            elif token == "#":
-                values.append(None)
-            elif token == "$":
-                values.append("")
-            else:
-                values.append(token)
-            i += 1
-    else:
+    i = 0  # index of the next field
+    if "^" not in raw and "#" not in raw and "$" not in raw:
+        # The commonest line: new values, and empty tokens for unchanged ones.
+        tokens = raw.split("|")
+        if len(tokens) != num_fields:
+            return None
         for token in tokens:
             values.append(token if token else previous[i])
             i += 1
-    return values
+        return values
+    for token in raw.split("|"):
+        if i >= num_fields:
+            return None  # more values than fields
+        if not token:
+            values.append(previous[i])
+            i += 1
+        elif token.startswith("^"):
+            n = _run_length(token)
+            if n == 0 or i + n > num_fields:
+                return None
+            values.extend(previous[i : i + n])
+            i += n
+        elif token == "#":
+            values.append(None)
+            i += 1
+        elif token == "$":
+            values.append("")
+            i += 1
+        else:
+            values.append(token)
+            i += 1
+    return values if i == num_fields else None
 
 
 def _digits(text: str) -> bool:

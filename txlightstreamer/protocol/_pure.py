@@ -31,12 +31,10 @@ def stale_build_in_checkout() -> bool:
     here = os.path.dirname(os.path.abspath(__file__))
     if not os.path.exists(os.path.join(here, os.pardir, os.pardir, "setup.py")):
         return False  # an installed package: its files come from one build
-    source = os.path.getmtime(os.path.join(here, "_hotpath.py"))
-    return any(
-        name.startswith("_hotpath.") and name.endswith((".so", ".pyd"))
-        and os.path.getmtime(os.path.join(here, name)) < source
-        for name in os.listdir(here)
-    )
+    builds = [os.path.getmtime(os.path.join(here, name)) for name in os.listdir(here)
+              if name.startswith("_hotpath") and name.endswith((".so", ".pyd"))]
+    # The newest file counts: a rebuild may leave an unchanged stub untouched.
+    return bool(builds) and max(builds) < os.path.getmtime(os.path.join(here, "_hotpath.py"))
 
 
 if HOTPATH not in sys.modules:
