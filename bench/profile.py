@@ -4,7 +4,8 @@ Profile txlightstreamer on the throughput burst: ``python -m bench.profile [--up
 Runs the pre-encoded sender and one ``bench.client_ours`` process under cProfile (enabled
 from subscription to the last update) and, if ``py-spy`` is installed and allowed to
 attach, once more under py-spy (sampling only the thread holding the GIL, with little
-overhead). Writes ``bench/results/profile.txt`` (top functions by own time, and by
+overhead; with ``--native`` when the hot path is compiled, since cProfile cannot see into
+it). Writes ``bench/results/profile.txt`` (top functions by own time, and by
 cumulative time) and the raw ``profile.pstats.tmp`` / ``pyspy.txt.tmp`` next to it (not
 committed).
 """
@@ -86,7 +87,8 @@ def main() -> None:
                       "--profile", str(stats_path))
     finally:
         sender.stop()
-    report.append(f"without profiler: {plain['updates_per_s']:,} updates/s, "
+    report.append(f"hot path: {plain['hotpath']}; "
+                  f"without profiler: {plain['updates_per_s']:,} updates/s, "
                   f"{plain['cpu_s_per_100k']} CPU s/100k; under cProfile: "
                   f"{prof['updates_per_s']:,} updates/s\n")
     report.append(cprofile_report(stats_path, args.top))
@@ -99,6 +101,7 @@ def main() -> None:
         try:
             proc = subprocess.run(
                 [pyspy, "record", "--gil", "--rate", "250", "--format", "raw", "--output", str(raw),
+                 *(["--native"] if plain["hotpath"] == "compiled" else []),
                  "--", PY, "-m", "bench.client_ours", sender.url, "--expect", str(total)],
                 capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=600)
         finally:

@@ -6,6 +6,7 @@ Nothing in this package performs I/O or depends on Twisted.
 from __future__ import annotations
 
 from . import _pure  # noqa: F401  (first: it may pick the hot path's source)
+from ._hotpath import COMPILED as HOTPATH_COMPILED
 from .diff import apply_tlcp_diff
 from .errors import (
     CONTROL_CODES,
@@ -79,6 +80,8 @@ from .requests import (
 from .values import DecodedUpdate, decode_update, percent_decode
 
 __all__ = [
+    # True when the hot path runs compiled (mypyc), False when it runs as Python
+    "HOTPATH_COMPILED",
     # errors
     "CONTROL_CODES",
     "RETRYABLE_CONERR",
