@@ -341,7 +341,8 @@ def test_hot_and_general_paths_deliver_the_same_rows() -> None:
 
 # -- the session feeds whole reads -------------------------------------------------------
 
-def test_session_reads_a_batch_and_stops_where_the_stream_ends() -> None:
+def session_with_lane() -> tuple[Session, FakeTransport, Recorder, Recipient, Any]:
+    """A session being created, whose subscription 1 has a lane with item 1 known."""
     transport, recorder = FakeTransport(), Recorder()
     router = UpdateRouter()
     session = Session(transport=transport, clock=Clock(), listener=recorder,  # type: ignore[arg-type]
@@ -352,6 +353,11 @@ def test_session_reads_a_batch_and_stops_where_the_stream_ends() -> None:
     lane = r.lane()
     lane.baselines[0] = ["a", "b"]
     router.lanes[1] = lane
+    return session, transport, recorder, r, lane
+
+
+def test_session_reads_a_batch_and_stops_where_the_stream_ends() -> None:
+    session, transport, recorder, r, _ = session_with_lane()
     transport.last.feed("CONOK,S1,50000,5000,*", "U,1,1,x|", "U,1,2,first|update",
                         "U,1,1,y|", "LOOP,0", "U,1,1,after|loop")
     assert r.calls == [(1, ("x", "b")), (1, ("y", "b"))]
@@ -361,17 +367,8 @@ def test_session_reads_a_batch_and_stops_where_the_stream_ends() -> None:
 
 
 def test_destroy_in_a_callback_drops_the_rest_of_the_read() -> None:
-    transport, recorder = FakeTransport(), Recorder()
-    router = UpdateRouter()
-    session = Session(transport=transport, clock=Clock(), listener=recorder,  # type: ignore[arg-type]
-                      base_url="http://127.0.0.1:1", options=SessionOptions(),
-                      router=router)
-    session.connect({"adapter_set": "DEMO"})
-    r = Recipient()
-    lane = r.lane()
-    lane.baselines[0] = ["a", "b"]
+    session, transport, recorder, r, lane = session_with_lane()
     lane.callbacks.append(lambda item, row: session.close())
-    router.lanes[1] = lane
     transport.last.feed("CONOK,S1,50000,5000,*", "U,1,1,x|", "U,1,1,y|", "PROBE")
     assert r.calls == [(1, ("x", "b"))]
     assert recorder.data == []

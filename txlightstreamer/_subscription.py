@@ -23,7 +23,7 @@ from txlightstreamer.errors import (
     SubscriptionError,
     ValueDecodeError,
 )
-from txlightstreamer.protocol import decode_update
+from txlightstreamer.protocol import check_limit, decode_update
 from txlightstreamer.protocol._hotpath import Lane, deliver
 
 if TYPE_CHECKING:
@@ -409,14 +409,7 @@ class Table:
             raise ValueError("an unfiltered subscription cannot change its frequency")
         if max_frequency == "unfiltered":
             raise ValueError("'unfiltered' can only be chosen when the table is created")
-        if max_frequency != "unlimited" and (
-            isinstance(max_frequency, bool)
-            or not isinstance(max_frequency, (int, float))
-            or not max_frequency > 0
-        ):
-            raise ValueError(f"max_frequency must be a positive number or 'unlimited', "
-                             f"not {max_frequency!r}")
-        self.max_frequency = max_frequency
+        self.max_frequency = check_limit(max_frequency, "max_frequency")
         return self.client._reconf(self, max_frequency)
 
     def updates(self, max_queue: int = 1000) -> UpdateQueue:

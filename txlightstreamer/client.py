@@ -54,6 +54,7 @@ from txlightstreamer.protocol import (
     Unsub,
     Update,
     add_subscription,
+    check_limit,
     constrain,
     delete_subscription,
     destroy,
@@ -320,7 +321,7 @@ class LsClient:
         if password is not None:
             args["password"] = password
         if max_bandwidth is not None:
-            self._max_bandwidth = _check_bandwidth(max_bandwidth)
+            self._max_bandwidth = check_limit(max_bandwidth, "bandwidth (kbit/s)")
         if self._max_bandwidth is not None and self._max_bandwidth != "unlimited":
             args["requested_max_bandwidth"] = self._max_bandwidth
         d: Deferred[SessionInfo] = Deferred()
@@ -384,7 +385,7 @@ class LsClient:
         The server answers with ``CONS`` (see `on_bandwidth`); the value also applies to
         every later session of this client.
         """
-        value = _check_bandwidth(kbps)
+        value = check_limit(kbps, "bandwidth (kbit/s)")
         if self.bandwidth == "unmanaged":
             raise ClientStateError("the server does not manage bandwidth (CONS unmanaged)")
         self._max_bandwidth = value
@@ -861,12 +862,3 @@ class LsClient:
         waiters, self._create_waiters = self._create_waiters, []
         for d in waiters:
             d.errback(error)
-
-
-def _check_bandwidth(kbps: float | str) -> float | str:
-    if kbps == "unlimited":
-        return kbps
-    if isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not kbps > 0:
-        raise ValueError(f"bandwidth must be a positive number of kbit/s or 'unlimited', "
-                         f"not {kbps!r}")
-    return kbps

@@ -63,6 +63,7 @@ from .requests import (
     Request,
     add_subscription,
     bind_session,
+    check_limit,
     constrain,
     create_session,
     delete_subscription,
@@ -80,6 +81,7 @@ from .requests import (
 from .values import DecodedUpdate, decode_update, percent_decode
 
 __all__ = [
+    "check_limit",
     # True when the hot path runs compiled (mypyc), False when it runs as Python
     "HOTPATH_COMPILED",
     # errors

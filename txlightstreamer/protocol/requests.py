@@ -146,6 +146,15 @@ def _number(value: float | str) -> str:
     return format(Decimal(repr(value)), "f")
 
 
+def check_limit(value: float | str, what: str) -> float | str:
+    """``value`` if it is a positive number or ``"unlimited"`` (a frequency, a bandwidth)."""
+    if value == "unlimited":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{what} must be a positive number or 'unlimited', not {value!r}")
+    return value
+
+
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
