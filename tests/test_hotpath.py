@@ -21,7 +21,7 @@ from twisted.internet.task import Clock
 from tests.test_session import FakeTransport, Recorder
 from txlightstreamer import MODE_COMMAND, MODE_DISTINCT, MODE_MERGE, MODE_RAW, Table
 from txlightstreamer._session import Session, SessionOptions
-from txlightstreamer.protocol import _hotpath
+from txlightstreamer.protocol import _hotpath, decode_update
 from txlightstreamer.protocol._hotpath import UpdateRouter, decode_plain
 
 SOURCE = _hotpath.__file__.rsplit("/", 1)[0] + "/_hotpath.py"
@@ -385,3 +385,18 @@ def test_row_factory_can_change_while_subscribed() -> None:
     table.row_factory = None  # back to tuples
     assert router.feed([b"U,7,1,d|"], 0) == 1
     assert got == [("a", "b"), ["c", "b"], ("d", "b")]
+
+
+def test_a_heartbeat_callback_that_closes_the_session_stops_the_read() -> None:
+    session, transport, recorder, r, _ = session_with_lane()
+    transport.last.feed("CONOK,S1,50000,5000,*")
+    recorder.line_received = session.close  # type: ignore[method-assign]
+    transport.last.feed("U,1,1,x|", "U,1,1,y|")
+    assert r.calls == []
+    assert session.data_count == 0
+
+
+@pytest.mark.parametrize("previous", [("x", "y"), ["x", 1]])
+def test_decode_update_takes_any_sequence_as_the_previous_row(previous: Any) -> None:
+    # Compiled, the fast decoder checks its argument types: the public decoder adapts.
+    assert decode_update("a|", previous, 2).values == ["a", previous[1]]

@@ -306,6 +306,8 @@ class Session:
             return
         self._touch()
         self._listener.line_received()
+        if stream is not self._stream:
+            return  # a status or heartbeat callback closed the session
         router = self.router
         i, n = 0, len(lines)
         while i < n:

@@ -37,15 +37,16 @@ def _run_length(token: str) -> int:
     return 0
 
 
-def decode_plain(raw: str, previous: list[Value], num_fields: int) -> list[Value] | None:
+def decode_plain(raw: str, previous: list[Any], num_fields: int) -> list[Value] | None:
     """
     The new row of an item from its previous row and the raw values of a ``U`` line, when
     they hold only plain tokens, markers and ``^n`` runs; None for anything else (escapes,
     diffs, a wrong count, a bad run), which the full decoder handles or reports.
+    ``previous`` is a list (its items are taken as they are, unchecked).
     """
     if "%" in raw or len(previous) != num_fields:
         return None
-    values: list[Value] = []
+    values: list[Any] = []
     i = 0  # index of the next field
     if "^" not in raw and "#" not in raw and "$" not in raw:
         # The commonest line: new values, and empty tokens for unchanged ones.

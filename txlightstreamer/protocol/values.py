@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jsonpatch
@@ -124,7 +125,7 @@ def _apply_json_patch(
 
 def decode_update(
     raw: str,
-    previous: list[str | None] | None,
+    previous: Sequence[str | None] | None,
     num_fields: int,
     *,
     max_diff_result: int = MAX_DIFF_RESULT,
@@ -141,7 +142,9 @@ def decode_update(
                 f"previous row has {len(previous)} values, expected {num_fields}")
         # Fast path (most lines): no escapes and no diffs, only plain tokens, markers
         # and ^n runs.
-        plain = decode_plain(raw, previous, num_fields)
+        # The fast decoder takes a list (compiled, it checks): a tuple row is copied.
+        plain = decode_plain(
+            raw, previous if type(previous) is list else list(previous), num_fields)
         if plain is not None:
             return DecodedUpdate(plain, None)
     tokens = raw.split("|")
