@@ -222,9 +222,9 @@ class Session:
         self.session_id: str | None = None
         self.request_limit = 50_000
         self.keepalive_ms: int | None = None
+        self.router = router if router is not None else UpdateRouter()
         # Data notifications received (delivered or skipped) in this session, and the
         # server's position while replaying after a recovery (tlcp.md §7.6).
-        self.router = router if router is not None else UpdateRouter()
         self.data_count = 0
         self._server_prog = 0
 

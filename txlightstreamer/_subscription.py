@@ -522,7 +522,10 @@ class Table:
         self._config_cbs(max_frequency, filtered)
 
     def _update(self, item: int, raw: str) -> None:
-        """Decode one ``U`` line for this table and deliver it (the hot path)."""
+        """
+        Decode one ``U`` line for this table and deliver it: the general path, for what
+        the hot path leaves (first updates, escapes, diffs, richer callbacks, COMMAND).
+        """
         baselines = self._lane.baselines
         if not 0 < item <= len(baselines):
             raise ValueDecodeError(
