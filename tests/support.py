@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import reactor, task
+
+from txlightstreamer import MODE_RAW, LsClient, Table
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 15.0,
@@ -19,3 +22,22 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 15.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await task.deferLater(reactor, 0.01, lambda: None)
+
+
+async def stream_sequence(client: LsClient, server: Any, count: int,
+                          pause_every: int) -> list[str | None]:
+    """
+    Subscribe item ``seq`` (RAW) and publish ``n = 0 .. count-1`` on ``server``, yielding
+    to the reactor every ``pause_every`` updates; the ``n`` values received, in order,
+    once ``count`` have arrived.
+    """
+    table = Table(client, mode=MODE_RAW, item_ids=["seq"], schema=["n", "pad"])
+    got: list[str | None] = []
+    table.on_update(lambda item, row: got.append(row[0]))
+    await table.when_subscribed()
+    for i in range(count):
+        server.data.update("seq", {"n": str(i), "pad": f"{i:020d}"})
+        if i % pause_every == 0:
+            await task.deferLater(reactor, 0.01, lambda: None)
+    await wait_until(lambda: len(got) >= count)
+    return got

@@ -25,7 +25,7 @@ from txlightstreamer import (
 )
 from txlightstreamer.testing import TlcpServer
 
-from .support import wait_until
+from .support import stream_sequence, wait_until
 
 TIMEOUT = 10.0
 
@@ -196,15 +196,7 @@ async def test_loop_rebind_mid_burst_loses_nothing(make_client: Any) -> None:
         # content_length applies to HTTP streams (a WebSocket has no response length).
         c = Client(srv.url, content_length=3000, forced_transport="HTTP")
         await c.client.create_session()
-        table = Table(c.client, mode=MODE_RAW, item_ids=["seq"], schema=["n", "pad"])
-        got: list[str | None] = []
-        table.on_update(lambda item, row: got.append(row[0]))
-        await table.when_subscribed()
-        for i in range(400):
-            srv.data.update("seq", {"n": str(i), "pad": f"{i:020d}"})
-            if i % 50 == 0:
-                await task.deferLater(reactor, 0.01, lambda: None)
-        await wait_until(lambda: len(got) >= 400)
+        got = await stream_sequence(c.client, srv, 400, pause_every=50)
         await task.deferLater(reactor, 0.1, lambda: None)
         assert got == [str(i) for i in range(400)]
         assert [s.continuity for s in c.sessions].count("preserved") >= 3

@@ -34,7 +34,7 @@ from txlightstreamer.testing import MessageError, TlcpServer  # noqa: E402
 from txlightstreamer.transport import TransportOptions, make_transports  # noqa: E402
 from txlightstreamer.transport.ws import ws_url  # noqa: E402
 
-from .support import wait_until  # noqa: E402
+from .support import stream_sequence, wait_until  # noqa: E402
 
 
 class Recorded:
@@ -204,15 +204,7 @@ async def test_ws_loop_opens_a_new_socket_and_binds(make_client: Any) -> None:
     try:
         c = make_client(srv.url)
         await c.client.create_session()
-        table = Table(c.client, mode=MODE_RAW, item_ids=["seq"], schema=["n", "pad"])
-        got: list[str | None] = []
-        table.on_update(lambda item, row: got.append(row[0]))
-        await table.when_subscribed()
-        for i in range(200):
-            srv.data.update("seq", {"n": str(i), "pad": f"{i:020d}"})
-            if i % 20 == 0:
-                await task.deferLater(reactor, 0.01, lambda: None)
-        await wait_until(lambda: len(got) >= 200)
+        got = await stream_sequence(c.client, srv, 200, pause_every=20)
         assert got == [str(i) for i in range(200)]
         preserved = [s.continuity for s in c.sessions].count("preserved")
         assert preserved >= 3
