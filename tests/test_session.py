@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
 
 from txlightstreamer import _session
 from txlightstreamer._session import Session, SessionOptions, State
 from txlightstreamer.errors import LightstreamerError, ServerError, TransportError
 from txlightstreamer.protocol import ConOk, Notification, Request
+from txlightstreamer.transport.interfaces import StreamClosed
 
 
 class FakeStream:
@@ -33,7 +33,7 @@ class FakeStream:
         self.sink.stream_lines(self, [line.encode() for line in lines])
 
     def end(self, error: Exception | None = None) -> None:
-        self.sink.stream_ended(self, Failure(error or ResponseDone()))
+        self.sink.stream_ended(self, Failure(error or StreamClosed()))
 
     def start(self) -> None:
         pass

@@ -14,7 +14,6 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -32,6 +31,7 @@ from txlightstreamer.errors import TransportError  # noqa: E402
 from txlightstreamer.protocol import create_session  # noqa: E402
 from txlightstreamer.testing import MessageError, TlcpServer  # noqa: E402
 from txlightstreamer.transport import TransportOptions, make_transports  # noqa: E402
+from txlightstreamer.transport.interfaces import StreamClosed  # noqa: E402
 from txlightstreamer.transport.ws import ws_url  # noqa: E402
 
 from .support import stream_sequence, wait_until  # noqa: E402
@@ -423,7 +423,7 @@ async def test_server_closing_the_socket_ends_the_stream(server: TlcpServer) -> 
     assert sink.lines[0] == b"WSOK" and sink.lines[1].startswith(b"CONOK,")
     await server.stop()
     await wait_until(lambda: bool(sink.ended))
-    assert sink.ended[0].check(TransportError, ResponseDone)
+    assert sink.ended[0].check(TransportError, StreamClosed)
 
 
 # -- the official SDK over WebSocket against the test server ---------------------------

@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
 
 from txlightstreamer.errors import (
     LightstreamerError,
@@ -49,7 +48,8 @@ from txlightstreamer.protocol import (
 )
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.protocol.errors import RETRYABLE_CONERR, RETRYABLE_END
-from txlightstreamer.transport.http import HttpStream, HttpTransport
+from txlightstreamer.states import Continuity, Status
+from txlightstreamer.transport.interfaces import IStream, ITransport, StreamClosed
 
 __all__ = ["Session", "SessionListener", "SessionOptions", "State"]
 
@@ -70,12 +70,12 @@ class State(enum.Enum):
 
 
 # Status names of the official SDK, reported to the application.
-STATUS_CONNECTING = "CONNECTING"
-STATUS_SENSING = "CONNECTED:STREAM-SENSING"
-STATUS_STALLED = "STALLED"
-STATUS_WILL_RETRY = "DISCONNECTED:WILL-RETRY"
-STATUS_TRYING_RECOVERY = "DISCONNECTED:TRYING-RECOVERY"
-STATUS_DISCONNECTED = "DISCONNECTED"
+STATUS_CONNECTING: str = Status.CONNECTING
+STATUS_SENSING: str = Status.STREAM_SENSING
+STATUS_STALLED: str = Status.STALLED
+STATUS_WILL_RETRY: str = Status.WILL_RETRY
+STATUS_TRYING_RECOVERY: str = Status.TRYING_RECOVERY
+STATUS_DISCONNECTED: str = Status.DISCONNECTED
 
 # A way to reach the server: the channel ("HTTP" or "WS") and whether it polls.
 Kind = tuple[str, bool]
@@ -97,10 +97,37 @@ def kind_status(kind: Kind) -> str:
 
 
 # How a (re)connection relates to what came before.
-CONTINUITY_NEW = "new"
-CONTINUITY_PRESERVED = "preserved"
-CONTINUITY_RECOVERED = "recovered"
-CONTINUITY_REPLACED = "replaced"
+CONTINUITY_NEW: str = Continuity.NEW
+CONTINUITY_PRESERVED: str = Continuity.PRESERVED
+CONTINUITY_RECOVERED: str = Continuity.RECOVERED
+CONTINUITY_REPLACED: str = Continuity.REPLACED
+
+#: ``attempt -> delay`` in seconds, shaped like Twisted's ``backoffPolicy()`` result.
+RetryPolicy = Callable[[int], float]
+
+
+def tlcp_retry_policy(
+    retry_delay: float = 4.0,
+    first_retry_max_delay: float = 0.1,
+    max_retry_delay: float = 60.0,
+    jitter: Callable[[], float] = random.random,
+) -> RetryPolicy:
+    """
+    The official clients' retry rule (tlcp.md §10) as a policy. Attempt 0 is the first
+    retry after a working session broke: a random delay up to ``first_retry_max_delay``.
+    Attempt n >= 1 follows n failed attempts in a row: ``retry_delay`` for the first ten,
+    then doubling up to ``max_retry_delay``. The session counts the delay from the start
+    of the failed attempt.
+    """
+
+    def policy(attempt: int) -> float:
+        if attempt <= 0:
+            return jitter() * first_retry_max_delay
+        if attempt <= 10:
+            return retry_delay
+        return min(max_retry_delay, retry_delay * 2.0 ** min(100, attempt - 10))
+
+    return policy
 
 
 class SessionOptions:
@@ -123,6 +150,7 @@ class SessionOptions:
         forced_transport: str | None = None,
         polling_interval: float = 0.0,
         idle_timeout: float = 19.0,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if forced_transport is not None and forced_transport not in FORCED_TRANSPORTS:
             raise ValueError(
@@ -143,6 +171,8 @@ class SessionOptions:
         self.forced_transport = forced_transport
         self.polling_interval = polling_interval
         self.idle_timeout = idle_timeout
+        #: ``attempt -> delay``; None is `tlcp_retry_policy` built from the delays above.
+        self.retry_policy = retry_policy
 
     @property
     def inactivity_millis(self) -> int | None:
@@ -186,17 +216,17 @@ class Session:
     def __init__(
         self,
         *,
-        transport: HttpTransport,
+        transport: ITransport,
         clock: IReactorTime,
         listener: SessionListener,
         base_url: str,
         options: SessionOptions,
         randomizer: Callable[[], float] = random.random,
-        ws_transport: Any = None,
+        ws_transport: ITransport | None = None,
         router: UpdateRouter | None = None,
     ) -> None:
         self._transport = transport
-        self._channels: dict[str, Any] = {"HTTP": transport}
+        self._channels: dict[str, ITransport] = {"HTTP": transport}
         if ws_transport is not None:
             self._channels["WS"] = ws_transport
         self._candidates = tuple(
@@ -215,10 +245,12 @@ class Session:
         self._configured_url = base_url
         self.base_url = base_url
         self.options = options
-        self._random = randomizer
+        self._policy: RetryPolicy = options.retry_policy or tlcp_retry_policy(
+            options.retry_delay, options.first_retry_max_delay, options.max_retry_delay,
+            jitter=randomizer)
 
         self.state = State.IDLE
-        self.status = STATUS_DISCONNECTED
+        self.status: str = STATUS_DISCONNECTED
         self.session_id: str | None = None
         self.request_limit = 50_000
         self.keepalive_ms: int | None = None
@@ -229,7 +261,7 @@ class Session:
         self._server_prog = 0
 
         self._create_args: dict[str, Any] = {}
-        self._stream: HttpStream | None = None
+        self._stream: IStream | None = None
         self._stream_done = False  # LOOP or END seen on the current stream
         self._next_continuity = CONTINUITY_NEW
         self._failed_creates = 0
@@ -262,8 +294,13 @@ class Session:
 
     @property
     def stream(self) -> Any:
-        """The current stream connection (None between connections)."""
+        """The current `IStream` (None between connections)."""
         return self._stream
+
+    @property
+    def bound(self) -> bool:
+        """True while a session is established (CONOK received, not interrupted)."""
+        return self.state is State.BOUND and self.session_id is not None
 
     # -- commands from the client --------------------------------------------------------
 
@@ -297,7 +334,7 @@ class Session:
 
     # -- stream sink -----------------------------------------------------------------------
 
-    def stream_lines(self, stream: HttpStream, lines: list[bytes]) -> None:
+    def stream_lines(self, stream: IStream, lines: list[bytes]) -> None:
         """
         The complete lines of one read. Runs of plain updates go through the router
         (the hot path); every other line through `_line`.
@@ -360,7 +397,7 @@ class Session:
         else:
             self._listener.notification(n)
 
-    def stream_ended(self, stream: HttpStream, reason: Failure) -> None:
+    def stream_ended(self, stream: IStream, reason: Failure) -> None:
         if stream is not self._stream:
             return
         self._stream = None
@@ -370,7 +407,7 @@ class Session:
             self._stream = stream  # so that it is stopped like any other
             self._protocol_error(reason.value)
             return
-        if reason.check(ResponseDone):
+        if reason.check(StreamClosed):
             error: LightstreamerError = TransportError(
                 "the server closed the stream without LOOP or END", url=stream.url)
         elif isinstance(reason.value, LightstreamerError):
@@ -554,9 +591,10 @@ class Session:
             return
         if self._recovery_started is None:
             self._recovery_started = now
-            delay = self._random() * opts.first_retry_max_delay
+            delay = self._policy(0)
         else:
-            delay = max(0.0, self._attempt_started + opts.retry_delay - now)
+            # Recovery is bounded by its own timeout: its pace is the policy's first step.
+            delay = max(0.0, self._attempt_started + self._policy(1) - now)
             if now + delay - self._recovery_started > opts.session_recovery_timeout:
                 self._new_session_later(f"recovery timed out ({reason})")
                 return
@@ -572,17 +610,13 @@ class Session:
         self._listener.session_interrupted(False)
         self.state = State.WAITING
         self._set_status(STATUS_WILL_RETRY, reason)
-        delay = 0.0 if immediate else self._random() * self.options.first_retry_max_delay
+        delay = 0.0 if immediate else self._policy(0)
         self._schedule(delay, self._start_create)
 
     def _create_later(self, reason: str, delay: float | None = None) -> None:
         if delay is None:
-            opts = self.options
-            current = opts.retry_delay
-            if self._failed_creates > 10:
-                current = min(opts.max_retry_delay,
-                              opts.retry_delay * 2 ** (self._failed_creates - 10))
-            delay = max(0.0, self._attempt_started + current - self._clock.seconds())
+            delay = max(0.0, self._attempt_started + self._policy(self._failed_creates)
+                        - self._clock.seconds())
         self.state = State.WAITING
         self._set_status(STATUS_WILL_RETRY, reason)
         self._schedule(delay, self._start_create)

@@ -9,7 +9,7 @@ here knows about sessions or tables.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -19,10 +19,17 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
+from zope.interface import implementer
 
 from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import Request, http_body, protocol_param
 from txlightstreamer.protocol.errors import redact_line
+from txlightstreamer.transport.interfaces import (
+    IControlTransport,
+    IStream,
+    StreamClosed,
+    StreamSink,
+)
 
 __all__ = ["HttpStream", "HttpTransport", "StreamSink", "server_url"]
 
@@ -38,19 +45,6 @@ _MAX_SHORT_BODY = 1 << 20
 def server_url(base: str, request_name: str) -> str:
     """The address of a TLCP request under a server base URL (which may have a path prefix)."""
     return f"{base.rstrip('/')}/lightstreamer/{request_name}.txt"
-
-
-class StreamSink(Protocol):
-    """Receives what a stream produces."""
-
-    def stream_lines(self, stream: HttpStream, lines: list[bytes]) -> None:
-        """The complete lines (without CR LF) of one read, in order."""
-
-    def stream_ended(self, stream: HttpStream, reason: Failure) -> None:
-        """
-        The stream is over. ``reason`` wraps `ResponseDone` for a clean end, a
-        `TransportError` or `ProtocolError` otherwise.
-        """
 
 
 class _LineReceiver(LineOnlyReceiver):
@@ -190,6 +184,7 @@ def _status_error(response: Any, body: bytes, url: str) -> TransportError:
     )
 
 
+@implementer(IStream)
 class HttpStream:
     """
     One TLCP stream connection (a ``create_session`` or ``bind_session`` POST).
@@ -295,7 +290,7 @@ class HttpStream:
 
     def _body_lost(self, reason: Failure) -> None:
         if reason.check(ResponseDone, PotentialDataLoss):
-            self._finish(reason)
+            self._finish(Failure(StreamClosed()))
         else:
             self._finish(Failure(TransportError(
                 f"stream broken: {_describe_failure(reason)}", url=self.url)))
@@ -309,6 +304,7 @@ class HttpStream:
             self._sink.stream_ended(self, reason)
 
 
+@implementer(IControlTransport)
 class HttpTransport:
     """
     Opens HTTP streams and sends control batches for one client.

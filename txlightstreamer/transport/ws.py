@@ -30,12 +30,19 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
+from zope.interface import implementer
 
 from txlightstreamer._version import __version__
 from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import WSOK_MESSAGE, Request, ws_message, ws_subprotocol
 from txlightstreamer.transport._endpoints import EndpointRouter
-from txlightstreamer.transport.http import StreamSink, _describe_failure, connection_error
+from txlightstreamer.transport.http import _describe_failure, connection_error
+from txlightstreamer.transport.interfaces import (
+    IRequestStream,
+    ITransport,
+    StreamClosed,
+    StreamSink,
+)
 
 __all__ = ["WsStream", "WsTransport", "ws_url"]
 
@@ -119,6 +126,7 @@ class _Factory(WebSocketClientFactory):
         return proto
 
 
+@implementer(IRequestStream)
 class WsStream:
     """
     One WebSocket carrying one TLCP stream (a create or bind, then its notifications).
@@ -267,7 +275,7 @@ class WsStream:
         if lines and not (self._stopped or self._ended):
             # Connected and answered: the connection timeout no longer applies.
             self._cancel_timeout()
-            self._sink.stream_lines(self, lines)  # type: ignore[arg-type]
+            self._sink.stream_lines(self, lines)
 
     def _closed(self, proto: _TlcpClientProtocol, was_clean: bool, code: int | None,
                 reason: str | None) -> None:
@@ -277,7 +285,7 @@ class WsStream:
         if not self._open:
             self._finish(Failure(self._handshake_error(proto, reason)))
         elif was_clean:
-            self._finish(Failure(ResponseDone()))
+            self._finish(Failure(StreamClosed()))
         else:
             lost = proto.lost_reason
             detail = _describe_failure(lost) if lost is not None else reason
@@ -321,7 +329,7 @@ class WsStream:
         self._ended = True
         self._cancel_timeout()
         if not self._stopped:
-            self._sink.stream_ended(self, reason)  # type: ignore[arg-type]
+            self._sink.stream_ended(self, reason)
 
     def _cancel_timeout(self) -> None:
         if self._timeout is not None and self._timeout.active():
@@ -329,6 +337,7 @@ class WsStream:
         self._timeout = None
 
 
+@implementer(ITransport)
 class WsTransport:
     """Opens WebSocket streams for one client."""
 
