@@ -1,0 +1,193 @@
+"""
+The official Node.js client beside ours, on the same `TlcpServer`, on every transport.
+
+Both subscribe to the same items; the server publishes one deterministic sequence; each
+subscription's update sequence (values, snapshot flag, changed fields), its final state and
+its end-of-snapshot / lost / error reports must be identical.
+
+Where the two official clients differ from each other we follow the Node client (the
+reference implementation every server release is tested with); see the notes by each test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, task
+
+from txlightstreamer import LsClient, Table
+from txlightstreamer.testing import DataModel, TlcpServer
+
+from .node_oracle import run_node_peer
+from .support import wait_until
+from .test_official_sdk import _prepublish, _publish, _publish_diffable, _reactor, _spec
+
+TRANSPORTS = ["WS-STREAMING", "HTTP-STREAMING", "WS-POLLING", "HTTP-POLLING"]
+
+
+class Ours:
+    """Our client's view, recorded in the Node peer's shape (see tests/node_peer.js)."""
+
+    def __init__(self, client: LsClient, spec: dict[str, Any]) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.tables: list[Table] = []
+        self.records: list[dict[str, Any]] = []
+        for index, sub in enumerate(spec["subscriptions"]):
+            second = list(sub.get("second_level_fields") or [])
+            table = Table(client, mode=sub["mode"], item_ids=sub["items"], schema=sub["fields"],
+                          snapshot=sub.get("snapshot", False),
+                          **({"second_level_schema": second} if second else {}))
+            record: dict[str, Any] = {"eos": [], "lost": [], "errors": [],
+                                      "second_level_errors": []}
+            self.records.append(record)
+            names = list(sub["items"])
+            table.on_item_update(self._recorder(index, sub["fields"] + second))
+            table.on_end_of_snapshot(lambda pos, r=record, n=names: r["eos"].append(n[pos - 1]))
+            table.on_overflow(
+                lambda pos, lost, r=record, n=names: r["lost"].append([n[pos - 1], lost]))
+            table.on_error(lambda e, r=record: r["errors"].append(getattr(e, "code", None)))
+            self.tables.append(table)
+
+    def _recorder(self, index: int, fields: list[str]) -> Callable[[Any], None]:
+        def record(update: Any) -> None:
+            values = update.as_dict()
+            self.events.append({
+                "sub": index,
+                "item": update.item_name,
+                "fields": {name: values.get(name) for name in fields},
+                "snapshot": bool(update.is_snapshot),
+                "changed": sorted(str(k) for k in update.changed_fields),
+            })
+        return record
+
+
+def _per_sub(events: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "sub"} for e in events if e["sub"] == index]
+
+
+async def _side_by_side(
+    server: TlcpServer,
+    transport: str,
+    publish: Callable[[DataModel], None],
+    spec: dict[str, Any] | None = None,
+    prepublish: Callable[[DataModel], None] = _prepublish,
+    between: Callable[[], Any] | None = None,
+) -> tuple[Ours, dict[str, Any]]:
+    reactor = _reactor()
+    prepublish(server.data)
+    await server.listen(reactor)
+    assert server.url is not None
+    spec = spec or _spec()
+    spec["transport"] = transport
+    nsubs = len(spec["subscriptions"])
+    client = LsClient(server.url, forced_transport=transport)
+    try:
+        peer = run_node_peer(server.url, spec)
+        await client.create_session()
+        ours = Ours(client, spec)
+        await wait_until(lambda: sum(
+            len(sess.subscriptions) >= nsubs and sess.is_bound
+            for sess in server.sessions.values()) == 2)
+        await defer.gatherResults([t.when_subscribed() for t in ours.tables])
+        publish(server.data)
+        if between is not None:
+            await defer.maybeDeferred(between)
+        end = spec["until"]
+        server.data.update(end["item"], {end["field"]: end["value"]})
+        theirs = await peer
+        flag = ours.tables[end["sub"]]
+        await wait_until(lambda: flag.rows.get(1) == (end["value"],))
+        await task.deferLater(reactor, 0.05, lambda: None)
+        return ours, theirs
+    finally:
+        await client.destroy()
+        await server.stop()
+
+
+def _assert_same(ours: Ours, theirs: dict[str, Any], spec: dict[str, Any]) -> None:
+    for index, _ in enumerate(spec["subscriptions"]):
+        mine, node = _per_sub(ours.events, index), _per_sub(theirs["events"], index)
+        assert mine == node, f"subscription {index} differs"
+        record = theirs["subscriptions"][index]
+        assert ours.records[index]["eos"] == record["eos"]
+        assert ours.records[index]["lost"] == record["lost"]
+        assert [code for code, _ in record["errors"]] == ours.records[index]["errors"]
+    assert theirs["server_errors"] == []
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest_twisted.ensureDeferred
+async def test_every_mode_matches_the_node_client(transport: str) -> None:
+    spec = _spec()
+    ours, theirs = await _side_by_side(TlcpServer(), transport, _publish, spec)
+    _assert_same(ours, theirs, spec)
+    assert any(s.startswith("CONNECTED:") for s in theirs["statuses"])
+    assert f"CONNECTED:{transport}" in theirs["statuses"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest_twisted.ensureDeferred
+async def test_diffs_and_loops_match_the_node_client(transport: str) -> None:
+    # ^T / ^P encodings, and a short content length forcing LOOP rebinds on both clients.
+    def publish(data: DataModel) -> None:
+        _publish(data)
+        _publish_diffable(data)
+
+    spec = _spec()
+    server = TlcpServer(diffs="TP", content_length=700)
+    ours, theirs = await _side_by_side(server, transport, publish, spec)
+    _assert_same(ours, theirs, spec)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest_twisted.ensureDeferred
+async def test_two_level_command_matches_the_node_client(transport: str) -> None:
+    # The changed lists of two-level COMMAND: on ADD only key, command and the first-level
+    # fields; on a key's first second-level update, command (ADD became UPDATE) and the
+    # second-level fields. Both official clients agree on this.
+    fields, second = ["key", "command", "qty"], ["price", "volume"]
+    spec: dict[str, Any] = {
+        "subscriptions": [
+            {"mode": "COMMAND", "items": ["portfolio"], "fields": fields, "snapshot": True,
+             "second_level_fields": second},
+            {"mode": "MERGE", "items": ["end"], "fields": ["flag"], "snapshot": False},
+        ],
+        "until": {"sub": 1, "item": "end", "field": "flag", "value": "done"},
+        "timeout": 20,
+    }
+
+    def prepublish(data: DataModel) -> None:
+        data.update("AAPL", {"price": "190.1", "volume": "10"})
+        data.update("MSFT", {"price": "410.0", "volume": "20"})
+        data.command("portfolio", "AAPL", "ADD", {"qty": "5"})
+
+    server = TlcpServer()
+
+    async def between() -> None:
+        reactor = _reactor()
+        data = server.data
+        data.command("portfolio", "MSFT", "ADD", {"qty": "1"})
+        await task.deferLater(reactor, 0.2, lambda: None)
+        data.update("AAPL", {"price": "191.5"})
+        data.update("MSFT", {"volume": "21"})
+        data.command("portfolio", "AAPL", "UPDATE", {"qty": "6"})
+        await task.deferLater(reactor, 0.2, lambda: None)
+        data.command("portfolio", "MSFT", "DELETE")
+        await task.deferLater(reactor, 0.2, lambda: None)
+
+    ours, theirs = await _side_by_side(
+        server, transport, lambda data: None, spec, prepublish=prepublish, between=between)
+    # Second-level updates interleave with first-level ones by timing: compare per key.
+    def by_key(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        keyed: dict[str, list[dict[str, Any]]] = {}
+        for e in _per_sub(events, 0):
+            keyed.setdefault(e["fields"]["key"], []).append(e)
+        return keyed
+
+    assert by_key(ours.events) == by_key(theirs["events"])
+    assert theirs["subscriptions"][0]["state"] == {"portfolio": {
+        key: dict(zip(fields + second, row, strict=True))
+        for key, row in ours.tables[0].command_rows(1).items()}}
