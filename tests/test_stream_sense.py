@@ -1,24 +1,25 @@
 """
-Stream-Sense over real loopback HTTP: a proxy that buffers whole responses makes HTTP
-streaming useless, and the client must end up polling with updates flowing.
+Stream-Sense: a proxy that buffers whole responses makes HTTP streaming useless, and the
+client must end up polling with updates flowing. On a `Clock` over the in-memory network of
+`tests.memory`: the proxy and the server are real `twisted.web` sites, and the client's
+``idle_timeout``/``retry_delay`` are exact.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-import pytest_twisted
 import treq
-from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.internet.task import Clock
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
 
-from txlightstreamer import MODE_RAW, LsClient, Table
+from txlightstreamer import MODE_RAW, Table
 from txlightstreamer.testing import TlcpServer
 
-from .support import wait_until
+from .memory import MemoryNetwork
 
 
 class BufferingProxy(Resource):
@@ -26,11 +27,10 @@ class BufferingProxy(Resource):
 
     isLeaf = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, client: Any) -> None:
         super().__init__()
         self.upstream = upstream
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.client = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
+        self.client = client
         self.pending: list[Deferred[Any]] = []
         self.paths: list[str] = []
 
@@ -58,33 +58,31 @@ class BufferingProxy(Resource):
         return NOT_DONE_YET
 
 
-@pytest_twisted.ensureDeferred
-async def test_buffering_proxy_ends_on_http_polling() -> None:
-    server = TlcpServer(keepalive_millis=1000)
-    await server.listen(reactor, port=0, interface="127.0.0.1")
-    proxy = BufferingProxy(server.url)
-    port = reactor.listenTCP(0, Site(proxy), interface="127.0.0.1")
-    client = LsClient(f"http://127.0.0.1:{port.getHost().port}", retry_delay=0.5,
-                      idle_timeout=0.3)
+def test_buffering_proxy_ends_on_http_polling() -> None:
+    random.seed(14)
+    clock = Clock()
+    net = MemoryNetwork(clock)
+    server = TlcpServer(clock=clock, keepalive_millis=1000)
+    upstream = net.serve_tlcp(server, host="upstream.test")
+    proxy = BufferingProxy(upstream, net.http_client())
+    url = net.serve(proxy, host="proxy.test")
+    client = net.client(url, retry_delay=0.5, idle_timeout=0.3)
     statuses: list[tuple[str, str | None]] = []
     client.on_status(lambda status, reason: statuses.append((status, reason)))
     try:
-        await client.create_session()
+        net.wait(client.create_session())
         assert client.status == "CONNECTED:HTTP-POLLING"
         assert any(s == "CONNECTED:STREAM-SENSING" for s, _ in statuses)
         table = Table(client, mode=MODE_RAW, item_ids=["p"], schema=["v"])
         got: list[Any] = []
         table.on_update(lambda item, row: got.append(row[0]))
-        await table.when_subscribed()
+        net.wait(table.when_subscribed())
         for i in range(10):
             server.data.update("p", {"v": str(i)})
-            await task.deferLater(reactor, 0.02, lambda: None)
-        await wait_until(lambda: len(got) == 10)
+            net.advance(0.02)
+        net.run_until(lambda: len(got) == 10)
         assert got == [str(i) for i in range(10)]
     finally:
-        await client.destroy()
-        await server.stop()
+        net.wait(client.destroy())
         for d in proxy.pending:
             d.cancel()
-        await proxy.pool.closeCachedConnections()
-        await port.stopListening()
