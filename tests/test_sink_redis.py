@@ -1,0 +1,227 @@
+"""
+`RedisSink` and `RedisLease` against a real ``redis-server`` on loopback: order, batching,
+bounded buffer with back-pressure, a Redis restart mid-burst, bad credentials, fencing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, task
+
+from txlightstreamer.sinks import (
+    RedisLease,
+    RedisSink,
+    RedisUnavailable,
+    parse_redis_url,
+    parse_shard,
+    shard_of,
+)
+from txlightstreamer.sinks._connection import connect
+
+from .redis_support import RedisServer
+from .support import wait_until
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+async def _entries(url: str) -> list[tuple[str, dict[str, Any]]]:
+    target = parse_redis_url(url)
+    conn = await connect(target, reactor)
+    try:
+        raw = await conn.execute_command("XRANGE", target.stream, "-", "+")
+    finally:
+        await conn.disconnect()
+    return [(_s(entry_id), json.loads(_s(fields[1]))) for entry_id, fields in raw]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _event(n: int) -> dict[str, Any]:
+    return {"event": "update", "sub": 1, "item": "i", "values": {"n": str(n), "u": "ünï 😀"}}
+
+
+def test_parse_redis_url() -> None:
+    t = parse_redis_url("redis://:s3cret@127.0.0.1:6390/2?stream=prices&maxlen=500")
+    assert (t.host, t.port, t.db, t.stream, t.maxlen, t.password) == (
+        "127.0.0.1", 6390, 2, "prices", 500, "s3cret")
+    assert "s3cret" not in repr(t) and "s3cret" not in t.address
+    d = parse_redis_url("redis://localhost")
+    assert (d.port, d.db, d.stream, d.maxlen) == (6379, 0, "txls:events", 1_000_000)
+    for bad in ["http://x", "redis://", "redis://h/x", "redis://h?maxlen=-1",
+                "redis://h?color=red", "redis://h:99999", "redis://:pw@h/x?stream="]:
+        with pytest.raises(ValueError) as e:
+            parse_redis_url(bad.replace("pw", "s3cret"))
+        assert "s3cret" not in str(e.value)
+
+
+def test_shards_are_stable_and_cover_everything() -> None:
+    items = [f"item{i}" for i in range(1000)]
+    shards = [shard_of(i, 3) for i in items]
+    assert set(shards) == {1, 2, 3}
+    assert shard_of("item1", 3) == shard_of("item1", 3)
+    assert shard_of("MARKET:CS.D.EURUSD.MINI.IP", 4) == 1  # crc32 = 3193322384; % 4 + 1
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ["0/3", "4/3", "x", "1-2", "/2"]:
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_are_appended_in_order_exactly_once(redis: RedisServer) -> None:
+    sink = RedisSink(parse_redis_url(redis.url + "?maxlen=0"), clock=reactor, batch_size=300)
+    await sink.start()
+    for n in range(5000):
+        sink.write(_event(n))
+    await sink.stop()
+    entries = await _entries(redis.url)
+    assert [e["values"]["n"] for _, e in entries] == [str(n) for n in range(5000)]
+    assert entries[0][1] == _event(0)
+    ids = [tuple(map(int, i.split("-"))) for i, _ in entries]
+    assert ids == sorted(ids) and len(set(ids)) == 5000
+    assert sink.written == 5000 and sink.dropped == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_maxlen_trims_the_stream(redis: RedisServer) -> None:
+    sink = RedisSink(parse_redis_url(redis.url + "?maxlen=1000"), clock=reactor, batch_size=100)
+    await sink.start()
+    for n in range(20_000):
+        sink.write(_event(n))
+    await sink.stop()
+    entries = await _entries(redis.url)
+    assert 1000 <= len(entries) < 20_000  # "~": Redis trims whole nodes
+    assert entries[-1][1]["values"]["n"] == "19999"
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_password_is_one_clear_error() -> None:
+    server = RedisServer(password="right-one").start()
+    try:
+        target = parse_redis_url(f"redis://:wrong-one@127.0.0.1:{server.port}")
+        with pytest.raises(RedisUnavailable) as e:
+            await RedisSink(target, clock=reactor).start()
+        assert "wrong-one" not in str(e.value) and "right-one" not in str(e.value)
+        assert f"127.0.0.1:{server.port}" in str(e.value)
+        good = parse_redis_url(f"redis://:right-one@127.0.0.1:{server.port}")
+        sink = RedisSink(good, clock=reactor)
+        await sink.start()
+        sink.write(_event(1))
+        await sink.stop()
+    finally:
+        server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_redis_at_start_up() -> None:
+    from .redis_support import _free_port
+
+    target = parse_redis_url(f"redis://127.0.0.1:{_free_port()}")
+    with pytest.raises(RedisUnavailable) as e:
+        await RedisSink(target, clock=reactor).start(timeout=2.0)
+    assert "not reachable" in str(e.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stalled_redis_pauses_the_producer_then_resumes(redis: RedisServer) -> None:
+    sink = RedisSink(parse_redis_url(redis.url), clock=reactor, buffer_limit=100,
+                     batch_size=50, retry_delay=1.0, reply_timeout=2.0)
+    calls: list[str] = []
+    sink.on_pause(lambda: calls.append("pause"))
+    sink.on_resume(lambda: calls.append("resume"))
+    await sink.start()
+    assert redis.process is not None
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    try:
+        for n in range(150):
+            sink.write(_event(n))
+        assert calls == ["pause"] and sink.paused
+        # Past twice the limit events are dropped, and the drop is reported in the stream.
+        for n in range(150, 260):
+            sink.write(_event(n))
+        assert sink.dropped == 60
+    finally:
+        os.kill(redis.process.pid, signal.SIGCONT)
+    await wait_until(lambda: calls == ["pause", "resume"], what="resume")
+    sink.write(_event(999))
+    await sink.stop()
+    entries = [e for _, e in await _entries(redis.url)]
+    numbers = [e["values"]["n"] for e in entries if e["event"] == "update"]
+    assert numbers == [str(n) for n in range(200)] + ["999"]
+    errors = [e for e in entries if e["event"] == "error"]
+    assert len(errors) == 1 and "60 events dropped" in errors[0]["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_restart_mid_burst_loses_nothing() -> None:
+    server = RedisServer(appendonly=True).start()
+    try:
+        sink = RedisSink(parse_redis_url(server.url), clock=reactor, batch_size=100,
+                         retry_delay=0.5, reply_timeout=3.0)
+        states: list[str] = []
+        sink.on_status(lambda state, reason: states.append(state))
+        await sink.start()
+        for n in range(3000):
+            sink.write(_event(n))
+        server.kill()
+        for n in range(3000, 6000):
+            sink.write(_event(n))
+        await task.deferLater(reactor, 1.0, lambda: None)
+        server.start()
+        for n in range(6000, 7000):
+            sink.write(_event(n))
+        await wait_until(lambda: sink.depth == 0 and sink.connected, what="drained")
+        await sink.stop()
+        numbers = [e["values"]["n"] for _, e in await _entries(server.url)]
+        assert numbers == [str(n) for n in range(7000)]
+        assert "disconnected" in states and states[-1] == "connected"
+    finally:
+        server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_lease_one_holder_and_fenced_writes(redis: RedisServer) -> None:
+    target = parse_redis_url(redis.url + "?maxlen=0")
+    first = RedisLease(target, "bridge", clock=reactor, ttl=2.0)
+    second = RedisLease(target, "bridge", clock=reactor, ttl=2.0)
+    sink1 = RedisSink(target, clock=reactor, lease=first)
+    sink2 = RedisSink(target, clock=reactor, lease=second)
+    await sink1.start()
+    await sink2.start()
+    first.start(sink1._connection)
+    await wait_until(lambda: first.held, what="first holds")
+    second.start(sink2._connection)
+    lost: list[str] = []
+    first.on_lost(lost.append)
+    second.on_acquired(sink2.resume_writing)
+    sink1.write({"event": "update", "from": "first"})
+    await wait_until(lambda: sink1.depth == 0)
+    sink2.write({"event": "update", "from": "second"})  # waits: the standby holds nothing
+    assert not second.held and sink2.depth == 1
+    # The holder freezes (as a stopped process would): it renews no more.
+    first._cancel()
+    await wait_until(lambda: second.held, what="take-over")
+    await wait_until(lambda: sink2.depth == 0)
+    # The old holder wakes up and writes: Redis refuses it, and it learns it lost the lease.
+    first._renewed_at = reactor.seconds()
+    sink1.write({"event": "update", "from": "first, too late"})
+    await wait_until(lambda: bool(lost), what="lease lost")
+    assert not first.held
+    await second.stop()
+    await sink1.stop(timeout=0.1)
+    await sink2.stop()
+    froms = [e["from"] for _, e in await _entries(redis.url)]
+    assert froms == ["first", "second"]

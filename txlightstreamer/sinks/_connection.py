@@ -1,0 +1,86 @@
+"""A connection to Redis through txredisapi (Twisted-native RESP), with start-up checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from txlightstreamer.sinks._target import RedisTarget
+
+__all__ = ["RedisUnavailable", "connect", "script_runner"]
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be used: unreachable, wrong password, bad database."""
+
+
+def connect(target: RedisTarget, clock: IReactorTime, timeout: float = 5.0) -> Deferred[Any]:
+    """
+    Connect to ``target`` (reconnecting by itself afterwards); fires with the connection.
+
+    Fails with `RedisUnavailable` (its text names the address, never the password) when
+    Redis refuses the password or is not reachable within ``timeout`` seconds.
+    """
+    import txredisapi  # type: ignore[import-untyped]
+
+    factory_deferred: Deferred[Any] = txredisapi.Connection(
+        host=target.host, port=target.port, dbid=target.db, reconnect=True,
+        password=target.password, connectTimeout=timeout, convertNumbers=True)
+    done: Deferred[Any] = Deferred()
+
+    def connected(connection: Any) -> None:
+        if not done.called:
+            done.callback(connection)
+        else:  # too late: we already gave up
+            connection.disconnect()
+
+    def failed(failure: Failure) -> None:
+        if not done.called:
+            reason = str(failure.value).replace("Redis error: ", "")
+            done.errback(RedisUnavailable(f"Redis at {target.address}: {reason}"))
+
+    factory_deferred.addCallbacks(connected, failed)
+
+    def give_up() -> None:
+        if not done.called:
+            done.errback(RedisUnavailable(
+                f"Redis at {target.address} is not reachable (no answer in {timeout:g} s)"))
+            factory_deferred.addCallback(lambda c: c.disconnect())
+
+    timer = clock.callLater(timeout, give_up)
+
+    def settled(result: object) -> object:
+        if timer.active():
+            timer.cancel()
+        return result
+
+    done.addBoth(settled)
+    return done
+
+
+def script_runner(connection: Any, script: str) -> Any:
+    """A callable ``run(keys, args) -> Deferred`` that runs ``script`` by its SHA1."""
+    import hashlib
+
+    sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
+
+    def run(keys: list[str], args: list[Any]) -> Deferred[Any]:
+        def missing(failure: Failure) -> Any:
+            # After a Redis restart its script cache is empty: send the script itself.
+            if "NOSCRIPT" in str(failure.value):
+                return connection.execute_command("EVAL", script, len(keys), *keys, *args)
+            return failure
+
+        d: Deferred[Any] = connection.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        return d.addErrback(missing)
+
+    return run
+
+
+def is_timeout(failure: Failure) -> bool:
+    """Whether a failure is a Deferred timeout (ours) rather than Redis's answer."""
+    return failure.check(DeferredTimeout) is not None

@@ -1,0 +1,58 @@
+"""The Lua scripts the Redis sink and lease run (atomic on the Redis server)."""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "RENEW", "RELEASE"]
+
+# Append a batch of events, each with the id the bridge gave it.
+# KEYS[1] = stream, KEYS[2] = lease key ("" without a lease)
+# ARGV[1] = lease token, ARGV[2] = MAXLEN (0: no trimming), then id, event, id, event...
+# Fencing: nothing is written unless the caller still holds the lease, so two bridges never
+# write at once. Idempotence: an id at or below the stream's last one was already written
+# (a batch re-sent after a lost reply), so it is skipped, never written twice.
+# Returns {written, skipped}.
+APPEND = """
+if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('LEASE the lease is held by another bridge')
+end
+local top_ms, top_seq = -1, -1
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then
+  local ms, seq = string.match(last[1][1], '^(%d+)-(%d+)$')
+  top_ms, top_seq = tonumber(ms), tonumber(seq)
+end
+local maxlen = tonumber(ARGV[2])
+local written, skipped = 0, 0
+for i = 3, #ARGV, 2 do
+  local ms, seq = string.match(ARGV[i], '^(%d+)-(%d+)$')
+  ms, seq = tonumber(ms), tonumber(seq)
+  if ms > top_ms or (ms == top_ms and seq > top_seq) then
+    if maxlen > 0 then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, ARGV[i], 'event', ARGV[i + 1])
+    else
+      redis.call('XADD', KEYS[1], ARGV[i], 'event', ARGV[i + 1])
+    end
+    top_ms, top_seq = ms, seq
+    written = written + 1
+  else
+    skipped = skipped + 1
+  end
+end
+return {written, skipped}
+"""
+
+# Extend the lease if we still hold it. KEYS[1] = lease key; ARGV = token, ttl ms.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Give the lease up if we still hold it (a clean stop: the standby need not wait).
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""

@@ -1,0 +1,276 @@
+"""
+`RedisSink`: every event appended to a Redis stream, in order, pipelined, with bounded memory.
+
+Each event gets an id (``<ms>-<seq>``, increasing) when it is written to the sink, and is
+sent with that id inside one atomic Lua script per batch. A batch whose reply is lost is
+sent again with the same ids, and Redis skips what it already has: after a reconnection
+nothing is written twice and nothing goes missing. When Redis is slow or down events wait
+in a bounded buffer; at the high-water mark the sink asks its producer to pause (the
+Lightstreamer stream stops being read, so the server conflates or reports lost updates),
+and asks it to resume once half of the buffer has drained. Past twice the high-water mark
+events are dropped, and the drop is itself written as an ``error`` event with the count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Mapping
+from itertools import islice
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txlightstreamer.sinks._connection import RedisUnavailable, connect, script_runner
+from txlightstreamer.sinks._lease import RedisLease
+from txlightstreamer.sinks._scripts import APPEND
+from txlightstreamer.sinks._target import RedisTarget
+
+__all__ = ["RedisSink", "RedisUnavailable"]
+
+log = Logger()
+
+
+def encode_json(event: Mapping[str, Any]) -> bytes:
+    """The default encoding: compact JSON, UTF-8."""
+    return json.dumps(event, ensure_ascii=False, separators=(", ", ": ")).encode(
+        "utf-8", "surrogatepass")
+
+
+class RedisSink:
+    """
+    Appends events to the stream of ``target`` (``XADD``, field ``event``).
+
+    :param encode: turns an event into the bytes stored (the JSON-lines encoder, so that a
+        stream consumer reads exactly what the JSON-lines output prints); a trailing newline
+        is removed.
+    :param buffer_limit: events waiting for Redis before the producer is paused.
+    :param lease: write only while holding this lease (fencing: checked by Redis itself).
+    """
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        *,
+        clock: IReactorTime,
+        encode: Callable[[Mapping[str, Any]], bytes] = encode_json,
+        buffer_limit: int = 50_000,
+        batch_size: int = 1_000,
+        retry_delay: float = 1.0,
+        reply_timeout: float = 10.0,
+        lease: RedisLease | None = None,
+    ) -> None:
+        if buffer_limit < 1 or batch_size < 1:
+            raise ValueError("buffer_limit and batch_size must be at least 1")
+        self.target = target
+        self.lease = lease
+        self._clock = clock
+        self._encode = encode
+        self._buffer_limit = buffer_limit
+        self._batch_size = batch_size
+        self._retry_delay = retry_delay
+        self._reply_timeout = reply_timeout
+        self._buffer: deque[tuple[str, bytes]] = deque()
+        self._in_flight = 0
+        self._resending = False
+        self._last_ms = 0
+        self._last_seq = -1
+        self._connection: Any = None
+        self._append: Callable[[list[str], list[Any]], Deferred[Any]] | None = None
+        self._retry: IDelayedCall | None = None
+        self._drained: list[Deferred[None]] = []
+        self._dropped_unreported = 0
+        #: True while the producer was asked to pause.
+        self.paused = False
+        #: Whether the last write to Redis succeeded.
+        self.connected = False
+        #: Counters, for metrics: events written, dropped (reported), producer pauses.
+        self.written = 0
+        self.dropped = 0
+        self.pauses = 0
+        self._pause_cbs: list[Callable[[], object]] = []
+        self._resume_cbs: list[Callable[[], object]] = []
+        self._status_cbs: list[Callable[[str, str | None], object]] = []
+
+    def __repr__(self) -> str:
+        return f"<RedisSink {self.target.address} stream={self.target.stream!r}>"
+
+    @property
+    def depth(self) -> int:
+        """Events waiting to be written."""
+        return len(self._buffer)
+
+    def on_pause(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` when the buffer is full: stop producing events."""
+        self._pause_cbs.append(callback)
+
+    def on_resume(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` when the buffer has drained enough to produce again."""
+        self._resume_cbs.append(callback)
+
+    def on_status(self, callback: Callable[[str, str | None], object]) -> None:
+        """Call ``callback(state, reason)``: ``"connected"`` or ``"disconnected"``."""
+        self._status_cbs.append(callback)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 5.0) -> Deferred[None]:
+        """Connect; fails with `RedisUnavailable` when Redis cannot be used at all."""
+        d = connect(self.target, self._clock, timeout)
+        d.addCallback(self._connected)
+        return d
+
+    def _connected(self, connection: Any) -> Deferred[None]:
+        self._connection = connection
+        self._append = script_runner(connection, APPEND)
+        # Ids continue after the stream's last entry, whoever wrote it.
+        top: Deferred[Any] = connection.execute_command(
+            "XREVRANGE", self.target.stream, "+", "-", "COUNT", 1)
+
+        def got(entries: Any) -> None:
+            if entries:
+                ms, _, seq = _text(entries[0][0]).partition("-")
+                self._last_ms, self._last_seq = int(ms), int(seq)
+            self._set_connected(True, None)
+            self._flush()
+
+        return top.addCallback(got)
+
+    def stop(self, timeout: float = 5.0) -> Deferred[None]:
+        """Write what is buffered (for at most ``timeout`` s), then disconnect."""
+        if self._connection is None:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        if self._buffer and self.connected:
+            self._drained.append(d)
+            d.addTimeout(timeout, self._clock, onTimeoutCancel=lambda *_: None)
+        else:
+            d.callback(None)
+
+        def close(_: object) -> Deferred[None]:
+            if self._buffer:
+                log.error("{sink}: {n} events were not written to Redis before stopping",
+                          sink=self, n=len(self._buffer))
+            self._cancel_retry()
+            connection, self._connection = self._connection, None
+            self._append = None
+            result: Deferred[None] = connection.disconnect()
+            return result.addErrback(lambda _: None)
+
+        return d.addBoth(close)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, event: Mapping[str, Any]) -> None:
+        """Queue one event; never blocks, never raises for a slow Redis."""
+        if len(self._buffer) >= 2 * self._buffer_limit:
+            self.dropped += 1
+            self._dropped_unreported += 1
+            return
+        if self._dropped_unreported and len(self._buffer) < self._buffer_limit:
+            count, self._dropped_unreported = self._dropped_unreported, 0
+            log.error("{sink}: {n} events dropped, the buffer was full", sink=self, n=count)
+            self._enqueue({"event": "error", "code": None,
+                           "message": f"{count} events dropped: the Redis sink's buffer "
+                                      "was full"})
+        self._enqueue(event)
+        if len(self._buffer) >= self._buffer_limit and not self.paused:
+            self.paused = True
+            self.pauses += 1
+            for callback in list(self._pause_cbs):
+                callback()
+        self._flush()
+
+    def _enqueue(self, event: Mapping[str, Any]) -> None:
+        ms = int(self._clock.seconds() * 1000)
+        if ms > self._last_ms:
+            self._last_ms, self._last_seq = ms, 0
+        else:
+            self._last_seq += 1
+        data = self._encode(event)
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        self._buffer.append((f"{self._last_ms}-{self._last_seq}", data))
+
+    def _flush(self) -> None:
+        if self._in_flight or self._append is None or self._retry is not None:
+            return
+        if not self._buffer:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
+            return
+        if self.lease is not None and not self.lease.held:
+            return  # written once the lease is (re)gained, or never: see lease_lost
+        batch = list(islice(self._buffer, self._batch_size))
+        args: list[Any] = [self.lease.token if self.lease else "", self.target.maxlen]
+        for entry_id, data in batch:
+            args.append(entry_id)
+            args.append(data)
+        keys = [self.target.stream, self.lease.key if self.lease else ""]
+        self._in_flight = len(batch)
+        d = self._append(keys, args)
+        d.addTimeout(self._reply_timeout, self._clock)
+        d.addCallbacks(self._written, self._failed)
+
+    def _written(self, result: Any) -> None:
+        count, self._in_flight = self._in_flight, 0
+        for _ in range(count):
+            self._buffer.popleft()
+        written, skipped = int(result[0]), int(result[1])
+        self.written += written
+        if skipped and not self._resending:
+            log.error("{sink}: {n} events not written: the stream has newer entries from "
+                      "another writer", sink=self, n=skipped)
+        self._resending = False
+        self._set_connected(True, None)
+        if self.paused and len(self._buffer) <= self._buffer_limit // 2:
+            self.paused = False
+            for callback in list(self._resume_cbs):
+                callback()
+        self._flush()
+
+    def _failed(self, failure: Failure) -> None:
+        self._in_flight = 0
+        self._resending = True  # the batch may have been written: Redis skips repeats
+        text = str(failure.value) or type(failure.value).__name__
+        if text.startswith("LEASE"):
+            log.warn("{sink}: the lease was lost; not writing", sink=self)
+            if self.lease is not None:
+                self.lease.lost("Redis refused a write: " + text)
+            return
+        if self._connection is None:
+            return  # stopped meanwhile
+        self._set_connected(False, text)
+        self._retry = self._clock.callLater(self._retry_delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._flush()
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    def resume_writing(self) -> None:
+        """Write again (after the lease was regained)."""
+        self._flush()
+
+    def _set_connected(self, connected: bool, reason: str | None) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        if connected:
+            log.info("{sink}: writing to Redis", sink=self)
+        else:
+            log.warn("{sink}: Redis unavailable, buffering ({reason})", sink=self, reason=reason)
+        for callback in list(self._status_cbs):
+            callback("connected" if connected else "disconnected", reason)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
