@@ -1,5 +1,7 @@
 """
-The Python examples in README.rst run as written, against the test server.
+The Python examples in README.rst (and those of the docs that grew out of it: asyncio and
+testing) run as written, against the test server. tests/test_docs.py runs every other
+example of the docs.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from twisted.internet import defer, reactor
 
 from txlightstreamer.testing import TlcpServer
 
-README = Path(__file__).resolve().parent.parent / "README.rst"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.rst"
+SOURCES = [README, *sorted((ROOT / "docs").rglob("*.rst"))]
 
 
 def python_blocks() -> list[str]:
-    """The bodies of every ``.. code-block:: python`` in the README, dedented."""
-    text = README.read_text(encoding="utf-8")
+    """The bodies of every ``.. code-block:: python`` in the README and docs, dedented."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in SOURCES)
     blocks = []
     for match in re.finditer(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text):
         lines = [line[4:] if line.startswith("    ") else line
@@ -35,7 +39,7 @@ def block_defining(name: str) -> dict[str, Any]:
             namespace: dict[str, Any] = {"__name__": "readme_example"}
             exec(compile(code, str(README), "exec"), namespace)  # noqa: S102
             return namespace
-    raise AssertionError(f"README has no example defining {name}")
+    raise AssertionError(f"neither README nor docs has an example defining {name}")
 
 
 @pytest_twisted.async_yield_fixture
