@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -20,19 +20,10 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
-from txlightstreamer import service as _events
-from txlightstreamer._subscription import (
-    MODE_COMMAND,
-    MODE_DISTINCT,
-    MODE_RAW,
-    ItemUpdate,
-    Table,
-)
+from txlightstreamer import MODE_COMMAND, MODE_DISTINCT, MODE_RAW, LsClient, Table
+from txlightstreamer.events import EventFeed, encode_event
 from txlightstreamer.web._endpoint import endpoint_string
-
-if TYPE_CHECKING:
-    from txlightstreamer.client import LsClient, SessionInfo
-    from txlightstreamer.errors import LightstreamerError
+from txlightstreamer.web._resource import RelayResource
 
 __all__ = ["Relay"]
 
@@ -50,16 +41,12 @@ RETRY_MS = 2000
 _HEARTBEAT_FRAME = b": heartbeat\n\n"
 
 
-def _encode(event: Mapping[str, Any]) -> bytes:
-    """UTF-8 JSON on one line (without its newline), exactly as in the JSON-lines output."""
-    return _events.encode_event(event).rstrip(b"\n")
-
-
 def _frame(event_id: str | None, event: Mapping[str, Any]) -> bytes:
     """One SSE message: ``id:``, ``event:`` and one ``data:`` line of JSON."""
     head = b"id: %s\n" % event_id.encode("ascii") if event_id is not None else b""
+    # The same UTF-8 JSON line as the JSON-lines output, without its newline.
     return b"%sevent: %s\ndata: %s\n\n" % (
-        head, str(event["event"]).encode("utf-8"), _encode(event))
+        head, str(event["event"]).encode("utf-8"), encode_event(event).rstrip(b"\n"))
 
 
 @implementer(IPushProducer)
@@ -215,55 +202,28 @@ class Relay:
         }
         self._streams: list[_Stream] = []
         self._heartbeat_call: LoopingCall | None = None
-        self._reported: deque[BaseException] = deque(maxlen=32)
         self._resource: IResource | None = None
         self.closed = False
 
-        client.on_status(self._on_status)
-        client.on_session(self._on_session)
-        client.on_error(self._on_client_error)
+        feed = EventFeed(self)
+        feed.watch_client(client)
         for index, table in enumerate(self.tables):
-            self._watch(index, table)
+            feed.watch_table(index, table)
 
     # -- events from the client ------------------------------------------------------------
 
-    def _watch(self, index: int, table: Table) -> None:
-        ev = _events
-        table.on_subscribed(lambda: self.publish(ev.subscribed_event(index, table)))
-        table.on_item_update(lambda update: self._on_update(index, update))
-        table.on_end_of_snapshot(
-            lambda pos: self.publish(ev.item_event("eos", index, table, pos)))
-        table.on_clear_snapshot(
-            lambda pos: self.publish(ev.item_event("clear_snapshot", index, table, pos)))
-        table.on_overflow(
-            lambda pos, lost: self.publish(ev.lost_event(index, table, pos, lost)))
-        table.on_unsubscribed(lambda: self.publish(ev.unsubscribed_event(index)))
-        table.on_error(lambda error: self._on_error(error, index))
-
-    def _on_status(self, status: str, reason: str | None) -> None:
-        self.publish(_events.status_event(status))
-
-    def _on_session(self, info: SessionInfo) -> None:
-        event = _events.session_event(info)
-        self.session = event
+    def write(self, event: Mapping[str, Any]) -> None:
+        """
+        The event sink `EventFeed` feeds: note what `snapshot` needs, then `publish`.
+        """
+        kind = event["event"]
+        if kind == "update":
+            recent = self._recent.get(event["sub"])
+            if recent is not None:
+                recent.append(dict(event))
+        elif kind == "session":
+            self.session = dict(event)
         self.publish(event)
-
-    def _on_update(self, index: int, update: ItemUpdate) -> None:
-        event = _events.update_event(index, update)
-        recent = self._recent.get(index)
-        if recent is not None:
-            recent.append(event)
-        self.publish(event)
-
-    def _on_client_error(self, error: LightstreamerError) -> None:
-        self._on_error(error)
-
-    def _on_error(self, error: BaseException, sub: int | None = None) -> None:
-        # A subscription error reaches both the table and the client: relay it once.
-        if any(seen is error for seen in self._reported):
-            return
-        self._reported.append(error)
-        self.publish(_events.error_event(error, sub))
 
     # -- the event stream ------------------------------------------------------------------
 
@@ -314,7 +274,7 @@ class Relay:
             return None
         return int(number)
 
-    def _start(self, request: Request, last_event_id: str | None) -> _Stream | None:
+    def open_stream(self, request: Request, last_event_id: str | None) -> _Stream | None:
         """Open an SSE stream on ``request``: resume or snapshot, then live events."""
         if len(self._streams) >= self.max_clients:
             return None
@@ -452,8 +412,6 @@ class Relay:
         links, so it is served at the mount point with a trailing slash.
         """
         if self._resource is None:
-            from txlightstreamer.web._resource import RelayResource
-
             self._resource = RelayResource(self)
         return self._resource
 

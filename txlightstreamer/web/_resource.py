@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from txlightstreamer.events import encode_event
 from txlightstreamer.web._page import CONTENT_SECURITY_POLICY, PAGE
 
-if TYPE_CHECKING:
-    from txlightstreamer.web._relay import Relay
+__all__ = ["RelayResource", "RelaySource"]
 
-__all__ = ["RelayResource"]
+
+class RelaySource(Protocol):
+    """What the resources need of a relay (`Relay` implements it)."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the relay has stopped relaying."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every subscription's current state (``GET /snapshot``)."""
+
+    def open_stream(self, request: Request, last_event_id: str | None) -> object | None:
+        """Start ``/events`` on ``request``; None when no more streams are allowed."""
 
 
 def _no_cache(request: Request) -> None:
@@ -29,7 +41,7 @@ class RelayResource(Resource):
     same path with the slash, so the page's relative links resolve below it.
     """
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: RelaySource) -> None:
         super().__init__()
         self.relay = relay
         self.putChild(b"", PageResource())
@@ -67,16 +79,14 @@ class SnapshotResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: RelaySource) -> None:
         super().__init__()
         self.relay = relay
 
     def render_GET(self, request: Request) -> bytes:  # noqa: N802
-        from txlightstreamer.web._relay import _encode
-
         _no_cache(request)
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        return _encode(self.relay.snapshot()) + b"\n"
+        return encode_event(self.relay.snapshot())
 
 
 class EventsResource(Resource):
@@ -87,7 +97,7 @@ class EventsResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: RelaySource) -> None:
         super().__init__()
         self.relay = relay
 
@@ -110,7 +120,7 @@ class EventsResource(Resource):
             raw = args[0] if args else None
         last_event_id = raw.decode("utf-8", "replace") if raw is not None else None
         self._headers(request)
-        if relay._start(request, last_event_id) is None:
+        if relay.open_stream(request, last_event_id) is None:
             request.responseHeaders.removeHeader(b"content-type")
             return self._unavailable(request, b"too many /events clients\n")
         return NOT_DONE_YET

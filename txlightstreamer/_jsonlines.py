@@ -1,0 +1,93 @@
+"""`JsonLinesWriter`: the event sink behind the JSON-lines output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO, cast
+
+from twisted.logger import Logger
+
+from txlightstreamer.events import encode_event
+
+__all__ = ["JsonLinesWriter"]
+
+log = Logger()
+
+
+class JsonLinesWriter:
+    """Writes events as JSON lines to a binary stream, flushing after each line."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        close: bool = False,
+        on_broken: Callable[[OSError], object] | None = None,
+    ) -> None:
+        self._stream: BinaryIO | None = stream
+        self._close = close
+        self._on_broken = on_broken
+        self.lines = 0
+
+    @classmethod
+    def open(
+        cls, path: str, on_broken: Callable[[OSError], object] | None = None
+    ) -> JsonLinesWriter:
+        """Open ``path`` for appending, or standard output for ``-``."""
+        if path == "-":
+            # The real stdout: twistd replaces sys.stdout with a log redirection.
+            stdout = sys.__stdout__ if sys.__stdout__ is not None else sys.stdout
+            return cls(cast(BinaryIO, stdout.buffer), on_broken=on_broken)
+        return cls(cast(BinaryIO, open(path, "ab")), close=True, on_broken=on_broken)
+
+    @property
+    def closed(self) -> bool:
+        """Whether nothing more will be written."""
+        return self._stream is None
+
+    def write(self, event: Mapping[str, Any]) -> None:
+        """Write one event (ignored once closed or broken)."""
+        stream = self._stream
+        if stream is None:
+            return
+        try:
+            stream.write(encode_event(event))
+            stream.flush()
+        except OSError as e:
+            self._broken(stream, e)
+            return
+        self.lines += 1
+
+    def _broken(self, stream: BinaryIO, error: OSError) -> None:
+        self._stream = None
+        if isinstance(error, BrokenPipeError) and not self._close:
+            # The reader went away (e.g. `| head`): point the descriptor at /dev/null so
+            # the interpreter's final flush does not complain.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+        elif self._close:
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self._on_broken is not None:
+            self._on_broken(error)
+
+    def close(self) -> None:
+        """Flush, and close the file if this writer opened it."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            if self._close:
+                stream.close()
+            else:
+                stream.flush()
+        except OSError as e:
+            log.warn("Could not close the JSON output: {error}", error=e)

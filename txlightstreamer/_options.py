@@ -1,0 +1,186 @@
+"""
+The options shared by ``twistd lightstreamer`` and ``python -m txlightstreamer``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from twisted.logger import ILogObserver, textFileLogObserver
+from twisted.python import usage
+
+from txlightstreamer._subscribe_spec import DECIMAL, parse_subscription, positive_int
+from txlightstreamer._version import __version__
+from txlightstreamer.protocol import SUPPORTED_VERSIONS
+
+__all__ = ["PASSWORD_ENV", "Options", "stderr_log_observer"]
+
+#: The environment variable read for the password.
+PASSWORD_ENV = "LS_PASSWORD"
+#: The public name twistd imports for `stderr_log_observer` (re-exported by the service).
+STDERR_OBSERVER_NAME = "txlightstreamer.service.stderr_log_observer"
+
+
+def stderr_log_observer() -> ILogObserver:
+    """A log observer writing to standard error (used for ``twistd -n`` without a log file)."""
+    return textFileLogObserver(sys.stderr)
+
+
+class Options(usage.Options):
+    """Options shared by ``twistd lightstreamer`` and ``python -m txlightstreamer``."""
+
+    #: Set by ``python -m`` to show its own usage line (twistd derives one).
+    synopsis: str
+
+    longdesc = (
+        "Connect to a Lightstreamer server (TLCP 2.5.0/2.4.0), subscribe, and write every "
+        "event as one JSON object per line (see README.rst for the format). "
+        "The password comes from --password-file or the LS_PASSWORD environment variable. "
+        "Logs go to standard error (or the twistd log), never into the JSON output."
+    )
+
+    optFlags = [
+        ["demo", None, "Start the embedded demo server on 127.0.0.1 and connect to it "
+                       "(subscribes to the demo items unless --subscribe is given)."],
+    ]
+    optParameters = [
+        ["url", None, None, "Server address, http://host[:port] or https://host[:port]."],
+        ["adapter-set", None, None, "Adapter set name (LS_adapter_set)."],
+        ["user", None, None, "User name."],
+        ["password-file", None, None, "Read the password from this file (first line)."],
+        ["password", None, None, "The password itself (visible to other local users: "
+                                 "prefer --password-file or LS_PASSWORD)."],
+        ["protocol", None, "2.5.0", "TLCP version: " + " or ".join(SUPPORTED_VERSIONS) + "."],
+        ["output", None, "-", "Append the JSON lines to this file; - is standard output."],
+        ["max-updates", None, None, "Stop cleanly after this many update events."],
+        ["duration", None, None, "Stop cleanly after this many seconds."],
+        ["http-port", None, None,
+         "Also serve the live tables over HTTP on this Twisted server endpoint, e.g. "
+         "tcp:8080 (binds 127.0.0.1 unless it names an interface=): a live page at /, "
+         "JSON at /snapshot, Server-Sent Events at /events."],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self._environ = os.environ if environ is None else environ
+        self["subscribe"] = []
+        #: The password, kept out of the options mapping so it is never printed.
+        self.password: str | None = None
+        #: Warnings to log once logging is set up.
+        self.warnings: list[str] = []
+
+    def opt_subscribe(self, spec: str) -> None:
+        """
+        Subscribe with SPEC = "MODE ITEMS FIELDS [key=value ...]", MODE one of MERGE,
+        DISTINCT, RAW, COMMAND, ITEMS and FIELDS comma-separated; keys: snapshot=yes|no|N,
+        adapter=NAME, selector=NAME, max_frequency=N|unlimited|unfiltered,
+        second_level=FIELDS, second_level_adapter=NAME (two-level COMMAND),
+        buffer_size=N|unlimited. Repeatable; subscriptions are numbered from 0.
+        """
+        self["subscribe"].append(parse_subscription(spec))
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"txlightstreamer {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted API)
+        """Check the combination of options and resolve the password."""
+        url = self["url"]
+        if self["demo"]:
+            if url is not None:
+                raise usage.UsageError(
+                    "--demo runs its own server on 127.0.0.1: do not combine it with --url")
+        elif url is None:
+            raise usage.UsageError("missing --url (or use --demo for the embedded demo server)")
+        else:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise usage.UsageError(
+                    f"bad --url {url!r}: use http://host[:port] or https://host[:port]")
+        if self["protocol"] not in SUPPORTED_VERSIONS:
+            raise usage.UsageError(
+                f"bad --protocol {self['protocol']!r}: use {' or '.join(SUPPORTED_VERSIONS)}")
+        raw_max = self["max-updates"]
+        if raw_max is not None:
+            count = positive_int(str(raw_max))
+            if count is None:
+                raise usage.UsageError(
+                    f"bad --max-updates {raw_max!r}: use a positive integer")
+            self["max-updates"] = count
+        raw_duration = self["duration"]
+        if raw_duration is not None:
+            if not DECIMAL.match(str(raw_duration)) or float(raw_duration) <= 0:
+                raise usage.UsageError(
+                    f"bad --duration {raw_duration!r}: use a positive number of seconds")
+            self["duration"] = float(raw_duration)
+        self._check_http_port()
+        self._resolve_password()
+        self._check_output()
+        self._adapt_twistd_logging()
+
+    def _check_http_port(self) -> None:
+        endpoint = self["http-port"]
+        if endpoint is None:
+            return
+        from txlightstreamer.web import endpoint_string
+
+        try:
+            self["http-port"] = endpoint_string(endpoint)
+        except ValueError as e:
+            raise usage.UsageError(f"--http-port: {e}") from None
+
+    def _resolve_password(self) -> None:
+        given, self["password"] = self["password"], None
+        path = self["password-file"]
+        if path is not None and given is not None:
+            raise usage.UsageError("give either --password-file or --password, not both")
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                raise usage.UsageError(
+                    f"cannot read --password-file {path!r}: {reason}") from None
+            lines = text.splitlines()
+            self.password = lines[0] if lines else ""
+        elif given is not None:
+            self.password = given
+            self.warnings.append(
+                "--password is visible to other local users (ps, /proc): "
+                f"prefer --password-file or the {PASSWORD_ENV} environment variable")
+        else:
+            self.password = self._environ.get(PASSWORD_ENV)
+
+    def _check_output(self) -> None:
+        path = self["output"]
+        if path == "-":
+            return
+        path = os.path.abspath(path)  # twistd may change directory later
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as e:
+            raise usage.UsageError(f"cannot write --output {path!r}: {e.strerror}") from None
+        self["output"] = path
+
+    def _adapt_twistd_logging(self) -> None:
+        """Under twistd, keep the twistd log off standard output when JSON goes there."""
+        parent = getattr(self, "parent", None)
+        if parent is None or "nodaemon" not in parent or self["output"] != "-":
+            return
+        if not (parent["nodaemon"] or parent.get("debug")):
+            raise usage.UsageError(
+                "--output - (standard output) needs twistd --nodaemon (-n): "
+                "give --output PATH when daemonizing")
+        if not parent.get("logfile") and not parent.get("logger") and not parent.get("syslog"):
+            # twistd -n would log to stdout, into the JSON lines: log to stderr instead.
+            parent["logger"] = STDERR_OBSERVER_NAME
+
+
+# usage.Options shows docstrings as written: make this one a single wrapped paragraph.
+Options.opt_subscribe.__doc__ = " ".join((Options.opt_subscribe.__doc__ or "").split())
