@@ -55,8 +55,11 @@ class _Connection:
         self.server = server
         self.closed = False
 
-    def pump(self) -> bool:
-        """Move what is buffered each way, then a pending close; whether anything happened."""
+    def pump(self, stop: Callable[[], object] | None = None) -> bool:
+        """
+        Move what is buffered each way, then a pending close; whether anything happened.
+        With ``stop``, return early (True) as soon as it holds after a transfer.
+        """
         if self.closed:
             return False
         moved = False
@@ -65,6 +68,8 @@ class _Connection:
             if data:
                 sink.bufferReceived(data)
                 moved = True
+                if stop is not None and stop():
+                    return True
         if moved:
             return True
         for closer, peer in ((self.server, self.client), (self.client, self.server)):
@@ -152,6 +157,14 @@ class MemoryNetwork:
             if conn.host == host:
                 conn.server.abortConnection()
 
+    def reset(self, host: str = HOST) -> None:
+        """A network fault: every connection to ``host`` is reset, unsent bytes are lost."""
+        for conn in self.connections:
+            if conn.host == host:
+                conn.client.stream.clear()
+                conn.server.stream.clear()
+                conn.server.abortConnection()
+
     # -- clients ---------------------------------------------------------------------------
 
     def endpoint(self, host: str, port: int) -> IStreamClientEndpoint:
@@ -207,6 +220,23 @@ class MemoryNetwork:
         """Run until ``d`` fires; its result (its exception is raised)."""
         self.run_until(lambda: d.called, limit, what=f"{d!r} to fire")
         return result(d)
+
+    def pump_until(self, predicate: Callable[[], object], rounds: int = 1000) -> None:
+        """
+        Like `flush`, but checking ``predicate`` after every single transfer and stopping
+        as soon as it holds: e.g. the instant a server has acted on a request and its answer
+        has not left yet. No time passes.
+        """
+        for _ in range(rounds):
+            if predicate():
+                return
+            self.clock.advance(0)
+            self._connect_pending()
+            for conn in list(self.connections):
+                if conn.pump(predicate):
+                    break
+            self.connections = [c for c in self.connections if not c.closed]
+        raise AssertionError("the awaited state never came")
 
     # -- internals -------------------------------------------------------------------------
 

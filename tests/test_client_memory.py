@@ -1,0 +1,189 @@
+"""
+`LsClient` recovering from dropped streams on every transport, on a `Clock` over the
+in-memory network of `tests.memory` (the real HTTP agent, WebSocket protocol and
+`twisted.web` site, no socket): the interleavings a loaded machine makes rare or likely
+are chosen here, one at a time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+
+from txlightstreamer import MODE_RAW, LsClient, Table
+from txlightstreamer.testing import TlcpServer
+
+from .memory import URL, MemoryNetwork
+
+TRANSPORTS = [None, "HTTP-STREAMING", "HTTP-POLLING", "WS-POLLING"]
+
+
+class Setup:
+    def __init__(self, transport: str | None, **client_args: Any) -> None:
+        self.clock = Clock()
+        self.server = TlcpServer(clock=self.clock, keepalive_millis=1000)
+        self.net = MemoryNetwork(self.clock)
+        self.net.serve_tlcp(self.server)
+        client_args.setdefault("forced_transport", transport)
+        self.client: LsClient = self.net.client(**client_args)
+        self.continuity: list[str] = []
+        self.errors: list[Exception] = []
+        self.statuses: list[str] = []
+        self.client.on_session(lambda info: self.continuity.append(info.continuity))
+        self.client.on_error(self.errors.append)
+        self.client.on_status(lambda status, reason: self.statuses.append(status))
+        self.got: list[str | None] = []
+
+    def subscribe(self, item: str = "seq", field: str = "n") -> Table:
+        self.net.wait(self.client.create_session())
+        table = Table(self.client, mode=MODE_RAW, item_ids=[item], schema=[field])
+        table.on_update(lambda item, row: self.got.append(row[0]))
+        self.net.wait(table.when_subscribed())
+        return table
+
+    def publish(self, numbers: range, item: str = "seq", field: str = "n") -> None:
+        for i in numbers:
+            self.server.data.update(item, {field: str(i)})
+
+    def bound(self) -> bool:
+        return any(s.is_bound for s in self.server.sessions.values())
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    random.seed(14)
+
+
+@pytest.fixture(params=TRANSPORTS, ids=lambda t: t or "default")
+def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
+    s = Setup(request.param)
+    yield s
+    s.net.wait(s.client.destroy())
+
+
+def test_dropped_stream_recovers_without_loss(setup: Setup) -> None:
+    # The e2e test of the same name, with the drop landing while a stream is open: on
+    # polling transports that is the poll waiting for data.
+    s = setup
+    s.subscribe()
+    s.publish(range(50))
+    s.net.run_until(lambda: len(s.got) == 50)
+    s.net.run_until(s.bound)
+    s.server.drop_streams()
+    s.publish(range(50, 100))
+    s.net.run_until(lambda: len(s.got) >= 100)
+    s.net.advance(0.05)
+    assert s.got == [str(i) for i in range(100)]
+    assert s.continuity[-1] == "recovered"
+    assert s.errors == []
+
+
+@pytest.mark.parametrize("transport", ["HTTP-POLLING", "WS-POLLING"])
+def test_drop_between_two_polls_breaks_nothing(transport: str) -> None:
+    # Why the e2e test failed on a loaded machine (continuity "new", not "recovered"):
+    # after a poll is answered (data, then LOOP) and before the next bind reaches the
+    # server, the session has no stream, so drop_streams() breaks nothing and the next
+    # poll simply carries on. Nothing is lost and no recovery is needed.
+    s = Setup(transport)
+    try:
+        s.subscribe()
+        dropped: list[bool] = []
+
+        def on_update(item: int, row: Any) -> None:
+            if row[0] == "49":  # the poll carrying it has already ended with LOOP
+                dropped.append(s.bound())
+                s.server.drop_streams()
+
+        table = s.client.tables[0]
+        table.on_update(on_update)
+        s.publish(range(50))
+        s.net.run_until(lambda: len(s.got) == 50)
+        assert dropped == [False]
+        s.publish(range(50, 100))
+        s.net.run_until(lambda: len(s.got) >= 100)
+        s.net.advance(0.05)
+        assert s.got == [str(i) for i in range(100)]
+        assert s.continuity == ["new"]
+        assert s.errors == []
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3])
+@pytest.mark.parametrize("transport", ["HTTP-POLLING", "WS-POLLING"])
+def test_drop_at_any_instant_of_a_poll_cycle_loses_nothing(transport: str, delay: float) -> None:
+    # Instants across a poll cycle (polls end after 0.2 s idle): a drop that breaks a
+    # poll is recovered, one that finds no poll open is harmless; nothing is lost.
+    s = Setup(transport, idle_timeout=0.2)
+    try:
+        s.subscribe()
+        s.publish(range(10))
+        s.net.run_until(lambda: len(s.got) == 10)
+        s.net.advance(delay)
+        was_bound = s.bound()
+        s.server.drop_streams()
+        s.publish(range(10, 20))
+        s.net.run_until(lambda: len(s.got) >= 20)
+        s.net.advance(0.5)
+        assert s.got == [str(i) for i in range(20)]
+        assert s.continuity == (["new", "recovered"] if was_bound else ["new"])
+        assert s.errors == []
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+def test_http_polling_end_to_end() -> None:
+    # (The e2e original forced HTTP-POLLING under each transport parameter: one run.)
+    s = Setup("HTTP-POLLING", idle_timeout=0.2)
+    try:
+        s.net.wait(s.client.create_session())
+        assert s.client.status == "CONNECTED:HTTP-POLLING"
+        table = Table(s.client, mode=MODE_RAW, item_ids=["p"], schema=["v"])
+        got: list[Any] = []
+        table.on_update(lambda item, row: got.append(row[0]))
+        s.net.wait(table.when_subscribed())
+        for i in range(30):
+            s.server.data.update("p", {"v": str(i)})
+            if i % 7 == 0:
+                s.net.advance(0.05)
+        s.net.run_until(lambda: len(got) == 30)
+        assert got == [str(i) for i in range(30)]
+        assert s.errors == []
+        assert "CONNECTED:HTTP-STREAMING" not in s.statuses
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "client bug: a WebSocket broken during a rebind after LOOP makes Stream-Sense fall "
+    "back to HTTP with a plain bind (Session._sense -> _start_bind) instead of a recovery; "
+    "what the server wrote on the dead socket is lost silently (continuity 'preserved')"))
+def test_websocket_broken_during_a_rebind_loses_nothing() -> None:
+    s = Setup(None)  # Stream-Sense: WS-STREAMING, HTTP allowed as a fall-back
+    try:
+        s.subscribe()
+        s.publish(range(5))
+        s.net.run_until(lambda: len(s.got) == 5)
+        assert s.client.status == "CONNECTED:WS-STREAMING"
+        (session,) = s.server.sessions.values()
+        # The server ends the binding with LOOP (a control request from elsewhere).
+        s.net.http_client().post(
+            f"{URL}/lightstreamer/control.txt?LS_protocol=TLCP-2.5.0",
+            data=f"LS_reqId=1&LS_op=force_rebind&LS_session={session.session_id}".encode(),
+            headers={"Content-Type": "text/plain"})
+        s.net.pump_until(lambda: not session.is_bound)
+        # The client's bind reaches the server, which binds and writes CONOK and the
+        # updates published now; the socket is reset before the client reads any of it.
+        s.net.pump_until(lambda: session.is_bound)
+        s.publish(range(5, 10))
+        s.net.reset()
+        s.publish(range(10, 15))
+        s.net.run_until(lambda: len(s.got) >= 15, limit=20)
+        assert s.got == [str(i) for i in range(15)]
+        assert s.continuity[-1] == "recovered"
+    finally:
+        s.net.wait(s.client.destroy())
