@@ -14,21 +14,21 @@ events to every subscribed client::
     server.faults.close_after(3)  # script a fault (see Faults)
     ...
     await server.stop()
+
+Modules, one concern each: ``_params`` (request parameters, refusals),
+``_outputs`` (HTTP/WebSocket output writers), ``_stream`` (a stream and its
+timers), ``_session`` (sessions, subscriptions), ``_faults`` (scripted faults),
+``_control`` (control/msg/heartbeat requests), ``_resource`` (the HTTP front
+door), ``_websocket`` (autobahn), ``_server`` (:class:`TlcpServer`),
+``_adapter``/``demo`` (data), ``_encoding`` (notification encoders).
 """
 
 from ._adapter import DataModel, ItemListener
 from ._encoding import encode_line, encode_update, encode_value
-from ._server import (
-    CLIENT_ID,
-    DEFAULT_CLIENT_IDS,
-    PYTHON_SDK_CLIENT_ID,
-    Faults,
-    MessageError,
-    MessageHandler,
-    Session,
-    Subscription,
-    TlcpServer,
-)
+from ._faults import Faults
+from ._params import CLIENT_ID, DEFAULT_CLIENT_IDS, PYTHON_SDK_CLIENT_ID, MessageError
+from ._server import TlcpServer
+from ._session import MessageHandler, Session, Subscription
 
 __all__ = [
     "CLIENT_ID",

@@ -9,7 +9,7 @@ heartbeat is answered only when malformed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -19,20 +19,30 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
+from ._connections import TrackedConnection
 from ._encoding import encode_line
-
-if TYPE_CHECKING:
-    from ._server import TlcpServer, _Stream, _WsOutput
+from ._outputs import WsOutput
+from ._params import SUPPORTED_PROTOCOLS
+from ._stream import Stream, StreamSession
 
 log = Logger()
 
 _SUFFIX = ".lightstreamer.com"
 
 
+class WsHost(Protocol):
+    """What a socket needs of the server: its handshake cookie and a request handler."""
+
+    @property
+    def set_cookie(self) -> str | None: ...
+
+    def _ws_request(self, conn: TlcpWebSocketProtocol, name: str, lines: list[str]) -> None: ...
+
+
 class TlcpWebSocketProtocol(WebSocketServerProtocol):
     """One client socket."""
 
-    server: TlcpServer
+    server: WsHost
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,14 +50,12 @@ class TlcpWebSocketProtocol(WebSocketServerProtocol):
         self.last_session: str | None = None
         self.client_ip: str | None = None
         self.closed = False
-        self._stream: _Stream | None = None
+        self._stream: Stream | None = None
         self._held: list[str] | None = None
 
     # -- autobahn callbacks ------------------------------------------------------------
 
     def onConnect(self, request: Any) -> tuple[str, dict[str, str]]:  # noqa: N802
-        from ._server import SUPPORTED_PROTOCOLS
-
         for offered in request.protocols:
             if offered.endswith(_SUFFIX) and offered[: -len(_SUFFIX)] in SUPPORTED_PROTOCOLS:
                 break
@@ -75,7 +83,7 @@ class TlcpWebSocketProtocol(WebSocketServerProtocol):
         self.closed = True
         stream, self._stream = self._stream, None
         if stream is not None:
-            output: _WsOutput = stream.output  # type: ignore[assignment]
+            output = cast(WsOutput, stream.output)
             output.lost(Failure(ConnectionLost(f"WebSocket closed: {reason}")))
 
     # -- what the server's streams use ---------------------------------------------------
@@ -98,17 +106,15 @@ class TlcpWebSocketProtocol(WebSocketServerProtocol):
         for data in held:
             self.send_text(data)
 
-    def attach(self, stream: _Stream, session: Any) -> None:
+    def attach(self, stream: Stream, session: StreamSession) -> None:
         """``stream`` (of ``session``) is now bound to this socket."""
-        from ._encoding import encode_line as line
-
         previous = self._stream
         if previous is not None and not previous.closed and previous.session is not session:
-            previous.close_with(line("LOOP", 0))  # one session at a time per socket
+            previous.close_with(encode_line("LOOP", 0))  # one session at a time per socket
         self._stream = stream
         self.last_session = session.session_id
 
-    def detach(self, output: Any) -> None:
+    def detach(self, output: object) -> None:
         if self._stream is not None and self._stream.output is output:
             self._stream = None
 
@@ -121,7 +127,7 @@ class _Factory(WebSocketServerFactory):
     protocol = TlcpWebSocketProtocol
     noisy = False
 
-    def __init__(self, server: TlcpServer) -> None:
+    def __init__(self, server: WsHost) -> None:
         super().__init__()
         self.server = server
         self.setProtocolOptions(perMessageCompressionAccept=lambda offers: None)
@@ -140,11 +146,9 @@ class _UpgradeResource(WebSocketResource):
     """
 
     def render(self, request: Any) -> Any:
-        from ._server import _TrackedConnection
-
         channel = request.channel
         wrapper = getattr(channel, "transport", None)
-        if not isinstance(wrapper, _TrackedConnection) or wrapper.transport is None:
+        if not isinstance(wrapper, TrackedConnection) or wrapper.transport is None:
             return super().render(request)
         protocol = self._factory.buildProtocol(wrapper.getPeer())
         channel.transport = None  # twisted.web writes nothing more on this connection
@@ -158,6 +162,6 @@ class _UpgradeResource(WebSocketResource):
         return NOT_DONE_YET
 
 
-def websocket_resource(server: TlcpServer) -> Any:
+def websocket_resource(server: WsHost) -> Any:
     """A ``twisted.web`` resource taking over upgrade requests for ``server``."""
     return _UpgradeResource(_Factory(server))
