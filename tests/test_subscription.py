@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred, succeed
 
 from txlightstreamer import (
     MODE_COMMAND,
@@ -18,26 +19,49 @@ from txlightstreamer import (
     Table,
     ValueDecodeError,
 )
+from txlightstreamer._subscription import TableLink, TableOwner
+from txlightstreamer.states import TableState
 
 
-class StubClient:
-    """Just enough of LsClient for a Table to attach to."""
+class StubOwner:
+    """A `TableOwner` that subscribes nothing and notes what tables ask of it."""
 
     def __init__(self) -> None:
         self.abandoned: list[int] = []
+        self.links: list[TableLink] = []
 
-    def _attach_table(self, table: Table) -> None:
+    def attach(self, link: TableLink) -> None:
+        self.links.append(link)
+
+    def ready(self, link: TableLink) -> None:
         pass
 
-    def _table_ready(self, table: Table) -> None:
-        pass
+    def delete(self, link: TableLink, previous: TableState) -> None:
+        link.finished()
 
-    def _abandon_subscription(self, sub_id: int) -> None:
+    def reconf(self, link: TableLink, max_frequency: float | str) -> Deferred[None]:
+        return succeed(None)
+
+    def abandon(self, sub_id: int) -> None:
         self.abandoned.append(sub_id)
+
+    def forget(self, link: TableLink) -> None:
+        pass
+
+
+class StubClient:
+    """Just enough of LsClient (a `TableHost`) for a Table to attach to."""
+
+    def __init__(self) -> None:
+        self.owner = StubOwner()
+
+    @property
+    def table_owner(self) -> TableOwner:
+        return self.owner
 
 
 def make_table(**kwargs: Any) -> tuple[Table, list[ItemUpdate], list[tuple[int, Any]]]:
-    table = Table(StubClient(), **kwargs)  # type: ignore[arg-type]
+    table = Table(StubClient(), **kwargs)
     updates: list[ItemUpdate] = []
     rows: list[tuple[int, Any]] = []
     table.on_item_update(updates.append)
@@ -132,7 +156,7 @@ def test_subok_count_mismatch_fails_the_table() -> None:
     assert isinstance(errors[0], SubscriptionError)
     assert errors[0].code == 61
     assert "Expected 2 items but got 3" in errors[0].message
-    assert table.client.abandoned == [1]  # type: ignore[attr-defined]
+    assert table.client.owner.abandoned == [1]  # type: ignore[attr-defined]
 
 
 def test_group_and_schema_names_take_server_counts() -> None:
@@ -179,4 +203,4 @@ def test_callback_exception_does_not_break_delivery() -> None:
 )
 def test_misuse_fails_fast(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Table(StubClient(), **kwargs)  # type: ignore[arg-type]
+        Table(StubClient(), **kwargs)

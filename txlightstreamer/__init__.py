@@ -25,6 +25,9 @@ from txlightstreamer.client import (
 from txlightstreamer.errors import (
     ClientStateError,
     LightstreamerError,
+    MessageDenied,
+    MessageDiscarded,
+    MessageError,
     ProtocolError,
     RequestError,
     ServerError,
@@ -33,6 +36,7 @@ from txlightstreamer.errors import (
     TransportError,
     ValueDecodeError,
 )
+from txlightstreamer.states import ConnectionState, Continuity, Status, TableState
 
 __all__ = [
     "MODE_COMMAND",
@@ -45,16 +49,23 @@ __all__ = [
     "STATE_RECONNECTING",
     "STATE_STALLED",
     "ClientStateError",
+    "ConnectionState",
+    "Continuity",
     "ItemUpdate",
     "LightstreamerError",
     "LsClient",
+    "MessageDenied",
+    "MessageDiscarded",
+    "MessageError",
     "ProtocolError",
     "RequestError",
     "ServerError",
     "SessionInfo",
     "SessionLostError",
+    "Status",
     "SubscriptionError",
     "Table",
+    "TableState",
     "TransportError",
     "ValueDecodeError",
     "__version__",

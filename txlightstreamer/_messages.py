@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 
-from txlightstreamer.errors import LightstreamerError, ServerError, SessionLostError
+# The exceptions live in errors.py; they stay importable from here for older code.
+from txlightstreamer.errors import (
+    LightstreamerError,
+    MessageDenied,
+    MessageDiscarded,
+    MessageError,
+    ServerError,
+    SessionLostError,
+)
 from txlightstreamer.protocol import MsgDone, MsgFail, Request, message
 
 __all__ = [
@@ -22,18 +30,6 @@ __all__ = [
 
 # Numbering for messages without a sequence that still want an outcome; never sent.
 _UNORDERED = "UNORDERED_MESSAGES"
-
-
-class MessageError(ServerError):
-    """The server could not process a message (``MSGFAIL`` or ``REQERR``)."""
-
-
-class MessageDenied(MessageError):
-    """The Metadata Adapter refused the message (code <= 0)."""
-
-
-class MessageDiscarded(MessageError):
-    """The message was skipped by timeout while waiting for its predecessors (38/39)."""
 
 
 class _Outgoing:

@@ -1,22 +1,26 @@
 """
-Tables (subscriptions), their per-mode item state, and the per-update object.
+Tables (subscriptions): `Table`, its per-mode item state, and the `TableOwner` protocol
+through which it asks to be subscribed.
 
-A `Table` never touches a transport: the client hands it the notifications that carry
-its subscription id, and the table decodes them into rows and calls the user back.
+A `Table` never touches a transport, nor the client: it is given an owner (the client's
+subscription registry) that it calls through `TableOwner`, and the owner drives it back
+through the table's `TableLink`, handing it the notifications of its subscription id.
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, ClassVar, Final, Protocol
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from txlightstreamer._callbacks import CallbackList
+from txlightstreamer._command import CommandKeys
+from txlightstreamer._item_update import ItemUpdate, Row, Value, changed_indexes
+from txlightstreamer._table_events import TableEvents
+from txlightstreamer._update_queue import UpdateQueue
 from txlightstreamer.errors import (
     ClientStateError,
     LightstreamerError,
@@ -25,9 +29,7 @@ from txlightstreamer.errors import (
 )
 from txlightstreamer.protocol import check_limit, decode_update
 from txlightstreamer.protocol._hotpath import Lane, deliver
-
-if TYPE_CHECKING:
-    from txlightstreamer.client import LsClient
+from txlightstreamer.states import TableState
 
 __all__ = [
     "MODE_COMMAND",
@@ -36,6 +38,9 @@ __all__ = [
     "MODE_RAW",
     "ItemUpdate",
     "Table",
+    "TableHost",
+    "TableLink",
+    "TableOwner",
     "UpdateQueue",
 ]
 
@@ -47,8 +52,13 @@ MODES: Final = (MODE_RAW, MODE_MERGE, MODE_DISTINCT, MODE_COMMAND)
 # Largest item or field count a SUBOK may announce (guards memory against a bad server).
 MAX_TABLE_SIZE: Final = 100_000
 
-Value = str | None
-Row = tuple[Value, ...]
+# Life cycle of a table (the seed API's names for the `TableState` members).
+PENDING: Final = TableState.PENDING
+SUBSCRIBING: Final = TableState.SUBSCRIBING
+ACTIVE: Final = TableState.ACTIVE
+DELETING: Final = TableState.DELETING
+DELETED: Final = TableState.DELETED
+FAILED: Final = TableState.FAILED
 
 log = Logger()
 
@@ -71,145 +81,159 @@ def _split_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
     return names
 
 
-class ItemUpdate:
+def _check_options(
+    mode: str, schema: tuple[str, ...], snapshot: bool | int, buffer_size: int | str | None,
+    max_frequency: float | str | None, data_adapter: str | None, selector: str | None,
+) -> None:
+    """Refuse, before anything is sent, what the server would refuse for this mode."""
+    if mode == MODE_RAW and snapshot:
+        raise ValueError("RAW mode has no snapshot: use snapshot=False")
+    if isinstance(snapshot, int) and not isinstance(snapshot, bool):
+        if mode != MODE_DISTINCT:
+            raise ValueError("a snapshot length is only allowed in DISTINCT mode")
+        if snapshot < 1:
+            raise ValueError("the snapshot length must be a positive integer")
+    if buffer_size is not None and mode not in (MODE_MERGE, MODE_DISTINCT):
+        raise ValueError("buffer_size is only allowed in MERGE and DISTINCT mode")
+    if buffer_size is not None and max_frequency == "unfiltered":
+        raise ValueError("buffer_size cannot be combined with max_frequency='unfiltered'")
+    if mode == MODE_COMMAND and len(schema) > 1:
+        missing = {"key", "command"} - set(schema)
+        if missing:
+            raise ValueError(
+                f"a COMMAND schema must contain the fields 'key' and 'command' "
+                f"(missing: {', '.join(sorted(missing))})"
+            )
+    for name, value in (("data_adapter", data_adapter), ("selector", selector)):
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise ValueError(f"{name} must be a non-empty name without spaces")
+
+
+class TableOwner(Protocol):
     """
-    One update of one item (or of one key of a COMMAND item), as delivered to
-    `Table.on_item_update` callbacks.
-
-    Values are reachable by field name (``update["last_price"]``) or by 1-based position
-    (``update[2]``); `changed_fields` lists only what this update changed.
+    What a `Table` asks of whoever subscribes it (an `LsClient`'s subscription registry).
+    Each table hands its `TableLink`; the owner drives the table only through that link.
     """
 
-    __slots__ = (
-        "table",
-        "item_pos",
-        "values",
-        "is_snapshot",
-        "_previous",
-        "_changed_override",
-        "_patches",
-    )
+    def attach(self, link: TableLink) -> None:
+        """A new table: keep it, and subscribe it unless silent (ClientStateError if closed)."""
 
-    def __init__(
-        self,
-        table: Table,
-        item_pos: int,
-        values: Row,
-        previous: Row | None,
-        is_snapshot: bool,
-        patches: Mapping[int, Any] | None = None,
-        changed_override: frozenset[int] | None = None,
-    ) -> None:
+    def ready(self, link: TableLink) -> None:
+        """A silent table was started: subscribe it as soon as a session allows."""
+
+    def delete(self, link: TableLink, previous: TableState) -> None:
+        """Unsubscribe a table that was in state ``previous`` (it is DELETING now)."""
+
+    def reconf(self, link: TableLink, max_frequency: float | str) -> Deferred[None]:
+        """Ask the server for a new maximum frequency of a subscribed table."""
+
+    def abandon(self, sub_id: int) -> None:
+        """Forget a subscription id and drop it on the server (errors do not matter)."""
+
+    def forget(self, link: TableLink) -> None:
+        """Drop a second-level table locally: its parent's subscription is gone."""
+
+
+class TableHost(Protocol):
+    """What `Table` takes as its first argument: an `LsClient` (or a test's stand-in)."""
+
+    @property
+    def table_owner(self) -> TableOwner:
+        """The owner this host's tables attach to."""
+
+
+class TableLink:
+    """
+    The owner's handle on one table: everything the subscription registry does to a table
+    goes through here (never through the table's private parts, never by the application).
+    """
+
+    __slots__ = ("table", "update")
+
+    def __init__(self, table: Table) -> None:
         self.table = table
-        self.item_pos = item_pos
-        self.values = values
-        self.is_snapshot = is_snapshot
-        self._previous = previous
-        self._changed_override = changed_override
-        self._patches = patches
+        #: Deliver one ``U`` line the hot path left (``update(item, raw_values)``).
+        self.update: Callable[[int, str], None] = table._update
 
     @property
-    def item_name(self) -> str | None:
-        """The item's name, when the table was given item names."""
-        names = self.table.item_names
-        if names is not None and 0 < self.item_pos <= len(names):
-            return names[self.item_pos - 1]
-        return None
+    def top_level(self) -> bool:
+        """False for a key's second-level table, which its parent re-creates."""
+        return self.table._top_level
 
-    @property
-    def fields(self) -> tuple[str, ...] | None:
-        """The field names, when the table was given them."""
-        return self.table.field_names
+    def begin(self, sub_id: int) -> dict[str, Any]:
+        """A fresh subscription (new id) is sent: the ``add_subscription`` arguments."""
+        table = self.table
+        table._begin(sub_id)
+        return {
+            "mode": table.mode,
+            "group": " ".join(table.items),
+            "schema": " ".join(table.schema),
+            "data_adapter": table.data_adapter,
+            "selector": table.selector,
+            "buffer_size": table.buffer_size,
+            "max_frequency": table.max_frequency,
+            "snapshot": None if table.mode == MODE_RAW else table.snapshot,
+        }
 
-    def _index(self, field: str | int) -> int:
-        if isinstance(field, int):
-            if not 1 <= field <= len(self.values):
-                raise IndexError(f"field position {field} out of range 1..{len(self.values)}")
-            return field - 1
-        names = self.table.field_names
-        if names is None or field not in names:
-            raise KeyError(field)
-        return names.index(field)
+    def subscribed(
+        self, num_items: int, num_fields: int, key_pos: int = 0, command_pos: int = 0
+    ) -> Lane | None:
+        """``SUBOK``/``SUBCMD``: the hot path's lane once active (None if it failed)."""
+        table = self.table
+        table._subok(num_items, num_fields, key_pos, command_pos)
+        return table._lane if table.state == ACTIVE else None
 
-    def value(self, field: str | int) -> Value:
-        """The value of a field, by name or 1-based position (None means null)."""
-        return self.values[self._index(field)]
+    def end_of_snapshot(self, item: int) -> None:
+        self.table._end_of_snapshot(item)
 
-    __getitem__ = value
+    def clear_snapshot(self, item: int) -> None:
+        self.table._clear_snapshot(item)
 
-    def _changed_indexes(self) -> frozenset[int]:
-        if self._changed_override is not None:
-            return self._changed_override
-        prev = self._previous
-        if prev is None:
-            return frozenset(range(len(self.values)))
-        pairs = enumerate(zip(prev, self.values, strict=False))
-        return frozenset(i for i, (a, b) in pairs if a != b)
+    def overflow(self, item: int, lost: int) -> None:
+        self.table._overflow(item, lost)
 
-    def is_changed(self, field: str | int) -> bool:
-        """Whether this update changed the field."""
-        return self._index(field) in self._changed_indexes()
+    def config(self, max_frequency: str, filtered: bool) -> None:
+        self.table._conf(max_frequency, filtered)
 
-    @property
-    def changed_fields(self) -> dict[str | int, Value]:
-        """The changed fields, keyed by name (or by 1-based position without names)."""
-        names = self.table.field_names
-        keys: Sequence[str | int] = names if names is not None else range(1, len(self.values) + 1)
-        return {keys[i]: self.values[i] for i in sorted(self._changed_indexes())}
+    def unsubscribed(self) -> None:
+        """``UNSUB``, or the subscription ended with its session."""
+        self.table._unsubscribed()
 
-    def json_patch(self, field: str | int) -> Any | None:
-        """The JSON Patch (RFC 6902 operation list) the server sent for this field, if any."""
-        if self._patches is None:
-            return None
-        return self._patches.get(self._index(field))
+    def failed(self, error: LightstreamerError) -> None:
+        """The server refused the subscription."""
+        self.table._fail(error)
 
-    @property
-    def key(self) -> Value:
-        """The COMMAND key of this update (None outside COMMAND mode)."""
-        pos = self.table.key_position
-        return self.values[pos - 1] if pos else None
+    def broken(self, error: LightstreamerError) -> None:
+        """Undecodable data: tell the table's error callbacks."""
+        self.table._error_cbs(error)
 
-    @property
-    def command(self) -> Value:
-        """``ADD``, ``UPDATE`` or ``DELETE`` in COMMAND mode (None otherwise)."""
-        pos = self.table.command_position
-        return self.values[pos - 1] if pos else None
+    def reset(self) -> None:
+        """Back to PENDING (firing ``on_unsubscribed``), to be subscribed afresh."""
+        self.table.state = ACTIVE
+        self.table._unsubscribed()
 
-    def as_dict(self) -> dict[str | int, Value]:
-        """All values keyed by field name (or 1-based position without names)."""
-        names = self.table.field_names
-        if names is None:
-            return {i + 1: v for i, v in enumerate(self.values)}
-        return dict(zip(names, self.values, strict=True))
-
-    def __repr__(self) -> str:
-        return (
-            f"<ItemUpdate item={self.item_name or self.item_pos} "
-            f"snapshot={self.is_snapshot} values={self.as_dict()!r}>"
-        )
+    def finished(self) -> None:
+        """Deleted for good (the client is closing, or the delete needs no request)."""
+        self.table.state = DELETING
+        self.table._unsubscribed()
 
 
-# Life cycle of a table, as seen by the client.
-PENDING: Final = "pending"  # waiting for a session (or for start() when silent)
-SUBSCRIBING: Final = "subscribing"  # add sent, waiting for SUBOK
-ACTIVE: Final = "active"  # SUBOK received
-DELETING: Final = "deleting"  # delete sent, waiting for UNSUB
-DELETED: Final = "deleted"  # gone for good
-FAILED: Final = "failed"  # the server refused it
-
-
-class Table:
+class Table(TableEvents):
     """
     A subscription to a set of items and fields in one mode.
 
     Callbacks run in the reactor thread. Created before the session exists, the table
     is subscribed as soon as the session is; after a session is replaced it is
-    subscribed again (its snapshot is delivered again).
+    subscribed again (its snapshot is delivered again). Every ``on_*`` method returns
+    its callback (so it works as a decorator); `remove_callback` unregisters it.
     """
+
+    # A key's second-level table (see `_KeyTable`) belongs to its parent, not the owner.
+    _top_level: ClassVar[bool] = True
 
     def __init__(
         self,
-        client: LsClient,
+        client: TableHost,
         data_adapter: str | None = None,
         mode: str = MODE_MERGE,
         item_ids: str | Iterable[str] = (),
@@ -223,34 +247,14 @@ class Table:
         *,
         second_level_schema: str | Iterable[str] | None = None,
         second_level_adapter: str | None = None,
-        _parent: tuple[Table, int, str] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         self.mode = mode
         self.items = _split_names(item_ids, "item_ids")
         self.schema = _split_names(schema, "schema")
-        if mode == MODE_RAW and snapshot:
-            raise ValueError("RAW mode has no snapshot: use snapshot=False")
-        if isinstance(snapshot, int) and not isinstance(snapshot, bool):
-            if mode != MODE_DISTINCT:
-                raise ValueError("a snapshot length is only allowed in DISTINCT mode")
-            if snapshot < 1:
-                raise ValueError("the snapshot length must be a positive integer")
-        if buffer_size is not None and mode not in (MODE_MERGE, MODE_DISTINCT):
-            raise ValueError("buffer_size is only allowed in MERGE and DISTINCT mode")
-        if buffer_size is not None and max_frequency == "unfiltered":
-            raise ValueError("buffer_size cannot be combined with max_frequency='unfiltered'")
-        if mode == MODE_COMMAND and len(self.schema) > 1:
-            missing = {"key", "command"} - set(self.schema)
-            if missing:
-                raise ValueError(
-                    f"a COMMAND schema must contain the fields 'key' and 'command' "
-                    f"(missing: {', '.join(sorted(missing))})"
-                )
-        for name, value in (("data_adapter", data_adapter), ("selector", selector)):
-            if value is not None and (not value or any(c.isspace() for c in value)):
-                raise ValueError(f"{name} must be a non-empty name without spaces")
+        _check_options(mode, self.schema, snapshot, buffer_size, max_frequency,
+                       data_adapter, selector)
         self.second_schema: tuple[str, ...] = ()
         if second_level_schema is not None:
             if mode != MODE_COMMAND:
@@ -260,9 +264,6 @@ class Table:
             if clash:
                 raise ValueError(f"second-level fields repeat first-level ones: {sorted(clash)}")
         self.second_level_adapter = second_level_adapter
-        # (parent table, item position, key) for a second-level table.
-        self._parent = _parent
-        self._children: dict[tuple[int, str], Table] = {}
         self.data_adapter = data_adapter
         self.selector = selector
         self.buffer_size = buffer_size
@@ -272,7 +273,7 @@ class Table:
         self._row_factory: Callable[[list[Value]], Any] = row_factory or tuple
 
         self.client = client
-        self.state: str = PENDING
+        self.state: TableState = PENDING
         self.sub_id: int | None = None
         # Filled by SUBOK / SUBCMD.
         self.item_names: tuple[str, ...] | None = self.items
@@ -288,29 +289,22 @@ class Table:
         self.filtered: bool | None = None
 
         self._rows: dict[int, Row] = {}
-        self._keys: dict[int, dict[str, Row]] = {}
+        self._command: CommandKeys[Table] | None = None
+        if mode == MODE_COMMAND:
+            self._command = CommandKeys(len(self.second_schema), self._spawn_child,
+                                        self._dispose_child, self._deliver)
         self._in_snapshot: list[bool] = []
         self._snapshot_items = 0  # items still in their snapshot
 
-        self._update_cbs = CallbackList("on_update")
-        self._item_update_cbs = CallbackList("on_item_update", self._refresh_lane)
-        self._eos_cbs = CallbackList("on_end_of_snapshot")
-        self._cs_cbs = CallbackList("on_clear_snapshot")
-        self._overflow_cbs = CallbackList("on_overflow")
-        self._error_cbs = CallbackList("on_error")
-        self._subscribed_cbs = CallbackList("on_subscribed")
-        self._unsubscribed_cbs = CallbackList("on_unsubscribed")
-        self._config_cbs = CallbackList("on_config")
-        self._deleted_cbs = CallbackList("deleted")
-        self._second_error_cbs = CallbackList("on_second_level_error")
+        TableEvents.__init__(self, self._refresh_lane)
         self._subscribed_waiters: list[Deferred[Table]] = []
         self._delete_waiters: list[Deferred[None]] = []
         # Decoded rows per item, and what the hot path needs to deliver without us.
         self._lane = self._new_lane(0, 0)
 
-        client._attach_table(self)
-
-    # -- public API --------------------------------------------------------------------
+        self._link = TableLink(self)
+        self._owner = client.table_owner
+        self._owner.attach(self._link)
 
     @property
     def row_factory(self) -> Callable[[list[Value]], Any]:
@@ -321,54 +315,6 @@ class Table:
     def row_factory(self, factory: Callable[[list[Value]], Any] | None) -> None:
         self._row_factory = factory or tuple
         self._lane.row_factory = None if self._row_factory is tuple else self._row_factory
-
-    def on_update(self, callback: Callable[[int, Any], object]) -> Callable[[int, Any], object]:
-        """Call ``callback(item_id, row)`` on every update (1-based item position)."""
-        return self._update_cbs.add(callback)
-
-    def on_item_update(
-        self, callback: Callable[[ItemUpdate], object]
-    ) -> Callable[[ItemUpdate], object]:
-        """Call ``callback(update)`` with the richer `ItemUpdate` on every update."""
-        return self._item_update_cbs.add(callback)
-
-    def on_end_of_snapshot(self, callback: Callable[[int], object]) -> Callable[[int], object]:
-        """Call ``callback(item_id)`` when an item's snapshot is complete (``EOS``)."""
-        return self._eos_cbs.add(callback)
-
-    def on_clear_snapshot(self, callback: Callable[[int], object]) -> Callable[[int], object]:
-        """Call ``callback(item_id)`` when the server clears an item (``CS``)."""
-        return self._cs_cbs.add(callback)
-
-    def on_overflow(self, callback: Callable[[int, int], object]) -> Callable[[int, int], object]:
-        """Call ``callback(item_id, lost)`` when the server dropped updates (``OV``)."""
-        return self._overflow_cbs.add(callback)
-
-    def on_error(
-        self, callback: Callable[[LightstreamerError], object]
-    ) -> Callable[[LightstreamerError], object]:
-        """Call ``callback(error)`` when the subscription fails."""
-        return self._error_cbs.add(callback)
-
-    def on_second_level_error(
-        self, callback: Callable[[str, LightstreamerError], object]
-    ) -> Callable[[str, LightstreamerError], object]:
-        """Call ``callback(key, error)`` when a key's second-level subscription fails."""
-        return self._second_error_cbs.add(callback)
-
-    def on_subscribed(self, callback: Callable[[], object]) -> Callable[[], object]:
-        """Call ``callback()`` each time the server confirms the subscription."""
-        return self._subscribed_cbs.add(callback)
-
-    def on_unsubscribed(self, callback: Callable[[], object]) -> Callable[[], object]:
-        """Call ``callback()`` when the subscription ends (``UNSUB`` or session end)."""
-        return self._unsubscribed_cbs.add(callback)
-
-    def on_config(
-        self, callback: Callable[[str, bool], object]
-    ) -> Callable[[str, bool], object]:
-        """Call ``callback(max_frequency, filtered)`` on each ``CONF`` from the server."""
-        return self._config_cbs.add(callback)
 
     def when_subscribed(self) -> Deferred[Table]:
         """A Deferred that fires with this table once the server confirms it."""
@@ -384,7 +330,7 @@ class Table:
             raise ClientStateError("this table was deleted")
         if self.silent:
             self.silent = False
-            self.client._table_ready(self)
+            self._owner.ready(self._link)
 
     def delete(self) -> Deferred[None]:
         """Unsubscribe; the Deferred fires once no more updates can arrive."""
@@ -395,7 +341,7 @@ class Table:
         if self.state != DELETING:
             previous = self.state
             self.state = DELETING
-            self.client._delete_table(self, previous)
+            self._owner.delete(self._link, previous)
         return d
 
     def set_max_frequency(self, max_frequency: float | str) -> Deferred[None]:
@@ -410,7 +356,7 @@ class Table:
         if max_frequency == "unfiltered":
             raise ValueError("'unfiltered' can only be chosen when the table is created")
         self.max_frequency = check_limit(max_frequency, "max_frequency")
-        return self.client._reconf(self, max_frequency)
+        return self._owner.reconf(self._link, max_frequency)
 
     def updates(self, max_queue: int = 1000) -> UpdateQueue:
         """
@@ -420,7 +366,9 @@ class Table:
         dropped and counted in ``dropped`` (and logged). Iteration ends when the table is
         deleted.
         """
-        return UpdateQueue(self, max_queue)
+        queue = UpdateQueue(self, max_queue)
+        self._deleted_cbs.add(queue.close)
+        return queue
 
     @property
     def rows(self) -> Mapping[int, Row]:
@@ -429,7 +377,9 @@ class Table:
 
     def command_rows(self, item_pos: int) -> Mapping[str, Row]:
         """The current key table of one COMMAND item (read-only)."""
-        return MappingProxyType(self._keys.get(item_pos, {}))
+        if self._command is None:
+            return MappingProxyType({})
+        return self._command.rows(item_pos)
 
     @property
     def is_active(self) -> bool:
@@ -442,25 +392,7 @@ class Table:
             f"schema={' '.join(self.schema)!r} state={self.state} sub_id={self.sub_id}>"
         )
 
-    # -- called by the client ----------------------------------------------------------
-
-    def _add_params(self) -> dict[str, Any]:
-        """Keyword arguments for the protocol's ``add_subscription`` request builder."""
-        snapshot: bool | int | None
-        if self.mode == MODE_RAW:
-            snapshot = None
-        else:
-            snapshot = self.snapshot
-        return {
-            "mode": self.mode,
-            "group": " ".join(self.items),
-            "schema": " ".join(self.schema),
-            "data_adapter": self.data_adapter,
-            "selector": self.selector,
-            "buffer_size": self.buffer_size,
-            "max_frequency": self.max_frequency,
-            "snapshot": snapshot,
-        }
+    # -- driven by the owner, through the TableLink -------------------------------------
 
     def _begin(self, sub_id: int) -> None:
         """A fresh subscription (new id) is about to be sent: forget old item state."""
@@ -493,7 +425,7 @@ class Table:
             self.field_names = self.schema
         if problems:
             if self.sub_id is not None:
-                self.client._abandon_subscription(self.sub_id)
+                self._owner.abandon(self.sub_id)
             self._fail(SubscriptionError(61, "; ".join(problems), "SUBOK"))
             return
         self.key_position = key_pos
@@ -505,8 +437,8 @@ class Table:
         snap = bool(self.snapshot) and self.mode != MODE_RAW
         self._in_snapshot = [snap] * num_items
         self._snapshot_items = num_items if snap else 0
-        if self.mode == MODE_COMMAND:
-            self._keys = {i: {} for i in range(1, num_items + 1)}
+        if self._command is not None:
+            self._command.reset(num_items, key_pos, command_pos)
         self.state = ACTIVE
         self.num_items = num_items
         self._live = True
@@ -539,8 +471,8 @@ class Table:
             in_snapshot = self._in_snapshot[item - 1]
             if in_snapshot and self.mode == MODE_MERGE:
                 self._end_snapshot_of(item)  # a MERGE snapshot is exactly one update
-        if self.mode == MODE_COMMAND:
-            self._command_update(item, values, patches, in_snapshot)
+        if self._command is not None:
+            self._command.update(item, values, patches, in_snapshot)
             return
         row = tuple(values)
         rows = self._rows
@@ -577,89 +509,34 @@ class Table:
             and (self.mode == MODE_MERGE or not self._snapshot_items)
         )
 
-    def _command_update(
-        self, item: int, values: list[Value], patches: Mapping[int, Any] | None,
-        in_snapshot: bool,
-    ) -> None:
-        kpos, cpos = self.key_position - 1, self.command_position - 1
-        key = values[kpos]
-        if key is None:
-            raise ValueDecodeError(f"COMMAND update for item {item} has a null key")
-        table = self._keys.setdefault(item, {})
-        known = table.get(key)
-        command = values[cpos]
-        changed: frozenset[int] | None = None
-        width = len(values) + len(self.second_schema)
-        if command == "DELETE":
-            row_list: list[Value] = [None] * width
-            row_list[kpos] = key
-            row_list[cpos] = "DELETE"
-            if known is not None:
-                del table[key]
-                changed = frozenset(i for i in range(width) if i != kpos)
-            row = tuple(row_list)
-            self._drop_child(item, key, unsubscribe=True)
-        else:
-            values = list(values)
-            values[cpos] = "UPDATE" if known is not None else "ADD"
-            if self.second_schema:
-                values.extend(known[len(values):] if known is not None
-                              else [None] * len(self.second_schema))
-            row = tuple(values)
-            table[key] = row
-            if self.second_schema and known is None:
-                self._add_child(item, key)
-        self._deliver(item, row, known, in_snapshot, patches, changed)
+    # -- two-level COMMAND: one second-level table per key ------------------------------
 
-    # -- two-level COMMAND -------------------------------------------------------------
-
-    def _add_child(self, item: int, key: str) -> None:
+    def _spawn_child(self, item: int, key: str) -> Table | None:
         """Subscribe the key's own item (MERGE, second-level fields) for this key."""
         if not key or any(c.isspace() or c == "|" for c in key) or key.isdigit():
             self._second_error_cbs(key, SubscriptionError(
                 14, f"key {key!r} is not a valid item name", "second-level"))
-            return
-        child = Table(
-            self.client,
-            data_adapter=self.second_level_adapter,
-            mode=MODE_MERGE,
-            item_ids=[key],
-            schema=self.second_schema,
-            snapshot=True,
-            _parent=(self, item, key),
-        )
-        self._children[(item, key)] = child
-        child.on_item_update(self._child_update)
+            return None
+        child = _KeyTable(self, key)
+        command = self._command
+        assert command is not None
+
+        def merge(update: ItemUpdate) -> None:
+            command.child_update(item, key, update.values, changed_indexes(update),
+                                 update.is_snapshot)
+
+        child.on_item_update(merge)
         child.on_error(lambda error: self._second_error_cbs(key, error))
         child.on_overflow(lambda _pos, lost: self._overflow(item, lost, key))
+        return child
 
-    def _drop_child(self, item: int, key: str, unsubscribe: bool) -> None:
-        child = self._children.pop((item, key), None)
-        if child is None:
-            return
+    def _dispose_child(self, child: Table, unsubscribe: bool) -> None:
         if unsubscribe and self.state == ACTIVE:
             child.delete()
         else:
             child.state = DELETING
-            self.client._forget_table(child)
-
-    def _drop_children(self, unsubscribe: bool) -> None:
-        for item, key in list(self._children):
-            self._drop_child(item, key, unsubscribe)
-
-    def _child_update(self, update: ItemUpdate) -> None:
-        assert update.table._parent is not None
-        _, item, key = update.table._parent
-        known = self._keys.get(item, {}).get(key)
-        if known is None:
-            return  # the key was deleted meanwhile
-        first = len(known) - len(self.second_schema)
-        values = list(known[:first]) + list(update.values)
-        values[self.command_position - 1] = "UPDATE"
-        row = tuple(values)
-        self._keys[item][key] = row
-        changed = frozenset(first + i for i in update._changed_indexes())
-        self._deliver(item, row, known, update.is_snapshot, None, changed)
+            self._owner.forget(child._link)
+            child.sub_id = None
 
     def _deliver(
         self, item: int, row: Row, previous: Row | None, is_snapshot: bool,
@@ -678,11 +555,8 @@ class Table:
         self._eos_cbs(item)
 
     def _clear_snapshot(self, item: int) -> None:
-        if self.mode == MODE_COMMAND:
-            self._keys[item] = {}
-            for child_item, key in list(self._children):
-                if child_item == item:
-                    self._drop_child(item, key, unsubscribe=True)
+        if self._command is not None:
+            self._command.clear(item)
         else:
             self._rows.pop(item, None)
         self._cs_cbs(item)
@@ -696,7 +570,8 @@ class Table:
 
     def _unsubscribed(self) -> None:
         """The server ended the subscription, or the session ended."""
-        self._drop_children(unsubscribe=self.state == DELETING)
+        if self._command is not None:
+            self._command.drop_children(unsubscribe=self.state == DELETING)
         # on_unsubscribed pairs with on_subscribed: it fires once per confirmed subscription.
         was_live, self._live = self._live, False
         if self.state == DELETING:
@@ -731,72 +606,17 @@ class Table:
             dd.callback(None)
 
 
-class UpdateQueue:
-    """
-    A bounded queue of one table's updates, consumed with ``async for``.
+class _KeyTable(Table):
+    """The second-level table of one key of a two-level COMMAND table (MERGE, snapshot)."""
 
-    Works in Deferred-based coroutines and, under Twisted's asyncio reactor, in asyncio
-    tasks. A consumer slower than the feed never makes memory grow: past ``max_queue``
-    the oldest updates are dropped and counted.
-    """
+    _top_level = False
 
-    def __init__(self, table: Table, max_queue: int) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        self.table = table
-        self.max_queue = max_queue
-        self.dropped = 0
-        self._queue: deque[ItemUpdate] = deque()
-        self._waiter: Deferred[ItemUpdate] | None = None
-        self._closed = False
-        table.on_item_update(self._put)
-        table._deleted_cbs.add(self.close)
-
-    def _put(self, update: ItemUpdate) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.callback(update)
-            return
-        if len(self._queue) >= self.max_queue:
-            self._queue.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warn("Slow consumer of {table!r}: {n} update(s) dropped so far",
-                         table=self.table, n=self.dropped)
-        self._queue.append(update)
-
-    def close(self) -> None:
-        """Stop iterating (pending updates are still delivered first)."""
-        if self._closed:
-            return
-        self._closed = True
-        self.table._item_update_cbs.remove(self._put)
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.errback(StopAsyncIteration())
-
-    def __aiter__(self) -> UpdateQueue:
-        return self
-
-    def __anext__(self) -> Any:
-        d: Deferred[ItemUpdate]
-        if self._queue:
-            d = succeed(self._queue.popleft())
-        elif self._closed:
-            d = fail(StopAsyncIteration())
-        else:
-            d = self._waiter = Deferred()
-        return _awaitable(d)
-
-
-def _awaitable(d: Deferred[Any]) -> Any:
-    """The Deferred itself, or an asyncio future of it inside an asyncio task."""
-    try:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if asyncio.current_task(loop) is not None:
-            return d.asFuture(loop)
-    except RuntimeError:
-        pass
-    return d
+    def __init__(self, parent: Table, key: str) -> None:
+        super().__init__(
+            parent.client,
+            data_adapter=parent.second_level_adapter,
+            mode=MODE_MERGE,
+            item_ids=[key],
+            schema=parent.second_schema,
+            snapshot=True,
+        )

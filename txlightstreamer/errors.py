@@ -21,6 +21,9 @@ __all__ = [
     "SESSION_CODES",
     "ClientStateError",
     "LightstreamerError",
+    "MessageDenied",
+    "MessageDiscarded",
+    "MessageError",
     "ProtocolError",
     "RequestError",
     "ServerError",
@@ -64,3 +67,15 @@ class SessionLostError(LightstreamerError):
 
 class ClientStateError(LightstreamerError, RuntimeError):
     """The API was used in a way the client's current state does not allow."""
+
+
+class MessageError(ServerError):
+    """The server could not process a message (``MSGFAIL`` or ``REQERR``)."""
+
+
+class MessageDenied(MessageError):
+    """The Metadata Adapter refused the message (code <= 0)."""
+
+
+class MessageDiscarded(MessageError):
+    """The message was skipped by timeout while waiting for its predecessors (38/39)."""

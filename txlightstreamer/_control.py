@@ -1,0 +1,264 @@
+"""
+The control channel: control requests of one client, queued until a session is bound,
+sent in batches (one request name per batch, within the server's request limit), and
+their ``REQOK``/``REQERR``/``ERROR`` answers matched back by ``LS_reqId``.
+
+Over HTTP a batch goes on its own connection and the answers come in its reply; over a
+WebSocket (`IRequestStream`) the requests go on the stream and the answers come back
+among the stream's notifications (`answer`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txlightstreamer._session import Session
+from txlightstreamer.errors import (
+    ClientStateError,
+    LightstreamerError,
+    ProtocolError,
+    RequestError,
+    TransportError,
+)
+from txlightstreamer.protocol import (
+    Error,
+    Notification,
+    ReqErr,
+    ReqOk,
+    Request,
+    heartbeat,
+    parse_bytes,
+)
+from txlightstreamer.transport.interfaces import IControlTransport, IRequestStream
+
+__all__ = ["ControlChannel"]
+
+log = Logger()
+
+# REQERR codes that also concern the application, not only the request's caller.
+_REPORTED_CODES: Final = (11, 65, 67)
+
+
+class _Pending:
+    """
+    A control request waiting to be sent (built with a fresh LS_reqId when sent). Its
+    ``epoch`` is the session it belongs to, or None for "whichever session comes".
+    """
+
+    __slots__ = ("build", "deferred", "epoch")
+
+    def __init__(
+        self, build: Callable[[int], Request], deferred: Deferred[None], epoch: int | None
+    ) -> None:
+        self.build = build
+        self.deferred = deferred
+        self.epoch = epoch
+
+
+_Batch = list[tuple[_Pending, Request, int]]
+
+
+class ControlChannel:
+    """
+    The queue of control requests of one client, for the session it is given.
+
+    ``report`` gets the errors the application should know of; ``sent()`` is called
+    whenever a batch is about to go (the reverse heartbeat counts it as activity).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        transport: IControlTransport,
+        clock: IReactorTime,
+        *,
+        max_pending: int,
+        report: Callable[[LightstreamerError], None],
+        sent: Callable[[], None],
+    ) -> None:
+        self._session = session
+        self._transport = transport
+        self._clock = clock
+        self._max_pending = max_pending
+        self._report = report
+        self._sent = sent
+        self._queue: deque[_Pending] = deque()
+        self._busy = False
+        self._retry: IDelayedCall | None = None
+        # Requests written on a WebSocket stream, by LS_reqId, awaiting their answer.
+        self._awaiting: dict[str, _Pending] = {}
+        self._next_req_id = 0
+        self.epoch = 0  # bumped with every new session
+        #: Set when the client is closing: failed batches are no longer retried.
+        self.closing = False
+
+    def next_request_id(self) -> int:
+        self._next_req_id += 1
+        return self._next_req_id
+
+    def send(self, build: Callable[[int], Request], any_session: bool = False) -> Deferred[None]:
+        """
+        Queue the request ``build(req_id)`` for this session (or, with ``any_session``,
+        for whichever session comes); fires on ``REQOK``, errbacks otherwise.
+        """
+        d: Deferred[None] = Deferred()
+        if len(self._queue) >= self._max_pending:
+            d.errback(ClientStateError(
+                f"more than {self._max_pending} control requests pending; "
+                "raise max_pending_requests or slow down"))
+            return d
+        epoch = None if any_session else self.epoch
+        self._queue.append(_Pending(build, d, epoch))
+        self.flush()
+        return d
+
+    def flush(self) -> None:
+        """Send what is queued, if a session is bound and no batch is on its way."""
+        session = self._session
+        if self._busy or not self._queue:
+            return
+        if not session.bound or session.session_id is None:
+            return
+        batch: _Batch = []
+        size = 0
+        limit = max(session.request_limit, 1)
+        name: str | None = None
+        while self._queue:
+            pending = self._queue[0]
+            req_id = self.next_request_id()
+            request = pending.build(req_id)
+            line = len(request.encode()) + 2
+            if batch and (request.name != name or size + line > limit):
+                break
+            self._queue.popleft()
+            name = request.name
+            batch.append((pending, request, req_id))
+            size += line
+        self._sent()
+        stream = session.stream
+        if IRequestStream.providedBy(stream):
+            # A WebSocket carries control requests itself; answers come on the stream.
+            for pending, _, req_id in batch:
+                self._awaiting[str(req_id)] = pending
+            stream.send_requests([r for _, r, _ in batch])
+            self.flush()
+            return
+        self._busy = True
+        d = self._transport.send_control(
+            session.base_url, session.session_id, [r for _, r, _ in batch])
+        d.addCallbacks(self._answered, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+
+    def answer(self, n: Notification) -> bool:
+        """An answer that came on the stream; False if it answers no request of ours."""
+        return self._settle(n, self._awaiting)
+
+    def new_session(self) -> list[Deferred[None]]:
+        """
+        A new session: requests built for an older one are meaningless now. Returns their
+        Deferreds, for the caller to fail once it has told everything else.
+        """
+        self.epoch += 1
+        stale = [p.deferred for p in self._queue if p.epoch not in (None, self.epoch)]
+        self._queue = deque(p for p in self._queue if p.epoch in (None, self.epoch))
+        return stale
+
+    def requeue_awaiting(self, error: LightstreamerError | None) -> None:
+        """Requests written on a stream that broke: send again (no error), or fail them."""
+        awaiting, self._awaiting = self._awaiting, {}
+        if error is None:
+            for pending in reversed(list(awaiting.values())):
+                self._queue.appendleft(pending)
+        else:
+            for pending in awaiting.values():
+                pending.deferred.errback(error)
+
+    def fail_all(self, error: LightstreamerError) -> None:
+        """Fail every queued request (the session is over) and stop retrying."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        queue, self._queue = self._queue, deque()
+        for pending in queue:
+            pending.deferred.errback(error)
+
+    def heartbeat(self) -> None:
+        """Send a reverse heartbeat now, outside the queue (nothing waits for its answer)."""
+        session = self._session
+        if not session.bound or session.session_id is None:
+            return
+        stream = session.stream
+        if IRequestStream.providedBy(stream):
+            stream.send_requests([heartbeat()])  # no answer comes on a WebSocket
+        else:
+            sent = self._transport.send_control(session.base_url, session.session_id,
+                                                [heartbeat()])
+            sent.addErrback(lambda f: log.info("heartbeat failed: {f}", f=f.value))
+
+    # -- answers -----------------------------------------------------------------------
+
+    def _answered(self, lines: list[bytes], batch: _Batch) -> None:
+        self._busy = False
+        waiting = {str(req_id): pending for pending, _, req_id in batch}
+        for raw in lines:
+            try:
+                n = parse_bytes(raw)
+            except ProtocolError as e:
+                self._report(e)
+                continue
+            if not self._settle(n, waiting):
+                self._report(ProtocolError("unexpected reply to a control request",
+                                           raw.decode("utf-8", "replace")))
+        for pending in waiting.values():
+            pending.deferred.errback(ProtocolError("no reply for a control request"))
+        self.flush()
+
+    def _settle(self, n: Notification, waiting: dict[str, _Pending]) -> bool:
+        """Settle the request a REQOK/REQERR/ERROR answers; False if it answers none."""
+        if isinstance(n, ReqOk) and n.req_id in waiting:
+            waiting.pop(n.req_id).deferred.callback(None)
+        elif isinstance(n, ReqErr) and n.req_id in waiting:
+            error = RequestError(n.code, n.message, "REQERR")
+            waiting.pop(n.req_id).deferred.errback(error)
+            if n.code == 20:
+                self._session.restart("REQERR 20: session not found")
+            elif n.code in _REPORTED_CODES:
+                self._report(error)
+        elif isinstance(n, Error):
+            error = RequestError(n.code, n.message, "ERROR")
+            self._report(error)
+            pending = list(waiting.values())
+            waiting.clear()
+            for p in pending:
+                p.deferred.errback(error)
+        else:
+            return False
+        return True
+
+    def _failed(self, failure: Failure, batch: _Batch) -> None:
+        self._busy = False
+        error = failure.value
+        if not isinstance(error, LightstreamerError):
+            error = TransportError(str(error))
+        if not self.closing and isinstance(error, TransportError) and error.retryable:
+            # Put the requests back; they go again (with new ids) once a stream is bound.
+            for pending, _, _ in reversed(batch):
+                self._queue.appendleft(pending)
+            log.warn("Control request failed, will retry: {error}", error=error)
+            self._retry = self._clock.callLater(
+                self._session.options.retry_delay, self._retry_now)
+            return
+        for pending, _, _ in batch:
+            pending.deferred.errback(error)
+        self.flush()
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.flush()
+

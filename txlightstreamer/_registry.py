@@ -1,0 +1,269 @@
+"""
+The subscription registry: the tables of one client, their subscription ids, and the
+routing of each subscription's notifications to its table. It is the `TableOwner` every
+`Table` of the client is given, and drives each table through its `TableLink`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txlightstreamer._control import ControlChannel
+from txlightstreamer._subscription import (
+    ACTIVE,
+    DELETING,
+    FAILED,
+    PENDING,
+    SUBSCRIBING,
+    Table,
+    TableLink,
+)
+from txlightstreamer.errors import (
+    ClientStateError,
+    LightstreamerError,
+    ServerError,
+    SessionLostError,
+    SubscriptionError,
+)
+from txlightstreamer.protocol import (
+    ClearSnapshot,
+    Conf,
+    EndOfSnapshot,
+    Notification,
+    Overflow,
+    Request,
+    SubCmd,
+    SubOk,
+    Unsub,
+    add_subscription,
+    delete_subscription,
+    reconf_subscription,
+)
+from txlightstreamer.protocol._hotpath import UpdateRouter
+from txlightstreamer.states import TableState
+
+__all__ = ["SubscriptionRegistry"]
+
+log = Logger()
+
+
+class SubscriptionRegistry:
+    """
+    Subscribes tables through ``control`` and routes their notifications. Plain updates
+    of an active table go straight to its hot-path lane (``router.lanes[sub_id]``).
+
+    ``can_subscribe()`` says whether a session exists to subscribe in; ``closed()``
+    whether the client refuses new tables; ``report`` gets the errors the application
+    should know of.
+    """
+
+    def __init__(
+        self,
+        control: ControlChannel,
+        router: UpdateRouter,
+        *,
+        can_subscribe: Callable[[], bool],
+        closed: Callable[[], bool],
+        report: Callable[[LightstreamerError], None],
+    ) -> None:
+        self._control = control
+        self._router = router
+        self._can_subscribe = can_subscribe
+        self._closed = closed
+        self._report = report
+        self._links: list[TableLink] = []  # top-level tables, not deleted
+        self._by_sub_id: dict[int, TableLink] = {}
+        self._next_sub_id = 0
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return tuple(link.table for link in self._links)
+
+    # -- TableOwner: what tables ask --------------------------------------------------------
+
+    def attach(self, link: TableLink) -> None:
+        if self._closed():
+            raise ClientStateError("cannot add a Table to a destroyed client")
+        if link.top_level:
+            # Second-level tables belong to their parent, which re-creates them.
+            self._links.append(link)
+        if not link.table.silent:
+            self.ready(link)
+
+    def ready(self, link: TableLink) -> None:
+        if self._can_subscribe():
+            self.subscribe(link)
+
+    def delete(self, link: TableLink, previous: TableState) -> None:
+        sub_id = link.table.sub_id
+        if previous in (PENDING, FAILED) or sub_id is None:
+            self.finish(link)
+            return
+
+        def build(req_id: int) -> Request:
+            return delete_subscription(req_id, sub_id)
+
+        def failed(failure: Failure) -> None:
+            # REQERR 19 (not found) or a lost session: either way nothing more will come.
+            if self._by_sub_id.get(sub_id) is link:
+                self._unbind(sub_id)
+            self.finish(link)
+
+        self._control.send(build).addErrback(failed)
+
+    def reconf(self, link: TableLink, max_frequency: float | str) -> Deferred[None]:
+        sub_id = link.table.sub_id
+        if link.table.state != ACTIVE or sub_id is None:
+            return succeed(None)  # applies when the table is next subscribed
+        return self._control.send(
+            lambda req_id: reconf_subscription(req_id, sub_id, max_frequency=max_frequency))
+
+    def abandon(self, sub_id: int) -> None:
+        self._unbind(sub_id)
+
+        def build(req_id: int) -> Request:
+            return delete_subscription(req_id, sub_id)
+
+        self._control.send(build).addErrback(lambda _: None)
+
+    def forget(self, link: TableLink) -> None:
+        sub_id = link.table.sub_id
+        if sub_id is not None and self._by_sub_id.get(sub_id) is link:
+            self._unbind(sub_id)
+
+    # -- driven by the client ---------------------------------------------------------------
+
+    def subscribe(self, link: TableLink) -> None:
+        """Send the table's subscription with a new id (if it waits for one)."""
+        table = link.table
+        if table.state != PENDING or table.silent:
+            return
+        self._next_sub_id += 1
+        sub_id = self._next_sub_id
+        params = link.begin(sub_id)
+        self._by_sub_id[sub_id] = link
+
+        def build(req_id: int) -> Request:
+            return add_subscription(req_id, sub_id, **params)
+
+        def refused(failure: Failure) -> None:
+            if self._by_sub_id.get(sub_id) is not link:
+                return  # superseded (new session)
+            self._unbind(sub_id)
+            error = failure.value
+            if isinstance(error, ServerError) and not isinstance(error, SubscriptionError):
+                error = SubscriptionError(error.code, error.message, error.tag)
+            if isinstance(error, SessionLostError):
+                return
+            if isinstance(error, LightstreamerError):
+                link.failed(error)
+                self._report(error)
+            if link in self._links:
+                self._links.remove(link)
+
+        self._control.send(build).addErrback(refused)
+
+    def finish(self, link: TableLink) -> None:
+        """The table is deleted for good."""
+        sub_id = link.table.sub_id
+        if sub_id is not None:
+            self._unbind(sub_id)
+        if link in self._links:
+            self._links.remove(link)
+        link.finished()
+
+    def session_started(self) -> None:
+        """A new session: every subscription id of the old one is void."""
+        self._unbind_all()
+        for link in self._links:
+            state = link.table.state
+            if state in (ACTIVE, SUBSCRIBING):
+                link.unsubscribed()
+            if link.table.state == DELETING:
+                self.finish(link)
+
+    def subscribe_all(self) -> None:
+        for link in list(self._links):
+            self.subscribe(link)
+
+    def session_lost(self) -> None:
+        """The subscriptions ended with their session (they wait for the next one)."""
+        for link in self._links:
+            if link.table.state in (ACTIVE, SUBSCRIBING):
+                link.unsubscribed()
+
+    def session_closed(self) -> None:
+        self.session_lost()
+        self._unbind_all()
+
+    def close(self) -> None:
+        """The client is destroyed: every table is deleted."""
+        for link in list(self._links):
+            self.finish(link)
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def update(self, sub_id: int, item: int, values: str) -> None:
+        """Route one ``U`` notification (one the hot path left) to its table."""
+        link = self._by_sub_id.get(sub_id)
+        if link is None:
+            log.debug("Update for unknown subscription {sub}", sub=sub_id)
+            return
+        try:
+            link.update(item, values)
+        except LightstreamerError as e:
+            self._broken(link, e)
+
+    def route(self, sub_id: int, n: Notification) -> None:
+        """Route a subscription's notification (SUBOK, EOS, CS, OV, CONF, UNSUB...)."""
+        link = self._by_sub_id.get(sub_id)
+        if link is None:
+            log.debug("{n!r} for unknown subscription", n=n)
+            if isinstance(n, SubOk | SubCmd):
+                # A subscription we no longer want (a "zombie"): drop it on the server.
+                self.abandon(sub_id)
+            return
+        if isinstance(n, SubCmd):
+            lane = link.subscribed(n.num_items, n.num_fields, n.key_pos, n.command_pos)
+            if lane is not None:
+                self._router.lanes[sub_id] = lane
+        elif isinstance(n, SubOk):
+            lane = link.subscribed(n.num_items, n.num_fields)
+            if lane is not None:
+                self._router.lanes[sub_id] = lane
+        elif isinstance(n, EndOfSnapshot):
+            link.end_of_snapshot(n.item)
+        elif isinstance(n, ClearSnapshot):
+            link.clear_snapshot(n.item)
+        elif isinstance(n, Overflow):
+            link.overflow(n.item, n.lost)
+        elif isinstance(n, Conf):
+            link.config(n.max_frequency, n.filtered)
+        elif isinstance(n, Unsub):
+            self._unbind(sub_id)
+            if link.table.state == DELETING and link in self._links:
+                self._links.remove(link)
+            link.unsubscribed()
+
+    def _broken(self, link: TableLink, error: LightstreamerError) -> None:
+        """Undecodable data for one table: report it and subscribe the table afresh."""
+        log.error("Bad update for {table!r}: {error}", table=link.table, error=error)
+        self._report(error)
+        link.broken(error)
+        if link.table.sub_id is not None:
+            self.abandon(link.table.sub_id)
+        link.reset()
+        self.subscribe(link)
+
+    def _unbind(self, sub_id: int) -> None:
+        """Forget a subscription id: no more notifications go to its table."""
+        self._by_sub_id.pop(sub_id, None)
+        self._router.lanes.pop(sub_id, None)
+
+    def _unbind_all(self) -> None:
+        self._by_sub_id.clear()
+        self._router.lanes.clear()
