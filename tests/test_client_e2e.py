@@ -268,6 +268,10 @@ async def test_dropped_stream_recovers_without_loss(server: TlcpServer, make_cli
     for i in range(50):
         server.data.update("seq", {"n": str(i)})
     await wait_until(lambda: len(got) == 50)
+    # Drop while the server holds an open stream for the session: a poll can be between
+    # LOOP and the next bind, when there is nothing to drop (and so nothing to recover).
+    # Checked and dropped in one reactor turn; every interleaving is in test_client_memory.
+    await wait_until(lambda: any(s.is_bound for s in server.sessions.values()))
     server.drop_streams()
     for i in range(50, 100):
         server.data.update("seq", {"n": str(i)})
@@ -277,22 +281,4 @@ async def test_dropped_stream_recovers_without_loss(server: TlcpServer, make_cli
     assert c.sessions[-1].continuity == "recovered"
 
 
-@pytest_twisted.ensureDeferred
-async def test_http_polling_end_to_end(server: TlcpServer, make_client: Any) -> None:
-    c = make_client(forced_transport="HTTP-POLLING", idle_timeout=0.2)
-    statuses: list[str] = []
-    c.client.on_status(lambda status, reason: statuses.append(status))
-    await c.client.create_session()
-    assert c.client.status == "CONNECTED:HTTP-POLLING"
-    table = Table(c.client, mode=MODE_RAW, item_ids=["p"], schema=["v"])
-    got: list[Any] = []
-    table.on_update(lambda item, row: got.append(row[0]))
-    await table.when_subscribed()
-    for i in range(30):
-        server.data.update("p", {"v": str(i)})
-        if i % 7 == 0:
-            await task.deferLater(reactor, 0.05, lambda: None)
-    await wait_until(lambda: len(got) == 30)
-    assert got == [str(i) for i in range(30)]
-    assert c.errors == []
-    assert "CONNECTED:HTTP-STREAMING" not in statuses
+# test_http_polling_end_to_end (idle_timeout=0.2) runs on a Clock in test_client_memory.py.
