@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from txlightstreamer import MODE_MERGE, MODE_RAW, LsClient, SessionLostError, Table
-from txlightstreamer._messages import MessageDenied, MessageDiscarded, MessageError
+from txlightstreamer.errors import MessageDenied, MessageDiscarded, MessageError
 from txlightstreamer.testing import MessageError as ServerMessageError
 from txlightstreamer.testing import TlcpServer
 
