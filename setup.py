@@ -5,20 +5,20 @@ Build script. The metadata lives in setup.cfg; this file only adds the compiled 
 mypyc when a C compiler is at hand, which roughly doubles the client's throughput. When it
 cannot be compiled, or with ``TXLIGHTSTREAMER_PURE_PYTHON=1`` in the environment, the same
 module is installed as plain Python and behaves the same, only slower.
-``txlightstreamer.protocol._hotpath.COMPILED`` tells which one runs.
+``txlightstreamer.protocol._hotpath.COMPILED`` tells which one runs. The build goes into the
+wheel only: ``pip install .`` writes nothing into the source tree. mypy (mypyc) is asked for
+by the in-tree build backend (``buildsystem/backend.py``) only when the hot path is compiled.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HOT_PATH = ["txlightstreamer/protocol/_hotpath.py"]
-ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 class OptionalBuildExt(build_ext):
@@ -29,22 +29,6 @@ class OptionalBuildExt(build_ext):
             super().run()
         except Exception as exc:  # no compiler, no headers...
             self._fall_back(exc)
-            return
-        if not self.inplace:
-            self._copy_into_checkout()
-
-    def _copy_into_checkout(self) -> None:
-        # Like `pip install -e`: code run from the source tree (pytest, python -m bench)
-        # imports the package from there, so it gets the compiled build too. A source
-        # edited after the build makes it stale: txlightstreamer then runs the source.
-        for ext in self.extensions:
-            built = self.get_ext_fullpath(ext.name)
-            if os.path.exists(built):
-                # A fresh file (time stamp: now), renamed into place so that a process
-                # that has the old one loaded keeps it intact.
-                target = os.path.join(ROOT, self.get_ext_filename(ext.name))
-                shutil.copyfile(built, target + ".tmp")
-                os.replace(target + ".tmp", target)
 
     def build_extension(self, ext: Any) -> None:
         try:

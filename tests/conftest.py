@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 import pytest_twisted
 from hypothesis import HealthCheck, settings
 
+import txlightstreamer
+from txlightstreamer.protocol import HOTPATH_COMPILED
 from txlightstreamer.testing import TlcpServer
 
 settings.register_profile(
@@ -27,3 +29,10 @@ async def server() -> AsyncIterator[TlcpServer]:
     await srv.listen(reactor, port=0, interface="127.0.0.1")
     yield srv
     await srv.stop()
+
+
+def pytest_report_header() -> str:
+    """Which txlightstreamer the suite runs: the installed one (importlib import mode)."""
+    build = "compiled (mypyc)" if HOTPATH_COMPILED else "Python"
+    where = os.path.dirname(txlightstreamer.__file__)
+    return f"txlightstreamer {txlightstreamer.__version__} from {where}, hot path: {build}"

@@ -2,15 +2,14 @@
 Which build of the hot path runs. Imported first by the package.
 
 ``TXLIGHTSTREAMER_PURE_PYTHON=1`` runs the hot path from its source even where the compiled
-build is installed (to debug it, or to compare the two). In a source checkout, a compiled
-build older than the source it came from is not used either (with a warning).
+build is installed (to debug it, or to compare the two). Otherwise Python's import picks the
+installed build: the compiled module when the install compiled it, else the source.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import warnings
 from importlib.util import module_from_spec, spec_from_file_location
 
 HOTPATH = f"{__package__}._hotpath"
@@ -26,22 +25,7 @@ def load_hotpath_source() -> None:
     spec.loader.exec_module(module)
 
 
-def stale_build_in_checkout() -> bool:
-    """A compiled build beside a newer ``_hotpath.py`` in a source checkout."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    if not os.path.exists(os.path.join(here, os.pardir, os.pardir, "setup.py")):
-        return False  # an installed package: its files come from one build
-    builds = [os.path.getmtime(os.path.join(here, name)) for name in os.listdir(here)
-              if name.startswith("_hotpath") and name.endswith((".so", ".pyd"))]
-    # The newest file counts: a rebuild may leave an unchanged stub untouched.
-    return bool(builds) and max(builds) < os.path.getmtime(os.path.join(here, "_hotpath.py"))
+PURE_PYTHON = os.environ.get("TXLIGHTSTREAMER_PURE_PYTHON", "") not in ("", "0")
 
-
-if HOTPATH not in sys.modules:
-    if os.environ.get("TXLIGHTSTREAMER_PURE_PYTHON", "") not in ("", "0"):
-        load_hotpath_source()
-    elif stale_build_in_checkout():
-        warnings.warn(
-            "the compiled hot path is older than txlightstreamer/protocol/_hotpath.py: "
-            "running the source (rebuild with `pip install .`)", RuntimeWarning, stacklevel=2)
-        load_hotpath_source()
+if PURE_PYTHON and HOTPATH not in sys.modules:
+    load_hotpath_source()
