@@ -24,7 +24,8 @@ from twisted.logger import (
 )
 from twisted.python import usage
 
-from txlightstreamer.service import LsService, Options, makeService
+from txlightstreamer.cli import Options
+from txlightstreamer.service import LsService, makeService
 
 __all__ = ["main"]
 

@@ -26,8 +26,8 @@ from twisted.python.failure import Failure
 
 from txlightstreamer import LsClient, Table
 from txlightstreamer._jsonlines import JsonLinesWriter
-from txlightstreamer._options import PASSWORD_ENV, Options, stderr_log_observer
-from txlightstreamer._subscribe_spec import (
+from txlightstreamer.cli.options import PASSWORD_ENV, Options, stderr_log_observer
+from txlightstreamer.cli.subscribe import (
     MODES,
     SubscriptionSpec,
     demo_subscriptions,

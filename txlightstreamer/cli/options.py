@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from twisted.logger import ILogObserver, textFileLogObserver
 from twisted.python import usage
 
-from txlightstreamer._subscribe_spec import DECIMAL, parse_subscription, positive_int
 from txlightstreamer._version import __version__
+from txlightstreamer.cli.subscribe import DECIMAL, parse_subscription, positive_int
 from txlightstreamer.protocol import SUPPORTED_VERSIONS
 
 __all__ = ["PASSWORD_ENV", "Options", "stderr_log_observer"]
