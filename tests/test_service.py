@@ -21,22 +21,23 @@ from twisted.plugin import IPlugin, getPlugins
 from twisted.python import usage
 from zope.interface.verify import verifyObject
 
-from txlightstreamer import ItemUpdate, ProtocolError, ServerError, TransportError
-from txlightstreamer.service import (
+from txlightstreamer import ItemUpdate, ProtocolError, ServerError, TransportError, events, service
+from txlightstreamer.cli import (
     PASSWORD_ENV,
-    JsonLinesWriter,
-    LsService,
     Options,
     SubscriptionSpec,
+    parse_subscription,
+    stderr_log_observer,
+)
+from txlightstreamer.events import (
+    EventFeed,
     encode_event,
     error_event,
     item_event,
     lost_event,
-    makeService,
-    parse_subscription,
-    stderr_log_observer,
     update_event,
 )
+from txlightstreamer.service import JsonLinesWriter, LsService, makeService
 from txlightstreamer.testing import DataModel, TlcpServer
 
 from .support import wait_until
@@ -374,6 +375,38 @@ def test_error_events() -> None:
     assert "secret" not in event["message"]
     assert error_event(TransportError("HTTP 404", status=404, retryable=False)) == {
         "event": "error", "code": None, "message": "HTTP 404"}
+
+
+def test_service_keeps_its_names() -> None:
+    """The names users imported from txlightstreamer.service are the new modules' own."""
+    assert service.Options is Options and service.parse_subscription is parse_subscription
+    assert service.SubscriptionSpec is SubscriptionSpec and service.PASSWORD_ENV == PASSWORD_ENV
+    for name in ("encode_event", "error_event", "item_event", "lost_event", "update_event",
+                 "status_event", "session_event", "subscribed_event", "unsubscribed_event"):
+        assert getattr(service, name) is getattr(events, name)
+
+
+class ListSink:
+    """An event sink keeping what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def write(self, event: Any) -> None:
+        self.events.append(dict(event))
+
+
+def test_feed_reports_an_error_once() -> None:
+    sink = ListSink()
+    feed = EventFeed(sink)
+    refused = ServerError(21, "Bad item group name", "REQERR")
+    feed.report_error(refused, 1)  # the table reports it first...
+    feed.report_error(refused)  # ...then the client: written once, with the sub
+    feed.report_error(ServerError(14, "no such item", "REQERR"), 0, "k1")
+    assert sink.events == [
+        {"event": "error", "code": 21, "message": "Bad item group name", "sub": 1},
+        {"event": "error", "code": 14, "message": "no such item", "sub": 0, "key": "k1"},
+    ]
 
 
 # -- the twistd plugin -----------------------------------------------------------------------

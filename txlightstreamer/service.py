@@ -322,9 +322,16 @@ class LsService(MultiService):
         return d
 
     def _handle_signals(self) -> None:
-        """Under twistd, SIGINT/SIGTERM stop cleanly: exit status 0, not death by signal."""
+        """
+        Under twistd, SIGINT/SIGTERM stop cleanly: exit status 0, not death by signal. The
+        reactor's own handlers record the signal for twistd to die by; these replace them.
+        """
         for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, self._on_signal)
+            if callable(signal.getsignal(number)):  # only where the reactor handles it
+                try:
+                    signal.signal(number, self._on_signal)
+                except ValueError:  # not the main thread: the reactor has none either
+                    return
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
         log.info("Received {signal}, shutting down.", signal=signal.Signals(number).name)
