@@ -296,7 +296,7 @@ class Table(TableEvents):
         self._in_snapshot: list[bool] = []
         self._snapshot_items = 0  # items still in their snapshot
 
-        TableEvents.__init__(self, self._refresh_lane)
+        super().__init__(self._refresh_lane)
         self._subscribed_waiters: list[Deferred[Table]] = []
         self._delete_waiters: list[Deferred[None]] = []
         # Decoded rows per item, and what the hot path needs to deliver without us.
