@@ -18,6 +18,8 @@ SCHEMA = (
 NUM_ITEMS = 100
 NUM_FIELDS = len(SCHEMA)
 ITEMS = tuple(f"item{i}" for i in range(1, NUM_ITEMS + 1))
+#: Clients record the row of every SAMPLE_EVERY-th update for the correctness check.
+SAMPLE_EVERY = 997
 
 
 @dataclass
@@ -28,6 +30,12 @@ class Burst:
     #: Final row per 1-based item position (``None`` = null).
     final: dict[int, list[str | None]]
     stats: dict[str, float] = field(default_factory=dict)
+    schema: tuple[str, ...] = SCHEMA
+    items: tuple[str, ...] = ITEMS
+    #: Decoded row of every ``SAMPLE_EVERY``-th update (0-based update index -> row).
+    samples: dict[int, list[str | None]] = field(default_factory=dict)
+    #: Field positions (0-based) holding JSON: compared by meaning, not text.
+    json_fields: tuple[int, ...] = ()
 
     def lines(self, sub_id: int) -> list[bytes]:
         """The complete ``U`` lines (with CR LF) for one subscription id."""
@@ -124,6 +132,7 @@ def make_burst(updates: int, seed: int = 10) -> Burst:
     quotes = [_Quote(rng, i) for i in range(NUM_ITEMS)]
     last: list[list[str | None] | None] = [None] * NUM_ITEMS
     bodies: list[bytes] = []
+    samples: dict[int, list[str | None]] = {}
     empties = carets = tokens_total = 0
     for k in range(updates):
         # Busy items update more often than quiet ones (Zipf-like), all get updates.
@@ -134,6 +143,8 @@ def make_burst(updates: int, seed: int = 10) -> Burst:
         row = list(quote.row) if last[idx] is None else quote.step(k * 7)
         text = encode_tokens(row, last[idx], rng)
         last[idx] = row
+        if k % SAMPLE_EVERY == 0:
+            samples[k] = row
         toks = text.split("|")
         tokens_total += len(toks)
         empties += toks.count("")
@@ -148,7 +159,7 @@ def make_burst(updates: int, seed: int = 10) -> Burst:
         "empty_token_share": round(empties / max(1, tokens_total), 3),
         "caret_runs_per_update": round(carets / max(1, updates), 3),
     }
-    return Burst(bodies, final, stats)
+    return Burst(bodies, final, stats, samples=samples)
 
 
 def decode_reference(bodies: list[bytes]) -> dict[int, list[str | None]]:

@@ -26,8 +26,9 @@ from typing import Any
 
 from twisted.internet import defer, reactor, task
 
-from bench.burst import ITEMS, SCHEMA
+from bench.burst import SAMPLE_EVERY
 from bench.common import cpu_seconds, emit, peak_rss_mb, rss_mb
+from bench.mixed import shape
 from txlightstreamer import MODE_MERGE, LsClient, Table
 from txlightstreamer.protocol import _hotpath
 
@@ -38,6 +39,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     last: dict[int, Any] = {}
     marks: dict[str, float] = {}
     samples: list[dict[str, float]] = []
+    rows: dict[str, list[Any]] = {}
     delays = array("q")
     count = 0
     sample_every = max(1, expect // 10)
@@ -53,6 +55,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def on_throughput(item: int, row: Any) -> None:
         nonlocal count
+        if count % SAMPLE_EVERY == 0:
+            rows[str(count)] = list(row)
         count += 1
         last[item] = row
         if count == 1:
@@ -92,12 +96,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     callback = {"throughput": on_throughput, "endurance": on_endurance,
                 "latency": on_latency}[args.mode]
     rss_start = rss_mb()
+    transport = {"http": "HTTP-STREAMING", "ws": "WS-STREAMING"}[args.transport]
     client = LsClient(args.url, content_length=args.content_length,
-                      forced_transport="HTTP-STREAMING")
+                      forced_transport=transport)
+    items, schema = shape(args.burst)
     continuity: list[str] = []
     client.on_session(lambda info: continuity.append(str(info.continuity)))
     await client.create_session()
-    table = Table(client, mode=MODE_MERGE, item_ids=list(ITEMS), schema=list(SCHEMA),
+    table = Table(client, mode=MODE_MERGE, item_ids=list(items), schema=list(schema),
                   snapshot=False)
     table.on_update(callback)
     if profiler is not None:
@@ -120,6 +126,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "client": "txlightstreamer",
         "hotpath": "compiled" if _hotpath.COMPILED else "interpreted",
         "mode": args.mode,
+        "burst": args.burst,
+        "transport": transport,
         "expected": expect,
         "updates": count,
         "rss_start_mb": round(rss_start, 2),
@@ -137,6 +145,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "updates_per_s": round((count - 1) / wall) if wall > 0 else None,
             "cpu_s_per_100k": round(cpu / (count - 1) * 100_000, 4) if count > 1 else None,
         })
+    if args.mode == "throughput":
+        result["samples"] = rows
     if args.mode in ("throughput", "endurance"):
         result["final"] = {str(k): list(v) for k, v in sorted(last.items())}
     if args.mode == "endurance":
@@ -168,6 +178,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("throughput", "endurance", "latency"),
                         default="throughput")
     parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--burst", choices=("plain", "mixed"), default="plain")
+    parser.add_argument("--transport", choices=("http", "ws"), default="http")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--content-length", type=int, default=50_000_000,
                         help="LS_content_length: the sender ends a stream with LOOP past it")

@@ -21,13 +21,16 @@ from typing import Any
 
 from lightstreamer.client import LightstreamerClient, Subscription, SubscriptionListener
 
-from bench.burst import ITEMS, SCHEMA
+from bench.burst import SAMPLE_EVERY
 from bench.common import cpu_seconds, emit, peak_rss_mb, rss_mb
+from bench.mixed import shape
 
 
 class Counter(SubscriptionListener):  # type: ignore[misc]
-    def __init__(self, expect: int) -> None:
+    def __init__(self, expect: int, nfields: int) -> None:
         self.expect = expect
+        self.nfields = nfields
+        self.rows: dict[str, list[Any]] = {}
         self.count = 0
         self.last: dict[int, Any] = {}
         self.marks: dict[str, float] = {}
@@ -43,6 +46,10 @@ class Counter(SubscriptionListener):  # type: ignore[misc]
         self.done.set()
 
     def onItemUpdate(self, update: Any) -> None:  # noqa: N802
+        if self.count >= self.expect:
+            return  # the SDK's threads deliver more while the result is being written
+        if self.count % SAMPLE_EVERY == 0:
+            self.rows[str(self.count)] = [update.getValue(i) for i in range(1, self.nfields + 1)]
         self.count += 1
         self.last[update.getItemPos()] = update
         if self.count == 1:
@@ -57,13 +64,17 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--burst", choices=("plain", "mixed"), default="plain")
+    parser.add_argument("--transport", choices=("http", "ws"), default="http")
     args = parser.parse_args()
     rss_start = rss_mb()
+    items, schema = shape(args.burst)
     client = LightstreamerClient(args.url, "DEFAULT")
-    client.connectionOptions.setForcedTransport("HTTP-STREAMING")
-    sub = Subscription("MERGE", list(ITEMS), list(SCHEMA))
+    transport = {"http": "HTTP-STREAMING", "ws": "WS-STREAMING"}[args.transport]
+    client.connectionOptions.setForcedTransport(transport)
+    sub = Subscription("MERGE", list(items), list(schema))
     sub.setRequestedSnapshot("no")
-    counter = Counter(args.expect)
+    counter = Counter(args.expect, len(schema))
     sub.addListener(counter)
     client.subscribe(sub)
     client.connect()
@@ -72,13 +83,16 @@ def main() -> None:
     marks = counter.marks
     count = counter.count
     final = {
-        str(pos): [upd.getValue(i) for i in range(1, len(SCHEMA) + 1)]
+        str(pos): [upd.getValue(i) for i in range(1, len(schema) + 1)]
         for pos, upd in sorted(counter.last.items())
     }
     result: dict[str, Any] = {
         "client": "official SDK",
         "mode": "throughput",
+        "burst": args.burst,
+        "transport": transport,
         "expected": args.expect,
+        "samples": counter.rows,
         "updates": count,
         "errors": counter.errors,
         "rss_start_mb": round(rss_start, 2),

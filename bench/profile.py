@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.run import PY, RESULTS, ROOT, Server, _env, client
+from bench.run import PY, RESULTS, ROOT, Server, _env, _use_lib, client
 
 
 def cprofile_report(path: Path, top: int) -> str:
@@ -69,14 +69,99 @@ def _function(frame: str) -> str:
     return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
 
 
+#: The slow cases of issue 16: (burst, transport, piece, updates).
+CASES = {
+    "plain": ("plain", "http", "block", 200_000),
+    "mixed": ("mixed", "http", "block", 60_000),
+    "p512": ("plain", "http", "p512", 200_000),
+    "line": ("plain", "http", "line", 100_000),
+    "ws": ("plain", "ws", "block", 200_000),
+    "ws-mixed": ("mixed", "ws", "block", 60_000),
+}
+
+
+def per_update_report(path: Path, updates: int, top: int) -> str:
+    """Own time per function in µs per update, and calls per update."""
+    stats = pstats.Stats(str(path))
+    rows = []
+    total = 0.0
+    for (file, line, name), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tt
+        short = "/".join(file.split("/")[-2:])
+        rows.append((tt, ct, nc, f"{short}:{line}({name})"))
+    rows.sort(reverse=True)
+    out = [f"  total {total / updates * 1e6:.2f} µs/update under cProfile "
+           f"(own time per function; calls per update)",
+           f"  {'own µs/upd':>10} {'cum µs/upd':>10} {'calls/upd':>10}  function"]
+    for tt, ct, nc, where in rows[:top]:
+        out.append(f"  {tt / updates * 1e6:>10.3f} {ct / updates * 1e6:>10.3f} "
+                   f"{nc / updates:>10.3f}  {where}")
+    return "\n".join(out) + "\n"
+
+
+def profile_cases(names: list[str], top: int) -> str:
+    report = []
+    for name in names:
+        if name == "scale":
+            report.append(profile_scale(top))
+            continue
+        kind, tr, piece, updates = CASES[name]
+        stats_path = RESULTS / f"profile-{name}.pstats.tmp"
+        sender = Server("bench.sender", "--burst", kind, "--updates", str(updates), timeout=120)
+        try:
+            args = (f"{sender.url}/{piece}", "--expect", str(updates), "--burst", kind,
+                    "--transport", tr)
+            plain = client("bench.client_ours", *args)
+            prof = client("bench.client_ours", *args, "--profile", str(stats_path))
+        finally:
+            sender.stop()
+        report.append(f"== {name}: {kind} burst, {tr.upper()}, {piece} writes, {updates:,} "
+                      f"updates; hot path {plain['hotpath']}: {plain['updates_per_s']:,}/s "
+                      f"({plain['cpu_s_per_100k']} CPU s/100k) without the profiler, "
+                      f"{prof['updates_per_s']:,}/s under it")
+        report.append(per_update_report(stats_path, updates, top))
+        print(report[-2], file=sys.stderr, flush=True)
+    return "\n".join(report)
+
+
+def profile_scale(top: int) -> str:
+    stats_path = RESULTS / "profile-scale.pstats.tmp"
+    shape = ("--tables", "1000", "--items", "100")
+    server = Server("bench.scale", "server", "--rate", "5000", *shape, timeout=120)
+    try:
+        r = client("bench.scale", "client", server.url, "--window", "5", *shape,
+                   "--profile", str(stats_path))
+    finally:
+        server.stop()
+    flow = int(r["flow_updates_per_s"] * 5) or 1
+    head = (f"== scale: 100,000 items, {r['flow_updates_per_s']:,} updates/s at "
+            f"{r['flow_cpu_percent']}% CPU; setup: SUBOK {r['subscribe_all_s']} s, "
+            f"RSS {r['rss_after_setup_mb']} MB (setup profiled separately below)")
+    setup = stats_path.with_name("profile-scale-setup.pstats.tmp")
+    return "\n".join([head, "flow window:", per_update_report(stats_path, flow, top),
+                      "setup (create_session to all snapshots), per item:",
+                      per_update_report(setup, 100_000, top)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default=None,
+                        help=f"profile these cases instead ({','.join(CASES)},scale) "
+                        "into bench/results/profile-cases.txt")
+    parser.add_argument("--lib", metavar="DIR", help="as for python -m bench")
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--pyspy-repeat", type=int, default=5,
                         help="burst repetitions for the py-spy run (more samples)")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.lib:
+        _use_lib(args.lib)
+    if args.cases:
+        text = profile_cases([c.strip() for c in args.cases.split(",") if c.strip()], args.top)
+        (RESULTS / "profile-cases.txt").write_text(text)
+        print(text)
+        return
     # Raw outputs end in .tmp (ignored by git); profile.txt is the summary to keep.
     stats_path = RESULTS / "profile.pstats.tmp"
     report = [f"Profile of txlightstreamer on {args.updates:,} burst updates\n"]

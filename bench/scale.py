@@ -79,6 +79,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         nonlocal count
         count += 1
 
+    if args.profile:
+        import cProfile
+
+        setup_profiler = cProfile.Profile()
+        setup_profiler.enable()
     t_start = time.perf_counter()
     cpu_start = cpu_seconds()
     client = LsClient(args.url, forced_transport="HTTP-STREAMING")
@@ -99,16 +104,28 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             break
         await task.deferLater(reactor, 0.1, lambda: None)
     t_snapshot = time.perf_counter()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        setup_profiler.disable()
+        setup_profiler.dump_stats(args.profile.replace("profile-scale", "profile-scale-setup"))
+        profiler = cProfile.Profile()
     cpu_setup = cpu_seconds() - cpu_start
     rss_setup = rss_mb()
     # Let the flow settle, then measure a window.
     await task.deferLater(reactor, 1.0, lambda: None)
+    if profiler is not None:
+        profiler.enable()
     c0, cpu0, w0 = count, cpu_seconds(), time.perf_counter()
     rss_samples = []
     for _ in range(int(args.window)):
         await task.deferLater(reactor, 1.0, lambda: None)
         rss_samples.append(round(rss_mb(), 2))
     c1, cpu1, w1 = count, cpu_seconds(), time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     result = {
         "client": "txlightstreamer",
         "items": args.tables * args.items,
@@ -146,6 +163,7 @@ def main() -> None:
     c = sub.add_parser("client")
     c.add_argument("url")
     c.add_argument("--window", type=float, default=10.0)
+    c.add_argument("--profile", default=None, help="cProfile the setup and the flow window")
     for p in (s, c):
         p.add_argument("--tables", type=int, default=100)
         p.add_argument("--items", type=int, default=100)

@@ -34,9 +34,15 @@ import threading
 import time
 from urllib.parse import unquote
 
-from bench.burst import NUM_FIELDS, NUM_ITEMS, make_burst
+from bench.mixed import load_burst
+from bench.wsframes import WsConnection
 
 CHUNK_TARGET = 32 * 1024
+#: How the burst is cut into writes, chosen by the first path segment of the client's URL
+#: (``http://host:port/p512`` -> ``/p512/lightstreamer/...``): large blocks, ~512 bytes
+#: (HTTP: exact 512-byte slices, lines cross them; WS: whole lines per message), or one
+#: line per write. Each piece is its own HTTP chunk or WS message and its own ``sendall``.
+PIECES = {"block": CHUNK_TARGET, "p512": 512, "line": 0}
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -69,9 +75,15 @@ def parse_params(line: str) -> dict[str, str]:
     return out
 
 
+def piece_of(path: str) -> str:
+    first = path.strip("/").split("/", 1)[0]
+    return first if first in PIECES else "block"
+
+
 class Session:
-    def __init__(self, sid: str) -> None:
+    def __init__(self, sid: str, piece: str = "block") -> None:
         self.sid = sid
+        self.piece = piece
         self.cond = threading.Condition()
         self.sub_id: int | None = None
         self.sub_error: str | None = None
@@ -88,35 +100,46 @@ class Sender:
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
-        self.burst = make_burst(args.updates, seed=args.seed)
-        self._framed: dict[int, list[bytes]] = {}
+        self.burst = load_burst(args.burst, args.updates)
+        self.num_items = len(self.burst.items)
+        self.num_fields = len(self.burst.schema)
+        self._framed: dict[tuple[int, str, bool], list[bytes]] = {}
         self.streams_served = 0
 
     # -- data -------------------------------------------------------------------------
 
-    def framed(self, sub_id: int) -> list[bytes]:
-        """The burst for one sub id as HTTP chunks of about CHUNK_TARGET bytes."""
+    def framed(self, sub_id: int, piece: str = "block", ws: bool = False) -> list[bytes]:
+        """The burst for one sub id as HTTP chunks (or WS text frames) of one piece size."""
+        key = (sub_id, piece, ws)
         with self.lock:
-            found = self._framed.get(sub_id)
+            found = self._framed.get(key)
             if found is not None:
                 return found
-            chunks: list[bytes] = []
-            part: list[bytes] = []
-            size = 0
-            for line in self.burst.lines(sub_id):
-                part.append(line)
-                size += len(line)
-                if size >= CHUNK_TARGET:
-                    chunks.append(chunk(b"".join(part)))
-                    part, size = [], 0
-            if part:
-                chunks.append(chunk(b"".join(part)))
-            self._framed[sub_id] = chunks
+            frame = WsConnection.text_frame if ws else chunk
+            target = PIECES[piece]
+            lines = self.burst.lines(sub_id)
+            payloads: list[bytes] = []
+            if piece == "p512" and not ws:
+                data = b"".join(lines)
+                payloads = [data[i:i + target] for i in range(0, len(data), target)]
+            else:
+                part: list[bytes] = []
+                size = 0
+                for line in lines:
+                    part.append(line)
+                    size += len(line)
+                    if size >= target:
+                        payloads.append(b"".join(part))
+                        part, size = [], 0
+                if part:
+                    payloads.append(b"".join(part))
+            chunks = [frame(p) for p in payloads]
+            self._framed[key] = chunks
             return chunks
 
     def head_lines(self, sub_id: int) -> bytes:
         return b"SUBOK,%d,%d,%d\r\nCONF,%d,unlimited,filtered\r\n" % (
-            sub_id, NUM_ITEMS, NUM_FIELDS, sub_id)
+            sub_id, self.num_items, self.num_fields, sub_id)
 
     # -- HTTP -------------------------------------------------------------------------
 
@@ -159,6 +182,9 @@ class Sender:
                 body, buf = buf[:length], buf[length:]
                 method, target, _ = request_line.split(" ", 2)
                 path, _, query = target.partition("?")
+                if headers.get("upgrade", "").lower() == "websocket":
+                    self._websocket(conn, path, headers, buf)
+                    return
                 if not self._handle(conn, path, parse_params(query), body.decode("utf-8")):
                     return
         except (OSError, ValueError):
@@ -179,7 +205,7 @@ class Sender:
         if name == "create_session.txt":
             params = lines[0] if lines else {}
             sid = f"S{next(self.ids)}bench{os.getpid()}"
-            session = Session(sid)
+            session = Session(sid, piece_of(path))
             with self.lock:
                 self.sessions[sid] = session
             if params.get("LS_polling") == "true":
@@ -225,8 +251,9 @@ class Sender:
         with session.cond:
             if session.sub_id is None:
                 session.sub_id = int(params["LS_subId"])
-                if len(items) != NUM_ITEMS or len(fields) != NUM_FIELDS:
-                    session.sub_error = f"expected {NUM_ITEMS} items x {NUM_FIELDS} fields"
+                if len(items) != self.num_items or len(fields) != self.num_fields:
+                    session.sub_error = (f"expected {self.num_items} items x "
+                                         f"{self.num_fields} fields")
                 session.cond.notify_all()
 
     def _destroy(self, session: Session) -> None:
@@ -275,7 +302,7 @@ class Sender:
             finished = self._paced(session, sub_id, write)
         else:
             finished = True
-            chunks = self.framed(sub_id)
+            chunks = self.framed(sub_id, session.piece)
             total = len(chunks) * self.args.repeat
             while session.position < total:
                 data = chunks[session.position % len(chunks)]
@@ -297,6 +324,84 @@ class Sender:
             except OSError:
                 pass
         return False
+
+    # -- WebSocket --------------------------------------------------------------------
+
+    def _websocket(self, conn: socket.socket, path: str, headers: dict[str, str],
+                   buf: bytes) -> None:
+        """TLCP over one WebSocket (tlcp.md §2.3): wsok, create_session, control."""
+        ws = WsConnection(conn, buf)
+        ws.accept(headers)
+        session: Session | None = None
+        piece = piece_of(path)
+        for _ in range(100_000):  # messages per connection
+            message = ws.receive()
+            if message is None:
+                break
+            name, _, rest = message.partition("\r\n")
+            lines = [parse_params(line) for line in rest.split("\r\n") if line]
+            if name == "wsok":
+                ws.send(b"WSOK\r\n")
+            elif name in ("create_session", "bind_session"):
+                params = lines[0] if lines else {}
+                if name == "create_session":
+                    sid = f"S{next(self.ids)}bench{os.getpid()}"
+                    session = Session(sid, piece)
+                    with self.lock:
+                        self.sessions[sid] = session
+                else:
+                    session = self.sessions.get(params.get("LS_session", "")) or session
+                    if session is None:
+                        ws.send(b"CONERR,4,Unknown session\r\n")
+                        continue
+                threading.Thread(target=self._ws_stream, args=(ws, session),
+                                 daemon=True).start()
+            elif name == "control":
+                out = []
+                for params in lines:
+                    sid = params.get("LS_session")
+                    target = self.sessions.get(sid) if sid else session
+                    req_id = params.get("LS_reqId", "")
+                    if target is None:
+                        out.append(b"REQERR,%s,20,Unknown session\r\n" % req_id.encode())
+                        continue
+                    if params.get("LS_ack") != "false":
+                        out.append(b"REQOK,%s\r\n" % req_id.encode())
+                    op = params.get("LS_op")
+                    if op == "add":
+                        self._add(target, params)
+                    elif op == "destroy":
+                        with target.cond:
+                            target.destroyed = True
+                            target.cond.notify_all()
+                        out.append(b"END,31,Destroy invoked by client\r\n")
+                if out:
+                    ws.send(b"".join(out))
+            # heartbeat and anything else: no answer on WS
+        ws.close()
+
+    def _ws_stream(self, ws: WsConnection, session: Session) -> None:
+        self.streams_served += 1
+        ws.send(b"CONOK,%s,50000,5000,*\r\n" % session.sid.encode())
+        with session.cond:
+            session.cond.wait_for(lambda: session.sub_id is not None or session.destroyed,
+                                  timeout=MAX_WAIT)
+            if session.sub_id is None or session.destroyed:
+                return
+            sub_id = session.sub_id
+            first = not session.started
+            session.started = True
+        if first:
+            if session.sub_error:
+                ws.send(b"REQERR,0,61,%s\r\n" % session.sub_error.encode())
+                return
+            ws.send(self.head_lines(sub_id))
+        frames = self.framed(sub_id, session.piece, ws=True)
+        total = len(frames) * self.args.repeat
+        while session.position < total and not session.destroyed:
+            if not ws.send_raw(frames[session.position % len(frames)]):
+                return
+            session.position += 1
 
     def _paced(self, session: Session, sub_id: int, write) -> bool:  # type: ignore[no-untyped-def]
         """Send ``rate`` updates/s for ``duration`` s, stamping field 1 with time_ns()."""
@@ -353,6 +458,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--scenario", choices=("burst", "paced"), default="burst")
+    parser.add_argument("--burst", choices=("plain", "mixed"), default="plain")
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seed", type=int, default=10)
