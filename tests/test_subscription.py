@@ -204,3 +204,22 @@ def test_callback_exception_does_not_break_delivery() -> None:
 def test_misuse_fails_fast(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Table(StubClient(), **kwargs)
+
+
+def test_two_level_command_children_go_through_the_owner() -> None:
+    table, updates, _ = make_table(mode=MODE_COMMAND, item_ids="i", schema="key command",
+                                   second_level_schema="price")
+    owner: StubOwner = table.client.owner  # type: ignore[attr-defined]
+    table._subok(1, 2, 1, 2)
+    table._update(1, "k1|ADD")
+    children = [link for link in owner.links if not link.top_level]
+    assert [link.table.items for link in children] == [("k1",)]
+    child = children[0]
+    assert child.begin(2)["mode"] == MODE_MERGE
+    assert child.subscribed(1, 1) is not None
+    child.update(1, "10")
+    assert updates[-1].values == ("k1", "UPDATE", "10")
+    assert updates[-1].changed_fields == {"price": "10"}
+    table._update(1, "k1|DELETE")
+    assert child.table.state == "deleted"
+    assert updates[-1].command == "DELETE"
