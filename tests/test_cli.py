@@ -22,10 +22,12 @@ from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from txlightstreamer.service import PASSWORD_ENV
+import txlightstreamer
+from txlightstreamer.cli import PASSWORD_ENV
 from txlightstreamer.testing import DataModel, ItemListener, Session, TlcpServer
 
 ROOT = Path(__file__).resolve().parent.parent
+IN_TREE = Path(txlightstreamer.__file__).resolve().is_relative_to(ROOT)
 TIMEOUT = 30.0
 SPEC = "MERGE item1 f1,f2 snapshot=yes"
 
@@ -122,7 +124,10 @@ def spawn(
     """Start ``argv`` from the project root with the project (and its plugin) importable."""
     environ = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
     path = environ.get("PYTHONPATH")
-    environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    if IN_TREE:  # an editable install: the package and its plugin live in the checkout
+        environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    else:  # the installed package, not the checkout that `-m` would put first on sys.path
+        environ["PYTHONSAFEPATH"] = "1"
     environ.update(env or {})
     child = Child(on_line)
     reactor.spawnProcess(child, argv[0], argv, env=environ, path=str(ROOT))

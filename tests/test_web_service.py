@@ -25,12 +25,14 @@ from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+import txlightstreamer
 from tests.test_web_browser import _need_browser, run_browser
 from tests.web_support import SseReader, sleep, wait_until
-from txlightstreamer.service import Options
+from txlightstreamer.cli import Options
 from txlightstreamer.web._page import PAGE
 
 ROOT = Path(__file__).resolve().parent.parent
+IN_TREE = Path(txlightstreamer.__file__).resolve().is_relative_to(ROOT)
 TIMEOUT = 30.0
 LIVE = re.compile(rb"Live tables on (http://([^/\s]+):(\d+)/)")
 
@@ -52,7 +54,10 @@ TWISTD = [*_twistd(), "-n", "--pidfile=", "lightstreamer"]
 def _environ() -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if k != "LS_PASSWORD"}
     path = environ.get("PYTHONPATH")
-    environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    if IN_TREE:  # an editable install: the package and its plugin live in the checkout
+        environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    else:  # the installed package, not the checkout that `-m` would put first on sys.path
+        environ["PYTHONSAFEPATH"] = "1"
     return environ
 
 
