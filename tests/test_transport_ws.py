@@ -136,7 +136,7 @@ def test_missing_autobahn(monkeypatch: pytest.MonkeyPatch) -> None:
     http, ws = make_transports(reactor, TransportOptions())
     assert http is not None and ws is None
     client = LsClient("http://127.0.0.1:9")
-    assert client._session._candidates == (("HTTP", False), ("HTTP", True))
+    assert client._session.choice.candidates == (("HTTP", False), ("HTTP", True))
     # Required: a clear error naming the extra.
     with pytest.raises(RuntimeError, match=r"pip install 'txlightstreamer\[ws\]'"):
         make_transports(reactor, TransportOptions(websocket=True))

@@ -119,28 +119,25 @@ class UpdateRouter:
     """
     Routes runs of plain ``U`` lines to the lanes of their subscriptions.
 
-    It also keeps the session's count of data notifications (tlcp.md §7.6), since it
-    is where nearly all of them are counted: ``data_count`` is how many were received,
-    ``server_prog`` the server's position (behind ``data_count`` only while a recovered
-    stream replays what was already seen, and then the loop stays out of the way).
+    It keeps no count: `feed` says how far it read, and every line it took is one data
+    notification delivered, which the session counts (tlcp.md §7.6).
     """
 
     def __init__(self) -> None:
         self.lanes: dict[int, Lane] = {}
-        self.data_count = 0
-        self.server_prog = 0
         #: Cleared by the session as soon as the stream must not be read any further.
         self.open = False
 
     def feed(self, lines: list[bytes], start: int) -> int:
         """
         Deliver ``lines[start:]`` while they are plain updates of open lanes; returns the
-        index of the first line left to the general path (``len(lines)`` when none).
+        index of the first line left to the general path (``len(lines)`` when none). The
+        ``result - start`` lines consumed were that many data notifications, delivered.
         """
         i = start
         n = len(lines)
         lanes = self.lanes
-        while i < n and self.open and self.server_prog == self.data_count:
+        while i < n and self.open:
             line = lines[i]
             if not line.startswith(b"U,"):
                 break
@@ -163,8 +160,6 @@ class UpdateRouter:
             values = decode_plain(parts[3], previous, lane.num_fields)
             if values is None:
                 break
-            self.data_count += 1
-            self.server_prog += 1
             lane.baselines[item - 1] = values
             row = tuple(values)
             lane.rows[item] = row

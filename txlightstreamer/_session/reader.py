@@ -1,0 +1,200 @@
+"""
+Reading the session's streams: lines become hot-path deliveries or typed notifications.
+
+`StreamReader` is the `StreamSink` of every stream the session opens. Runs of plain
+updates go through the `UpdateRouter` (the hot path); every other line is parsed and
+handed to the session (CONOK, LOOP, CONERR, END...) or to the listener (data and
+informative notifications). It also counts the data notifications (tlcp.md §7.6), which
+is what a recovery asks the server to resume from.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txlightstreamer._session.machine import State
+from txlightstreamer.errors import LightstreamerError, ProtocolError, TransportError
+from txlightstreamer.protocol import (
+    ConErr,
+    ConOk,
+    End,
+    Loop,
+    Notification,
+    Prog,
+    UnknownTagError,
+    parse_bytes,
+)
+from txlightstreamer.protocol._hotpath import UpdateRouter
+from txlightstreamer.transport.interfaces import IStream, StreamClosed
+
+__all__ = ["ReaderOwner", "StreamReader"]
+
+log = Logger()
+
+
+class ReaderOwner(Protocol):
+    """What the reader needs of the session."""
+
+    @property
+    def stream(self) -> IStream | None:
+        """The stream being read; lines of any other are ignored."""
+
+    @property
+    def state(self) -> State: ...
+
+    def alive(self) -> None:
+        """Lines arrived (once per read)."""
+
+    def notify(self, notification: Notification) -> None:
+        """A data or informative notification for the listener."""
+
+    def report(self, error: LightstreamerError) -> None:
+        """An error the application should hear about."""
+
+    def conok(self, conok: ConOk) -> None: ...
+
+    def loop(self, loop: Loop) -> None: ...
+
+    def conerr(self, conerr: ConErr) -> None: ...
+
+    def end(self, end: End) -> None: ...
+
+    def protocol_error(self, error: ProtocolError) -> None: ...
+
+    def restart(self, reason: str) -> None: ...
+
+    def broken(self, error: LightstreamerError) -> None:
+        """The stream ended without LOOP or END."""
+
+
+class StreamReader:
+    """The sink of one session's streams, and its count of data notifications."""
+
+    def __init__(self, owner: ReaderOwner, router: UpdateRouter) -> None:
+        self._owner = owner
+        self.router = router
+        #: Data notifications received (delivered or skipped) in this session.
+        self.data_count = 0
+        #: The server's position: behind ``data_count`` while a recovered stream replays
+        #: what was already seen, None until that stream's PROG says where it is.
+        self.server_prog: int | None = 0
+
+    def stream_lines(self, stream: IStream, lines: list[bytes]) -> None:
+        """
+        The complete lines of one read. Runs of plain updates go through the router
+        (the hot path); every other line through `_line`.
+        """
+        owner = self._owner
+        if stream is not owner.stream:
+            return
+        owner.alive()
+        if stream is not owner.stream:
+            return  # a status or heartbeat callback closed the session
+        router = self.router
+        i, n = 0, len(lines)
+        while i < n:
+            if self.server_prog == self.data_count:  # not replaying, not waiting for PROG
+                router.open = True
+                fed = router.feed(lines, i)
+                router.open = False
+                # Every line the router took was one data notification, delivered.
+                self.data_count += fed - i
+                self.server_prog = self.data_count
+                i = fed
+                if i == n or stream is not owner.stream:
+                    return
+            self._line(lines[i])
+            i += 1
+            # A line or a callback may have ended this stream (LOOP, END, destroy...).
+            if stream is not owner.stream:
+                return
+
+    def stream_ended(self, stream: IStream, reason: Failure) -> None:
+        owner = self._owner
+        if stream is not owner.stream:
+            return
+        if isinstance(reason.value, ProtocolError):
+            owner.protocol_error(reason.value)
+        elif reason.check(StreamClosed):
+            owner.broken(TransportError(
+                "the server closed the stream without LOOP or END", url=stream.url))
+        elif isinstance(reason.value, LightstreamerError):
+            owner.broken(reason.value)
+        else:
+            owner.broken(TransportError(str(reason.value), url=stream.url))
+
+    def stop(self) -> None:
+        """Not one more line from the current stream (even within the current read)."""
+        self.router.open = False
+
+    def session_created(self) -> None:
+        """A new session counts from zero."""
+        self.data_count = self.server_prog = 0
+
+    def session_recovered(self) -> None:
+        """A recovered stream: wait for its PROG before counting."""
+        self.server_prog = None
+
+    def creating(self) -> None:
+        """A create is under way: no PROG is awaited any more."""
+        self.server_prog = self.data_count
+
+    def _line(self, line: bytes) -> None:
+        owner = self._owner
+        try:
+            n = parse_bytes(line)
+        except UnknownTagError as e:
+            if owner.state is not State.BOUND:
+                # Before CONOK: whatever answers us does not speak TLCP.
+                owner.protocol_error(e)
+            elif line == b"SYNC ERROR":
+                # The legacy protocol's "your session is gone": start a new one.
+                owner.report(e)
+                owner.restart("the server sent SYNC ERROR (session lost)")
+            else:
+                # Like the official client, skip what we do not know (it cannot be one
+                # of the counted data notifications of our protocol version), but say so.
+                log.warn("Ignoring a line with an unknown tag: {error}", error=e)
+                owner.report(e)
+            return
+        except ProtocolError as e:
+            owner.protocol_error(e)
+            return
+        if n.is_data:
+            self._data(n)
+        elif isinstance(n, ConOk):
+            owner.conok(n)
+        elif isinstance(n, Prog):
+            self._prog(n.prog)
+        elif isinstance(n, Loop):
+            owner.loop(n)
+        elif isinstance(n, ConErr):
+            owner.conerr(n)
+        elif isinstance(n, End):
+            owner.end(n)
+        else:
+            owner.notify(n)
+
+    def _data(self, n: Notification) -> None:
+        if self.server_prog is None:
+            self._owner.protocol_error(
+                ProtocolError("data notification before PROG on recovery"))
+            return
+        self.server_prog += 1
+        if self.server_prog <= self.data_count:
+            return  # a replayed duplicate after recovery: skip it
+        self.data_count += 1
+        self._owner.notify(n)
+
+    def _prog(self, prog: int) -> None:
+        if self.server_prog is None:
+            if prog > self.data_count:
+                self._owner.restart(
+                    f"PROG {prog} beyond the {self.data_count} notifications received")
+                return
+            self.server_prog = prog
+        elif prog != self.server_prog:
+            self._owner.restart(f"PROG {prog} does not match {self.server_prog}")

@@ -1,0 +1,524 @@
+"""
+The session: create, bind, LOOP rebind, liveness, recovery and retry of one connection.
+
+It owns the stream connection and the data-notification counters, and tells its listener
+(the client) what happened. It never touches tables or control requests. Every timer
+runs on the injected clock. The states and their transitions are in `machine`, the
+silence timer in `liveness`, the choice of transport in `sense`, the retry policy in
+`options`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from txlightstreamer._session.liveness import Liveness
+from txlightstreamer._session.machine import Input, Machine, State
+from txlightstreamer._session.options import RetryPolicy, SessionOptions
+from txlightstreamer._session.reader import StreamReader
+from txlightstreamer._session.sense import Kind, TransportChoice, kind_status
+from txlightstreamer.errors import (
+    LightstreamerError,
+    ProtocolError,
+    ServerError,
+    TransportError,
+)
+from txlightstreamer.protocol import (
+    ConErr,
+    ConOk,
+    End,
+    Loop,
+    Notification,
+    Request,
+    bind_session,
+    create_session,
+)
+from txlightstreamer.protocol._hotpath import UpdateRouter
+from txlightstreamer.protocol.errors import RETRYABLE_CONERR, RETRYABLE_END
+from txlightstreamer.states import Continuity, Status
+from txlightstreamer.transport.interfaces import IStream, ITransport
+
+__all__ = ["Session", "SessionListener"]
+
+log = Logger()
+
+# CONERR codes after which a new session (not a retry of the same request) is needed.
+_NEW_SESSION_CONERR = frozenset({4, 20, 40, 41, 48})
+_WITH_STREAM = frozenset({State.BOUND, State.BINDING, State.RECOVERING})
+
+
+class SessionListener(Protocol):
+    """What the session tells the client."""
+
+    def session_started(self, conok: ConOk, continuity: str) -> None:
+        """A session was created (``new`` or ``replaced``)."""
+
+    def session_rebound(self, conok: ConOk, continuity: str) -> None:
+        """The same session goes on (``preserved`` or ``recovered``)."""
+
+    def session_interrupted(self, will_recover: bool) -> None:
+        """The stream broke; ``will_recover`` tells whether the session may survive."""
+
+    def session_closed(self, error: LightstreamerError | None) -> None:
+        """No session any more and no retry: fatal ``error``, or None when asked to close."""
+
+    def status_changed(self, status: str, reason: str | None) -> None:
+        """The detailed status changed (official SDK names)."""
+
+    def notification(self, notification: Notification) -> None:
+        """A fresh data notification, or an informative one (CONS, SERVNAME, ...)."""
+
+    def line_received(self) -> None:
+        """Lines arrived (a sign of life; once per read, not per line)."""
+
+    def error(self, error: LightstreamerError) -> None:
+        """Something went wrong that the application should hear about."""
+
+
+class Session:
+    """One client's connection to one Lightstreamer session, across rebinds and retries."""
+
+    def __init__(
+        self,
+        *,
+        transport: ITransport,
+        clock: IReactorTime,
+        listener: SessionListener,
+        base_url: str,
+        options: SessionOptions,
+        randomizer: Callable[[], float] = random.random,
+        ws_transport: ITransport | None = None,
+        router: UpdateRouter | None = None,
+    ) -> None:
+        channels: Mapping[str, ITransport] = (
+            {"HTTP": transport} if ws_transport is None
+            else {"HTTP": transport, "WS": ws_transport})
+        self.choice = TransportChoice(channels, options.forced_transport)
+        self._clock = clock
+        self._listener = listener
+        self._configured_url = base_url
+        self.base_url = base_url
+        self.options = options
+        self._policy: RetryPolicy = options.policy(randomizer)
+        self._machine = Machine()
+        hooks = _Hooks(self)
+        self._liveness = Liveness(clock, hooks, options.stalled_timeout,
+                                  options.reconnect_timeout)
+        self._reader = StreamReader(hooks, router if router is not None else UpdateRouter())
+
+        self.status: str = Status.DISCONNECTED
+        self.session_id: str | None = None
+        self.request_limit = 50_000
+        self.keepalive_ms: int | None = None
+
+        self._create_args: dict[str, Any] = {}
+        # The current stream: None between connections and once LOOP, END or an error
+        # ended it (no line of it is read after that).
+        self._stream: IStream | None = None
+        self._next_continuity: str = Continuity.NEW
+        self._failed_creates = 0
+        self._recovery_started: float | None = None
+        self._attempt_started = 0.0
+        self._retry_call: IDelayedCall | None = None
+
+    @property
+    def state(self) -> State:
+        return self._machine.state
+
+    @property
+    def bound(self) -> bool:
+        """True while a session is established (CONOK received, not interrupted)."""
+        return self._machine.state is State.BOUND and self.session_id is not None
+
+    @property
+    def kind(self) -> Kind:
+        """The kind of transport in use: ``("WS"|"HTTP", polling)``."""
+        return self.choice.kind
+
+    @property
+    def stream(self) -> Any:
+        """The current `IStream` (None between connections)."""
+        return self._stream
+
+    @property
+    def router(self) -> UpdateRouter:
+        """The hot path of this session's streams."""
+        return self._reader.router
+
+    @property
+    def data_count(self) -> int:
+        """Data notifications received in this session (what a recovery resumes from)."""
+        return self._reader.data_count
+
+    @property
+    def server_prog(self) -> int | None:
+        """The server's position (None while a recovered stream has not sent PROG)."""
+        return self._reader.server_prog
+
+    # -- commands from the client --------------------------------------------------------
+
+    def connect(self, create_args: dict[str, Any]) -> None:
+        """Create a session with ``create_args`` (adapter set, user, password, ...)."""
+        self._machine.feed(Input.CONNECT)
+        self._create_args = create_args
+        self._next_continuity = Continuity.NEW
+        self._failed_creates = 0
+        self.choice.reset()
+        self._start_create()
+
+    def close(self) -> None:
+        """Stop everything: stream and timers. The session id is kept for a destroy."""
+        self._stop_stream()
+        self._cancel_retry()
+        self._liveness.stop()
+        if self._machine.feed(Input.CLOSE) is not State.CLOSED:
+            self._set_status(Status.DISCONNECTED, "closed by the client")
+
+    def restart(self, reason: str) -> None:
+        """Abandon the current session and create a new one (e.g. after REQERR 20)."""
+        if self.state in (State.CLOSED, State.IDLE):
+            return
+        log.warn("Replacing the session: {reason}", reason=reason)
+        self._stop_stream()
+        self._new_session_later(reason, immediate=True)
+
+    # -- what the streams say (through the reader) -------------------------------------
+
+    def _conok(self, conok: ConOk) -> None:
+        if self.state is State.CREATING:
+            self.session_id = conok.session_id
+            self._reader.session_created()
+            self._failed_creates = 0
+        elif conok.session_id != self.session_id:
+            self._protocol_error(ProtocolError(
+                f"bind answered for session {conok.session_id!r}, expected {self.session_id!r}"))
+            return
+        self.request_limit = conok.request_limit
+        self.keepalive_ms = conok.keepalive_ms
+        if conok.control_link:
+            self.base_url = _control_url(self._configured_url, conok.control_link)
+        previous = self._machine.feed(Input.CONOK)
+        self._recovery_started = None
+        self._liveness.bound(self._silence_limit(), self.choice.polling,
+                             watched=bool(conok.keepalive_ms))
+        self._set_status(kind_status(self.kind), None)
+        if previous is State.CREATING:
+            continuity, self._next_continuity = self._next_continuity, Continuity.PRESERVED
+            self._listener.session_started(conok, continuity)
+        elif previous is State.RECOVERING:
+            self._reader.session_recovered()  # until PROG says where the server resumes
+            self._listener.session_rebound(conok, Continuity.RECOVERED)
+        else:
+            self._listener.session_rebound(conok, Continuity.PRESERVED)
+
+    def _loop(self, loop: Loop) -> None:
+        self._stop_stream()
+        self._liveness.stop()
+        self._machine.feed(Input.LOOP)
+        # The server may only ask to wait less than the polling interval we requested.
+        limit = self.options.polling_interval if self.choice.polling else 0.0
+        delay = min(loop.delay_ms / 1000.0, limit)
+        if loop.delay_ms > limit * 1000 + 1:
+            self._listener.error(ProtocolError(
+                f"LOOP asks to wait {loop.delay_ms} ms, more than the {limit * 1000:g} ms "
+                "requested; rebinding after the requested delay", f"LOOP,{loop.delay_ms}"))
+            if self.state is not State.BINDING:
+                return  # the error callback closed the session
+        if delay > 0:
+            self._retry_call = self._clock.callLater(delay, self._start_bind)
+        else:
+            self._start_bind()
+
+    def _conerr(self, conerr: ConErr) -> None:
+        self._stop_stream()
+        error = ServerError(conerr.code, conerr.message, "CONERR")
+        creating = self.state is State.CREATING
+        if (
+            creating
+            and conerr.code == 65
+            and self.options.protocol_fallback
+            and self.choice.protocol_version == "2.5.0"
+        ):
+            # Older servers refuse TLCP 2.5.0 with a syntax error: try 2.4.0 (once: the
+            # version stays lowered).
+            self.choice.lower_protocol("2.4.0")
+            reason = f"server refused TLCP 2.5.0 ({error}); retrying with TLCP 2.4.0"
+            log.warn("{reason}", reason=reason)
+            self._create_later(reason, 0.0)
+        elif creating and conerr.code in RETRYABLE_CONERR:
+            log.warn("Session refused, will retry: {error}", error=error)
+            self._failed_creates += 1
+            if conerr.code == 5:
+                # Overloaded: retry at once, asking the server to keep the request.
+                self._create_later(str(error), 0.0, ttl="unlimited")
+            else:
+                self._create_later(str(error))
+        elif not creating and conerr.code in _NEW_SESSION_CONERR:
+            self._new_session_later(str(error))
+        else:
+            self._fatal(error)
+
+    def _end(self, end: End) -> None:
+        self._stop_stream()
+        error = ServerError(end.code, end.message, "END")
+        if end.code in RETRYABLE_END:
+            self._listener.error(error)
+            self._new_session_later(str(error))
+        else:
+            self._fatal(error)
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        """Unparsable data: nothing after it can be trusted, so start a new session."""
+        log.error("Protocol error from the server: {error}", error=error)
+        self._stop_stream()
+        if self.state is State.CREATING:
+            self._fatal(error)  # reports the error itself
+        else:
+            self._listener.error(error)
+            self._new_session_later(f"protocol error: {error.reason}")
+
+    # -- liveness --------------------------------------------------------------------------
+
+    def _head_timed_out(self) -> None:
+        stream = self._stream
+        self._stop_stream()
+        if stream is not None:
+            self._broken(TransportError(
+                f"no answer within {self.options.retry_delay:g} s", url=stream.url),
+                timed_out=True)
+
+    def _silent(self, reason: str) -> None:
+        self._stop_stream()
+        self._broken(TransportError(reason))
+
+    def _silence_limit(self) -> float:
+        """Longest silence before the liveness timer acts, in seconds."""
+        limit = (self.keepalive_ms or 0) / 1000.0
+        if self.choice.polling:
+            # Polling: the server answers within its idle time, or something is wrong.
+            return limit + self.options.retry_delay
+        return limit
+
+    # -- failures and retries ----------------------------------------------------------------
+
+    def _broken(self, error: LightstreamerError, timed_out: bool = False) -> None:
+        """The current stream ended unexpectedly."""
+        state = self.state
+        log.warn("Stream lost ({state}): {error}", state=state.value, error=error)
+        self._liveness.stop()
+        if state is not State.BOUND and state in _WITH_STREAM | {State.CREATING}:
+            reason = self.choice.give_up(error, timed_out)
+            if reason is not None:
+                # Stream-Sense: the same attempt at once on the next kind of transport.
+                log.info("{reason}", reason=reason)
+                start = {State.CREATING: self._start_create, State.BINDING: self._start_bind,
+                         State.RECOVERING: self._start_recovery}[state]
+                self._schedule(0, start)
+                self._set_status(Status.STREAM_SENSING, reason)
+                return
+        if isinstance(error, TransportError) and not error.retryable:
+            self._fatal(error)
+        elif state is State.CREATING:
+            self._failed_creates += 1
+            self._create_later(str(error))
+        elif state in _WITH_STREAM:
+            self._recover_later(str(error))
+
+    def _recover_later(self, reason: str) -> None:
+        opts = self.options
+        now = self._clock.seconds()
+        if opts.session_recovery_timeout <= 0:
+            self._new_session_later(reason)
+            return
+        if self._recovery_started is None:
+            self._recovery_started = now
+            delay = self._policy(0)
+        else:
+            # Recovery is bounded by its own timeout: its pace is the policy's first step.
+            delay = max(0.0, self._attempt_started + self._policy(1) - now)
+            if now + delay - self._recovery_started > opts.session_recovery_timeout:
+                self._new_session_later(f"recovery timed out ({reason})")
+                return
+        self._listener.session_interrupted(True)
+        if self._closed_meanwhile():
+            return
+        self._machine.feed(Input.RETRY)
+        self._schedule(delay, self._start_recovery)
+        self._set_status(Status.TRYING_RECOVERY, reason)
+
+    def _new_session_later(self, reason: str, immediate: bool = False) -> None:
+        self._recovery_started = None
+        self._next_continuity = Continuity.REPLACED
+        self._listener.session_interrupted(False)
+        if self._closed_meanwhile():
+            return
+        self._machine.feed(Input.RETRY)
+        self._schedule(0.0 if immediate else self._policy(0), self._start_create)
+        self._set_status(Status.WILL_RETRY, reason)
+
+    def _create_later(self, reason: str, delay: float | None = None,
+                      ttl: str | None = None) -> None:
+        if delay is None:
+            delay = max(0.0, self._attempt_started + self._policy(self._failed_creates)
+                        - self._clock.seconds())
+        self._machine.feed(Input.RETRY)
+        self._schedule(delay, lambda: self._start_create(ttl))
+        self._set_status(Status.WILL_RETRY, reason)
+
+    def _fatal(self, error: LightstreamerError) -> None:
+        self._cancel_retry()
+        self._liveness.stop()
+        self._stop_stream()
+        self._machine.feed(Input.FAIL)
+        self._set_status(Status.DISCONNECTED, str(error))
+        self._listener.session_closed(error)
+
+    # -- opening streams ---------------------------------------------------------------------
+
+    def _open(self, request: Request) -> None:
+        self._stop_stream()
+        self._attempt_started = self._clock.seconds()
+        stream = self.choice.transport.open_stream(self.base_url, request, self._reader)
+        self._stream = stream
+        # The whole head (up to CONOK) must arrive within the retry delay.
+        self._liveness.expect_head(self.options.retry_delay)
+        stream.start()
+
+    def _start_create(self, ttl: str | None = None) -> None:
+        self._retry_call = None
+        self._machine.feed(Input.CREATE)
+        self.base_url = self._configured_url
+        self.session_id = None
+        self._reader.creating()
+        self._set_status(Status.CONNECTING, None)
+        if self.state is not State.CREATING:
+            return  # a status callback closed the session
+        self._open(create_session(
+            supported_diffs=self.options.supported_diffs,
+            ttl_millis=ttl,
+            **self._connection_params(first=True),
+            **self._create_args,
+        ))
+
+    def _start_bind(self) -> None:
+        self._retry_call = None
+        assert self.session_id is not None
+        self._machine.feed(Input.BIND)
+        self._open(bind_session(self.session_id, **self._connection_params()))
+
+    def _start_recovery(self) -> None:
+        self._retry_call = None
+        assert self.session_id is not None
+        self._machine.feed(Input.RECOVER)
+        self._open(bind_session(
+            self.session_id, recovery_from=self.data_count, **self._connection_params()))
+
+    def _connection_params(self, first: bool = False) -> dict[str, Any]:
+        return self.options.connection_params(self.kind, self.keepalive_ms, first)
+
+    def _stop_stream(self) -> None:
+        self._reader.stop()  # not one more line from this stream
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.stop()
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _schedule(self, delay: float, call: Callable[[], None]) -> None:
+        self._cancel_retry()
+        self._liveness.stop()
+        self._retry_call = self._clock.callLater(delay, call)
+
+    def _cancel_retry(self) -> None:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+
+    def _closed_meanwhile(self) -> bool:
+        """Whether a listener callback closed the session (then no retry is due)."""
+        return not self._machine.accepts(Input.RETRY)
+
+    def _set_status(self, status: str, reason: str | None) -> None:
+        if status != self.status:
+            self.status = status
+            self._listener.status_changed(status, reason)
+
+
+class _Hooks:
+    """What the reader and the liveness timer call: the session's private handlers."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @property
+    def stream(self) -> IStream | None:
+        return self._session._stream
+
+    @property
+    def state(self) -> State:
+        return self._session._machine.state
+
+    def alive(self) -> None:
+        self._session._liveness.touch()
+        self._session._listener.line_received()
+
+    def notify(self, notification: Notification) -> None:
+        self._session._listener.notification(notification)
+
+    def report(self, error: LightstreamerError) -> None:
+        self._session._listener.error(error)
+
+    def conok(self, conok: ConOk) -> None:
+        self._session._conok(conok)
+
+    def loop(self, loop: Loop) -> None:
+        self._session._loop(loop)
+
+    def conerr(self, conerr: ConErr) -> None:
+        self._session._conerr(conerr)
+
+    def end(self, end: End) -> None:
+        self._session._end(end)
+
+    def protocol_error(self, error: ProtocolError) -> None:
+        self._session._protocol_error(error)
+
+    def restart(self, reason: str) -> None:
+        self._session.restart(reason)
+
+    def broken(self, error: LightstreamerError) -> None:
+        self._session._stream = None  # it ended: nothing to stop
+        self._session._broken(error)
+
+    def head_timed_out(self) -> None:
+        self._session._head_timed_out()
+
+    def stalled(self) -> None:
+        self._session._set_status(Status.STALLED, "no data from the server")
+
+    def resumed(self) -> None:
+        session = self._session
+        session._set_status(kind_status(session.kind), None)
+
+    def silent(self, reason: str) -> None:
+        self._session._silent(reason)
+
+
+def _control_url(configured: str, control_link: str) -> str:
+    """
+    The base URL to use after CONOK named another server instance (tlcp.md §4.1): the
+    scheme, and the port when the link has none, come from the configured address.
+    """
+    from hyperlink import URL
+
+    base = URL.from_text(configured)
+    host_port, _, path = control_link.partition("/")
+    has_port = host_port.rsplit("]", 1)[-1].count(":") == 1
+    if not has_port and base.port is not None:
+        host_port = f"{host_port}:{base.port}"
+    return f"{base.scheme}://{host_port}" + (f"/{path}" if path else "")
