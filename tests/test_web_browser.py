@@ -29,7 +29,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from txlightstreamer import LsClient
-from txlightstreamer.service import demo_subscriptions
+from txlightstreamer.cli import demo_subscriptions
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.testing.demo import DemoFeed
 from txlightstreamer.web import Relay

@@ -6,7 +6,7 @@ Both entry points share `Options` and run the same `LsService`. The JSON-lines o
 is a public contract (see README.rst): one object per line, flushed per line, each with
 an ``"event"`` key; field values are strings or ``null``. The records themselves come from
 `txlightstreamer.events`; the options and the ``--subscribe`` language live in
-``_options`` and ``_subscribe_spec`` and are re-exported here.
+`txlightstreamer.cli` and are re-exported here.
 """
 
 from __future__ import annotations

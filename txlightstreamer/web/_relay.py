@@ -132,9 +132,10 @@ class Relay:
     """
     Relays a client's tables to web clients.
 
-    It listens to ``client`` and every table of ``tables`` and turns what they report
-    into the event dicts of the JSON-lines output (``sub`` is the table's index in
-    ``tables``), numbered with increasing ids and kept in a backlog of the last
+    It listens to ``client`` and every table of ``tables`` through an
+    `~txlightstreamer.events.EventFeed` (the relay is its sink), so it gets the event
+    records of the JSON-lines output (``sub`` is the table's index in ``tables``),
+    numbered with increasing ids and kept in a backlog of the last
     ``backlog`` events. `resource` gives a plain ``twisted.web`` resource serving
     ``/`` (a live page), ``/snapshot`` (JSON) and ``/events`` (Server-Sent Events).
 
