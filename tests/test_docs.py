@@ -47,7 +47,12 @@ PUBLIC_MODULES = [
     "txlightstreamer.transport",
     "txlightstreamer.web",
 ]
-OPTIONAL_MODULES = ["txlightstreamer.events", "txlightstreamer.cli", "txlightstreamer.service"]
+OPTIONAL_MODULES = [
+    "txlightstreamer.events",
+    "txlightstreamer.cli",
+    "txlightstreamer.service",
+    "txlightstreamer.sinks",
+]
 
 SNIPPET_TIMEOUT = 30.0
 
