@@ -2,7 +2,7 @@
 Transports: each turns a connection into TLCP lines and back.
 
 `make_transports` builds them for one client from `TransportOptions`; the session only
-sees objects with ``protocol_version`` and ``open_stream(base_url, request, sink)``.
+sees them through `txlightstreamer.transport.interfaces` (`ITransport`, `IStream`...).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from txlightstreamer.transport._endpoints import (
     parse_proxy,
 )
 from txlightstreamer.transport.http import HttpTransport
+from txlightstreamer.transport.interfaces import ITransport
 
 __all__ = [
     "WS_EXTRA_HINT",
@@ -82,7 +83,9 @@ def websocket_available() -> bool:
     return True
 
 
-def make_transports(reactor: Any, options: TransportOptions) -> tuple[HttpTransport, Any]:
+def make_transports(
+    reactor: Any, options: TransportOptions
+) -> tuple[HttpTransport, ITransport | None]:
     """The HTTP transport and, when available, the WebSocket one (else None)."""
     policy = tls_policy(options)
     jar = options.cookie_jar if options.cookie_jar is not None else CookieJar()
@@ -188,8 +191,16 @@ def _agent(reactor: Any, options: TransportOptions, policy: Any, router: Endpoin
                  pool=pool)
 
 
+def _can_connect(reactor: Any, options: TransportOptions) -> bool:
+    """
+    Whether sockets can be opened for a WebSocket: through the configured endpoint
+    factory, or the reactor's TCP (a reactor that is only a clock cannot).
+    """
+    return options.endpoint_factory is not None or IReactorTCP.providedBy(reactor)
+
+
 def _ws_transport(reactor: Any, options: TransportOptions, router: EndpointRouter,
-                  jar: CookieJar) -> Any:
+                  jar: CookieJar) -> ITransport | None:
     if options.websocket is False:
         return None
     if not websocket_available():
@@ -197,9 +208,8 @@ def _ws_transport(reactor: Any, options: TransportOptions, router: EndpointRoute
             raise RuntimeError(
                 f"the WebSocket transport needs autobahn: {WS_EXTRA_HINT}")
         return None
-    if options.websocket is None and options.endpoint_factory is None \
-            and not IReactorTCP.providedBy(reactor):
-        return None  # a fake clock (tests): it cannot open sockets
+    if options.websocket is None and not _can_connect(reactor, options):
+        return None
     from txlightstreamer.transport.ws import WsTransport
 
     return WsTransport(

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
@@ -24,14 +24,10 @@ from zope.interface import implementer
 from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import Request, http_body, protocol_param
 from txlightstreamer.protocol.errors import redact_line
-from txlightstreamer.transport.interfaces import (
-    IControlTransport,
-    IStream,
-    StreamClosed,
-    StreamSink,
-)
+from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
+from txlightstreamer.transport.interfaces import IControlTransport, StreamClosed, StreamSink
 
-__all__ = ["HttpStream", "HttpTransport", "StreamSink", "server_url"]
+__all__ = ["HttpStream", "HttpTransport", "server_url"]
 
 log = Logger()
 
@@ -121,45 +117,6 @@ def _read_short_body(response: Any) -> Deferred[bytes]:
     return done
 
 
-def _describe_failure(failure: Failure) -> str:
-    """A one-line description of a connection failure, unwrapping treq's wrappers."""
-    exc = failure.value
-    reasons = getattr(exc, "reasons", None)
-    if reasons:
-        inner = "; ".join(_describe_failure(r) for r in reasons)
-        return f"{type(exc).__name__}: {inner}"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
-
-
-def _is_tls_failure(failure: Failure) -> bool:
-    """Whether a connection failed in TLS (verification, handshake): retrying won't help."""
-    from OpenSSL.SSL import Error as SSLError
-
-    def check(f: Failure) -> bool:
-        reasons = getattr(f.value, "reasons", None)
-        if reasons:
-            return any(check(r) for r in reasons)
-        if isinstance(f.value, SSLError):
-            return True
-        text = _describe_failure(f).lower()
-        return "certificate verify" in text or "ssl routines" in text
-    return check(failure)
-
-
-def connection_error(failure: Failure, url: str) -> TransportError:
-    """A `TransportError` for a failed connection; TLS failures name the host, not retryable."""
-    if _is_tls_failure(failure):
-        from hyperlink import URL
-
-        host = URL.from_text(url).host
-        return TransportError(
-            f"TLS failure with {host} (certificate not trusted or handshake refused; "
-            f"configure the client's tls_policy/trust_roots): {_describe_failure(failure)}",
-            url=url, retryable=False)
-    return TransportError(_describe_failure(failure), url=url)
-
-
 def request_headers(
     base: Mapping[str, str], extra: Mapping[str, str] | None = None
 ) -> dict[bytes, list[bytes]]:
@@ -184,8 +141,7 @@ def _status_error(response: Any, body: bytes, url: str) -> TransportError:
     )
 
 
-@implementer(IStream)
-class HttpStream:
+class HttpStream(StreamBase):
     """
     One TLCP stream connection (a ``create_session`` or ``bind_session`` POST).
 
@@ -200,18 +156,11 @@ class HttpStream:
         request: Request,
         sink: StreamSink,
     ) -> None:
+        super().__init__(server_url(base_url, request.name), request, sink,
+                         transport.clock, transport.connect_timeout)
         self._transport = transport
-        self.url = server_url(base_url, request.name)
-        self._request = request
-        self._sink = sink
-        self._stopped = False
-        self._ended = False
         self._request_d: Deferred[Any] | None = None
         self._body_transport: Any = None
-        self._timeout: IDelayedCall | None = None
-
-    def __repr__(self) -> str:
-        return f"<HttpStream {self._request.name} {self.url}>"
 
     def start(self) -> None:
         """Send the request. Lines may reach the sink before this returns."""
@@ -227,30 +176,21 @@ class HttpStream:
             allow_redirects=False,
         )
         self._request_d = d
-        self._timeout = t.clock.callLater(t.connect_timeout, self._headers_timed_out)
-        d.addCallbacks(self._got_response, self._request_failed)
+        self._arm_timeout()
+        d.addCallbacks(self._got_response, self._connect_failed)
 
-    def stop(self) -> None:
-        """Close the connection; no line is delivered after this call."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._cancel_timeout()
+    def _close(self) -> None:
         if self._body_transport is not None:
             self._body_transport.stopProducing()
         elif self._request_d is not None:
             self._request_d.cancel()
 
-    def _cancel_timeout(self) -> None:
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
+    def _abort(self) -> None:
+        self.stop()
 
-    def _headers_timed_out(self) -> None:
-        self._timeout = None
+    def _expire(self) -> None:
         if self._request_d is not None and self._body_transport is None:
-            self._finish(Failure(TransportError(
-                f"no response within {self._transport.connect_timeout:g} s", url=self.url)))
+            self._finish(Failure(self._timeout_error("no response")))
             self._request_d.cancel()
 
     def _got_response(self, response: Any) -> None:
@@ -276,32 +216,12 @@ class HttpStream:
         response.deliverBody(receiver)
         self._body_transport = receiver.transport
 
-    def _request_failed(self, failure: Failure) -> None:
-        self._cancel_timeout()
-        if self._stopped or self._ended:
-            return
-        if failure.check(CancelledError):
-            return
-        self._finish(Failure(connection_error(failure, self.url)))
-
-    def _fail(self, error: Exception) -> None:
-        self._finish(Failure(error))
-        self.stop()
-
     def _body_lost(self, reason: Failure) -> None:
         if reason.check(ResponseDone, PotentialDataLoss):
             self._finish(Failure(StreamClosed()))
         else:
             self._finish(Failure(TransportError(
-                f"stream broken: {_describe_failure(reason)}", url=self.url)))
-
-    def _finish(self, reason: Failure) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._cancel_timeout()
-        if not self._stopped:
-            self._sink.stream_ended(self, reason)
+                f"stream broken: {describe_failure(reason)}", url=self.url)))
 
 
 @implementer(IControlTransport)

@@ -24,8 +24,7 @@ from typing import Any, cast
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from hyperlink import URL
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,8 +34,8 @@ from zope.interface import implementer
 from txlightstreamer._version import __version__
 from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import WSOK_MESSAGE, Request, ws_message, ws_subprotocol
+from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
 from txlightstreamer.transport._endpoints import EndpointRouter
-from txlightstreamer.transport.http import _describe_failure, connection_error
 from txlightstreamer.transport.interfaces import (
     IRequestStream,
     ITransport,
@@ -127,7 +126,7 @@ class _Factory(WebSocketClientFactory):
 
 
 @implementer(IRequestStream)
-class WsStream:
+class WsStream(StreamBase):
     """
     One WebSocket carrying one TLCP stream (a create or bind, then its notifications).
 
@@ -138,21 +137,14 @@ class WsStream:
 
     def __init__(self, transport: WsTransport, base_url: str, request: Request,
                  sink: StreamSink) -> None:
+        super().__init__(ws_url(base_url), request, sink, transport.reactor,
+                         transport.connect_timeout)
         self._transport = transport
-        self.url = ws_url(base_url)
-        self._request = request
-        self._sink = sink
-        self._stopped = False
-        self._ended = False
         self._open = False
         self._wsok = False
         self._connect_d: Deferred[Any] | None = None
         self._proto: _TlcpClientProtocol | None = None
-        self._timeout: IDelayedCall | None = None
         self._subprotocol = ""
-
-    def __repr__(self) -> str:
-        return f"<WsStream {self._request.name} {self.url}>"
 
     # -- the stream API ------------------------------------------------------------------
 
@@ -176,7 +168,7 @@ class WsStream:
         factory.setProtocolOptions(
             openHandshakeTimeout=0, closeHandshakeTimeout=0, serverConnectionDropTimeout=0,
             perMessageCompressionOffers=[], autoPingInterval=0)
-        self._timeout = t.reactor.callLater(t.connect_timeout, self._timed_out)
+        self._arm_timeout()
         try:
             endpoint = t.router.endpoint(url.host, port, secure)
             d = endpoint.connect(factory)
@@ -186,12 +178,7 @@ class WsStream:
         self._connect_d = d
         d.addCallbacks(self._connected, self._connect_failed)
 
-    def stop(self) -> None:
-        """Close the socket; no line is delivered after this call."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._cancel_timeout()
+    def _close(self) -> None:
         proto = self._proto
         if proto is None:
             if self._connect_d is not None and not self._connect_d.called:
@@ -219,12 +206,6 @@ class WsStream:
         self._proto = proto
         if self._stopped:
             _abort(proto)
-
-    def _connect_failed(self, failure: Failure) -> None:
-        self._cancel_timeout()
-        if self._stopped or self._ended or failure.check(CancelledError):
-            return
-        self._finish(Failure(connection_error(failure, self.url)))
 
     def _handshake(self, proto: _TlcpClientProtocol, response: Any) -> None:
         self._proto = proto
@@ -271,12 +252,6 @@ class WsStream:
             lines.append(line)
         self._deliver(lines)
 
-    def _deliver(self, lines: list[bytes]) -> None:
-        if lines and not (self._stopped or self._ended):
-            # Connected and answered: the connection timeout no longer applies.
-            self._cancel_timeout()
-            self._sink.stream_lines(self, lines)
-
     def _closed(self, proto: _TlcpClientProtocol, was_clean: bool, code: int | None,
                 reason: str | None) -> None:
         self._cancel_timeout()
@@ -288,7 +263,7 @@ class WsStream:
             self._finish(Failure(StreamClosed()))
         else:
             lost = proto.lost_reason
-            detail = _describe_failure(lost) if lost is not None else reason
+            detail = describe_failure(lost) if lost is not None else reason
             self._finish(Failure(TransportError(
                 f"WebSocket broken (code {code}): {detail}", url=self.url)))
 
@@ -307,34 +282,15 @@ class WsStream:
                 return error
         return TransportError(f"WebSocket handshake failed: {reason}", url=self.url)
 
-    def _timed_out(self) -> None:
-        self._timeout = None
-        if self._stopped or self._ended:
-            return
-        t = self._transport
-        self._finish(Failure(TransportError(
-            f"WebSocket not answering within {t.connect_timeout:g} s", url=self.url)))
+    def _expire(self) -> None:
+        self._finish(Failure(self._timeout_error("WebSocket not answering")))
         if self._connect_d is not None and not self._connect_d.called:
             self._connect_d.cancel()
         else:
             _abort(self._proto)
 
-    def _fail(self, error: Exception) -> None:
-        self._finish(Failure(error))
+    def _abort(self) -> None:
         _abort(self._proto)
-
-    def _finish(self, reason: Failure) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._cancel_timeout()
-        if not self._stopped:
-            self._sink.stream_ended(self, reason)
-
-    def _cancel_timeout(self) -> None:
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
 
 
 @implementer(ITransport)
