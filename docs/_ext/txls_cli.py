@@ -43,7 +43,7 @@ def option_rows(cls: Any) -> list[tuple[str, str, str]]:
         if name in ("help",):
             continue
         takes_value = long.endswith("=")
-        shown = f"--{name}={name.split('-')[-1].upper()}" if takes_value else f"--{name}"
+        shown = f"--{name}={name.upper().replace('-', '_')}" if takes_value else f"--{name}"
         default = opts.defaults.get(name) if hasattr(opts, "defaults") else None
         default = "" if default is None or not takes_value else repr(default)
         doc = " ".join((opts.docs.get(name) or "").split())
@@ -67,7 +67,7 @@ class OptionsDirective(SphinxDirective):
             "",
             ".. list-table::",
             "   :header-rows: 1",
-            "   :widths: 25 12 63",
+            "   :widths: 32 10 58",
             "",
             "   * - option",
             "     - default",
