@@ -492,7 +492,8 @@ def traffic_table(tr: dict[str, Any]) -> list[str]:
                 f"update, {b['lines_with_tlcp_diff']:.0%} of lines with ^T, "
                 if kind == "mixed" else f"{b['empty_token_share']:.0%} empty tokens, ")
         lines.append(f"Traffic, {kind} burst: {b['updates']:,} updates, "
-                     f"{b['avg_line_bytes']} B/line, {desc}{b['caret_runs_per_update']} ^n runs/update")
+                     f"{b['avg_line_bytes']} B/line, {desc}"
+                     f"{b['caret_runs_per_update']} ^n runs/update")
         lines.append(f"  {'client':<34}{'updates/s':>12}{'CPU s/100k':>12}{'sender CPU':>12}")
         for tr_name in TRANSPORTS:
             for piece in PIECES:
