@@ -401,3 +401,74 @@ def test_legacy_sync_error_replaces_session() -> None:
     assert transport.last.request.name == "create_session"
     transport.last.feed("CONOK,S2,50000,5000,*")
     assert recorder.events[-1] == ("started", "replaced")
+
+
+# -- the machine, the retry policy and the listener's callbacks --------------------------
+
+def test_every_transition_is_in_the_table() -> None:
+    session, transport, _, _ = make()
+    session.connect({})
+    with pytest.raises(_session.IllegalTransition, match="cannot connect while creating"):
+        session.connect({})
+    assert isinstance(_session.IllegalTransition("x"), RuntimeError)
+    assert session.state is State.CREATING
+    # Every state can be closed; only a closed or idle session can connect.
+    closable = {state for state, event in _session.TRANSITIONS if event is _session.Input.CLOSE}
+    assert closable == set(State)
+    connectable = {state for state, event in _session.TRANSITIONS
+                   if event is _session.Input.CONNECT}
+    assert connectable == {State.IDLE, State.CLOSED}
+
+
+def test_tlcp_retry_policy_is_the_official_rule() -> None:
+    policy = _session.tlcp_retry_policy(retry_delay=2.0, first_retry_max_delay=0.1,
+                                        max_retry_delay=60.0, jitter=lambda: 0.5)
+    assert policy(0) == pytest.approx(0.05)
+    assert [policy(n) for n in range(1, 11)] == [2.0] * 10
+    assert [policy(n) for n in (11, 12, 13, 14, 15)] == [4.0, 8.0, 16.0, 32.0, 60.0]
+    assert policy(10_000) == 60.0
+
+
+def test_an_injected_retry_policy_paces_the_retries() -> None:
+    asked: list[int] = []
+
+    def policy(attempt: int) -> float:
+        asked.append(attempt)
+        return 7.0 if attempt else 0.25
+
+    session, transport, _, clock = make(retry_policy=policy)
+    session.connect({})
+    transport.last.end(TransportError("connection refused"))
+    clock.advance(6.9)
+    assert len(transport.streams) == 1
+    clock.advance(0.1)
+    assert len(transport.streams) == 2
+    transport.last.feed("CONOK,S1,50000,5000,*")
+    transport.last.end(TransportError("reset"))  # a bound stream: recovery, attempt 0
+    clock.advance(0.2)
+    assert len(transport.streams) == 2
+    clock.advance(0.05)
+    assert transport.last.params["LS_recovery_from"] == "0"
+    assert asked == [1, 0]
+
+
+def test_a_listener_that_closes_on_interruption_stops_the_retry() -> None:
+    session, transport, recorder, clock = connected()
+    recorder.session_interrupted = lambda will_recover: session.close()  # type: ignore[method-assign]
+    transport.last.end(TransportError("reset"))
+    clock.advance(60)
+    assert session.state is State.CLOSED
+    assert len(transport.streams) == 1
+    assert recorder.statuses[-1] == "DISCONNECTED"
+
+
+def test_recovered_stream_waits_for_prog_before_counting() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("U,1,1,a")
+    transport.last.end(TransportError("reset"))
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*")
+    assert session.bound
+    assert session.server_prog is None
+    transport.last.feed("PROG,1", "U,1,1,b")
+    assert (session.data_count, session.server_prog) == (2, 2)

@@ -141,8 +141,8 @@ class Session:
         return self.choice.kind
 
     @property
-    def stream(self) -> Any:
-        """The current `IStream` (None between connections)."""
+    def stream(self) -> IStream | None:
+        """The current stream (None between connections); `IRequestStream` on WebSocket."""
         return self._stream
 
     @property
