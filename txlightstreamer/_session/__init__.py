@@ -3,8 +3,9 @@ The session: create, bind, LOOP rebind, liveness, recovery and retry (one connec
 
 Modules: `machine` (the states and the one table of transitions), `session` (the
 `Session` that feeds the machine and talks to transports through
-`txlightstreamer.transport.interfaces`), `liveness` (the silence timer), `sense` (which
-transport to try), `options` (tunables and the retry policy).
+`txlightstreamer.transport.interfaces`), `reader` (the streams' sink: hot path, parsing,
+data counters), `liveness` (the silence timer), `sense` (which transport to try),
+`options` (tunables and the retry policy).
 
 States and transitions (input → next state; the table is `machine.TRANSITIONS`)::
 
@@ -15,6 +16,11 @@ States and transitions (input → next state; the table is `machine.TRANSITIONS`
     RECOVERING   CONOK (then PROG) → BOUND | broken → WAITING | CONERR 4/20/... → WAITING
     WAITING      timer → CREATING or RECOVERING
     any          close → CLOSED
+
+What is not a state is a value: the current stream (None once LOOP, END or an error ended
+it), ``server_prog`` (None while a recovered stream has not sent PROG), the liveness
+`liveness.Phase`, the lowered TLCP version after a fall-back, the TTL of a scheduled
+create. ``Session.bound`` is the client's test for "requests can be sent".
 """
 
 from __future__ import annotations

@@ -344,10 +344,10 @@ class Session:
             if now + delay - self._recovery_started > opts.session_recovery_timeout:
                 self._new_session_later(f"recovery timed out ({reason})")
                 return
-        self._listener.session_interrupted(True)
-        if self._closed_meanwhile():
-            return
         self._machine.feed(Input.RETRY)
+        self._listener.session_interrupted(True)
+        if self.state is not State.WAITING:
+            return  # the listener closed the session
         self._schedule(delay, self._start_recovery)
         self._set_status(Status.TRYING_RECOVERY, reason)
 
