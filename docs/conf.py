@@ -33,8 +33,6 @@ html_title = f"txlightstreamer {release}"
 html_theme_options = {
     "navigation_with_keys": True,
 }
-# "--option" must stay two hyphens, not an en dash.
-smartquotes = False
 pygments_style = "friendly"
 pygments_dark_style = "monokai"
 

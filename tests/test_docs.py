@@ -7,7 +7,8 @@ must be complete); then its ``main`` (if any) and each ``test_*`` function are c
 against a live test server with the demo feed, their parameters filled by name
 (``reactor``, ``url``, ``server``, ``seconds``). Console lines that run
 ``python -m txlightstreamer --demo`` with ``--max-updates`` or ``--duration`` (possibly
-piped into ``jq``) are run in a shell.
+piped into ``jq``) are run in a shell. Code of other libraries, shown for comparison in the
+migration guides, is marked ``py`` or ``python2`` and is not run.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def option_rows(cls: Any) -> list[tuple[str, str, str]]:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    # Escaped, "|" is not a substitution and "--" stays two hyphens (no smart en dash).
+    return text.replace("|", "\\|").replace("--", "-\\-")
 
 
 class OptionsDirective(SphinxDirective):
