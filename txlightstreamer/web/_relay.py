@@ -25,7 +25,7 @@ from txlightstreamer.events import EventFeed, encode_event
 from txlightstreamer.web._endpoint import endpoint_string
 from txlightstreamer.web._resource import RelayResource
 
-__all__ = ["Relay"]
+__all__ = ["Relay", "RelayBase"]
 
 log = Logger()
 
@@ -62,7 +62,7 @@ class _Stream:
     backlog, one frame at a time.
     """
 
-    def __init__(self, relay: Relay, request: Request, limit: int) -> None:
+    def __init__(self, relay: RelayBase, request: Request, limit: int) -> None:
         self.relay = relay
         self.request = request
         self.limit = limit
@@ -128,16 +128,10 @@ class _Stream:
             (abort or transport.loseConnection)()
 
 
-class Relay:
+class RelayBase:
     """
-    Relays a client's tables to web clients.
-
-    It listens to ``client`` and every table of ``tables`` through an
-    `~txlightstreamer.events.EventFeed` (the relay is its sink), so it gets the event
-    records of the JSON-lines output (``sub`` is the table's index in ``tables``),
-    numbered with increasing ids and kept in a backlog of the last
-    ``backlog`` events. `resource` gives a plain ``twisted.web`` resource serving
-    ``/`` (a live page), ``/snapshot`` (JSON) and ``/events`` (Server-Sent Events).
+    The fan-out half of a relay: numbered events in a bounded backlog, pushed to
+    Server-Sent Events streams; subclasses say where events come from (`snapshot`).
 
     :param clock: for heartbeats (the global reactor by default).
     :param backlog: how many events are kept for ``Last-Event-ID`` resumption and for
@@ -150,13 +144,10 @@ class Relay:
         client is a position in the shared backlog.
     :param heartbeat: seconds between comment lines keeping idle streams alive.
     :param max_clients: concurrent ``/events`` streams allowed (more get 503).
-    :param recent: DISTINCT/RAW updates kept per subscription for ``/snapshot``.
     """
 
     def __init__(
         self,
-        client: LsClient,
-        tables: Sequence[Table],
         *,
         clock: IReactorTime | None = None,
         backlog: int = 1000,
@@ -164,7 +155,6 @@ class Relay:
         client_buffer: int = CLIENT_BUFFER,
         heartbeat: float = HEARTBEAT,
         max_clients: int = 100,
-        recent: int = 20,
     ) -> None:
         if backlog < 1 or backlog_bytes < 1:
             raise ValueError("backlog and backlog_bytes must be at least 1")
@@ -176,8 +166,6 @@ class Relay:
             from twisted.internet import reactor
 
             clock = reactor
-        self.client = client
-        self.tables: tuple[Table, ...] = tuple(tables)
         self.clock = clock
         self.client_buffer = client_buffer
         self.heartbeat = heartbeat
@@ -188,7 +176,6 @@ class Relay:
         self.last_number = 0
         #: ``/events`` clients dropped for falling behind, since the start.
         self.dropped_clients = 0
-        self.session: dict[str, Any] | None = None
         #: Bytes of every numbered frame published so far.
         self.total_bytes = 0
         self.backlog = backlog
@@ -196,35 +183,14 @@ class Relay:
         #: (number, frame, total_bytes after it), oldest first; numbers are consecutive.
         self._backlog: deque[tuple[int, bytes, int]] = deque()
         self._backlog_size = 0
-        self._recent: dict[int, deque[dict[str, Any]]] = {
-            index: deque(maxlen=recent)
-            for index, table in enumerate(self.tables)
-            if table.mode in (MODE_DISTINCT, MODE_RAW)
-        }
         self._streams: list[_Stream] = []
         self._heartbeat_call: LoopingCall | None = None
         self._resource: IResource | None = None
         self.closed = False
 
-        feed = EventFeed(self)
-        feed.watch_client(client)
-        for index, table in enumerate(self.tables):
-            feed.watch_table(index, table)
-
-    # -- events from the client ------------------------------------------------------------
-
-    def write(self, event: Mapping[str, Any]) -> None:
-        """
-        The event sink `EventFeed` feeds: note what `snapshot` needs, then `publish`.
-        """
-        kind = event["event"]
-        if kind == "update":
-            recent = self._recent.get(event["sub"])
-            if recent is not None:
-                recent.append(dict(event))
-        elif kind == "session":
-            self.session = dict(event)
-        self.publish(event)
+    def snapshot(self) -> dict[str, Any]:
+        """Every subscription's current state (``GET /snapshot``)."""
+        raise NotImplementedError
 
     # -- the event stream ------------------------------------------------------------------
 
@@ -344,55 +310,6 @@ class Relay:
         self._forget(stream)
         stream.abort()
 
-    # -- state -----------------------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        """
-        Every subscription's current state, the connection status and the id of the last
-        event included (resume ``/events`` from it with ``Last-Event-ID``).
-        """
-        return {
-            "status": self.client.status,
-            "session_id": self.client.session_id,
-            "continuity": self.session["continuity"] if self.session else None,
-            "last_event_id": self.event_id(self.last_number),
-            "clients": len(self._streams),
-            "dropped_clients": self.dropped_clients,
-            "subscriptions": [self._table_state(i, t) for i, t in enumerate(self.tables)],
-        }
-
-    def _table_state(self, index: int, table: Table) -> dict[str, Any]:
-        names = table.item_names
-        fields = (list(table.field_names) if table.field_names is not None
-                  else [str(i) for i in range(1, table.num_fields + 1)])
-
-        def item(pos: int) -> str:
-            return names[pos - 1] if names is not None and 0 < pos <= len(names) else str(pos)
-
-        state: dict[str, Any] = {
-            "sub": index,
-            "mode": table.mode,
-            "items": list(names) if names is not None else list(table.items),
-            "fields": fields,
-            "subscribed": table.is_active,
-        }
-        if table.mode == MODE_COMMAND:
-            kpos, cpos = table.key_position, table.command_position
-            state["key_field"] = fields[kpos - 1] if 0 < kpos <= len(fields) else None
-            state["command_field"] = fields[cpos - 1] if 0 < cpos <= len(fields) else None
-            count = len(names) if names is not None else len(table.items)
-            state["keys"] = {
-                item(pos): {key: dict(zip(fields, row, strict=False))
-                            for key, row in table.command_rows(pos).items()}
-                for pos in range(1, count + 1)
-            }
-        else:
-            state["rows"] = {item(pos): dict(zip(fields, row, strict=False))
-                             for pos, row in sorted(table.rows.items())}
-        if index in self._recent:
-            state["recent"] = list(self._recent[index])
-        return state
-
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring and tests."""
         return {
@@ -443,3 +360,117 @@ class Relay:
             call, self._heartbeat_call = self._heartbeat_call, None
             if call.running:
                 call.stop()
+
+
+class Relay(RelayBase):
+    """
+    Relays a client's tables to web clients.
+
+    It listens to ``client`` and every table of ``tables`` through an
+    `~txlightstreamer.events.EventFeed` (the relay is its sink), so it gets the event
+    records of the JSON-lines output (``sub`` is the table's index in ``tables``),
+    numbered with increasing ids and kept in a backlog of the last
+    ``backlog`` events. `resource` gives a plain ``twisted.web`` resource serving
+    ``/`` (a live page), ``/snapshot`` (JSON) and ``/events`` (Server-Sent Events).
+    The keyword arguments are `RelayBase`'s, plus:
+
+    :param recent: DISTINCT/RAW updates kept per subscription for ``/snapshot``.
+    """
+
+    def __init__(
+        self,
+        client: LsClient,
+        tables: Sequence[Table],
+        *,
+        clock: IReactorTime | None = None,
+        backlog: int = 1000,
+        backlog_bytes: int = BACKLOG_BYTES,
+        client_buffer: int = CLIENT_BUFFER,
+        heartbeat: float = HEARTBEAT,
+        max_clients: int = 100,
+        recent: int = 20,
+    ) -> None:
+        super().__init__(clock=clock, backlog=backlog, backlog_bytes=backlog_bytes,
+                         client_buffer=client_buffer, heartbeat=heartbeat,
+                         max_clients=max_clients)
+        self._recent_size = recent
+        self.session: dict[str, Any] | None = None
+        self.attach(client, tables)
+
+    def attach(self, client: LsClient, tables: Sequence[Table]) -> None:
+        """Relay ``client`` and ``tables`` from now on (a bridge's new session)."""
+        self.client = client
+        self.tables: tuple[Table, ...] = tuple(tables)
+        self._recent: dict[int, deque[dict[str, Any]]] = {
+            index: deque(maxlen=self._recent_size)
+            for index, table in enumerate(self.tables)
+            if table.mode in (MODE_DISTINCT, MODE_RAW)
+        }
+        feed = EventFeed(self)
+        feed.watch_client(client)
+        for index, table in enumerate(self.tables):
+            feed.watch_table(index, table)
+
+    # -- events from the client ------------------------------------------------------------
+
+    def write(self, event: Mapping[str, Any]) -> None:
+        """
+        The event sink `EventFeed` feeds: note what `snapshot` needs, then `publish`.
+        """
+        kind = event["event"]
+        if kind == "update":
+            recent = self._recent.get(event["sub"])
+            if recent is not None:
+                recent.append(dict(event))
+        elif kind == "session":
+            self.session = dict(event)
+        self.publish(event)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """
+        Every subscription's current state, the connection status and the id of the last
+        event included (resume ``/events`` from it with ``Last-Event-ID``).
+        """
+        return {
+            "status": self.client.status,
+            "session_id": self.client.session_id,
+            "continuity": self.session["continuity"] if self.session else None,
+            "last_event_id": self.event_id(self.last_number),
+            "clients": len(self._streams),
+            "dropped_clients": self.dropped_clients,
+            "subscriptions": [self._table_state(i, t) for i, t in enumerate(self.tables)],
+        }
+
+    def _table_state(self, index: int, table: Table) -> dict[str, Any]:
+        names = table.item_names
+        fields = (list(table.field_names) if table.field_names is not None
+                  else [str(i) for i in range(1, table.num_fields + 1)])
+
+        def item(pos: int) -> str:
+            return names[pos - 1] if names is not None and 0 < pos <= len(names) else str(pos)
+
+        state: dict[str, Any] = {
+            "sub": index,
+            "mode": table.mode,
+            "items": list(names) if names is not None else list(table.items),
+            "fields": fields,
+            "subscribed": table.is_active,
+        }
+        if table.mode == MODE_COMMAND:
+            kpos, cpos = table.key_position, table.command_position
+            state["key_field"] = fields[kpos - 1] if 0 < kpos <= len(fields) else None
+            state["command_field"] = fields[cpos - 1] if 0 < cpos <= len(fields) else None
+            count = len(names) if names is not None else len(table.items)
+            state["keys"] = {
+                item(pos): {key: dict(zip(fields, row, strict=False))
+                            for key, row in table.command_rows(pos).items()}
+                for pos in range(1, count + 1)
+            }
+        else:
+            state["rows"] = {item(pos): dict(zip(fields, row, strict=False))
+                             for pos, row in sorted(table.rows.items())}
+        if index in self._recent:
+            state["recent"] = list(self._recent[index])
+        return state
