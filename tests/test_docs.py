@@ -313,3 +313,11 @@ def test_the_options_page_is_generated_from_the_options_class(built_site: Path) 
     assert len(rows) >= 10
     for shown, _, _ in rows:
         assert shown.split("=")[0] in page
+
+
+def test_the_readme_links_into_the_docs() -> None:
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    links = re.findall(r"<((?:docs/|CHANGES)[^>]+\.rst)>`_", text)
+    assert len(links) >= 15
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, f"README.rst links to missing pages: {missing}"
