@@ -5,7 +5,9 @@ moves bytes and time by hand. No socket, no wall clock: a loaded machine cannot 
 test sees.
 
 The client is wired in through public options only: ``http_client`` (a treq `HTTPClient` over
-an `Agent` whose endpoints are in memory) and ``TransportOptions.endpoint_factory`` (WebSocket).
+an `Agent` whose endpoints are in memory) and ``TransportOptions.endpoint_factory`` (WebSocket;
+the client builds its WebSocket transport on a plain `Clock` because an endpoint factory is
+given).
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ URL = f"http://{HOST}:8080"
 
 
 class _Transport(FakeTransport):
-    """An iosim transport that tells an abort (a reset for the peer) from a clean close."""
+    """
+    An iosim transport that tells an abort (a reset for the peer) from a clean close. What
+    was written before an abort is still delivered, as the test server's ``kill`` does on a
+    real socket; `MemoryNetwork.reset` is the fault that loses unsent bytes.
+    """
 
     aborted = False
 
