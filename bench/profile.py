@@ -77,6 +77,7 @@ CASES = {
     "line": ("plain", "http", "line", 100_000),
     "ws": ("plain", "ws", "block", 200_000),
     "ws-mixed": ("mixed", "ws", "block", 60_000),
+    "ws-line": ("plain", "ws", "line", 100_000),
 }
 
 
@@ -149,6 +150,7 @@ def main() -> None:
                         help=f"profile these cases instead ({','.join(CASES)},scale) "
                         "into bench/results/profile-cases.txt")
     parser.add_argument("--lib", metavar="DIR", help="as for python -m bench")
+    parser.add_argument("--append", action="store_true", help="add to profile-cases.txt")
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--pyspy-repeat", type=int, default=5,
                         help="burst repetitions for the py-spy run (more samples)")
@@ -159,7 +161,10 @@ def main() -> None:
         _use_lib(args.lib)
     if args.cases:
         text = profile_cases([c.strip() for c in args.cases.split(",") if c.strip()], args.top)
-        (RESULTS / "profile-cases.txt").write_text(text)
+        out = RESULTS / "profile-cases.txt"
+        if args.append and out.exists():
+            text = out.read_text() + "\n" + text
+        out.write_text(text)
         print(text)
         return
     # Raw outputs end in .tmp (ignored by git); profile.txt is the summary to keep.

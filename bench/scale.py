@@ -79,6 +79,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         nonlocal count
         count += 1
 
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start()
     if args.profile:
         import cProfile
 
@@ -113,6 +117,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         profiler = cProfile.Profile()
     cpu_setup = cpu_seconds() - cpu_start
     rss_setup = rss_mb()
+    memory_sites = []
+    if args.tracemalloc:
+        import tracemalloc
+
+        snap = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        for stat in snap.statistics("lineno")[:15]:
+            frame = stat.traceback[0]
+            where = "/".join(frame.filename.split("/")[-2:])
+            memory_sites.append(f"{stat.size / 2**20:7.2f} MB {stat.count:>8} blocks  "
+                                f"{where}:{frame.lineno}")
     # Let the flow settle, then measure a window.
     await task.deferLater(reactor, 1.0, lambda: None)
     if profiler is not None:
@@ -145,6 +160,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": round(peak_rss_mb(), 2),
         "delayed_calls": len(reactor.getDelayedCalls()),
     }
+    if memory_sites:
+        result["memory_sites_after_setup"] = memory_sites
     d = client.destroy()
     d.addTimeout(5, reactor)
     try:
@@ -164,6 +181,8 @@ def main() -> None:
     c.add_argument("url")
     c.add_argument("--window", type=float, default=10.0)
     c.add_argument("--profile", default=None, help="cProfile the setup and the flow window")
+    c.add_argument("--tracemalloc", action="store_true",
+                   help="report the largest allocation sites after setup")
     for p in (s, c):
         p.add_argument("--tables", type=int, default=100)
         p.add_argument("--items", type=int, default=100)
