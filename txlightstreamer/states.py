@@ -21,8 +21,11 @@ __all__ = [
 class _StrEnum(str, enum.Enum):
     """A ``str`` enum that prints and formats as its value (``enum.StrEnum`` needs 3.11)."""
 
-    __str__ = str.__str__
-    __format__ = str.__format__
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, format_spec: str) -> str:
+        return str.__format__(self, format_spec)
 
 
 class ConnectionState(_StrEnum):
