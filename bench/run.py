@@ -627,7 +627,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
             for tname, style in zip(TRANSPORTS, ("--", ":"), strict=True):
                 v = res["sdk"].get(tname, {}).get("updates_per_s")
                 if v:
-                    ax.axhline(v, color="tab:orange", linestyle=style,
+                    ax.axhline(v, color="black", linestyle=style,
                                label=f"SDK {tname.upper()} {v:,.0f}/s")
             ax.set_yscale("log")
             ax.set_xticks(range(len(PIECES)), ["32 KB writes", "512 B writes", "1 line/write"])
