@@ -31,6 +31,8 @@ from twisted.web.server import Site
 
 from txlightstreamer.testing import (
     CLIENT_ID,
+    DEFAULT_CLIENT_IDS,
+    PYTHON_SDK_CLIENT_ID,
     DataModel,
     MessageError,
     Session,
@@ -226,7 +228,6 @@ async def test_create_with_get_and_reduce_head(server: TlcpServer, peer: Peer) -
     [
         (CID, "TLCP-2.3.0", "CONERR,65,Unsupported protocol version"),
         ("LS_user=x", "TLCP-2.5.0", "CONERR,65,Missing LS_cid"),
-        ("LS_cid=someone%20else", "TLCP-2.5.0", "CONERR,65,Invalid LS_cid"),
         (CID + "&LS_polling=maybe", "TLCP-2.5.0", "CONERR,65,LS_polling must be true or false"),
         (CID + "&LS_keepalive_millis=%zz", "TLCP-2.5.0", None),
     ],
@@ -246,6 +247,57 @@ async def test_create_errors(
     else:
         assert lines == [expected]
     assert not server.sessions
+
+
+# The official Node client (lightstreamer-client-node 9.2.2) sends an LS_cid of its own.
+@pytest.mark.parametrize("cid", [
+    quote(CLIENT_ID, safe=""), quote(PYTHON_SDK_CLIENT_ID, safe=""), "someone%20else",
+    "pcYgxn8m8%20feOojyA1U661h3g2.pz47Af7rmY2g", "%E2%9C%93",
+])
+@pytest_twisted.ensureDeferred
+async def test_any_well_formed_client_id_by_default(server: TlcpServer, cid: str) -> None:
+    p = Peer(server)
+    try:
+        reader = await p.stream("create_session", "LS_cid=" + cid)
+        (conok,) = await reader.wait_lines(1)
+    finally:
+        await p.close()
+    assert conok.startswith("CONOK,"), conok
+
+
+@pytest.mark.parametrize("cid", ["", "%20%20", "a%0Ab", "a%7Fb", "a%09b"])
+@pytest_twisted.ensureDeferred
+async def test_malformed_client_id_is_refused(server: TlcpServer, cid: str) -> None:
+    p = Peer(server)
+    try:
+        assert await p.lines("create_session", "LS_cid=" + cid) == [
+            "CONERR,65,Invalid LS_cid"
+        ]
+    finally:
+        await p.close()
+    assert not server.sessions
+
+
+@pytest.mark.parametrize(("cid", "accepted"), [
+    (quote(CLIENT_ID, safe=""), True),
+    (quote(PYTHON_SDK_CLIENT_ID, safe=""), True),
+    ("someone%20else", False),
+])
+@pytest_twisted.ensureDeferred
+async def test_strict_client_ids(cid: str, accepted: bool) -> None:
+    srv = TlcpServer(client_ids=DEFAULT_CLIENT_IDS)
+    await srv.listen(_reactor())
+    p = Peer(srv)
+    try:
+        reader = await p.stream("create_session", "LS_cid=" + cid)
+        (first,) = await reader.wait_lines(1)
+    finally:
+        await p.close()
+        await srv.stop()
+    if accepted:
+        assert first.startswith("CONOK,"), first
+    else:
+        assert first == "CONERR,65,Invalid LS_cid"
 
 
 @pytest_twisted.ensureDeferred
@@ -515,6 +567,29 @@ async def test_control_batch_and_session_errors(server: TlcpServer, peer: Peer) 
     assert await peer.lines("control", "LS_reqId=9&LS_op=destroy") == [
         "REQERR,9,65,Missing LS_session"
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_resent_add_is_acknowledged_as_a_no_op(server: TlcpServer, peer: Peer) -> None:
+    # The official client re-sends an unconfirmed add (same LS_subId, new LS_reqId) after a
+    # LOOP: REQOK for the new request, no second SUBOK/CONF/snapshot, the subscription goes on.
+    server.data.update("item1", {"a": "1"})
+    first = add(1, 3, "MERGE", "item1", "a", "&LS_snapshot=true")
+    reader, sid = await _subscribed(peer, first)
+    await reader.wait_line("U,3,1,1")
+    again = add(2, 3, "MERGE", "item1", "a", "&LS_snapshot=true&LS_ack=false")
+    assert await peer.control(sid, again) == ["REQOK,2"]
+    server.data.update("item1", {"a": "2"})
+    await reader.wait_line("U,3,1,2")
+    assert _after_head(reader) == ["SUBOK,3,1,1", "CONF,3,unlimited,filtered", "U,3,1,1",
+                                   "U,3,1,2"]
+    assert list(server.sessions[sid].subscriptions) == [3]
+    # Another subscription under the same id is still refused (LS_subId is unique, §3.3).
+    other = add(3, 3, "MERGE", "item1", "a", "&LS_snapshot=false")
+    assert await peer.control(sid, other) == ["REQERR,3,65,Subscription 3 already exists"]
+    # Once deleted, the id may be used again.
+    assert await peer.control(sid, "LS_reqId=4&LS_op=delete&LS_subId=3") == ["REQOK,4"]
+    assert await peer.control(sid, add(5, 3, "MERGE", "item1", "a")) == ["REQOK,5"]
 
 
 @pytest_twisted.ensureDeferred

@@ -21,7 +21,8 @@ __all__ = [
 CLIENT_ID = "mgQkwtwdysogQz2BJ4Ji kOj2Bg"
 #: The ``LS_cid`` sent by the official Python SDK (lightstreamer-client-lib 2.x).
 PYTHON_SDK_CLIENT_ID = "v Wntytg4pkpW37AM3P4hwLri8M4OD6Ah6e"
-#: ``LS_cid`` values accepted by default.
+#: The known ``LS_cid`` values: what a strict server accepts
+#: (``TlcpServer(client_ids=DEFAULT_CLIENT_IDS)``); by default any well-formed one is.
 DEFAULT_CLIENT_IDS: frozenset[str] = frozenset({CLIENT_ID, PYTHON_SDK_CLIENT_ID})
 SUPPORTED_PROTOCOLS = ("TLCP-2.5.0", "TLCP-2.4.0")
 MODES = ("RAW", "MERGE", "DISTINCT", "COMMAND")

@@ -17,7 +17,11 @@ Simplifications (documented, deliberate):
   server) but the server's own ``content_length`` still ends streams with
   ``LOOP``, so tests can make WebSocket streams loop; ``LS_ack`` is ignored
   (``REQOK`` is always sent);
-* ``LS_inactivity_millis`` (reverse heartbeat) is accepted but not enforced.
+* ``LS_inactivity_millis`` (reverse heartbeat) is accepted but not enforced;
+* an ``add`` repeating an existing subscription (same ``LS_subId`` and
+  parameters, new ``LS_reqId``: the official client re-sends an unconfirmed one
+  after a LOOP) is a no-op answered ``REQOK``; the same ``LS_subId`` with other
+  parameters is ``REQERR`` 65, as ``LS_subId`` must be unique in the session.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ from ._encoding import encode_line
 from ._faults import Faults
 from ._outputs import Output, WsOutput
 from ._params import (
-    DEFAULT_CLIENT_IDS,
     ConnectionRefused,
     bool_param,
     check_protocol,
@@ -67,8 +70,11 @@ class TlcpServer:
 
     ``diffs`` selects the diff encodings the server may use in ``U`` lines:
     ``""`` (none), ``"T"`` (TLCP-diff), ``"P"`` (JSON Patch) or ``"TP"``.
-    ``client_ids`` are the accepted ``LS_cid`` values (``None``: any non-empty
-    one); a missing or other ``LS_cid`` is refused with ``CONERR,65``.
+    ``client_ids`` are the accepted ``LS_cid`` values; with ``None`` (the
+    default) any well-formed one is accepted (non-empty, printable), as users
+    point their own clients at the server; ``client_ids=DEFAULT_CLIENT_IDS`` is
+    a strict server.  A missing, malformed or other ``LS_cid`` is refused with
+    ``CONERR,65``.
     ``message_handler`` answers ``msg`` requests (default: empty response).
     ``recovery_log_size`` is the number of data notifications kept per session
     for recovery; ``sync_interval_millis`` spaces ``SYNC`` lines (0: none).
@@ -94,7 +100,7 @@ class TlcpServer:
         message_handler: MessageHandler | None = None,
         recovery_log_size: int = 1000,
         sync_interval_millis: int = 30000,
-        client_ids: Collection[str] | None = DEFAULT_CLIENT_IDS,
+        client_ids: Collection[str] | None = None,
         websocket: bool = True,
         websocket_refusal: int = 400,
         set_cookie: str | None = None,
@@ -284,7 +290,9 @@ class TlcpServer:
             cid = params.get("LS_cid")
             if cid is None:
                 raise ConnectionRefused(65, "Missing LS_cid")
-            if self.client_ids is not None and cid not in self.client_ids:
+            if not cid.isprintable() or not cid.strip() or (
+                self.client_ids is not None and cid not in self.client_ids
+            ):
                 raise ConnectionRefused(65, "Invalid LS_cid")
             if "LS_op" in params:
                 raise ConnectionRefused(64, "Create+control combos are not supported")

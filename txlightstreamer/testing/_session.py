@@ -42,6 +42,14 @@ def default_handler(session: Session, message: str, sequence: str | None) -> str
     return None
 
 
+# Parameters that vary between two sendings of the same subscription request.
+_PER_REQUEST = frozenset({"LS_reqId", "LS_ack", "LS_session", "LS_protocol", "LS_op", "LS_cause"})
+
+
+def _subscription_request(params: Mapping[str, str]) -> frozenset[tuple[str, str]]:
+    return frozenset(item for item in params.items() if item[0] not in _PER_REQUEST)
+
+
 class SessionHost(Protocol):
     """What a session needs of its server."""
 
@@ -90,6 +98,8 @@ class Subscription:
             self._indices.setdefault(item, []).append(index)
         self._field_set = frozenset(fields)
         self._baseline: dict[int, list[str | None]] = {}
+        #: The parameters of the ``add`` that made it, but for the per-request ones.
+        self.request: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def key_position(self) -> int:
@@ -374,7 +384,11 @@ class Session:
 
     def _op_add(self, params: Mapping[str, str]) -> None:
         sub_id = parse_sub_id(params)
-        if sub_id in self.subscriptions:
+        existing = self.subscriptions.get(sub_id)
+        if existing is not None:
+            if existing.request == _subscription_request(params):
+                # A re-sent add (new LS_reqId, e.g. after a LOOP): REQOK and nothing else.
+                return
             raise RequestError(65, f"Subscription {sub_id} already exists")
         mode = params.get("LS_mode")
         if mode not in MODES:
@@ -414,6 +428,7 @@ class Session:
         if buffer_size != "unlimited" and not buffer_size.isdigit():
             raise RequestError(65, "Invalid LS_requested_buffer_size")
         sub = Subscription(self, sub_id, mode, items, fields, snapshot, frequency)
+        sub.request = _subscription_request(params)
         self.subscriptions[sub_id] = sub
         sub._start()
 
