@@ -11,9 +11,11 @@ an ``"event"`` key; field values are strings or ``null``. The records themselves
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from types import FrameType
 from typing import Any, cast
@@ -47,7 +49,12 @@ from txlightstreamer.events import (
     unsubscribed_event,
     update_event,
 )
-from txlightstreamer.web import Relay
+from txlightstreamer.sinks._bridge import RedisSinkService
+from txlightstreamer.sinks._connection import RedisUnavailable
+from txlightstreamer.sinks._shard import shard_of
+from txlightstreamer.sinks._source import RedisSource
+from txlightstreamer.web import Relay, StreamRelay
+from txlightstreamer.web._metrics import mount_metrics
 
 __all__ = [
     "MODES",
@@ -234,6 +241,8 @@ class LsService(MultiService):
         self.specs: list[SubscriptionSpec] = list(options["subscribe"])
         if options["demo"] and not self.specs:
             self.specs = demo_subscriptions()
+        if options.get("shard") is not None:
+            self.specs = _shard_specs(self.specs, *options["shard"])
         self.client: LsClient | None = None
         self.tables: list[Table] = []
         self.demo: DemoService | None = None
@@ -247,6 +256,24 @@ class LsService(MultiService):
         self.exit_code: int | None = None
         self._timer: Any = None
         self._feed = EventFeed(self)
+        #: Counts for /metrics: lost updates, sessions by continuity.
+        self.lost_updates = 0
+        self.sessions: Counter[str] = Counter()
+        self._replacing = False
+        self._pause_warned = False
+        #: The Redis sink (--sink) and its lease (--lease), a child service.
+        self.redis: RedisSinkService | None = None
+        sink_target = getattr(options, "sink", None)
+        if sink_target is not None:
+            self.redis = RedisSinkService(
+                sink_target, self.reactor, self.write, lease=options.get("lease"),
+                lease_time=options.get("lease-time") or 10.0)
+            self.redis.setServiceParent(self)
+            self.redis.sink.on_pause(self._pause_reading)
+            self.redis.sink.on_resume(self._resume_reading)
+        #: The Redis stream read (--source) and the relay it feeds.
+        self.source: RedisSource | None = None
+        self.stream_relay: StreamRelay | None = None
         #: True from the moment the service starts stopping.
         self.stopping = False
         self._stopped = False
@@ -301,8 +328,13 @@ class LsService(MultiService):
                 duration, self._finish, 0, f"--duration {duration:g} s elapsed")
         for child in self:
             child.startService()
+        if getattr(self.options, "source", None) is not None:
+            self._start_source()
+            return
         started = self.demo.url() if self.demo is not None else succeed(str(self.url))
-        started.addCallback(self._connect)
+        if self.redis is not None:
+            started.addCallback(self._open_sink)
+        started.addCallback(self._begin)
         started.addErrback(self._start_failed)
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
@@ -337,6 +369,34 @@ class LsService(MultiService):
         log.info("Received {signal}, shutting down.", signal=signal.Signals(number).name)
         self.reactor.callFromThread(self._stop_the_reactor)
 
+    def _open_sink(self, url: str) -> Deferred[str]:
+        assert self.redis is not None
+        return self.redis.open().addCallback(lambda _: url)
+
+    def _begin(self, url: str) -> None:
+        """Connect now, or (--lease) each time the lease is acquired."""
+        if self.stopping:
+            return
+        self.url = url
+        if self.redis is None or self.redis.lease is None:
+            self._connect(url)
+            return
+        log.info("Waiting for lease {name!r} (standby)", name=self.redis.lease.name)
+        self.redis.start_lease(self._lease_acquired, self._lease_lost)
+
+    def _lease_acquired(self, replacing: bool) -> None:
+        # A session after another bridge's: consumers must reset their state.
+        self._replacing = replacing
+        if not self.stopping and self.client is None:
+            self._connect(str(self.url))
+
+    def _lease_lost(self, reason: str) -> None:
+        """Destroy the session at once: another bridge writes now. Back to standby."""
+        client, self.client = self.client, None
+        self.tables = []
+        if client is not None:
+            client.destroy().addErrback(lambda _: None)
+
     def _connect(self, url: str) -> None:
         if self.stopping:
             return
@@ -344,24 +404,76 @@ class LsService(MultiService):
         client = LsClient(url, reactor=self.reactor, protocol_version=self.options["protocol"])
         self.client = client
         self._feed.watch_client(client)
-        client.on_status(self._on_status)
+        client.on_status(lambda status, reason: self._on_status(client, status, reason))
+        tables: list[Table] = []
         for index, spec in enumerate(self.specs):
             table = spec.table(client)
             self._feed.watch_table(index, table)
-            self.tables.append(table)
+            tables.append(table)
+        self.tables = tables
         if self.options["http-port"] is not None:
-            relay = Relay(client, self.tables, clock=self.reactor)
-            self.http = RelayPortService(
-                relay, self.reactor, self.options["http-port"],
-                lambda: self._finish(1, "cannot listen on --http-port"))
-            self.http.setServiceParent(self)  # starts it: this service is running
+            if self.http is None:
+                self._serve(Relay(client, self.tables, clock=self.reactor))
+            else:
+                self.http.relay.attach(client, self.tables)
         created = client.create_session(
             self.options["adapter-set"], self.options["user"], self.options.password)
-        created.addErrback(self._create_failed)
+        created.addErrback(lambda failure: self._create_failed(client, failure))
+
+    def _serve(self, relay: Any) -> None:
+        """Serve ``relay`` (with /metrics and /healthz) on --http-port."""
+        mount_metrics(relay.resource(), self.metric_values, self.health)
+        self.http = RelayPortService(
+            relay, self.reactor, self.options["http-port"],
+            lambda: self._finish(1, "cannot listen on --http-port"))
+        self.http.setServiceParent(self)  # starts it: this service is running
+
+    def _start_source(self) -> None:
+        """--source: serve the relay from a Redis stream, no Lightstreamer session."""
+        target = self.options.source
+        assert target is not None
+        relay = self.stream_relay = StreamRelay(clock=self.reactor)
+        source = self.source = RedisSource(target, relay.write_entry, clock=self.reactor)
+
+        def status(state: str, reason: str | None) -> None:
+            relay.connected = state == "connected"
+
+        source.on_status(status)
+        started = source.start()
+        started.addCallback(lambda _: self._serve(relay))
+        started.addErrback(self._start_failed)
 
     def _start_failed(self, failure: Failure) -> None:
+        if failure.check(RedisUnavailable):
+            option = "--source" if self.source is not None else "--sink"
+            self._finish(1, f"cannot use {option}: {failure.value}")
+            return
         log.failure("Could not start", failure)
         self._finish(1, "could not start")
+
+    # -- scaling out: back-pressure, metrics, health ---------------------------------------
+
+    def _pause_reading(self) -> None:
+        pause = getattr(self.client, "pause_reading", None)
+        if callable(pause):
+            pause()
+        elif not self._pause_warned:
+            self._pause_warned = True
+            log.warn("The Redis sink is full and this client cannot pause reading: "
+                     "events past its buffer are dropped and reported")
+
+    def _resume_reading(self) -> None:
+        resume = getattr(self.client, "resume_reading", None)
+        if callable(resume):
+            resume()
+
+    def health(self) -> str | None:
+        """None while healthy (``/healthz`` 200), else why not (503)."""
+        return _health(self)
+
+    def metric_values(self) -> dict[str, Any]:
+        """The values `/metrics` shows (see `txlightstreamer.web._metrics`)."""
+        return _metric_values(self)
 
     # -- client events ---------------------------------------------------------------------
 
@@ -373,25 +485,36 @@ class LsService(MultiService):
         kind = event["event"]
         if self.stopping and kind in DATA_EVENTS:
             return
+        if kind == "session":
+            if self._replacing and event["continuity"] == "new":
+                event = {**event, "continuity": "replaced"}
+            self._replacing = False
+            self.sessions[str(event["continuity"])] += 1
+        elif kind == "lost":
+            self.lost_updates += int(event.get("count") or 0)
         if kind == "error":
             where = "".join(f" ({name} {event[name]})" for name in ("sub", "key")
                             if name in event)
             log.warn("Error{where}: {message}", where=where, message=event["message"])
         if self._writer is not None:
             self._writer.write(event)
+        if self.redis is not None:
+            self.redis.sink.write(event)
         if kind == "update":
             self.updates += 1
             limit = self.options["max-updates"]
             if limit is not None and self.updates >= limit:
                 self._finish(0, f"--max-updates {limit} reached")
 
-    def _on_status(self, status: str, reason: str | None) -> None:
+    def _on_status(self, client: LsClient, status: str, reason: str | None) -> None:
+        if client is not self.client:
+            return  # a session destroyed when the lease was lost
         if status == "DISCONNECTED" and not self.stopping:
             # The session ended for good (not by us); let the client finish reporting.
             self.reactor.callLater(0, self._finish, 1, f"session ended: {reason}")
 
-    def _create_failed(self, failure: Failure) -> None:
-        if self.stopping and failure.check(SessionLostError):
+    def _create_failed(self, client: LsClient, failure: Failure) -> None:
+        if (self.stopping or client is not self.client) and failure.check(SessionLostError):
             return
         if isinstance(failure.value, Exception):
             self._feed.report_error(failure.value)
@@ -448,6 +571,8 @@ class LsService(MultiService):
                 await destroyed
             except Exception as e:
                 log.warn("Destroying the session failed: {error}", error=e)
+        if self.source is not None:
+            await self.source.stop()
         children: list[IService] = list(self)
         for child in reversed(children):  # the relay's port, then the demo server
             if child.running:
@@ -485,3 +610,50 @@ def makeService(  # noqa: N802 (the IServiceMaker name)
     LsService(options, reactor=reactor, output=output, stop_reactor=stop_reactor) \
         .setServiceParent(top)
     return top
+
+
+def _shard_specs(specs: list[SubscriptionSpec], k: int, n: int) -> list[SubscriptionSpec]:
+    """
+    ``--shard K/N``: each spec keeps the items with ``shard_of(item, N) == K``
+    (``crc32(utf-8 name) % N + 1``); a spec left without items is not subscribed.
+    """
+    kept = []
+    for spec in specs:
+        items = tuple(item for item in spec.items if shard_of(item, n) == k)
+        if items:
+            kept.append(dataclasses.replace(spec, items=items))
+        else:
+            log.info("--shard {k}/{n}: no item of {items} in this shard", k=k, n=n,
+                     items=",".join(spec.items))
+    return kept
+
+
+def _health(service: LsService) -> str | None:
+    """None while healthy (``/healthz`` 200), else why not (503)."""
+    if service.stream_relay is not None:
+        return None if service.stream_relay.connected else "the Redis stream is not read"
+    if service.redis is not None and not service.redis.sink.connected:
+        return "Redis is unavailable"
+    if service.redis is not None and service.redis.standby:
+        return None  # a standby is ready to take over
+    status = service.client.status if service.client is not None else "DISCONNECTED"
+    return None if str(status).startswith("CONNECTED") else f"Lightstreamer: {status}"
+
+
+def _metric_values(service: LsService) -> dict[str, Any]:
+    """The values `/metrics` shows (see `txlightstreamer.web._metrics`)."""
+    values: dict[str, Any] = {"txls_healthy": int(_health(service) is None)}
+    if service.source is not None:
+        values["txls_source_events_read"] = service.source.read
+        values["txls_source_connected"] = int(service.source.connected)
+    else:
+        values["txls_updates_received"] = service.updates
+        values["txls_lost_updates"] = service.lost_updates
+        values["txls_sessions"] = dict(service.sessions)
+    if service.redis is not None:
+        values.update(service.redis.values())
+    relay = service.stream_relay or service.relay
+    if relay is not None:
+        values["txls_relay_clients"] = len(relay._streams)
+        values["txls_relay_dropped_clients"] = relay.dropped_clients
+    return values

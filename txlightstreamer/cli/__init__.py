@@ -5,7 +5,12 @@ The command line shared by ``twistd lightstreamer`` and ``python -m txlightstrea
 The service that runs them is `txlightstreamer.service`; this package does not import it.
 """
 
-from txlightstreamer.cli.options import PASSWORD_ENV, Options, stderr_log_observer
+from txlightstreamer.cli.options import (
+    PASSWORD_ENV,
+    REDIS_PASSWORD_ENV,
+    Options,
+    stderr_log_observer,
+)
 from txlightstreamer.cli.subscribe import (
     MODES,
     SubscriptionSpec,
@@ -16,6 +21,7 @@ from txlightstreamer.cli.subscribe import (
 __all__ = [
     "MODES",
     "PASSWORD_ENV",
+    "REDIS_PASSWORD_ENV",
     "Options",
     "SubscriptionSpec",
     "demo_subscriptions",

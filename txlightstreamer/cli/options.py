@@ -15,11 +15,15 @@ from twisted.python import usage
 from txlightstreamer._version import __version__
 from txlightstreamer.cli.subscribe import DECIMAL, parse_subscription, positive_int
 from txlightstreamer.protocol import SUPPORTED_VERSIONS
+from txlightstreamer.sinks._shard import parse_shard
+from txlightstreamer.sinks._target import RedisTarget, parse_redis_url
 
-__all__ = ["PASSWORD_ENV", "Options", "stderr_log_observer"]
+__all__ = ["PASSWORD_ENV", "REDIS_PASSWORD_ENV", "Options", "stderr_log_observer"]
 
 #: The environment variable read for the password.
 PASSWORD_ENV = "LS_PASSWORD"
+#: The environment variable read for the Redis password (--sink, --source).
+REDIS_PASSWORD_ENV = "TXLS_REDIS_PASSWORD"
 #: The public name twistd imports for `stderr_log_observer` (re-exported by the service).
 STDERR_OBSERVER_NAME = "txlightstreamer.service.stderr_log_observer"
 
@@ -60,7 +64,22 @@ class Options(usage.Options):
         ["http-port", None, None,
          "Also serve the live tables over HTTP on this Twisted server endpoint, e.g. "
          "tcp:8080 (binds 127.0.0.1 unless it names an interface=): a live page at /, "
-         "JSON at /snapshot, Server-Sent Events at /events."],
+         "JSON at /snapshot, Server-Sent Events at /events, Prometheus /metrics, /healthz."],
+        ["sink", None, None,
+         "Also append every event to a Redis stream: redis://[:PASSWORD@]HOST[:PORT][/DB]"
+         "[?stream=NAME&maxlen=N] (default stream txls:events, maxlen ~1000000)."],
+        ["sink-password-file", None, None,
+         "Read the Redis password of --sink/--source from this file (first line); "
+         "else the URL's or the TXLS_REDIS_PASSWORD environment variable."],
+        ["lease", None, None,
+         "With --sink: hold this lease in Redis; only the holder keeps a session and "
+         "writes, a standby takes over when the holder dies."],
+        ["lease-time", None, "10", "Seconds a --lease lasts unless renewed."],
+        ["shard", None, None,
+         "K/N: keep only the items of each --subscribe whose crc32(name) % N + 1 == K."],
+        ["source", None, None,
+         "Serve --http-port from this Redis stream (a bridge's --sink) instead of a "
+         "Lightstreamer session: redis://[:PASSWORD@]HOST[:PORT][/DB][?stream=NAME]."],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -71,6 +90,9 @@ class Options(usage.Options):
         self.password: str | None = None
         #: Warnings to log once logging is set up.
         self.warnings: list[str] = []
+        #: The Redis stream of --sink and --source (with its password), else None.
+        self.sink: RedisTarget | None = None
+        self.source: RedisTarget | None = None
 
     def opt_subscribe(self, spec: str) -> None:
         """
@@ -90,7 +112,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:  # noqa: N802 (Twisted API)
         """Check the combination of options and resolve the password."""
         url = self["url"]
-        if self["demo"]:
+        if self["source"] is not None:
+            self._check_source()
+        elif self["demo"]:
             if url is not None:
                 raise usage.UsageError(
                     "--demo runs its own server on 127.0.0.1: do not combine it with --url")
@@ -118,6 +142,7 @@ class Options(usage.Options):
                     f"bad --duration {raw_duration!r}: use a positive number of seconds")
             self["duration"] = float(raw_duration)
         self._check_http_port()
+        self._check_scaling()
         self._resolve_password()
         self._check_output()
         self._adapt_twistd_logging()
@@ -132,6 +157,59 @@ class Options(usage.Options):
             self["http-port"] = endpoint_string(endpoint)
         except ValueError as e:
             raise usage.UsageError(f"--http-port: {e}") from None
+
+    def _check_source(self) -> None:
+        for name in ("url", "sink", "lease", "shard"):
+            if self[name] is not None:
+                raise usage.UsageError(f"--source serves a Redis stream: do not combine it "
+                                       f"with --{name}")
+        if self["demo"] or self["subscribe"]:
+            raise usage.UsageError("--source serves a Redis stream: do not combine it with "
+                                   "--demo or --subscribe")
+        if self["http-port"] is None:
+            raise usage.UsageError("--source needs --http-port (where to serve the stream)")
+
+    def _redis_target(self, option: str) -> RedisTarget:
+        try:
+            target = parse_redis_url(self[option])
+        except ValueError as e:
+            raise usage.UsageError(f"bad --{option}: {e}") from None
+        self[option] = target.address + f"?stream={target.stream}"  # never the password
+        if target.password is not None:
+            return target
+        path = self["sink-password-file"]
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                raise usage.UsageError(
+                    f"cannot read --sink-password-file {path!r}: {reason}") from None
+            return target.with_password(lines[0] if lines and lines[0] else None)
+        return target.with_password(self._environ.get(REDIS_PASSWORD_ENV) or None)
+
+    def _check_scaling(self) -> None:
+        """--sink, --source, --lease, --lease-time, --shard."""
+        if self["sink"] is not None:
+            self.sink = self._redis_target("sink")
+        if self["source"] is not None:
+            self.source = self._redis_target("source")
+        raw_time = str(self["lease-time"])
+        if not DECIMAL.match(raw_time) or float(raw_time) <= 0:
+            raise usage.UsageError(
+                f"bad --lease-time {raw_time!r}: use a positive number of seconds")
+        self["lease-time"] = float(raw_time)
+        if self["lease"] is not None:
+            if self.sink is None:
+                raise usage.UsageError("--lease needs --sink (the lease lives in its Redis)")
+            if not self["lease"].strip():
+                raise usage.UsageError("--lease needs a name")
+        if self["shard"] is not None:
+            try:
+                self["shard"] = parse_shard(self["shard"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
 
     def _resolve_password(self) -> None:
         given, self["password"] = self["password"], None

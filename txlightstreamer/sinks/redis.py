@@ -83,6 +83,7 @@ class RedisSink:
         self._retry: IDelayedCall | None = None
         self._drained: list[Deferred[None]] = []
         self._dropped_unreported = 0
+        self._syncing = False
         #: True while the producer was asked to pause.
         self.paused = False
         #: Whether the last write to Redis succeeded.
@@ -162,6 +163,16 @@ class RedisSink:
 
         return d.addBoth(close)
 
+    def drained(self, timeout: float = 5.0) -> Deferred[None]:
+        """Fires once the buffer is written (or after ``timeout`` s, or at once if down)."""
+        d: Deferred[None] = Deferred()
+        if self._buffer and self.connected and self._connection is not None:
+            self._drained.append(d)
+            d.addTimeout(timeout, self._clock, onTimeoutCancel=lambda *_: None)
+        else:
+            d.callback(None)
+        return d
+
     # -- writing ----------------------------------------------------------------------------
 
     def write(self, event: Mapping[str, Any]) -> None:
@@ -185,18 +196,56 @@ class RedisSink:
         self._flush()
 
     def _enqueue(self, event: Mapping[str, Any]) -> None:
+        data = self._encode(event)
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        self._buffer.append((self._next_id(), data))
+
+    def _next_id(self) -> str:
         ms = int(self._clock.seconds() * 1000)
         if ms > self._last_ms:
             self._last_ms, self._last_seq = ms, 0
         else:
             self._last_seq += 1
-        data = self._encode(event)
-        if data.endswith(b"\n"):
-            data = data[:-1]
-        self._buffer.append((f"{self._last_ms}-{self._last_seq}", data))
+        return f"{self._last_ms}-{self._last_seq}"
+
+    def take_over(self) -> Deferred[bool]:
+        """
+        Continue after the stream's newest entry (another writer's, after a lease
+        take-over): waiting events get new ids above it. Fires with whether the stream
+        had entries.
+        """
+        self._syncing = True
+        top: Deferred[Any] = self._connection.execute_command(
+            "XREVRANGE", self.target.stream, "+", "-", "COUNT", 1)
+
+        def got(entries: Any) -> bool:
+            if entries:
+                ms, _, seq = _text(entries[0][0]).partition("-")
+                if (int(ms), int(seq)) > (self._last_ms, self._last_seq):
+                    self._last_ms, self._last_seq = int(ms), int(seq)
+            waiting = list(self._buffer)
+            self._buffer.clear()
+            self._buffer.extend((self._next_id(), data) for _, data in waiting)
+            return bool(entries)
+
+        def done(result: Any) -> Any:
+            self._syncing = False
+            self._flush()
+            return result
+
+        return top.addCallback(got).addBoth(done)
+
+    def discard(self) -> int:
+        """Forget the events not sent yet (a lost lease's); returns how many."""
+        keep = list(islice(self._buffer, self._in_flight))
+        count = len(self._buffer) - len(keep)
+        self._buffer.clear()
+        self._buffer.extend(keep)
+        return count
 
     def _flush(self) -> None:
-        if self._in_flight or self._append is None or self._retry is not None:
+        if self._in_flight or self._append is None or self._retry is not None or self._syncing:
             return
         if not self._buffer:
             drained, self._drained = self._drained, []

@@ -1,0 +1,130 @@
+"""
+The bridge's Redis side as a child service of `~txlightstreamer.service.LsService`:
+the sink (``--sink``), its optional lease (``--lease``) and the events they report.
+
+Event shapes (written to the JSON lines and the stream like every other event)::
+
+    {"event": "sink", "state": "connected" | "disconnected", "sink": "redis://H:P/DB",
+     "reason": TEXT | null}
+    {"event": "lease", "name": NAME, "state": "holder" | "standby", "reason": TEXT | null}
+
+A ``disconnected`` sink event waits in the sink's buffer and reaches the stream after the
+reconnection, before the events that waited with it. A ``lease`` event with ``standby``
+is only in the JSON lines (the lost lease forbids writing it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from txlightstreamer.events import encode_event
+from txlightstreamer.sinks._lease import RedisLease
+from txlightstreamer.sinks._target import RedisTarget
+from txlightstreamer.sinks.redis import RedisSink
+
+__all__ = ["RedisSinkService", "lease_event", "sink_event"]
+
+log = Logger()
+
+
+def sink_event(state: str, target: RedisTarget, reason: str | None) -> dict[str, Any]:
+    """``{"event": "sink", "state": S, "sink": ADDRESS, "reason": R}``."""
+    return {"event": "sink", "state": state, "sink": target.address, "reason": reason}
+
+
+def lease_event(state: str, name: str, reason: str | None) -> dict[str, Any]:
+    """``{"event": "lease", "name": NAME, "state": S, "reason": R}``."""
+    return {"event": "lease", "name": name, "state": state, "reason": reason}
+
+
+class RedisSinkService(Service):
+    """
+    Holds a `RedisSink` (and a `RedisLease` with ``lease``): `open` connects, stopping
+    writes what is buffered, gives the lease up and disconnects.
+
+    :param report: where this service's own events go (the bridge's event sink).
+    """
+
+    name = "sink"
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        clock: IReactorTime,
+        report: Callable[[Mapping[str, Any]], object],
+        *,
+        lease: str | None = None,
+        lease_time: float = 10.0,
+    ) -> None:
+        self.target = target
+        self._clock = clock
+        self._report = report
+        self.lease = RedisLease(target, lease, clock=clock, ttl=lease_time) if lease else None
+        self.sink = RedisSink(target, clock=clock, encode=encode_event, lease=self.lease)
+        self.sink.on_status(
+            lambda state, reason: report(sink_event(state, target, reason)))
+
+    def open(self, timeout: float = 5.0) -> Deferred[None]:
+        """Connect; fails with `RedisUnavailable` (one clear line, no password)."""
+        return self.sink.start(timeout)
+
+    def start_lease(
+        self, acquired: Callable[[bool], object], lost: Callable[[str], object]
+    ) -> None:
+        """
+        Compete for the lease: ``acquired(replacing)`` once held (``replacing``: the
+        stream already has another session's events), ``lost(reason)`` when lost.
+        """
+        lease = self.lease
+        assert lease is not None, "no --lease"
+
+        def on_acquired() -> None:
+            self._report(lease_event("holder", lease.name, None))
+            self.sink.take_over().addCallback(acquired)
+
+        def on_lost(reason: str) -> None:
+            dropped = self.sink.discard()
+            if dropped:
+                log.warn("Lease lost: {n} events of the old session not written", n=dropped)
+            self._report(lease_event("standby", lease.name, reason))
+            lost(reason)
+
+        lease.on_acquired(on_acquired)
+        lease.on_lost(on_lost)
+        lease.start(self.sink._connection)
+
+    @property
+    def standby(self) -> bool:
+        """Whether this bridge waits for its lease."""
+        return self.lease is not None and not self.lease.held
+
+    def values(self) -> dict[str, Any]:
+        """Metric values (see `txlightstreamer.web._metrics`)."""
+        sink = self.sink
+        values: dict[str, Any] = {
+            "txls_sink_events_written": sink.written,
+            "txls_sink_events_dropped": sink.dropped,
+            "txls_sink_buffer_depth": sink.depth,
+            "txls_sink_pauses": sink.pauses,
+            "txls_sink_connected": int(sink.connected),
+        }
+        if self.lease is not None:
+            values["txls_lease_held"] = int(self.lease.held)
+        return values
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
+        Service.stopService(self)
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        if self.lease is not None:  # write what waits, then let a standby take over
+            if self.lease.held:
+                await self.sink.drained()
+            await self.lease.stop()
+        await self.sink.stop()

@@ -1,0 +1,199 @@
+"""
+`RedisSource`: read the events a bridge wrote to a Redis stream (``--source``).
+
+On start it finds where the current state begins (the last ``session`` event whose
+continuity is ``new`` or ``replaced``: consumers reset their state there), delivers every
+entry from there on, then follows the stream with ``XREAD BLOCK`` on its own connection.
+Any number of sources can read one stream; none of them changes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txlightstreamer.sinks._connection import connect
+from txlightstreamer.sinks._target import RedisTarget
+
+__all__ = ["RedisSource", "stream_id_key"]
+
+log = Logger()
+
+#: Continuities after which a consumer starts its state from scratch.
+RESET_CONTINUITIES = frozenset({"new", "replaced"})
+
+
+def stream_id_key(entry_id: str) -> tuple[int, int] | None:
+    """``"<ms>-<seq>"`` -> ``(ms, seq)`` for comparisons; None if it is not a stream id."""
+    ms, sep, seq = entry_id.strip().partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or not (ms + seq).isascii():
+        return None
+    return int(ms), int(seq)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _event_of(fields: Any) -> dict[str, Any] | None:
+    """The event of an entry's fields (``[name, value, ...]``), or None if not ours."""
+    values = list(fields or [])
+    for index in range(0, len(values) - 1, 2):
+        if _text(values[index]) == "event":
+            try:
+                event = json.loads(_text(values[index + 1]))
+            except ValueError:
+                return None
+            return event if isinstance(event, dict) and "event" in event else None
+    return None
+
+
+class RedisSource:
+    """
+    Follows ``target``'s stream; ``on_entry(entry_id, event)`` gets every entry in order.
+
+    :param block: seconds one ``XREAD BLOCK`` waits for new entries.
+    :param count: entries asked for per read.
+    """
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        on_entry: Callable[[str, dict[str, Any]], object],
+        *,
+        clock: IReactorTime,
+        block: float = 5.0,
+        count: int = 1000,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.target = target
+        self._on_entry = on_entry
+        self._clock = clock
+        self._block_ms = max(1, int(block * 1000))
+        self._count = count
+        self._retry_delay = retry_delay
+        self._connection: Any = None
+        self._retry: IDelayedCall | None = None
+        self._stopped = False
+        #: The id of the last entry delivered (``0-0`` before the first).
+        self.last_id = "0-0"
+        #: Entries delivered since the start.
+        self.read = 0
+        #: Whether the last read from Redis succeeded.
+        self.connected = False
+        self._status_cbs: list[Callable[[str, str | None], object]] = []
+
+    def __repr__(self) -> str:
+        return f"<RedisSource {self.target.address} stream={self.target.stream!r}>"
+
+    def on_status(self, callback: Callable[[str, str | None], object]) -> None:
+        """Call ``callback(state, reason)``: ``"connected"`` or ``"disconnected"``."""
+        self._status_cbs.append(callback)
+
+    def start(self, timeout: float = 5.0) -> Deferred[None]:
+        """Connect, find the start of the current state; fails with `RedisUnavailable`."""
+        d = connect(self.target, self._clock, timeout)
+
+        def connected(connection: Any) -> Deferred[None]:
+            self._connection = connection
+            return self._find_start("+")
+
+        d.addCallback(connected)
+        d.addCallback(lambda _: self._set_connected(True, None))
+        d.addCallback(lambda _: self._read())
+        return d
+
+    def stop(self) -> Deferred[None]:
+        """Stop reading and disconnect."""
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        connection, self._connection = self._connection, None
+        if connection is None:
+            d: Deferred[None] = Deferred()
+            d.callback(None)
+            return d
+        result: Deferred[None] = connection.disconnect()
+        return result.addErrback(lambda _: None)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _find_start(self, before: str) -> Deferred[None]:
+        """Scan back (newest first) for the last new/replaced session; start there."""
+        d: Deferred[Any] = self._connection.execute_command(
+            "XREVRANGE", self.target.stream, before, "-", "COUNT", self._count)
+
+        def got(entries: Any) -> Deferred[None] | None:
+            entries = list(entries or [])
+            for entry_id, fields in entries:
+                event = _event_of(fields)
+                if event is not None and event["event"] == "session" and \
+                        event.get("continuity") in RESET_CONTINUITIES:
+                    return self._history(_text(entry_id), inclusive=True)
+            if len(entries) < self._count:  # reached the oldest entry: start from it
+                return self._history("-", inclusive=True)
+            return self._find_start("(" + _text(entries[-1][0]))
+
+        return d.addCallback(got)
+
+    def _history(self, start: str, inclusive: bool) -> Deferred[None]:
+        """Deliver the entries from ``start`` up to the newest one, in chunks."""
+        low = start if inclusive else "(" + start
+        d: Deferred[Any] = self._connection.execute_command(
+            "XRANGE", self.target.stream, low, "+", "COUNT", self._count)
+
+        def got(entries: Any) -> Deferred[None] | None:
+            entries = list(entries or [])
+            self._deliver(entries)
+            if len(entries) < self._count:
+                return None
+            return self._history(self.last_id, inclusive=False)
+
+        return d.addCallback(got)
+
+    def _deliver(self, entries: list[Any]) -> None:
+        for entry_id, fields in entries:
+            self.last_id = _text(entry_id)
+            event = _event_of(fields)
+            if event is None:
+                continue
+            self.read += 1
+            self._on_entry(self.last_id, event)
+
+    def _read(self) -> None:
+        self._retry = None
+        if self._stopped or self._connection is None:
+            return
+        d: Deferred[Any] = self._connection.execute_command(
+            "XREAD", "COUNT", self._count, "BLOCK", self._block_ms,
+            "STREAMS", self.target.stream, self.last_id)
+        d.addCallbacks(self._got, self._failed)
+
+    def _got(self, reply: Any) -> None:
+        self._set_connected(True, None)
+        for _stream, entries in reply or []:
+            self._deliver(list(entries or []))
+        self._read()
+
+    def _failed(self, failure: Failure) -> None:
+        if self._stopped:
+            return
+        self._set_connected(False, str(failure.value) or type(failure.value).__name__)
+        self._retry = self._clock.callLater(self._retry_delay, self._read)
+
+    def _set_connected(self, connected: bool, reason: str | None) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        if connected:
+            log.info("{source}: reading", source=self)
+        else:
+            log.warn("{source}: Redis unavailable ({reason})", source=self, reason=reason)
+        for callback in list(self._status_cbs):
+            callback("connected" if connected else "disconnected", reason)
