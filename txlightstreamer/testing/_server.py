@@ -8,8 +8,9 @@ own request parser and notification encoder and never imports the client codec.
 
 Simplifications (documented, deliberate):
 
-* frequency and bandwidth limits are acknowledged (``CONF``/``CONS``) but not
-  enforced; buffer sizes, selectors and data adapter names are ignored;
+* frequency and buffer limits are acknowledged (``CONF``) but only enforced
+  with ``enforce_limits`` (MERGE and DISTINCT); bandwidth limits are not
+  enforced; selectors and data adapter names are ignored;
 * messages are handed to the handler in arrival order (no re-ordering of
   sequences, ``LS_max_wait`` ignored);
 * create+control combos are not supported;
@@ -75,6 +76,12 @@ class TlcpServer:
     point their own clients at the server; ``client_ids=DEFAULT_CLIENT_IDS`` is
     a strict server.  A missing, malformed or other ``LS_cid`` is refused with
     ``CONERR,65``.
+    ``adapter_sets`` are the accepted ``LS_adapter_set`` values (``DEFAULT``
+    when absent; ``None``: any), others are refused with ``CONERR,2``.
+    ``enforce_limits`` honours ``LS_requested_max_frequency`` and
+    ``LS_requested_buffer_size`` for MERGE and DISTINCT as a real server does
+    (updates held back and buffered per item; by default every update goes
+    out at once).  Unknown items and fields: see :class:`DataModel`.
     ``message_handler`` answers ``msg`` requests (default: empty response).
     ``recovery_log_size`` is the number of data notifications kept per session
     for recovery; ``sync_interval_millis`` spaces ``SYNC`` lines (0: none).
@@ -104,6 +111,8 @@ class TlcpServer:
         websocket: bool = True,
         websocket_refusal: int = 400,
         set_cookie: str | None = None,
+        adapter_sets: Collection[str] | None = None,
+        enforce_limits: bool = False,
     ) -> None:
         if set(diffs) - {"T", "P"}:
             raise ValueError("diffs may only contain 'T' and 'P'")
@@ -119,6 +128,9 @@ class TlcpServer:
         self.recovery_log_size = recovery_log_size
         self.sync_interval_millis = sync_interval_millis
         self.client_ids = None if client_ids is None else frozenset(client_ids)
+        self.adapter_sets = None if adapter_sets is None else frozenset(adapter_sets)
+        #: Whether frequency and buffer limits are applied (MERGE and DISTINCT).
+        self.enforce_limits = enforce_limits
         #: Whether WebSocket upgrades on ``…/lightstreamer`` are accepted (they are
         #: refused with HTTP ``websocket_refusal`` otherwise).
         self.websocket = websocket
@@ -294,6 +306,9 @@ class TlcpServer:
                 self.client_ids is not None and cid not in self.client_ids
             ):
                 raise ConnectionRefused(65, "Invalid LS_cid")
+            adapter_set = params.get("LS_adapter_set", "DEFAULT")
+            if self.adapter_sets is not None and adapter_set not in self.adapter_sets:
+                raise ConnectionRefused(2, "Requested Adapter Set not available")
             if "LS_op" in params:
                 raise ConnectionRefused(64, "Create+control combos are not supported")
             try:

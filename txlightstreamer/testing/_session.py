@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from ._adapter import DataModel
 from ._encoding import encode_line, encode_update
+from ._pacing import Pacer, frequency_interval
 from ._params import (
     MODES,
     SEQUENCE,
@@ -69,6 +70,9 @@ class SessionHost(Protocol):
     def message_handler(self) -> MessageHandler: ...
 
     @property
+    def enforce_limits(self) -> bool: ...
+
+    @property
     def _sessions(self) -> dict[str, Session]: ...
 
 
@@ -84,6 +88,7 @@ class Subscription:
         fields: tuple[str, ...],
         snapshot: bool | int,
         max_frequency: str,
+        buffer_size: int | None = None,
     ) -> None:
         self.session = session
         self.sub_id = sub_id
@@ -100,6 +105,9 @@ class Subscription:
         self._baseline: dict[int, list[str | None]] = {}
         #: The parameters of the ``add`` that made it, but for the per-request ones.
         self.request: frozenset[tuple[str, str]] = frozenset()
+        #: Updates kept waiting per item under a frequency limit (None: unlimited).
+        self.buffer_size = buffer_size
+        self._pacer: Pacer | None = None
 
     @property
     def key_position(self) -> int:
@@ -119,9 +127,26 @@ class Subscription:
         self._baseline[index] = row
         self.session._emit_data(f"U,{self.sub_id},{index},{encoded}")
 
+    def _deliver(self, index: int, row: list[str | None]) -> None:
+        if self._pacer is None:
+            self._send_row(index, row)
+        else:
+            self._pacer.offer(index, row)
+
+    def _set_max_frequency(self, max_frequency: str) -> None:
+        self.max_frequency = max_frequency
+        if self._pacer is not None:
+            self._pacer.interval = frequency_interval(max_frequency)
+
     def _start(self) -> None:
         session = self.session
         data = session.server.data
+        if session.server.enforce_limits and self.mode in ("MERGE", "DISTINCT") and (
+            not self.unfiltered
+        ):
+            self._pacer = Pacer(session.server.clock, self._send_row,
+                                interval=frequency_interval(self.max_frequency),
+                                buffer_size=self.buffer_size)
         n_items, n_fields = len(self.items), len(self.fields)
         if self.mode == "COMMAND":
             session._emit_data(
@@ -166,6 +191,8 @@ class Subscription:
                 session._emit_data(encode_line("EOS", self.sub_id, index))
 
     def _stop(self) -> None:
+        if self._pacer is not None:
+            self._pacer.stop()
         data = self.session.server.data
         for item in self._indices:
             data.remove_listener(item, self)
@@ -182,7 +209,7 @@ class Subscription:
             return
         row = self._row(state)
         for index in self._indices.get(item, ()):
-            self._send_row(index, list(row))
+            self._deliver(index, list(row))
 
     def item_command(self, item: str, row: Mapping[str, str | None]) -> None:
         """Dispatch a COMMAND event."""
@@ -196,8 +223,10 @@ class Subscription:
         """Dispatch a clear-snapshot."""
         for index in self._indices.get(item, ()):
             if self.mode == "MERGE":
-                self._send_row(index, [None] * len(self.fields))
+                self._deliver(index, [None] * len(self.fields))
             elif self.mode in ("DISTINCT", "COMMAND"):
+                if self._pacer is not None:
+                    self._pacer.discard(index)  # events from before the clear
                 self.session._emit_data(encode_line("CS", self.sub_id, index))
 
     def item_overflow(self, item: str, lost: int) -> None:
@@ -424,10 +453,17 @@ class Session:
         frequency = params.get("LS_requested_max_frequency", "unlimited")
         if frequency not in ("unlimited", "unfiltered") and not positive_decimal(frequency):
             raise RequestError(65, "Invalid LS_requested_max_frequency")
-        buffer_size = params.get("LS_requested_buffer_size", "unlimited")
-        if buffer_size != "unlimited" and not buffer_size.isdigit():
+        raw_buffer = params.get("LS_requested_buffer_size")
+        buffer_size: int | None
+        if raw_buffer is None:
+            buffer_size = 1 if mode == "MERGE" else None  # the defaults of tlcp.md 3.3
+        elif raw_buffer == "unlimited":
+            buffer_size = None
+        elif raw_buffer.isdigit():
+            buffer_size = max(1, int(raw_buffer))
+        else:
             raise RequestError(65, "Invalid LS_requested_buffer_size")
-        sub = Subscription(self, sub_id, mode, items, fields, snapshot, frequency)
+        sub = Subscription(self, sub_id, mode, items, fields, snapshot, frequency, buffer_size)
         sub.request = _subscription_request(params)
         self.subscriptions[sub_id] = sub
         sub._start()
@@ -451,7 +487,7 @@ class Session:
         if frequency is not None:
             if frequency != "unlimited" and not positive_decimal(frequency):
                 raise RequestError(65, "Invalid LS_requested_max_frequency")
-            sub.max_frequency = frequency
+            sub._set_max_frequency(frequency)
         self._emit_data(encode_line("CONF", sub_id, sub.max_frequency, "filtered"))
 
     def _op_constrain(self, params: Mapping[str, str]) -> None:

@@ -4,17 +4,33 @@ Six MERGE items ``item1``…``item6`` tick randomly several times a second and
 a COMMAND item ``portfolio1`` adds, updates and deletes positions now and
 then.  Deterministic: it uses a seeded :class:`random.Random` and the
 injected clock.
+
+:func:`demo_server` is the demo as a real server would serve it: it refuses
+other adapter sets (``CONERR`` 2), unknown items (``REQERR`` 21) and fields
+(``REQERR`` 23), and honours ``max_frequency`` and ``buffer_size`` for MERGE
+and DISTINCT.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ._adapter import DataModel
+from ._server import TlcpServer
 
-__all__ = ["DEMO_FIELDS", "DEMO_ITEMS", "PORTFOLIO_FIELDS", "PORTFOLIO_ITEM", "DemoFeed"]
+__all__ = [
+    "DEMO_ADAPTER_SETS",
+    "DEMO_FIELDS",
+    "DEMO_ITEMS",
+    "PORTFOLIO_FIELDS",
+    "PORTFOLIO_ITEM",
+    "DemoFeed",
+    "demo_data",
+    "demo_server",
+]
 
 DEMO_ITEMS: tuple[str, ...] = tuple(f"item{i}" for i in range(1, 7))
 DEMO_FIELDS: tuple[str, ...] = (
@@ -29,6 +45,27 @@ DEMO_FIELDS: tuple[str, ...] = (
 )
 PORTFOLIO_ITEM = "portfolio1"
 PORTFOLIO_FIELDS: tuple[str, ...] = ("key", "command", "qty", "price")
+#: The adapter sets the demo serves (``DEFAULT`` is what a client gets without asking).
+DEMO_ADAPTER_SETS: tuple[str, ...] = ("DEFAULT", "DEMO")
+
+
+def demo_data(history_size: int = 100) -> DataModel:
+    """A data model that knows only the demo's items and fields (others are refused)."""
+    items: dict[str, tuple[str, ...]] = {item: DEMO_FIELDS for item in DEMO_ITEMS}
+    items[PORTFOLIO_ITEM] = PORTFOLIO_FIELDS
+    return DataModel(strict_items=True, items=items, history_size=history_size)
+
+
+def demo_server(clock: IReactorTime | None = None, **options: Any) -> TlcpServer:
+    """A :class:`TlcpServer` strict as a real one, over :func:`demo_data`.
+
+    ``options`` go to :class:`TlcpServer`; start a :class:`DemoFeed` on its
+    :attr:`~TlcpServer.data` to make the items tick.
+    """
+    options.setdefault("data", demo_data())
+    options.setdefault("adapter_sets", DEMO_ADAPTER_SETS)
+    options.setdefault("enforce_limits", True)
+    return TlcpServer(clock=clock, **options)
 
 _NAMES = (
     "Anduct",
