@@ -585,10 +585,16 @@ def make_diff(old: str, new: str) -> str:
     while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
         suffix += 1
     added = new[prefix : len(new) - suffix]
+    # Counts are UTF-16 code units, as the official clients count them.
     return (
-        tlcp_int(prefix) + tlcp_int(len(added)) + added
-        + tlcp_int(len(old) - suffix - prefix) + tlcp_int(suffix)
+        tlcp_int(_units(old[:prefix])) + tlcp_int(_units(added)) + added
+        + tlcp_int(_units(old[prefix : len(old) - suffix]))
+        + tlcp_int(_units(old[len(old) - suffix :]))
     )  # fmt: skip
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 _VALUE = st.one_of(

@@ -238,6 +238,11 @@ def _encode_int(value: int) -> str:
     return head + chr(97 + digits[-1])
 
 
+def _units(text: str) -> int:
+    """Length in UTF-16 code units: the official clients' unit for TLCP-diff counts."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def _make_diff(old: str, new: str) -> str:
     """COPY common prefix, ADD new middle, DEL old middle, COPY common suffix."""
     prefix = 0
@@ -248,13 +253,13 @@ def _make_diff(old: str, new: str) -> str:
     while suffix < limit - prefix and old[len(old) - 1 - suffix] == new[len(new) - 1 - suffix]:
         suffix += 1
     added = new[prefix : len(new) - suffix]
-    deleted = len(old) - suffix - prefix
+    deleted = old[prefix : len(old) - suffix]
     return (
-        _encode_int(prefix)
-        + _encode_int(len(added))
+        _encode_int(_units(old[:prefix]))
+        + _encode_int(_units(added))
         + added
-        + _encode_int(deleted)
-        + _encode_int(suffix)
+        + _encode_int(_units(deleted))
+        + _encode_int(_units(old[len(old) - suffix:]))
     )
 
 

@@ -429,3 +429,14 @@ def test_decode_update_never_mutates_previous() -> None:
     out = decode_update("b|^1|^Tc", prev, 3)
     assert out.values == ["b", None, "fo"]
     assert prev == ["a", None, "foo"]
+
+
+def test_tlcp_diff_counts_utf16_code_units_as_the_official_clients_do() -> None:
+    # Issue 15 #6: the official (JavaScript) clients count ^T positions in UTF-16 code units;
+    # an emoji is two. COPY 3 = "a" and the emoji, ADD "X", DEL 0, COPY 1 = "b".
+    assert apply_tlcp_diff("a😀b", "dbXab") == "a😀Xb"
+    assert apply_tlcp_diff("😀😀", "cbYa") == "😀Y"  # COPY 2 units, ADD "Y", DEL 0
+    # A diff that splits a pair keeps the lone half, as a JavaScript string would.
+    assert apply_tlcp_diff("😀", "b") == "\ud83d"
+    with pytest.raises(ValueDecodeError):
+        apply_tlcp_diff("😀", "d")  # COPY 3 > 2 units

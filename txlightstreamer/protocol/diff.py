@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 from .errors import ValueDecodeError
 
 __all__ = ["apply_tlcp_diff"]
@@ -10,8 +13,39 @@ _SECTION_NAMES = ("COPY", "ADD", "DEL")
 
 
 def apply_tlcp_diff(old: str, diff: str) -> str:
-    """Apply the (already percent-decoded) TLCP-diff ``diff`` to ``old``."""
-    out: list[str] = []
+    """
+    Apply the (already percent-decoded) TLCP-diff ``diff`` to ``old``.
+
+    Counts are UTF-16 code units, as the official clients count them (JavaScript strings):
+    they equal code points unless a value holds characters outside the BMP, which a
+    conformant server never diffs; such a diff is still applied as the official client does.
+    """
+    if _has_astral(old) or _has_astral(diff):
+        pieces = _apply(_utf16(old), _utf16(diff))
+        return _from_utf16([unit for piece in pieces for unit in piece])
+    return "".join(cast("list[str]", _apply(old, diff)))
+
+
+def _has_astral(text: str) -> bool:
+    return not text.isascii() and max(text) > "\uffff"
+
+
+def _utf16(text: str) -> list[str]:
+    """The UTF-16 code units of ``text``, each as a one-character string (surrogates kept)."""
+    data = text.encode("utf-16-le", "surrogatepass")
+    return [chr(unit) for unit in memoryview(data).cast("H")]
+
+
+def _from_utf16(units: list[str]) -> str:
+    """Join code units back, pairing surrogates into characters where they form pairs."""
+    # A diff that splits a pair leaves a lone surrogate, as in the official (JS) client.
+    return "".join(units).encode("utf-16-le", "surrogatepass").decode(
+        "utf-16-le", "surrogatepass")
+
+
+def _apply(old: Sequence[str], diff: Sequence[str]) -> list[Sequence[str]]:
+    """The pieces of the result: slices of ``old`` and ``diff`` (strings or unit lists)."""
+    out: list[Sequence[str]] = []
     old_len = len(old)
     diff_len = len(diff)
     # No meaningful count can exceed this; stop big numbers from growing unboundedly.
@@ -65,4 +99,4 @@ def apply_tlcp_diff(old: str, diff: str) -> str:
                 )
             cursor = end
             section = 0
-    return "".join(out)
+    return out
