@@ -99,11 +99,10 @@ class DemoService(Service):
         self._listening: Deferred[str] | None = None
 
     def startService(self) -> None:  # noqa: N802 (Twisted API)
-        from txlightstreamer.testing import TlcpServer
-        from txlightstreamer.testing.demo import DemoFeed
+        from txlightstreamer.testing.demo import DemoFeed, demo_server
 
         Service.startService(self)
-        self.server = TlcpServer(clock=self._reactor)
+        self.server = demo_server(clock=self._reactor)
         self.feed = DemoFeed(self.server.data, self._reactor)
         self._listening = ensureDeferred(self._listen())
 
