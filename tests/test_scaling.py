@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -447,3 +449,32 @@ async def test_a_shard_subscribes_only_its_items(feed: TlcpServer) -> None:
     seen = {e["item"] for e in bridge.events if e["event"] == "update"}
     assert seen == set(mine)
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stalled_redis_fills_the_buffer_and_every_drop_is_reported(
+        feed: TlcpServer, redis: RedisServer) -> None:
+    bridge = Bridge("--url", str(feed.url), "--subscribe", SPEC, "--sink", redis.url)
+    service = bridge.service
+    assert service.redis is not None and redis.process is not None
+    sink = service.redis.sink
+    sink._buffer_limit = 200  # small, so the test fills it quickly
+    try:
+        service.startService()
+        await wait_until(lambda: sink.written > 20, what="writes")
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        try:
+            await wait_until(lambda: sink.dropped > 50, what="a full buffer")
+            assert sink.paused and sink.pauses == 1 and sink.depth <= 400
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        await wait_until(lambda: not sink.paused and sink.depth < 10, what="drained")
+    finally:
+        await service.stopService()
+    stream = await events(redis.url)
+    reported = sum(int(e["message"].split()[0]) for e in stream
+                   if e["event"] == "error" and "dropped" in e["message"])
+    assert reported == sink.dropped
+    # Nothing silent: each JSON line is in the stream, or counted in a reported drop.
+    assert len(bridge.events) == len(stream) - len(
+        [e for e in stream if e["event"] == "error"]) + reported
