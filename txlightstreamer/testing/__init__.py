@@ -17,10 +17,12 @@ events to every subscribed client::
 
 Modules, one concern each: ``_params`` (request parameters, refusals),
 ``_outputs`` (HTTP/WebSocket output writers), ``_stream`` (a stream and its
-timers), ``_session`` (sessions, subscriptions), ``_faults`` (scripted faults),
+timers), ``_session`` (sessions, subscriptions), ``_pacing`` (frequency and buffer
+limits), ``_faults`` (scripted faults),
 ``_control`` (control/msg/heartbeat requests), ``_resource`` (the HTTP front
 door), ``_websocket`` (autobahn), ``_server`` (:class:`TlcpServer`),
-``_adapter``/``demo`` (data), ``_encoding`` (notification encoders).
+``_adapter`` (data), ``demo`` (a feed and a server strict as a real one),
+``_encoding`` (notification encoders).
 """
 
 from ._adapter import DataModel, ItemListener
