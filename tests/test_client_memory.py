@@ -158,11 +158,6 @@ def test_http_polling_end_to_end() -> None:
         s.net.wait(s.client.destroy())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client bug: an open WebSocket reset during a rebind after LOOP counts as 'WebSocket "
-    "unavailable' (TransportChoice.give_up) and Session._broken retries the BINDING with a "
-    "plain bind on HTTP (_start_bind, not _start_recovery): what the server wrote on the "
-    "dead socket is lost silently (continuity 'preserved')"))
 def test_websocket_broken_during_a_rebind_loses_nothing() -> None:
     s = Setup(None)  # Stream-Sense: WS-STREAMING, HTTP allowed as a fall-back
     try:

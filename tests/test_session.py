@@ -22,6 +22,7 @@ class FakeStream:
         self.request = request
         self.sink = sink
         self.stopped = False
+        self.request_sent = True
         self.url = "http://127.0.0.1:1/lightstreamer/x.txt"
 
     @property
@@ -472,3 +473,53 @@ def test_recovered_stream_waits_for_prog_before_counting() -> None:
     assert session.server_prog is None
     transport.last.feed("PROG,1", "U,1,1,b")
     assert (session.data_count, session.server_prog) == (2, 2)
+
+
+# -- a broken bind (issue: silent loss on a WebSocket reset during a rebind) ------------
+
+def ws_connected() -> tuple[Session, FakeTransport, FakeTransport, Recorder, Clock]:
+    clock = Clock()
+    http, ws, recorder = FakeTransport(), FakeTransport(), Recorder()
+    session = Session(transport=http, ws_transport=ws,  # type: ignore[arg-type]
+                      clock=clock, listener=recorder, base_url="http://127.0.0.1:1",
+                      options=SessionOptions(), randomizer=lambda: 0.5)
+    session.connect({})
+    ws.last.feed("WSOK", "CONOK,S1,50000,5000,*", "SUBOK,1,1,1", "U,1,1,a")
+    return session, http, ws, recorder, clock
+
+
+def test_a_websocket_broken_after_the_bind_went_out_is_recovered_on_websocket() -> None:
+    session, http, ws, recorder, clock = ws_connected()
+    ws.last.feed("LOOP,0")
+    bind = ws.last
+    assert bind.request.name == "bind_session"
+    bind.end(TransportError("WebSocket broken (code 1006): connection reset"))
+    assert session.status == _session.STATUS_TRYING_RECOVERY
+    clock.advance(1)
+    assert http.streams == []  # WebSocket is not given up: it opened
+    assert ws.last.params["LS_recovery_from"] == "2"
+    ws.last.feed("WSOK", "CONOK,S1,50000,5000,*", "PROG,2", "U,1,1,b")
+    assert recorder.events[-1] == ("rebound", "recovered")
+    assert session.status == "CONNECTED:WS-STREAMING"
+
+
+def test_a_websocket_that_does_not_open_for_a_bind_binds_on_http_at_once() -> None:
+    session, http, ws, recorder, clock = ws_connected()
+    ws.last.feed("LOOP,0")
+    ws.last.request_sent = False
+    ws.last.end(TransportError("connection refused"))
+    clock.advance(0)
+    bind = http.last
+    assert bind.request.name == "bind_session"
+    assert "LS_recovery_from" not in bind.params  # the server never saw the first bind
+    bind.feed("CONOK,S1,50000,5000,*")
+    assert recorder.events[-1] == ("rebound", "preserved")
+
+
+def test_an_http_stream_timing_out_on_a_bind_is_recovered_on_polling() -> None:
+    session, transport, recorder, clock = connected(retry_delay=4.0)
+    transport.last.feed("SUBOK,1,1,1", "LOOP,0")
+    clock.advance(4.0)  # the bind's head never comes (a buffering proxy)
+    clock.advance(1.0)
+    assert transport.last.params["LS_recovery_from"] == "1"
+    assert transport.last.params["LS_polling"] == "true"

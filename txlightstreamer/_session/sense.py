@@ -74,14 +74,20 @@ class TransportChoice:
         self._disabled = set()
         self.kind = self.candidates[0]
 
-    def give_up(self, error: LightstreamerError, timed_out: bool) -> str | None:
+    def give_up(self, error: LightstreamerError, timed_out: bool, sent: bool,
+                creating: bool) -> str | None:
         """
         After a failed attempt, give up the current kind when another is allowed and
         the failure says this one will not work; returns why, or None if it did not.
+        ``sent``: the request went out on an open connection; ``creating``: the attempt
+        was a create.
         """
         kind = self.kind
-        if kind[0] == "WS" and isinstance(error, TransportError):
-            # A WebSocket that cannot even be opened will not poll either.
+        if kind[0] == "WS" and isinstance(error, TransportError) and (
+                not sent or (timed_out and not creating)):
+            # A WebSocket that cannot even be opened will not poll either; one that opens
+            # but never answers a bind is blocked further on. One that broke after it
+            # opened says nothing against WebSocket.
             disable = {k for k in self.candidates if k[0] == "WS"}
         elif kind == ("HTTP", False) and timed_out:
             # No answer at all on a streaming response: a buffering proxy, probably.

@@ -50,6 +50,8 @@ log = Logger()
 # CONERR codes after which a new session (not a retry of the same request) is needed.
 _NEW_SESSION_CONERR = frozenset({4, 20, 40, 41, 48})
 _WITH_STREAM = frozenset({State.BOUND, State.BINDING, State.RECOVERING})
+# Attempts not answered yet: a failure may give up the kind of transport in use.
+_ATTEMPTS = frozenset({State.CREATING, State.BINDING, State.RECOVERING})
 
 
 class SessionListener(Protocol):
@@ -290,7 +292,7 @@ class Session:
         if stream is not None:
             self._broken(TransportError(
                 f"no answer within {self.options.retry_delay:g} s", url=stream.url),
-                timed_out=True)
+                timed_out=True, sent=bool(stream.request_sent))
 
     def _silent(self, reason: str) -> None:
         self._stop_stream()
@@ -306,27 +308,36 @@ class Session:
 
     # -- failures and retries ----------------------------------------------------------------
 
-    def _broken(self, error: LightstreamerError, timed_out: bool = False) -> None:
-        """The current stream ended unexpectedly."""
+    def _broken(self, error: LightstreamerError, timed_out: bool = False,
+                sent: bool = True) -> None:
+        """
+        The current stream ended unexpectedly. ``sent``: its request went out on an open
+        connection, so the server may have acted on it (bound, and written data).
+        """
         state = self.state
         log.warn("Stream lost ({state}): {error}", state=state.value, error=error)
         self._liveness.stop()
-        if state is not State.BOUND and state in _WITH_STREAM | {State.CREATING}:
-            reason = self.choice.give_up(error, timed_out)
+        if state in _ATTEMPTS:
+            reason = self.choice.give_up(error, timed_out, sent, state is State.CREATING)
             if reason is not None:
-                # Stream-Sense: the same attempt at once on the next kind of transport.
                 log.info("{reason}", reason=reason)
-                start = {State.CREATING: self._start_create, State.BINDING: self._start_bind,
-                         State.RECOVERING: self._start_recovery}[state]
-                self._schedule(0, start)
-                self._set_status(Status.STREAM_SENSING, reason)
-                return
+                if state is State.CREATING or not sent:
+                    # Stream-Sense: the same attempt at once on the next kind of transport.
+                    start = {State.CREATING: self._start_create,
+                             State.BINDING: self._start_bind,
+                             State.RECOVERING: self._start_recovery}[state]
+                    self._schedule(0, start)
+                    self._set_status(Status.STREAM_SENSING, reason)
+                    return
+                # The bind may have been served on the lost connection: recover instead.
         if isinstance(error, TransportError) and not error.retryable:
             self._fatal(error)
         elif state is State.CREATING:
             self._failed_creates += 1
             self._create_later(str(error))
         elif state in _WITH_STREAM:
+            # Also for a broken bind: what the server wrote on it is only safe with
+            # LS_recovery_from (a plain bind would take it as received).
             self._recover_later(str(error))
 
     def _recover_later(self, reason: str) -> None:
@@ -492,8 +503,9 @@ class _Hooks:
         self._session.restart(reason)
 
     def broken(self, error: LightstreamerError) -> None:
-        self._session._stream = None  # it ended: nothing to stop
-        self._session._broken(error)
+        session = self._session
+        stream, session._stream = session._stream, None  # it ended: nothing to stop
+        session._broken(error, sent=stream is None or bool(stream.request_sent))
 
     def head_timed_out(self) -> None:
         self._session._head_timed_out()

@@ -9,6 +9,7 @@ say how to send, how to close, and what a timeout means for them.
 from __future__ import annotations
 
 from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -75,6 +76,7 @@ class StreamBase:
         self._connect_timeout = connect_timeout
         self._stopped = False
         self._ended = False
+        self.request_sent = False
         self._timeout: IDelayedCall | None = None
 
     def __repr__(self) -> str:
@@ -146,4 +148,6 @@ class StreamBase:
         self._cancel_timeout()
         if self._stopped or self._ended or failure.check(CancelledError):
             return
+        if failure.check(ConnectError, DNSLookupError):
+            self.request_sent = False  # no connection: the server saw nothing
         self._finish(Failure(connection_error(failure, self.url)))

@@ -176,6 +176,8 @@ class HttpStream(StreamBase):
             allow_redirects=False,
         )
         self._request_d = d
+        # Whether the request reached the server is unknown until a connection fails.
+        self.request_sent = True
         self._arm_timeout()
         d.addCallbacks(self._got_response, self._connect_failed)
 

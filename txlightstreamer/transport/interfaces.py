@@ -36,6 +36,9 @@ class IStream(Interface):
     """One TLCP stream connection (a create or bind, then its notifications)."""
 
     url = Attribute("The address the stream is opened to (for error messages).")
+    request_sent = Attribute(
+        "Whether the request went out on an open connection, so the server may have acted "
+        "on it (False: the connection failed first, e.g. a WebSocket that did not open).")
 
     def start() -> None:
         """Send the request; lines may reach the sink before this returns."""

@@ -225,6 +225,7 @@ class WsStream(StreamBase):
             return
         proto.sendMessage(WSOK_MESSAGE.encode("ascii"), isBinary=False)
         proto.sendMessage(ws_message([self._request]).encode("utf-8"), isBinary=False)
+        self.request_sent = True
 
     def _message(self, payload: bytes, is_binary: bool) -> None:
         if self._stopped or self._ended:
