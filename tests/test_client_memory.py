@@ -15,6 +15,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from txlightstreamer import MODE_RAW, LsClient, Table
+from txlightstreamer.errors import ProtocolError
 from txlightstreamer.testing import TlcpServer
 
 from .memory import URL, MemoryNetwork
@@ -183,3 +184,40 @@ def test_websocket_broken_during_a_rebind_loses_nothing() -> None:
         assert s.continuity[-1] == "recovered"
     finally:
         s.net.wait(s.client.destroy())
+
+
+# -- issue 15, "Faults: nothing lost": a corrupt line costs nothing ----------------------
+
+def test_a_corrupt_line_is_reported_and_the_same_session_recovered(setup: Setup) -> None:
+    # Was: a new session ('replaced') and every snapshot again, for one bad line.
+    s = setup
+    s.subscribe()
+    s.publish(range(5))
+    s.net.run_until(lambda: len(s.got) == 5)
+    s.server.faults.send_line_to_all("U,abc,1,x")  # not a data notification of the server
+    s.publish(range(5, 10))
+    s.net.run_until(lambda: len(s.got) >= 10)
+    s.net.advance(0.5)
+    assert s.got == [str(i) for i in range(10)]
+    assert s.continuity == ["new", "recovered"]
+    assert [type(e) for e in s.errors] == [ProtocolError]
+    assert "U,abc,1,x" in str(s.errors[0])
+
+
+def test_a_bad_line_the_server_really_sends_is_skipped_once(setup: Setup) -> None:
+    # The server counts and logs it, so the recovery brings it back at the same place:
+    # skipped the second time, with an error naming its item; never a loop.
+    s = setup
+    s.subscribe()
+    s.publish(range(5))
+    s.net.run_until(lambda: len(s.got) == 5)
+    (session,) = s.server.sessions.values()
+    session._emit_data("U,1,1")  # a data notification without its values
+    s.publish(range(5, 10))
+    s.net.run_until(lambda: len(s.got) >= 10)
+    s.net.advance(0.5)
+    assert s.got == [str(i) for i in range(10)]
+    assert s.continuity == ["new", "recovered"]
+    assert [type(e) for e in s.errors] == [ProtocolError, ProtocolError]
+    assert "subscription 1, item 1" in str(s.errors[1])
+    assert len(s.server.sessions) == 1

@@ -12,8 +12,13 @@ from twisted.python.failure import Failure
 
 from txlightstreamer import _session
 from txlightstreamer._session import Session, SessionOptions, State
-from txlightstreamer.errors import LightstreamerError, ServerError, TransportError
-from txlightstreamer.protocol import ConOk, Notification, Request
+from txlightstreamer.errors import (
+    LightstreamerError,
+    ProtocolError,
+    ServerError,
+    TransportError,
+)
+from txlightstreamer.protocol import ConOk, Notification, Request, Update
 from txlightstreamer.transport.interfaces import StreamClosed
 
 
@@ -320,13 +325,56 @@ def test_huge_loop_delay_is_capped() -> None:
     assert transport.last.request.name == "bind_session"
 
 
-def test_protocol_error_replaces_session() -> None:
+def test_protocol_error_recovers_the_same_session() -> None:
+    # Was: a new session (every snapshot again). Now the same session is recovered from
+    # the last good data notification.
     session, transport, recorder, clock = connected()
-    transport.last.feed("SUBOK,x,1,1")
-    assert any(kind == "error" for kind, _ in recorder.events)
-    assert session.status == _session.STATUS_WILL_RETRY
+    transport.last.feed("SUBOK,1,1,1", "U,1,1,a", "SUBOK,x,1,1", "U,1,1,lost")
+    kind, error = recorder.events[-2]
+    assert kind == "error" and isinstance(error, ProtocolError)
+    assert recorder.events[-1] == ("interrupted", True)
+    assert session.status == _session.STATUS_TRYING_RECOVERY
+    clock.advance(1)
+    assert transport.last.params["LS_recovery_from"] == "2"
+    transport.last.feed("CONOK,S1,50000,5000,*", "PROG,2", "U,1,1,b")
+    assert recorder.events[-1] == ("rebound", "recovered")
+    assert [n.values for n in recorder.data if isinstance(n, Update)] == ["a", "b"]
+
+
+def test_the_same_bad_line_after_recovery_is_skipped_naming_its_item() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "U,1,1,a", "U,1,1", "U,1,1,c")
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*", "PROG,2", "U,1,1", "U,1,1,c")
+    errors = [e for kind, e in recorder.events if kind == "error"]
+    assert len(errors) == 2
+    assert "subscription 1, item 1" in str(errors[1])
+    assert session.bound and len(transport.streams) == 2  # no other recovery
+    assert [n.values for n in recorder.data if isinstance(n, Update)] == ["a", "c"]
+    assert session.data_count == 4  # the bad one counts: the server counted it
+    assert recorder.events[-2:] == [("rebound", "recovered"), ("error", errors[1])]
+
+
+def test_the_same_unattributable_bad_line_after_recovery_replaces_the_session() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "U,abc,1,x")
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*", "PROG,1", "U,abc,1,x")
+    assert recorder.events[-1] == ("interrupted", False)
     clock.advance(1)
     assert transport.last.request.name == "create_session"
+    transport.last.feed("CONOK,S2,50000,5000,*", "SUBOK,1,1,1", "U,abc,1,x")
+    assert session.status == _session.STATUS_TRYING_RECOVERY  # a new session, a new chance
+
+
+def test_a_corrupt_duplicate_in_a_replay_is_skipped_silently() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "U,1,1,a", "U,1,1,b")
+    transport.last.end(TransportError("reset"))
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*", "PROG,1", "U,1,1", "U,1,1,b", "U,1,1,c")
+    assert [kind for kind, _ in recorder.events].count("error") == 0
+    assert [n.values for n in recorder.data if isinstance(n, Update)] == ["a", "b", "c"]
 
 
 def test_close_stops_everything() -> None:

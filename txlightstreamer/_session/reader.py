@@ -30,9 +30,14 @@ from txlightstreamer.protocol import (
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.transport.interfaces import IStream, StreamClosed
 
-__all__ = ["ReaderOwner", "StreamReader"]
+__all__ = ["DATA_TAGS", "ReaderOwner", "StreamReader"]
 
 log = Logger()
+
+#: Tags of the data notifications, the ones a recovery counts (tlcp.md §7.6).
+DATA_TAGS = frozenset({
+    b"U", b"SUBOK", b"SUBCMD", b"UNSUB", b"EOS", b"CS", b"OV", b"CONF", b"MSGDONE",
+    b"MSGFAIL", b"MPNREG", b"MPNZERO", b"MPNOK", b"MPNCONF", b"MPNDEL"})
 
 
 class ReaderOwner(Protocol):
@@ -62,7 +67,8 @@ class ReaderOwner(Protocol):
 
     def end(self, end: End) -> None: ...
 
-    def protocol_error(self, error: ProtocolError) -> None: ...
+    def protocol_error(self, error: ProtocolError, line: bytes | None = None) -> None:
+        """Unparsable data (``line``, when one line is to blame)."""
 
     def restart(self, reason: str) -> None: ...
 
@@ -142,6 +148,31 @@ class StreamReader:
         """A create is under way: no PROG is awaited any more."""
         self.server_prog = self.data_count
 
+    @property
+    def replaying(self) -> bool:
+        """A recovered stream is resending notifications already received."""
+        return self.server_prog is not None and self.server_prog < self.data_count
+
+    def skip(self, line: bytes) -> str | None:
+        """
+        Count an unparsable data notification as received, without delivering it; what
+        it belongs to (``"subscription 3, item 2"``), or None (nothing skipped) when it
+        cannot be told.
+        """
+        parts = line.split(b",", 3)
+        if parts[0] not in DATA_TAGS or len(parts) < 2 or not parts[1].isdigit():
+            return None
+        if self.server_prog != self.data_count:
+            return None
+        where = f"subscription {int(parts[1])}"
+        if parts[0] in (b"U", b"EOS", b"CS", b"OV") and len(parts) > 2 and parts[2].isdigit():
+            where += f", item {int(parts[2])}"
+        elif parts[0] in (b"MSGDONE", b"MSGFAIL"):
+            where = f"message sequence {parts[1].decode('ascii')}"
+        self.data_count += 1
+        self.server_prog = self.data_count
+        return where
+
     def _line(self, line: bytes) -> None:
         owner = self._owner
         try:
@@ -161,7 +192,10 @@ class StreamReader:
                 owner.report(e)
             return
         except ProtocolError as e:
-            owner.protocol_error(e)
+            if self.replaying and line.split(b",", 1)[0] in DATA_TAGS:
+                self.server_prog += 1  # type: ignore[operator]  # a duplicate, skipped anyway
+                return
+            owner.protocol_error(e, line)
             return
         if n.is_data:
             self._data(n)

@@ -127,6 +127,9 @@ class Session:
         self._recovery_started: float | None = None
         self._attempt_started = 0.0
         self._retry_call: IDelayedCall | None = None
+        # Where (data_count) the last unparsable line was met: met again there, it is no
+        # accident of the connection.
+        self._bad_at: int | None = None
 
     @property
     def state(self) -> State:
@@ -195,6 +198,7 @@ class Session:
         if self.state is State.CREATING:
             self.session_id = conok.session_id
             self._reader.session_created()
+            self._bad_at = None
             self._failed_creates = 0
         elif conok.session_id != self.session_id:
             self._protocol_error(ProtocolError(
@@ -274,15 +278,37 @@ class Session:
         else:
             self._fatal(error)
 
-    def _protocol_error(self, error: ProtocolError) -> None:
-        """Unparsable data: nothing after it can be trusted, so start a new session."""
+    def _protocol_error(self, error: ProtocolError, line: bytes | None = None) -> None:
+        """
+        Unparsable data. Reported, then the same session is recovered from the last good
+        data notification. If the recovered stream brings a bad line at the same place
+        again, the server really sends it: skipped (and reported) when it can be told
+        which subscription it belongs to, else the session is replaced. Never a loop.
+        """
         log.error("Protocol error from the server: {error}", error=error)
-        self._stop_stream()
         if self.state is State.CREATING:
+            self._stop_stream()
             self._fatal(error)  # reports the error itself
-        else:
-            self._listener.error(error)
-            self._new_session_later(f"protocol error: {error.reason}")
+            return
+        here = self.data_count
+        again, self._bad_at = self._bad_at == here, None
+        if again and line is not None:
+            where = self._reader.skip(line)
+            if where is not None:
+                self._listener.error(ProtocolError(
+                    f"skipped a notification of {where} that the server sends unparsable "
+                    f"({error.reason})", error.line))
+                return
+        self._stop_stream()
+        self._listener.error(error)
+        if self._closed_meanwhile():
+            return
+        if again:
+            self._new_session_later(f"protocol error again after recovery: {error.reason}")
+            return
+        self._bad_at = here
+        self._liveness.stop()
+        self._recover_later(f"protocol error: {error.reason}")
 
     # -- liveness --------------------------------------------------------------------------
 
@@ -496,8 +522,8 @@ class _Hooks:
     def end(self, end: End) -> None:
         self._session._end(end)
 
-    def protocol_error(self, error: ProtocolError) -> None:
-        self._session._protocol_error(error)
+    def protocol_error(self, error: ProtocolError, line: bytes | None = None) -> None:
+        self._session._protocol_error(error, line)
 
     def restart(self, reason: str) -> None:
         self._session.restart(reason)
