@@ -49,11 +49,15 @@ class JsonLinesWriter:
 
     def write(self, event: Mapping[str, Any]) -> None:
         """Write one event (ignored once closed or broken)."""
+        self.write_line(encode_event(event))
+
+    def write_line(self, line: bytes) -> None:
+        """Write one event already encoded by `encode_event` (ignored once closed)."""
         stream = self._stream
         if stream is None:
             return
         try:
-            stream.write(encode_event(event))
+            stream.write(line)
             stream.flush()
         except OSError as e:
             self._broken(stream, e)

@@ -52,9 +52,13 @@ class EventSink(Protocol):
 # -- the records ---------------------------------------------------------------------------
 
 
+# json.dumps(event, ensure_ascii=False) builds this encoder per call: build it once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def encode_event(event: Mapping[str, Any]) -> bytes:
     """One JSON line (UTF-8, not ASCII-escaped, ending with a newline)."""
-    text = json.dumps(event, ensure_ascii=False)
+    text = _ENCODER.encode(event)
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: fall back to \\u escapes

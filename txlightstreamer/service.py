@@ -495,10 +495,13 @@ class LsService(MultiService):
             where = "".join(f" ({name} {event[name]})" for name in ("sub", "key")
                             if name in event)
             log.warn("Error{where}: {message}", where=where, message=event["message"])
-        if self._writer is not None:
+        if self.redis is not None:  # one encoding for both outputs
+            line = encode_event(event)
+            if self._writer is not None:
+                self._writer.write_line(line)
+            self.redis.sink.write_data(line)
+        elif self._writer is not None:
             self._writer.write(event)
-        if self.redis is not None:
-            self.redis.sink.write(event)
         if kind == "update":
             self.updates += 1
             limit = self.options["max-updates"]

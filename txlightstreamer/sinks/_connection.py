@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 
 from txlightstreamer.sinks._target import RedisTarget
 
-__all__ = ["RedisUnavailable", "connect", "script_runner"]
+__all__ = ["RedisUnavailable", "connect", "script_runner", "widen_writes"]
 
 
 class RedisUnavailable(Exception):
@@ -84,3 +84,18 @@ def script_runner(connection: Any, script: str) -> Any:
 def is_timeout(failure: Failure) -> bool:
     """Whether a failure is a Deferred timeout (ours) rather than Redis's answer."""
     return failure.check(DeferredTimeout) is not None
+
+
+#: Bytes a Redis socket may send per reactor turn (Twisted's default is 128 KiB).
+SEND_LIMIT = 4 << 20
+
+
+def widen_writes(connection: Any) -> None:
+    """
+    Let the connection's socket send a whole batch per reactor turn: with Twisted's 128 KiB
+    a 1 MB batch takes several turns, and a busy reactor makes them long.
+    """
+    for protocol in getattr(getattr(connection, "_factory", None), "pool", ()):
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and getattr(transport, "SEND_LIMIT", 0) < SEND_LIMIT:
+            transport.SEND_LIMIT = SEND_LIMIT

@@ -24,7 +24,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txlightstreamer.sinks._connection import RedisUnavailable, connect, script_runner
+from txlightstreamer.sinks._connection import (
+    RedisUnavailable,
+    connect,
+    script_runner,
+    widen_writes,
+)
 from txlightstreamer.sinks._lease import RedisLease
 from txlightstreamer.sinks._scripts import APPEND
 from txlightstreamer.sinks._target import RedisTarget
@@ -32,6 +37,9 @@ from txlightstreamer.sinks._target import RedisTarget
 __all__ = ["RedisSink", "RedisUnavailable"]
 
 log = Logger()
+
+#: Batches sent to Redis before the first one is answered.
+PIPELINE = 4
 
 
 def encode_json(event: Mapping[str, Any]) -> bytes:
@@ -74,7 +82,11 @@ class RedisSink:
         self._retry_delay = retry_delay
         self._reply_timeout = reply_timeout
         self._buffer: deque[tuple[str, bytes]] = deque()
+        #: Events sent and not answered yet, and the size of each batch in flight.
         self._in_flight = 0
+        self._batches: deque[int] = deque()
+        self._failing = False
+        self._failure = ""
         self._resending = False
         self._last_ms = 0
         self._last_seq = -1
@@ -177,23 +189,33 @@ class RedisSink:
 
     def write(self, event: Mapping[str, Any]) -> None:
         """Queue one event; never blocks, never raises for a slow Redis."""
+        self.write_data(self._encode(event))
+
+    def write_data(self, data: bytes) -> None:
+        """Queue one event already encoded (as by ``encode``; a final newline is removed)."""
         if len(self._buffer) >= 2 * self._buffer_limit:
             self.dropped += 1
             self._dropped_unreported += 1
             return
         if self._dropped_unreported and len(self._buffer) < self._buffer_limit:
-            count, self._dropped_unreported = self._dropped_unreported, 0
-            log.error("{sink}: {n} events dropped, the buffer was full", sink=self, n=count)
-            self._enqueue({"event": "error", "code": None,
-                           "message": f"{count} events dropped: the Redis sink's buffer "
-                                      "was full"})
-        self._enqueue(event)
+            self._report_drops()
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        self._buffer.append((self._next_id(), data))
         if len(self._buffer) >= self._buffer_limit and not self.paused:
             self.paused = True
             self.pauses += 1
             for callback in list(self._pause_cbs):
                 callback()
         self._flush()
+
+    def _report_drops(self) -> None:
+        """Write an ``error`` event saying how many events were dropped since the last."""
+        count, self._dropped_unreported = self._dropped_unreported, 0
+        log.error("{sink}: {n} events dropped, the buffer was full", sink=self, n=count)
+        self._enqueue({"event": "error", "code": None,
+                       "message": f"{count} events dropped: the Redis sink's buffer "
+                                  "was full"})
 
     def _enqueue(self, event: Mapping[str, Any]) -> None:
         data = self._encode(event)
@@ -245,7 +267,7 @@ class RedisSink:
         return count
 
     def _flush(self) -> None:
-        if self._in_flight or self._append is None or self._retry is not None or self._syncing:
+        if self._append is None or self._retry is not None or self._syncing or self._failing:
             return
         if not self._buffer:
             drained, self._drained = self._drained, []
@@ -254,28 +276,41 @@ class RedisSink:
             return
         if self.lease is not None and not self.lease.held:
             return  # written once the lease is (re)gained, or never: see lease_lost
-        batch = list(islice(self._buffer, self._batch_size))
-        args: list[Any] = [self.lease.token if self.lease else "", self.target.maxlen]
-        for entry_id, data in batch:
-            args.append(entry_id)
-            args.append(data)
-        keys = [self.target.stream, self.lease.key if self.lease else ""]
-        self._in_flight = len(batch)
-        d = self._append(keys, args)
-        d.addTimeout(self._reply_timeout, self._clock)
-        d.addCallbacks(self._written, self._failed)
+        widen_writes(self._connection)  # after a reconnection too: a new transport
+        # Up to PIPELINE batches in flight: Redis runs one while the next one travels.
+        while len(self._batches) < PIPELINE and len(self._buffer) > self._in_flight:
+            start = self._in_flight
+            batch = list(islice(self._buffer, start, start + self._batch_size))
+            datas = [data for _, data in batch]
+            args: list[Any] = [
+                self.lease.token if self.lease else "", self.target.maxlen,
+                ",".join([entry_id for entry_id, _ in batch]),
+                ",".join(map(str, map(len, datas))), b"".join(datas)]
+            keys = [self.target.stream, self.lease.key if self.lease else ""]
+            self._batches.append(len(batch))
+            self._in_flight += len(batch)
+            d = self._append(keys, args)
+            d.addTimeout(self._reply_timeout, self._clock)
+            d.addCallbacks(self._written, self._failed)
 
     def _written(self, result: Any) -> None:
-        count, self._in_flight = self._in_flight, 0
-        for _ in range(count):
-            self._buffer.popleft()
+        count = self._batches.popleft()
+        self._in_flight -= count
         written, skipped = int(result[0]), int(result[1])
         self.written += written
+        if self._failing:  # an earlier batch failed: everything is sent again
+            if not self._batches:
+                self._after_failure()
+            return
+        for _ in range(count):
+            self._buffer.popleft()
         if skipped and not self._resending:
             log.error("{sink}: {n} events not written: the stream has newer entries from "
                       "another writer", sink=self, n=skipped)
         self._resending = False
         self._set_connected(True, None)
+        if self._dropped_unreported and len(self._buffer) < self._buffer_limit:
+            self._report_drops()  # even if no event comes after the drops
         if self.paused and len(self._buffer) <= self._buffer_limit // 2:
             self.paused = False
             for callback in list(self._resume_cbs):
@@ -283,9 +318,20 @@ class RedisSink:
         self._flush()
 
     def _failed(self, failure: Failure) -> None:
-        self._in_flight = 0
+        self._batches.popleft()
+        self._in_flight = sum(self._batches)
         self._resending = True  # the batch may have been written: Redis skips repeats
-        text = str(failure.value) or type(failure.value).__name__
+        if not self._failing:
+            self._failing = True
+            self._failure = str(failure.value) or type(failure.value).__name__
+        if not self._batches:
+            self._after_failure()
+
+    def _after_failure(self) -> None:
+        """Every batch in flight has answered, one at least with a failure: retry."""
+        self._failing = False
+        self._in_flight = 0
+        text = self._failure
         if text.startswith("LEASE"):
             log.warn("{sink}: the lease was lost; not writing", sink=self)
             if self.lease is not None:
