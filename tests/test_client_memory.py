@@ -8,14 +8,16 @@ are chosen here, one at a time.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.web.resource import Resource
 
 from txlightstreamer import MODE_RAW, LsClient, Table
-from txlightstreamer.errors import ProtocolError
+from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.testing import TlcpServer
 
 from .memory import URL, MemoryNetwork
@@ -221,3 +223,42 @@ def test_a_bad_line_the_server_really_sends_is_skipped_once(setup: Setup) -> Non
     assert [type(e) for e in s.errors] == [ProtocolError, ProtocolError]
     assert "subscription 1, item 1" in str(s.errors[1])
     assert len(s.server.sessions) == 1
+
+
+# -- issue 19, item 1: every failure says why, once per cause ---------------------------
+
+class _Answer501(Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        request.setResponseCode(501)
+        return b"Not Implemented"
+
+
+def test_failed_attempts_report_their_cause_once_per_cause() -> None:
+    clock = Clock()
+    net = MemoryNetwork(clock)
+    client = net.client("http://nowhere.test:8080", retry_delay=1.0)
+    errors: list[Exception] = []
+    statuses: list[tuple[str, str | None]] = []
+    client.on_error(errors.append)
+    client.on_status(lambda status, reason: statuses.append((status, reason)))
+    client.create_session()
+    net.advance(10)  # ten attempts or so, all refused
+    assert len(errors) == 1
+    (refused,) = errors
+    assert isinstance(refused, TransportError) and refused.retryable
+    assert str(refused).startswith("connection refused")
+    net.serve(_Answer501(), host="nowhere.test")  # the cause changes: said again, counted
+    net.advance(3)
+    assert len(errors) == 2
+    assert errors[1].status == 501  # type: ignore[attr-defined]
+    assert re.search(r"HTTP error 501.*\(\d+th attempt\)", str(errors[1]))
+    net.serve_tlcp(TlcpServer(clock=clock), host="nowhere.test")
+    net.run_until(lambda: client.status.startswith("CONNECTED:"), limit=60, step=0.1)
+    # Never CONNECTED:* before the CONOK, and every status says why.
+    first = next(i for i, (s, _) in enumerate(statuses) if s.startswith("CONNECTED"))
+    assert statuses[first][0] != "CONNECTED:STREAM-SENSING"
+    assert all(reason for _, reason in statuses)
+    assert len(errors) == 2
+    net.wait(client.destroy())

@@ -571,3 +571,29 @@ def test_an_http_stream_timing_out_on_a_bind_is_recovered_on_polling() -> None:
     clock.advance(1.0)
     assert transport.last.params["LS_recovery_from"] == "1"
     assert transport.last.params["LS_polling"] == "true"
+
+
+def test_failed_attempts_are_told_once_per_cause_with_a_count() -> None:
+    session, transport, recorder, clock = make(retry_delay=1.0)
+    session.connect({})
+    for cause in ["connection refused", "connection refused", "HTTP error 503",
+                  "HTTP error 503", "connection refused"]:
+        transport.last.end(TransportError(cause))
+        clock.advance(1.0)
+    told = [str(e) for kind, e in recorder.events if kind == "error"]
+    assert told == ["connection refused", "HTTP error 503 (3rd attempt)",
+                    "connection refused (5th attempt)"]
+    assert recorder.statuses[:2] == ["CONNECTING", "DISCONNECTED:WILL-RETRY"]
+    transport.last.feed("CONOK,S1,50000,5000,*")
+    transport.last.end(TransportError("reset"))  # a bound stream breaking is no attempt
+    clock.advance(0.05)
+    transport.last.end(TransportError("connection refused"))  # a recovery attempt is
+    told = [str(e) for kind, e in recorder.events if kind == "error"]
+    assert told[3:] == ["connection refused"]
+
+
+def test_ordinals() -> None:
+    from txlightstreamer._session.attempts import ordinal
+
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]

@@ -295,8 +295,9 @@ async def test_stream_sense_when_the_server_refuses_websocket(
     try:
         c = make_client(srv.url)
         await c.client.create_session()
-        # The session reports CONNECTING again for the HTTP attempt.
-        assert c.statuses[:2] == ["CONNECTING", "CONNECTED:STREAM-SENSING"]
+        # Still CONNECTING for the HTTP attempt: no CONNECTED:* status before a CONOK
+        # (issue 19; was CONNECTED:STREAM-SENSING).
+        assert c.statuses[:2] == ["CONNECTING", "CONNECTED:HTTP-STREAMING"]
         assert c.statuses[-1] == "CONNECTED:HTTP-STREAMING"
         assert "CONNECTED:WS-STREAMING" not in c.statuses
         table = Table(c.client, mode=MODE_MERGE, item_ids=["s"], schema=["v"])

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from txlightstreamer._session.attempts import FailedAttempts, ordinal
+from txlightstreamer._session.endings import Endings
 from txlightstreamer._session.liveness import Liveness
 from txlightstreamer._session.machine import Input, Machine, State
 from txlightstreamer._session.options import RetryPolicy, SessionOptions
@@ -25,7 +27,6 @@ from txlightstreamer._session.sense import Kind, TransportChoice, kind_status
 from txlightstreamer.errors import (
     LightstreamerError,
     ProtocolError,
-    ServerError,
     TransportError,
 )
 from txlightstreamer.protocol import (
@@ -39,7 +40,6 @@ from txlightstreamer.protocol import (
     create_session,
 )
 from txlightstreamer.protocol._hotpath import UpdateRouter
-from txlightstreamer.protocol.errors import RETRYABLE_CONERR, RETRYABLE_END
 from txlightstreamer.states import Continuity, Status
 from txlightstreamer.transport.interfaces import IStream, ITransport
 
@@ -47,9 +47,9 @@ __all__ = ["Session", "SessionListener"]
 
 log = Logger()
 
-# CONERR codes after which a new session (not a retry of the same request) is needed.
-_NEW_SESSION_CONERR = frozenset({4, 20, 40, 41, 48})
 _WITH_STREAM = frozenset({State.BOUND, State.BINDING, State.RECOVERING})
+_BOUND_REASONS = {State.CREATING: "session created", State.BINDING: "session bound again",
+                  State.RECOVERING: "session recovered"}
 # Attempts not answered yet: a failure may give up the kind of transport in use.
 _ATTEMPTS = frozenset({State.CREATING, State.BINDING, State.RECOVERING})
 
@@ -112,6 +112,7 @@ class Session:
         self._liveness = Liveness(clock, hooks, options.stalled_timeout,
                                   options.reconnect_timeout)
         self._reader = StreamReader(hooks, router if router is not None else UpdateRouter())
+        self._endings = Endings(hooks)
 
         self.status: str = Status.DISCONNECTED
         self.session_id: str | None = None
@@ -127,9 +128,7 @@ class Session:
         self._recovery_started: float | None = None
         self._attempt_started = 0.0
         self._retry_call: IDelayedCall | None = None
-        # Where (data_count) the last unparsable line was met: met again there, it is no
-        # accident of the connection.
-        self._bad_at: int | None = None
+        self._attempts = FailedAttempts()
 
     @property
     def state(self) -> State:
@@ -198,10 +197,10 @@ class Session:
         if self.state is State.CREATING:
             self.session_id = conok.session_id
             self._reader.session_created()
-            self._bad_at = None
+            self._endings.session_created()
             self._failed_creates = 0
         elif conok.session_id != self.session_id:
-            self._protocol_error(ProtocolError(
+            self._endings.protocol_error(ProtocolError(
                 f"bind answered for session {conok.session_id!r}, expected {self.session_id!r}"))
             return
         self.request_limit = conok.request_limit
@@ -210,9 +209,10 @@ class Session:
             self.base_url = _control_url(self._configured_url, conok.control_link)
         previous = self._machine.feed(Input.CONOK)
         self._recovery_started = None
+        self._attempts.succeeded()
         self._liveness.bound(self._silence_limit(), self.choice.polling,
                              watched=bool(conok.keepalive_ms))
-        self._set_status(kind_status(self.kind), None)
+        self._set_status(kind_status(self.kind), _BOUND_REASONS[previous])
         if previous is State.CREATING:
             continuity, self._next_continuity = self._next_continuity, Continuity.PRESERVED
             self._listener.session_started(conok, continuity)
@@ -239,76 +239,6 @@ class Session:
             self._retry_call = self._clock.callLater(delay, self._start_bind)
         else:
             self._start_bind()
-
-    def _conerr(self, conerr: ConErr) -> None:
-        self._stop_stream()
-        error = ServerError(conerr.code, conerr.message, "CONERR")
-        creating = self.state is State.CREATING
-        if (
-            creating
-            and conerr.code == 65
-            and self.options.protocol_fallback
-            and self.choice.protocol_version == "2.5.0"
-        ):
-            # Older servers refuse TLCP 2.5.0 with a syntax error: try 2.4.0 (once: the
-            # version stays lowered).
-            self.choice.lower_protocol("2.4.0")
-            reason = f"server refused TLCP 2.5.0 ({error}); retrying with TLCP 2.4.0"
-            log.warn("{reason}", reason=reason)
-            self._create_later(reason, 0.0)
-        elif creating and conerr.code in RETRYABLE_CONERR:
-            log.warn("Session refused, will retry: {error}", error=error)
-            self._failed_creates += 1
-            if conerr.code == 5:
-                # Overloaded: retry at once, asking the server to keep the request.
-                self._create_later(str(error), 0.0, ttl="unlimited")
-            else:
-                self._create_later(str(error))
-        elif not creating and conerr.code in _NEW_SESSION_CONERR:
-            self._new_session_later(str(error))
-        else:
-            self._fatal(error)
-
-    def _end(self, end: End) -> None:
-        self._stop_stream()
-        error = ServerError(end.code, end.message, "END")
-        if end.code in RETRYABLE_END:
-            self._listener.error(error)
-            self._new_session_later(str(error))
-        else:
-            self._fatal(error)
-
-    def _protocol_error(self, error: ProtocolError, line: bytes | None = None) -> None:
-        """
-        Unparsable data. Reported, then the same session is recovered from the last good
-        data notification. If the recovered stream brings a bad line at the same place
-        again, the server really sends it: skipped (and reported) when it can be told
-        which subscription it belongs to, else the session is replaced. Never a loop.
-        """
-        log.error("Protocol error from the server: {error}", error=error)
-        if self.state is State.CREATING:
-            self._stop_stream()
-            self._fatal(error)  # reports the error itself
-            return
-        here = self.data_count
-        again, self._bad_at = self._bad_at == here, None
-        if again and line is not None:
-            where = self._reader.skip(line)
-            if where is not None:
-                self._listener.error(ProtocolError(
-                    f"skipped a notification of {where} that the server sends unparsable "
-                    f"({error.reason})", error.line))
-                return
-        self._stop_stream()
-        self._listener.error(error)
-        if self._closed_meanwhile():
-            return
-        if again:
-            self._new_session_later(f"protocol error again after recovery: {error.reason}")
-            return
-        self._bad_at = here
-        self._liveness.stop()
-        self._recover_later(f"protocol error: {error.reason}")
 
     # -- liveness --------------------------------------------------------------------------
 
@@ -353,18 +283,29 @@ class Session:
                              State.BINDING: self._start_bind,
                              State.RECOVERING: self._start_recovery}[state]
                     self._schedule(0, start)
-                    self._set_status(Status.STREAM_SENSING, reason)
+                    # No CONNECTED:* status before the server accepted a session.
+                    self._set_status(Status.CONNECTING if state is State.CREATING
+                                     else Status.STREAM_SENSING, reason)
                     return
                 # The bind may have been served on the lost connection: recover instead.
         if isinstance(error, TransportError) and not error.retryable:
             self._fatal(error)
         elif state is State.CREATING:
             self._failed_creates += 1
-            self._create_later(str(error))
+            if self._tell_failure(error):
+                self._create_later(str(error))
         elif state in _WITH_STREAM:
             # Also for a broken bind: what the server wrote on it is only safe with
             # LS_recovery_from (a plain bind would take it as received).
-            self._recover_later(str(error))
+            if state is not State.RECOVERING or self._tell_failure(error):
+                self._recover_later(str(error))
+
+    def _tell_failure(self, error: LightstreamerError) -> bool:
+        """Report a failed attempt's cause when it is news; False if that closed us."""
+        report = self._attempts.failed(error) if isinstance(error, TransportError) else None
+        if report is not None:
+            self._listener.error(report)
+        return not self._closed_meanwhile()
 
     def _recover_later(self, reason: str) -> None:
         opts = self.options
@@ -432,7 +373,9 @@ class Session:
         self.base_url = self._configured_url
         self.session_id = None
         self._reader.creating()
-        self._set_status(Status.CONNECTING, None)
+        failed = self._attempts.count
+        self._set_status(Status.CONNECTING, "creating a session" + (
+            f" ({ordinal(failed + 1)} attempt)" if failed else ""))
         if self.state is not State.CREATING:
             return  # a status callback closed the session
         self._open(create_session(
@@ -517,13 +460,52 @@ class _Hooks:
         self._session._loop(loop)
 
     def conerr(self, conerr: ConErr) -> None:
-        self._session._conerr(conerr)
+        self._session._endings.conerr(conerr)
 
     def end(self, end: End) -> None:
-        self._session._end(end)
+        self._session._endings.end(end)
 
     def protocol_error(self, error: ProtocolError, line: bytes | None = None) -> None:
-        self._session._protocol_error(error, line)
+        self._session._endings.protocol_error(error, line)
+
+    # -- for the endings ----------------------------------------------------------------
+
+    @property
+    def options(self) -> SessionOptions:
+        return self._session.options
+
+    @property
+    def choice(self) -> TransportChoice:
+        return self._session.choice
+
+    @property
+    def data_count(self) -> int:
+        return self._session.data_count
+
+    def stop_stream(self) -> None:
+        self._session._stop_stream()
+
+    def closed_meanwhile(self) -> bool:
+        return self._session._closed_meanwhile()
+
+    def skip(self, line: bytes) -> str | None:
+        return self._session._reader.skip(line)
+
+    def failed_create(self) -> None:
+        self._session._failed_creates += 1
+
+    def create_later(self, reason: str, delay: float | None = None,
+                     ttl: str | None = None) -> None:
+        self._session._create_later(reason, delay, ttl)
+
+    def recover_later(self, reason: str) -> None:
+        self._session._recover_later(reason)
+
+    def new_session_later(self, reason: str) -> None:
+        self._session._new_session_later(reason)
+
+    def fatal(self, error: LightstreamerError) -> None:
+        self._session._fatal(error)
 
     def restart(self, reason: str) -> None:
         self._session.restart(reason)
@@ -541,7 +523,7 @@ class _Hooks:
 
     def resumed(self) -> None:
         session = self._session
-        session._set_status(kind_status(session.kind), None)
+        session._set_status(kind_status(session.kind), "data flows again")
 
     def silent(self, reason: str) -> None:
         self._session._silent(reason)

@@ -9,7 +9,14 @@ say how to send, how to close, and what a timeout means for them.
 from __future__ import annotations
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TCPTimedOutError,
+    TimeoutError,
+)
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -48,7 +55,10 @@ def _is_tls_failure(failure: Failure) -> bool:
 
 
 def connection_error(failure: Failure, url: str) -> TransportError:
-    """A `TransportError` for a failed connection; TLS failures name the host, not retryable."""
+    """
+    A `TransportError` for a failed connection, its reason starting with the cause
+    (refused, DNS, timeout); TLS failures name the host and are not retryable.
+    """
     if _is_tls_failure(failure):
         from hyperlink import URL
 
@@ -57,7 +67,18 @@ def connection_error(failure: Failure, url: str) -> TransportError:
             f"TLS failure with {host} (certificate not trusted or handshake refused; "
             f"configure the client's tls_policy/trust_roots): {describe_failure(failure)}",
             url=url, retryable=False)
-    return TransportError(describe_failure(failure), url=url)
+    return TransportError(_cause(failure) + describe_failure(failure), url=url)
+
+
+def _cause(failure: Failure) -> str:
+    """What kind of connection failure this is, as a prefix of its description."""
+    if failure.check(ConnectionRefusedError):
+        return "connection refused: "
+    if failure.check(DNSLookupError):
+        return "host name not found (DNS): "
+    if failure.check(TimeoutError, TCPTimedOutError, DeferredTimeoutError):
+        return "connection timed out: "
+    return ""
 
 
 @implementer(IStream)
