@@ -66,7 +66,8 @@ class DataModel:
     (``REQERR`` 21 for an unknown item, 23 for an unknown field).
 
     ``history_size`` bounds the DISTINCT history kept per item (the events
-    replayed as a DISTINCT snapshot).
+    replayed as a DISTINCT snapshot).  ``modes`` maps items to the subscription
+    modes allowed for them (``REQERR`` 24 for another; items not in it: any mode).
     """
 
     def __init__(
@@ -75,10 +76,14 @@ class DataModel:
         strict_items: bool = False,
         items: Mapping[str, Iterable[str]] | None = None,
         history_size: int = 100,
+        modes: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.strict_items = strict_items
         self._allowed: dict[str, frozenset[str]] = {
             name: frozenset(fields) for name, fields in (items or {}).items()
+        }
+        self._modes: dict[str, frozenset[str]] = {
+            name: frozenset(allowed) for name, allowed in (modes or {}).items()
         }
         self._history_size = history_size
         self._items: dict[str, _Item] = {}
@@ -95,6 +100,11 @@ class DataModel:
         if not self.strict_items:
             return True
         return field in self._allowed.get(item, frozenset())
+
+    def is_allowed_mode(self, item: str, mode: str) -> bool:
+        """Whether ``item`` may be subscribed in ``mode``."""
+        allowed = self._modes.get(item)
+        return allowed is None or mode in allowed
 
     # --- inspection ---------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from ._encoding import decode_percent, encode_line
 
@@ -109,11 +109,17 @@ def parse_sub_id(params: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def check_protocol(params: Mapping[str, str]) -> str:
-    """The ``LS_protocol`` of a request; ConnectionRefused if unsupported."""
+def check_protocol(
+    params: Mapping[str, str], accepted: Collection[str] = SUPPORTED_PROTOCOLS
+) -> str:
+    """The ``LS_protocol`` of a request; ConnectionRefused if not ``accepted``."""
     protocol = params.get("LS_protocol")
     if protocol not in SUPPORTED_PROTOCOLS:
         raise ConnectionRefused(65, "Unsupported protocol version")
+    if protocol not in accepted:
+        # What a server too old for this version says (IG's servers to TLCP 2.5.0).
+        version = protocol.removeprefix("TLCP-")
+        raise ConnectionRefused(65, f"Unsupported protocol version: {version}")
     return protocol
 
 

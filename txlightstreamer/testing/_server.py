@@ -46,6 +46,7 @@ from ._encoding import encode_line
 from ._faults import Faults
 from ._outputs import Output, WsOutput
 from ._params import (
+    SUPPORTED_PROTOCOLS,
     ConnectionRefused,
     bool_param,
     check_protocol,
@@ -78,6 +79,10 @@ class TlcpServer:
     ``CONERR,65``.
     ``adapter_sets`` are the accepted ``LS_adapter_set`` values (``DEFAULT``
     when absent; ``None``: any), others are refused with ``CONERR,2``.
+    ``protocols`` are the accepted TLCP versions (e.g. ``("TLCP-2.4.0",)`` for a
+    server that refuses 2.5.0 with ``CONERR,65``); ``credentials`` maps each
+    accepted ``LS_user`` to its ``LS_password`` (``None``: no check; a mismatch is
+    ``CONERR,1``).
     ``enforce_limits`` honours ``LS_requested_max_frequency`` and
     ``LS_requested_buffer_size`` for MERGE and DISTINCT as a real server does
     (updates held back and buffered per item; by default every update goes
@@ -113,9 +118,13 @@ class TlcpServer:
         set_cookie: str | None = None,
         adapter_sets: Collection[str] | None = None,
         enforce_limits: bool = False,
+        protocols: Collection[str] = SUPPORTED_PROTOCOLS,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         if set(diffs) - {"T", "P"}:
             raise ValueError("diffs may only contain 'T' and 'P'")
+        if not protocols or set(protocols) - set(SUPPORTED_PROTOCOLS):
+            raise ValueError(f"protocols must be among {SUPPORTED_PROTOCOLS}")
         self._clock = clock
         self.keepalive_millis = keepalive_millis
         self.content_length = content_length
@@ -129,6 +138,10 @@ class TlcpServer:
         self.sync_interval_millis = sync_interval_millis
         self.client_ids = None if client_ids is None else frozenset(client_ids)
         self.adapter_sets = None if adapter_sets is None else frozenset(adapter_sets)
+        #: The TLCP versions accepted (``LS_protocol``); others get ``CONERR,65``.
+        self.protocols = frozenset(protocols)
+        # Kept private: passwords never appear in reprs or logs.
+        self._credentials = None if credentials is None else dict(credentials)
         #: Whether frequency and buffer limits are applied (MERGE and DISTINCT).
         self.enforce_limits = enforce_limits
         #: Whether WebSocket upgrades on ``…/lightstreamer`` are accepted (they are
@@ -247,6 +260,13 @@ class TlcpServer:
         )
         return result
 
+    def _authentic(self, params: Mapping[str, str]) -> bool:
+        """Whether ``LS_user`` and ``LS_password`` match :attr:`_credentials`."""
+        assert self._credentials is not None
+        user, password = params.get("LS_user"), params.get("LS_password")
+        return user in self._credentials and password is not None and (
+            secrets.compare_digest(self._credentials[user].encode(), password.encode()))
+
     def _open_stream(
         self, output: Output, params: Mapping[str, str]
     ) -> tuple[Stream, int]:
@@ -295,7 +315,7 @@ class TlcpServer:
         """Create a session streaming on ``output``; None, or the lines of a refusal."""
         try:
             params = first_line(query, lines)
-            protocol = check_protocol(params)
+            protocol = check_protocol(params, self.protocols)
             self.faults._conerr()
             if self._refusal is not None:
                 raise ConnectionRefused(*self._refusal)
@@ -309,6 +329,8 @@ class TlcpServer:
             adapter_set = params.get("LS_adapter_set", "DEFAULT")
             if self.adapter_sets is not None and adapter_set not in self.adapter_sets:
                 raise ConnectionRefused(2, "Requested Adapter Set not available")
+            if self._credentials is not None and not self._authentic(params):
+                raise ConnectionRefused(1, "User/password check failed")
             if "LS_op" in params:
                 raise ConnectionRefused(64, "Create+control combos are not supported")
             try:
@@ -343,7 +365,7 @@ class TlcpServer:
         """Bind a session to ``output``; None, or the lines of a refusal."""
         try:
             params = first_line(query, lines)
-            protocol = check_protocol(params)
+            protocol = check_protocol(params, self.protocols)
             self.faults._conerr()
             session_id = params.get("LS_session")
             if session_id is None:

@@ -431,6 +431,8 @@ class Session:
         data = self.server.data
         if not items or not all(data.is_valid_item(item) for item in items):
             raise RequestError(21, "Bad item group name")
+        if not all(data.is_allowed_mode(item, mode) for item in items):
+            raise RequestError(24, "Subscription mode not allowed for an item")
         if mode == "COMMAND":
             if "key" not in fields:
                 raise RequestError(15, "COMMAND subscription without a key field")

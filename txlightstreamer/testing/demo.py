@@ -8,7 +8,9 @@ injected clock.
 :func:`demo_server` is the demo as a real server would serve it: it refuses
 other adapter sets (``CONERR`` 2), unknown items (``REQERR`` 21) and fields
 (``REQERR`` 23), and honours ``max_frequency`` and ``buffer_size`` for MERGE
-and DISTINCT.
+and DISTINCT.  :func:`demo_profile` picks a demo by name for the command line:
+``default`` (this one) or ``ig`` (:mod:`txlightstreamer.testing.ig`, an emulation of IG's
+streaming conventions, not IG).
 """
 
 from __future__ import annotations
@@ -20,15 +22,27 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ._adapter import DataModel
 from ._server import TlcpServer
+from .ig import (
+    IG_DEMO_ACCOUNT,
+    IG_DEMO_CST,
+    IG_DEMO_SUBSCRIPTIONS,
+    IG_DEMO_XST,
+    IgFeed,
+    ig_password,
+    ig_server,
+)
 
 __all__ = [
     "DEMO_ADAPTER_SETS",
     "DEMO_FIELDS",
     "DEMO_ITEMS",
+    "DEMO_PROFILES",
     "PORTFOLIO_FIELDS",
     "PORTFOLIO_ITEM",
     "DemoFeed",
     "demo_data",
+    "demo_profile",
+    "demo_profile_defaults",
     "demo_server",
 ]
 
@@ -47,6 +61,8 @@ PORTFOLIO_ITEM = "portfolio1"
 PORTFOLIO_FIELDS: tuple[str, ...] = ("key", "command", "qty", "price")
 #: The adapter sets the demo serves (``DEFAULT`` is what a client gets without asking).
 DEMO_ADAPTER_SETS: tuple[str, ...] = ("DEFAULT", "DEMO")
+#: The demos :func:`demo_profile` knows (``--demo-profile NAME``).
+DEMO_PROFILES: tuple[str, ...] = ("default", "ig")
 
 
 def demo_data(history_size: int = 100) -> DataModel:
@@ -66,6 +82,30 @@ def demo_server(clock: IReactorTime | None = None, **options: Any) -> TlcpServer
     options.setdefault("adapter_sets", DEMO_ADAPTER_SETS)
     options.setdefault("enforce_limits", True)
     return TlcpServer(clock=clock, **options)
+
+def _profile(name: str | None) -> str:
+    profile = name or "default"
+    if profile not in DEMO_PROFILES:
+        raise ValueError(f"unknown demo profile {name!r}: use {' or '.join(DEMO_PROFILES)}")
+    return profile
+
+
+def demo_profile(name: str | None, clock: IReactorTime) -> tuple[TlcpServer, Any]:
+    """The server and its (stopped) feed of the demo ``name`` (None: ``default``)."""
+    if _profile(name) == "ig":
+        server = ig_server(clock=clock)
+        return server, IgFeed(server.data, clock)
+    server = demo_server(clock=clock)
+    return server, DemoFeed(server.data, clock)
+
+
+def demo_profile_defaults(name: str | None) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """What a client of the demo ``name`` uses unless told: (user, password, ``--subscribe``
+    SPECs; none means the command line's own demo subscriptions). ValueError if unknown."""
+    if _profile(name) == "ig":
+        return IG_DEMO_ACCOUNT, ig_password(IG_DEMO_CST, IG_DEMO_XST), IG_DEMO_SUBSCRIPTIONS
+    return None, None, ()
+
 
 _NAMES = (
     "Anduct",
