@@ -92,18 +92,18 @@ class DemoService(Service):
 
     name = "demo"
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, profile: str | None = None) -> None:
         self._reactor = reactor
+        self._profile = profile  # --demo-profile: see testing.demo.demo_profile
         self.server: Any = None
         self.feed: Any = None
         self._listening: Deferred[str] | None = None
 
     def startService(self) -> None:  # noqa: N802 (Twisted API)
-        from txlightstreamer.testing.demo import DemoFeed, demo_server
+        from txlightstreamer.testing.demo import demo_profile
 
         Service.startService(self)
-        self.server = demo_server(clock=self._reactor)
-        self.feed = DemoFeed(self.server.data, self._reactor)
+        self.server, self.feed = demo_profile(self._profile, self._reactor)
         self._listening = ensureDeferred(self._listen())
 
     async def _listen(self) -> str:
@@ -246,7 +246,7 @@ class LsService(MultiService):
         self.tables: list[Table] = []
         self.demo: DemoService | None = None
         if options["demo"]:
-            self.demo = DemoService(self.reactor)
+            self.demo = DemoService(self.reactor, options.get("demo-profile"))
             self.demo.setServiceParent(self)
         #: The web relay's port service with --http-port.
         self.http: RelayPortService | None = None

@@ -57,6 +57,9 @@ class Options(usage.Options):
         ["password-file", None, None, "Read the password from this file (first line)."],
         ["password", None, None, "The password itself (visible to other local users: "
                                  "prefer --password-file or LS_PASSWORD)."],
+        ["demo-profile", None, None,
+         "Implies --demo; 'ig' serves IG's streaming conventions (an emulation, not IG) and "
+         "uses its demo account, tokens and items unless told otherwise."],
         ["protocol", None, "2.5.0", "TLCP version: " + " or ".join(SUPPORTED_VERSIONS) + "."],
         ["output", None, "-", "Append the JSON lines to this file; - is standard output."],
         ["max-updates", None, None, "Stop cleanly after this many update events."],
@@ -111,6 +114,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted API)
         """Check the combination of options and resolve the password."""
+        if self["demo-profile"] is not None:
+            self["demo"] = True
         url = self["url"]
         if self["source"] is not None:
             self._check_source()
@@ -144,6 +149,8 @@ class Options(usage.Options):
         self._check_http_port()
         self._check_scaling()
         self._resolve_password()
+        if self["demo-profile"] is not None:
+            self._use_demo_profile()
         self._check_output()
         self._adapt_twistd_logging()
 
@@ -210,6 +217,18 @@ class Options(usage.Options):
                 self["shard"] = parse_shard(self["shard"])
             except ValueError as e:
                 raise usage.UsageError(str(e)) from None
+
+    def _use_demo_profile(self) -> None:
+        from txlightstreamer.testing.demo import demo_profile_defaults
+
+        try:
+            user, password, specs = demo_profile_defaults(self["demo-profile"])
+        except ValueError as e:
+            raise usage.UsageError(f"bad --demo-profile: {e}") from None
+        if self["user"] is None and self.password is None:
+            self["user"], self.password = user, password
+        if not self["subscribe"]:
+            self["subscribe"] = [parse_subscription(spec) for spec in specs]
 
     def _resolve_password(self) -> None:
         given, self["password"] = self["password"], None
