@@ -478,3 +478,51 @@ async def test_a_stalled_redis_fills_the_buffer_and_every_drop_is_reported(
     # Nothing silent: each JSON line is in the stream, or counted in a reported drop.
     assert len(bridge.events) == len(stream) - len(
         [e for e in stream if e["event"] == "error"]) + reported
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lost_lease_destroys_the_session_and_a_regained_one_replaces_it(
+        feed: TlcpServer, redis: RedisServer) -> None:
+    bridge = Bridge("--url", str(feed.url), "--subscribe", SPEC, "--sink", redis.url,
+                    "--lease", "solo", "--lease-time", "1")
+    service = bridge.service
+    assert service.redis is not None and service.redis.lease is not None
+    lease = service.redis.lease
+    try:
+        service.startService()
+        await wait_until(lambda: service.updates > 10, what="updates")
+        first = service.client
+        assert first is not None and lease.held
+        # Another bridge takes the key (as after a long stall of ours): we must stop at once.
+        redis.cli("SET", lease.key, "someone-else", "PX", "2000")
+        await wait_until(lambda: not lease.held, what="the loss")
+        assert service.client is None and first.status == "DISCONNECTED"
+        await wait_until(lambda: lease.held and service.client is not None, timeout=15,
+                         what="the lease again")
+        await wait_until(lambda: [e for e in bridge.events if e["event"] == "session"
+                                  and e["continuity"] == "replaced"], what="a new session")
+    finally:
+        await service.stopService()
+    states = [e["state"] for e in bridge.events if e["event"] == "lease"]
+    assert states == ["holder", "standby", "holder"]
+    assert service.exit_code == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_relay_waits_for_an_id_another_relay_already_sent() -> None:
+    from txlightstreamer.web import StreamRelay
+
+    relay = StreamRelay(clock=reactor)
+    port = await relay.listen(reactor, "tcp:0")
+    try:
+        relay.write_entry("1-0", {"event": "session", "session_id": "S", "continuity": "new"})
+        url = f"http://127.0.0.1:{port.getHost().port}/events"
+        reader = await SseReader.open(url, headers={"Last-Event-ID": "5-0"})
+        for n in range(2, 8):
+            relay.write_entry(f"{n}-0", {"event": "status", "status": f"S{n}"})
+        await wait_until(lambda: [e.id for e in reader.events] == ["6-0", "7-0"],
+                         what="the events after 5-0")
+        await reader.close()
+    finally:
+        relay.close()
+        await port.stopListening()

@@ -180,6 +180,7 @@ class StreamRelay(RelayBase):
         # Another relay is ahead of this one: wait (bounded) until we read that entry.
         timer = self.clock.callLater(CATCH_UP_WAIT, self._release_waiting, True)
         self._waiting.append((request, last_event_id, wanted, timer))
+        request.write(b": catching up with the stream\n\n")  # the headers go out now
         return request
 
     def _release_waiting(self, timed_out: bool) -> None:
@@ -192,8 +193,7 @@ class StreamRelay(RelayBase):
                 if timer.active():
                     timer.cancel()
                 if self.closed or super().open_stream(request, last_event_id) is None:
-                    request.setResponseCode(503)
-                    request.finish()
+                    request.finish()  # the headers are out: the browser reconnects
             else:
                 self._waiting.append((request, last_event_id, wanted, timer))
 
