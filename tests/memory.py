@@ -46,10 +46,18 @@ class _Transport(FakeTransport):
     """
 
     aborted = False
+    #: Reading paused by its protocol (``IPushProducer``): nothing is delivered to it.
+    paused = False
 
     def abortConnection(self) -> None:  # noqa: N802
         self.aborted = True
         self.disconnecting = True
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
 
 
 class _Connection:
@@ -68,16 +76,19 @@ class _Connection:
         """
         if self.closed:
             return False
-        moved = False
+        moved = held = False
         for source, sink in ((self.client, self.server), (self.server, self.client)):
+            if sink.paused:
+                held = held or bool(source.stream)
+                continue  # the bytes wait for the reader, as in a socket's buffers
             data = source.getOutBuffer()
             if data:
                 sink.bufferReceived(data)
                 moved = True
                 if stop is not None and stop():
                     return True
-        if moved:
-            return True
+        if moved or held:
+            return moved
         for closer, peer in ((self.server, self.client), (self.client, self.server)):
             if closer.disconnecting:
                 self.closed = True

@@ -262,3 +262,25 @@ def test_failed_attempts_report_their_cause_once_per_cause() -> None:
     assert all(reason for _, reason in statuses)
     assert len(errors) == 2
     net.wait(client.destroy())
+
+
+# -- back-pressure seam: Session.pause_reading / resume_reading -------------------------
+
+@pytest.mark.parametrize("transport", [None, "HTTP-STREAMING"])
+def test_paused_reading_holds_the_stream_without_a_reconnection(transport: str | None) -> None:
+    s = Setup(transport)
+    try:
+        s.subscribe()
+        session = s.client._session
+        session.pause_reading()
+        s.publish(range(20))
+        s.net.advance(60, step=0.5)  # far beyond keepalive + stalled + reconnect timeouts
+        assert s.got == []
+        assert session.bound and len(s.server.sessions) == 1
+        assert "STALLED" not in s.statuses
+        session.resume_reading()
+        s.net.run_until(lambda: len(s.got) == 20)
+        assert s.got == [str(i) for i in range(20)]
+        assert s.continuity == ["new"] and s.errors == []
+    finally:
+        s.net.wait(s.client.destroy())

@@ -47,6 +47,14 @@ class FakeStream:
     def stop(self) -> None:
         self.stopped = True
 
+    paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
 
 class FakeTransport:
     protocol_version = "2.5.0"
@@ -597,3 +605,34 @@ def test_ordinals() -> None:
 
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+
+# -- back-pressure: pause_reading / resume_reading ---------------------------------------
+
+def test_paused_reading_pauses_the_stream_and_the_liveness_timers() -> None:
+    session, transport, recorder, clock = connected(stalled_timeout=2.0, reconnect_timeout=3.0)
+    session.pause_reading()
+    assert transport.last.paused and session.reading_paused
+    clock.advance(3600)  # our own silence: no STALLED, no recovery
+    assert session.bound and session.status == "CONNECTED:HTTP-STREAMING"
+    assert clock.getDelayedCalls() == []
+    session.resume_reading()
+    assert not transport.last.paused
+    clock.advance(5.0)  # from now on, silence counts again
+    clock.advance(2.0)
+    assert session.status == _session.STATUS_STALLED
+
+
+def test_a_new_stream_starts_paused_while_reading_is_paused() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("LOOP,0")  # read before the pause took effect
+    session.pause_reading()
+    assert transport.last.request.name == "bind_session" and transport.last.paused
+    clock.advance(60)  # the bind's head timeout waits too
+    assert len(transport.streams) == 2
+    session.resume_reading()
+    transport.last.feed("CONOK,S1,50000,5000,*")
+    assert recorder.events[-1] == ("rebound", "preserved")
+    transport.last.end(TransportError("reset"))
+    clock.advance(1)
+    assert not transport.last.paused

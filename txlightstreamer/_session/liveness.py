@@ -56,10 +56,14 @@ class Liveness:
         self._last_activity = 0.0
         self._limit = 0.0
         self._polling = False
+        self._head_timeout = 0.0
+        # Reading paused by us (back-pressure): silence is ours, so no timer runs.
+        self._paused = False
 
     def expect_head(self, timeout: float) -> None:
         """A stream was opened: its answer must come within ``timeout`` seconds."""
         self.phase = Phase.HEAD
+        self._head_timeout = timeout
         self._arm(timeout)
 
     def bound(self, limit: float, polling: bool, watched: bool) -> None:
@@ -101,13 +105,38 @@ class Liveness:
             self._call.cancel()
         self._call = None
 
+    def pause(self) -> None:
+        """We stopped reading: no timer runs until `resume` (the phase is kept)."""
+        self._paused = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def resume(self) -> None:
+        """We read again: the phase's wait starts afresh."""
+        self._paused = False
+        phase = self.phase
+        self._last_activity = self._clock.seconds()
+        if phase is Phase.HEAD:
+            self._arm(self._head_timeout)
+        elif phase is Phase.STALLED:
+            self._arm(self._reconnect_timeout)
+        elif phase is not Phase.OFF:
+            if phase is Phase.SILENT:
+                self.phase = Phase.ALIVE
+            self._arm(self._limit)
+
     def _arm(self, delay: float) -> None:
+        if self._paused:
+            return
         if self._call is not None and self._call.active():
             self._call.reset(delay)
         else:
             self._call = self._clock.callLater(delay, self._fired)
 
     def _later(self, delay: float) -> None:
+        if self._paused:
+            return
         self._call = self._clock.callLater(delay, self._fired)
 
     def _fired(self) -> None:

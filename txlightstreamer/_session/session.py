@@ -129,6 +129,7 @@ class Session:
         self._attempt_started = 0.0
         self._retry_call: IDelayedCall | None = None
         self._attempts = FailedAttempts()
+        self._paused = False
 
     @property
     def state(self) -> State:
@@ -182,6 +183,29 @@ class Session:
         self._liveness.stop()
         if self._machine.feed(Input.CLOSE) is not State.CLOSED:
             self._set_status(Status.DISCONNECTED, "closed by the client")
+
+    def pause_reading(self) -> None:
+        """
+        Stop reading the stream (back-pressure from a slow consumer). Kept across rebinds;
+        the liveness timers do not count a silence we caused.
+        """
+        if not self._paused:
+            self._paused = True
+            self._liveness.pause()
+            if self._stream is not None:
+                self._stream.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again after `pause_reading`."""
+        if self._paused:
+            self._paused = False
+            if self._stream is not None:
+                self._stream.resume_reading()
+            self._liveness.resume()
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._paused
 
     def restart(self, reason: str) -> None:
         """Abandon the current session and create a new one (e.g. after REQERR 20)."""
@@ -363,6 +387,8 @@ class Session:
         self._attempt_started = self._clock.seconds()
         stream = self.choice.transport.open_stream(self.base_url, request, self._reader)
         self._stream = stream
+        if self._paused:
+            stream.pause_reading()
         # The whole head (up to CONOK) must arrive within the retry delay.
         self._liveness.expect_head(self.options.retry_delay)
         stream.start()

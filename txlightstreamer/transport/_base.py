@@ -8,6 +8,8 @@ say how to send, how to close, and what a timeout means for them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import CancelledError
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.error import (
@@ -98,6 +100,7 @@ class StreamBase:
         self._stopped = False
         self._ended = False
         self.request_sent = False
+        self._paused = False
         self._timeout: IDelayedCall | None = None
 
     def __repr__(self) -> str:
@@ -115,7 +118,33 @@ class StreamBase:
         self._cancel_timeout()
         self._close()
 
+    def pause_reading(self) -> None:
+        """Stop reading (the connection's producer is paused now or once it exists)."""
+        if not self._paused:
+            self._paused = True
+            producer = self._producer()
+            if producer is not None:
+                producer.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        if self._paused:
+            self._paused = False
+            producer = self._producer()
+            if producer is not None:
+                producer.resumeProducing()
+
     # -- for subclasses ------------------------------------------------------------------
+
+    def _producer(self) -> Any:
+        """The ``IPushProducer`` delivering this stream's bytes, once there is one."""
+        return None
+
+    def _producer_ready(self) -> None:
+        """The producer exists now: pause it if reading was paused before."""
+        producer = self._producer()
+        if self._paused and producer is not None:
+            producer.pauseProducing()
 
     def _close(self) -> None:
         """Drop the connection (after `stop`)."""

@@ -217,6 +217,10 @@ class HttpStream(StreamBase):
         receiver = _LineReceiver(self, self._transport.max_line_length)
         response.deliverBody(receiver)
         self._body_transport = receiver.transport
+        self._producer_ready()
+
+    def _producer(self) -> Any:
+        return self._body_transport
 
     def _body_lost(self, reason: Failure) -> None:
         if reason.check(ResponseDone, PotentialDataLoss):

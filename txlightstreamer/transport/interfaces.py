@@ -46,6 +46,12 @@ class IStream(Interface):
     def stop() -> None:
         """Close the connection; no line reaches the sink after this call."""
 
+    def pause_reading() -> None:
+        """Stop reading from the connection (back-pressure), now or once it is open."""
+
+    def resume_reading() -> None:
+        """Read again after `pause_reading`."""
+
 
 class IRequestStream(IStream):
     """A stream that also carries the session's control requests (WebSocket)."""

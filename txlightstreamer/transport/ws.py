@@ -226,6 +226,12 @@ class WsStream(StreamBase):
         proto.sendMessage(WSOK_MESSAGE.encode("ascii"), isBinary=False)
         proto.sendMessage(ws_message([self._request]).encode("utf-8"), isBinary=False)
         self.request_sent = True
+        self._producer_ready()
+
+    def _producer(self) -> Any:
+        # Paused only once open: a paused socket would stall the handshake itself.
+        proto = self._proto
+        return proto.transport if proto is not None and self._open else None
 
     def _message(self, payload: bytes, is_binary: bool) -> None:
         if self._stopped or self._ended:
