@@ -54,6 +54,35 @@ def time_library(bodies: list[tuple[int, str]]) -> tuple[dict[str, list[float]],
     return out, prev
 
 
+def time_lane(bodies: list[tuple[int, str]]) -> tuple[dict[str, list[float]], Any]:
+    """The library's hot-path decoder, as `UpdateRouter.feed` calls it for a lane."""
+    from txlightstreamer.protocol._hotpath import decode_plain, decode_rich
+    from txlightstreamer.protocol.values import decode_update
+
+    nf = len(MIXED_SCHEMA)
+    prev: dict[int, Any] = {}
+    docs: dict[int, tuple[str, Any]] = {}
+    out: dict[str, list[float]] = {}
+    clock = time.perf_counter
+    for item, raw in bodies:
+        p = prev.get(item)
+        k = _kind(raw, p is None)
+        t = clock()
+        if p is None:
+            row: Any = decode_update(raw, None, nf).values
+        elif "^" in raw or "#" in raw or "$" in raw or "%" in raw:
+            row = decode_rich(raw, p, nf, docs, (item - 1) * nf)
+        else:
+            row = decode_plain(raw, p, nf)
+        dt = clock() - t
+        assert row is not None, raw
+        prev[item] = row
+        slot = out.setdefault(k, [0, 0.0])
+        slot[0] += 1
+        slot[1] += dt
+    return out, prev
+
+
 def time_proto(mod: Any, bodies: list[tuple[int, str]]) -> tuple[dict[str, list[float]], Any]:
     nf = len(MIXED_SCHEMA)
     prev: dict[int, Any] = {}
@@ -127,6 +156,10 @@ def main() -> None:
     built = "compiled" if _hotpath.COMPILED else "interpreted"
     print(report(f"library decode_update (hot path {built})", lib_stats, args.updates),
           f"rows ok: {ok_lib}")
+    lane_stats, lane_rows = best_of(3, lambda: time_lane(bodies))
+    ok_lane = all(list(lane_rows[i]) == v for i, v in burst.final.items())
+    print(report(f"library lane decoder, decode_rich with JSON kept ({built})", lane_stats,
+                 args.updates), f"rows ok: {ok_lane}")
     mods = [("prototype, interpreted", importlib.import_module("bench.levers_proto"))]
     if args.compiled:
         mods.append(("prototype, compiled with mypyc", build_compiled()))

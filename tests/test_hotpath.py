@@ -22,7 +22,7 @@ from tests.test_session import FakeTransport, Recorder
 from txlightstreamer import MODE_COMMAND, MODE_DISTINCT, MODE_MERGE, MODE_RAW, Table
 from txlightstreamer._session import Session, SessionOptions
 from txlightstreamer.errors import TransportError
-from txlightstreamer.protocol import _hotpath, decode_update
+from txlightstreamer.protocol import ValueDecodeError, _hotpath, decode_update
 from txlightstreamer.protocol._hotpath import UpdateRouter, decode_plain
 
 SOURCE = _hotpath.__file__.rsplit("/", 1)[0] + "/_hotpath.py"
@@ -30,7 +30,9 @@ SOURCE = _hotpath.__file__.rsplit("/", 1)[0] + "/_hotpath.py"
 
 def _load_source() -> ModuleType:
     """The hot path's source, run interpreted whatever build is installed."""
-    spec = importlib.util.spec_from_file_location("_hotpath_source", SOURCE)
+    # Named inside the package, for its relative imports.
+    spec = importlib.util.spec_from_file_location(
+        "txlightstreamer.protocol._hotpath_source", SOURCE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -68,15 +70,23 @@ def test_pure_python_switch() -> None:
     ("^2|c", ["x", "y", "c"]),
     ("#|$|^1", [None, "", None]),
     ("^3", ["x", "y", None]),
+    ("a%7Cb|b|c", ["a|b", "b", "c"]),          # escapes
+    ("%C3%A9%25|^2", ["é%", "y", None]),
+    ("^Tabc|b|c", ["c", "b", "c"]),            # a TLCP-diff: COPY 0, ADD "c"
+    ("^Tbb%7C|^Ta|$", ["x|", "", ""]),         # COPY 1, ADD "|"; COPY 0
 ])
 def test_decode_plain_cases(raw: str, expected: list[str | None]) -> None:
     assert decode_plain(raw, ["x", "y", None], 3) == expected
 
 
 @pytest.mark.parametrize("raw", [
-    "a%7Cb|b|c",      # an escape: the full decoder's job
-    "^Tabc|b|c",      # a diff
-    "^Pabc|b|c",
+    "a%7|b|c",        # a bad escape: the full decoder's job (it reports it)
+    "a%C3|b|c",       # not UTF-8
+    "^Tz|b|c",        # a bad diff
+    "^TB|b|c",        # truncated
+    "^T!|b|c",
+    "x|y|^Ta",        # a diff on null
+    "^Pabc|b|c",      # a JSON Patch (the full decoder reports its operations)
     "a|b",            # too few values
     "a|b|c|d",        # too many
     "^4",             # a run past the end
@@ -93,7 +103,9 @@ def test_decode_plain_refuses_a_baseline_of_the_wrong_width() -> None:
 
 
 TOKENS = st.sampled_from(["", "#", "$", "^1", "^2", "^3", "^9", "^10", "^01", "^", "^P1",
-                          "a", "b1", "%41", "#x", "$y", "é", "a^b", " "])
+                          "a", "b1", "%41", "#x", "$y", "é", "a^b", " ", "%zz", "%E2%82%AC",
+                          "^T", "^Tb", "^Tbc", "^Tabd", "^Tbb%C3%A9", "^Tz", "^TBa", "^T%",
+                          "^Tabc%F0%9F%98%80", "😀", "^P[]", "%", "x%4"])
 
 
 @settings(max_examples=2000)
@@ -158,8 +170,9 @@ def test_router_delivers_a_run_of_plain_updates() -> None:
     b"U,07x,1,x|y",
     b"U, 7,1,x|y",
     b"U,7,1",              # no values
-    b"U,7,1,x%7C|y",       # an escape
-    b"U,7,1,^Tab|y",       # a diff
+    b"U,7,1,x%7|y",        # a bad escape
+    b"U,7,1,^Tab|y",       # a bad diff (ADD past the end)
+    b"U,7,1,^P[]|y",       # a patch of a value that is not JSON
     b"U,7,1,x|y|z",        # too many values
     b"U,7,1,\xff|y",       # not UTF-8
     b"U,7,1234567890,x|y",  # an index too long to parse here
@@ -173,6 +186,81 @@ def test_router_hands_over_anything_else(line: bytes) -> None:
     assert (first, second) == (1, 3)
     assert len(r.calls) == 2
     assert (first - 0) + (second - 2) == 2  # the data notifications consumed
+
+
+def test_router_decodes_escapes_and_diffs_as_the_general_decoder_does() -> None:
+    r = Recipient()
+    lane = r.lane(num_fields=3)
+    lane.baselines[0] = ['{"a":1,"b":[1,2]}', "foobar", "x"]
+    router = router_with(lane)
+    raws = [
+        '^P[{"op":"replace","path":"/a","value":"%7C"}]|^Tbdzapcd|%C3%A9',
+        '^P[{"op":"add","path":"/b/-","value":3},{"op":"remove","path":"/b/0"}]|^Ta|#',
+        "^P[]|$|^T",  # ^T on a null field: the general path reports it
+    ]
+    lines = [f"U,7,1,{raw}".encode() for raw in raws]
+    assert router.feed(lines[:2], 0) == 2
+    expected: list[str | None] = ['{"a":1,"b":[1,2]}', "foobar", "x"]
+    for raw in raws[:2]:
+        expected = decode_update(raw, expected, 3).values
+    assert r.calls[-1] == (1, tuple(expected))
+    assert lane.baselines[0] == expected == ['{"a":"|","b":[2,3]}', "", None]
+    # What the router kept of the patched field is the document of its current value.
+    assert lane.docs == {0: (expected[0], {"a": "|", "b": [2, 3]})}
+    assert lane.docs[0][0] is lane.baselines[0][0]
+    assert router.feed(lines, 2) == 2
+    assert lane.baselines[0] == expected
+
+
+@pytest.mark.parametrize("raw", [
+    '^P[{"op":"remove","path":"/nope"}]|a|b',      # a patch that does not fit
+    '^P[{"op":"replace","path":"/a","value":2},{"op":"test","path":"/a","value":1}]|a|b',
+    "^P[|a|b",                                      # not JSON
+    '^P[{"op":"add","path":"/a","value":1}]|^Tz|b',  # a bad diff after a good patch
+    "|^Tdb😀|b",                                    # astral: the general path counts UTF-16
+    "|^T%F0%9F%98%80|b",
+])
+def test_router_hands_bad_or_astral_diffs_to_the_general_path(raw: str) -> None:
+    table = Table(StubClient(), mode=MODE_MERGE, item_ids=["i1", "i2"],  # type: ignore[arg-type]
+                  schema="a b c")
+    table._begin(1)
+    table._subok(2, 3)
+    got: list[Any] = []
+    table.on_update(lambda item, row: got.append(row))
+    table._update(1, '{"a":1}|foo|bar')
+    router = router_with(table._lane)
+    assert router.feed([b'U,7,1,^P[{"op":"replace","path":"/a","value":5}]||'], 0) == 1
+    before = list(table._lane.baselines[0])
+    assert router.feed([f"U,7,1,{raw}".encode()], 0) == 0
+    assert table._lane.baselines[0] == before
+    try:
+        expected = decode_update(raw, before, 3).values
+    except ValueDecodeError:
+        with pytest.raises(ValueDecodeError):
+            table._update(1, raw)
+    else:
+        table._update(1, raw)
+        assert got[-1] == tuple(expected)
+    # A failed patch leaves nothing stale behind: the next one starts from the value.
+    patch = '^P[{"op":"add","path":"/z","value":0}]||'
+    expected = decode_update(patch, list(table._lane.baselines[0]), 3).values
+    assert router.feed([f"U,7,1,{patch}".encode()], 0) == 1
+    assert got[-1] == tuple(expected)
+
+
+def test_kept_json_is_used_only_while_the_field_holds_its_value() -> None:
+    r = Recipient()
+    lane, router = seeded(r)
+    lane.baselines[0] = ['{"a":1}', "x"]
+    patch = b'U,7,1,^P[{"op":"add","path":"/b","value":2}]|'
+    assert router.feed([patch], 0) == 1
+    assert r.rows[1] == ('{"a":1,"b":2}', "x")
+    # The general path (or a plain value) replaced the field: the kept document is stale.
+    lane.baselines[0] = ['{"c":3}', "x"]
+    assert router.feed([patch], 0) == 1
+    assert r.rows[1] == ('{"c":3,"b":2}', "x")
+    assert router.feed([b"U,7,1,[0]|", patch.replace(b"/b", b"/-")], 0) == 2
+    assert r.rows[1] == ("[0,2]", "x")
 
 
 def test_router_leaves_first_updates_and_closed_lanes_to_the_table() -> None:

@@ -1,19 +1,23 @@
 """
-The hot path: plain ``U`` lines of live subscriptions, decoded and delivered in one loop.
+The hot path: ``U`` lines of live subscriptions, decoded and delivered in one loop.
 
-Nearly every line of a busy stream is an update whose values are plain tokens, ``#``/``$``
-markers and ``^n`` runs. This module handles exactly those, for subscriptions that asked
-for nothing richer than ``on_update(item, row)``; anything else (another tag, escapes,
-diffs, an item's first update, a malformed line) stops the loop and goes to the general
-parser, which decodes it or reports it. No Twisted import: this is pure code, compiled
-with mypyc when the package is built with a C compiler, and the same code runs
-interpreted otherwise (``COMPILED`` tells which).
+Nearly every line of a busy stream is an update whose values are plain or escaped tokens,
+``#``/``$`` markers, ``^n`` runs and ``^T``/``^P`` diffs. This module decodes those, for
+subscriptions that asked for nothing richer than ``on_update(item, row)``; anything else
+(another tag, an item's first update, a malformed line or a bad diff) stops the loop and
+goes to the general parser, which decodes it or reports it. No Twisted import: this is
+pure code, compiled with mypyc when the package is built with a C compiler, and the same
+code runs interpreted otherwise (``COMPILED`` tells which). ``^P`` patches are applied by
+`._jsonpatch` (interpreted: JSON parsing and encoding dominate there).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Final
+
+from ._jsonpatch import COPY_ALLOWANCE, encode_json, patch_document
 
 Value = str | None
 Row = tuple[Value, ...]
@@ -22,6 +26,10 @@ Row = tuple[Value, ...]
 MARKERS: Final[dict[str, Value]] = {"#": None, "$": ""}
 # Lengths of the usual ``^n`` runs, so that most runs need no parsing.
 _RUN_LENGTHS: Final[dict[str, int]] = {f"^{n}": n for n in range(1, 65)}
+#: Longest value (in characters) a ``^P`` or ``^T`` diff may produce. A diff is tiny
+#: compared with what it can build (a JSON Patch ``copy`` doubles a document with a
+#: 40-byte operation), so without this bound a few lines could exhaust memory.
+MAX_DIFF_RESULT: Final = 1 << 24
 # Longest sub id / item index the loop parses (longer ones go to the general parser).
 _MAX_DIGITS: Final = 9
 
@@ -37,48 +45,213 @@ def _run_length(token: str) -> int:
     return 0
 
 
-def decode_plain(raw: str, previous: list[Any], num_fields: int) -> list[Value] | None:
+def decode_plain(
+    raw: str, previous: list[Any], num_fields: int, max_result: int = MAX_DIFF_RESULT
+) -> list[Value] | None:
     """
     The new row of an item from its previous row and the raw values of a ``U`` line, when
-    they hold only plain tokens, markers and ``^n`` runs; None for anything else (escapes,
-    diffs, a wrong count, a bad run), which the full decoder handles or reports.
+    they hold only plain or percent-escaped tokens, markers, ``^n`` runs and ``^T`` diffs of
+    BMP-only values; None for anything else (``^P``, a wrong count, a bad run, escape or
+    diff), which the full decoder handles or reports.
     ``previous`` is a list (its items are taken as they are, unchecked).
     """
-    if "%" in raw or len(previous) != num_fields:
+    if len(previous) != num_fields:
         return None
-    values: list[Any] = []
-    i = 0  # index of the next field
-    if "^" not in raw and "#" not in raw and "$" not in raw:
+    if "^" not in raw and "#" not in raw and "$" not in raw and "%" not in raw:
         # The commonest line: new values, and empty tokens for unchanged ones.
         tokens = raw.split("|")
         if len(tokens) != num_fields:
             return None
+        values: list[Any] = []
+        i = 0  # index of the next field
         for token in tokens:
             values.append(token if token else previous[i])
             i += 1
         return values
+    return decode_rich(raw, previous, num_fields, None, 0, max_result)
+
+
+def decode_rich(
+    raw: str,
+    previous: list[Any],
+    num_fields: int,
+    docs: dict[int, tuple[str, Any]] | None,
+    base: int,
+    max_result: int = MAX_DIFF_RESULT,
+) -> list[Value] | None:
+    """
+    `decode_plain` for any line; with ``docs`` it also applies ``^P`` patches, keeping the
+    parsed JSON of each patched field under ``base + field index`` (valid while the field
+    still holds the very string it was stored with). None when the line is not valid (or
+    needs the general decoder), which then decodes or reports it.
+    """
+    values: list[Any] = []
+    i = 0  # index of the next field
     for token in raw.split("|"):
         if i >= num_fields:
             return None  # more values than fields
         if not token:
             values.append(previous[i])
             i += 1
-        elif token.startswith("^"):
+            continue
+        first = token[0]
+        if first == "^":
+            kind = token[1:2]
+            if kind == "T" or kind == "P":
+                old = previous[i]
+                if old is None:
+                    return None
+                payload: str | None = token[2:]
+                if payload is not None and "%" in payload:
+                    payload = unescape(payload)
+                if payload is None:
+                    return None
+                if kind == "T":
+                    result = tlcp_diff_bmp(old, payload)
+                else:
+                    if docs is None:
+                        return None
+                    result = _patch(old, payload, docs, base + i, max_result)
+                if result is None or len(result) > max_result:
+                    return None
+                values.append(result)
+                i += 1
+                continue
             n = _run_length(token)
             if n == 0 or i + n > num_fields:
                 return None
             values.extend(previous[i : i + n])
             i += n
-        elif token == "#":
+        elif first == "#" and len(token) == 1:
             values.append(None)
             i += 1
-        elif token == "$":
+        elif first == "$" and len(token) == 1:
             values.append("")
+            i += 1
+        elif "%" in token:
+            text = unescape(token)
+            if text is None:
+                return None
+            values.append(text)
             i += 1
         else:
             values.append(token)
             i += 1
     return values if i == num_fields else None
+
+
+def _hex(c: int) -> int:
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    if 65 <= c <= 70:
+        return c - 55
+    return -1
+
+
+def unescape(text: str) -> str | None:
+    """``text`` with its UTF-8 ``%XX`` escapes decoded; None if one is bad."""
+    pos = text.find("%")
+    if pos < 0:
+        return text
+    buf = bytearray()
+    start = 0
+    n = len(text)
+    try:
+        while pos >= 0:
+            if pos + 3 > n:
+                return None
+            hi = _hex(ord(text[pos + 1]))
+            lo = _hex(ord(text[pos + 2]))
+            if hi < 0 or lo < 0:
+                return None
+            if pos > start:
+                buf += text[start:pos].encode("utf-8")
+            buf.append(hi * 16 + lo)
+            start = pos + 3
+            pos = text.find("%", start)
+        if start < n:
+            buf += text[start:].encode("utf-8")
+        return buf.decode("utf-8")
+    except UnicodeError:
+        return None
+
+
+def _bmp(text: str) -> bool:
+    """No character outside the BMP: each is one UTF-16 unit (a lone surrogate too)."""
+    # Encoding is several times faster than max(text) on a non-ASCII value.
+    return text.isascii() or len(text.encode("utf-16-le", "surrogatepass")) == 2 * len(text)
+
+
+def tlcp_diff_bmp(old: str, diff: str) -> str | None:
+    """
+    The TLCP-diff ``diff`` applied to ``old`` when neither holds a character outside the
+    BMP (then UTF-16 units are characters); None otherwise, or if the diff is bad.
+    """
+    if not (_bmp(old) and _bmp(diff)):
+        return None
+    out: list[str] = []
+    old_len = len(old)
+    diff_len = len(diff)
+    limit = old_len if old_len > diff_len else diff_len
+    cursor = 0  # position in old
+    i = 0  # position in diff
+    section = 0  # 0 = COPY, 1 = ADD, 2 = DEL
+    while i < diff_len:
+        count = 0
+        while True:
+            if i >= diff_len:
+                return None
+            c = ord(diff[i])
+            i += 1
+            if 65 <= c <= 90:
+                count = count * 26 + (c - 65)
+                if count > limit:
+                    return None
+            elif 97 <= c <= 122:
+                count = count * 26 + (c - 97)
+                break
+            else:
+                return None
+        if section == 1:
+            end = i + count
+            if end > diff_len:
+                return None
+            if count:
+                out.append(diff[i:end])
+            i = end
+            section = 2
+        else:
+            end = cursor + count
+            if end > old_len:
+                return None
+            if section == 0:
+                if count:
+                    out.append(old[cursor:end])
+                section = 1
+            else:
+                section = 0
+            cursor = end
+    return "".join(out)
+
+
+def _patch(
+    old: str, payload: str, docs: dict[int, tuple[str, Any]], key: int, max_result: int
+) -> str | None:
+    """A ``^P`` on the hot path, with the field's parsed JSON kept in ``docs``."""
+    kept = docs.pop(key, None)
+    try:
+        ops = json.loads(payload)
+        doc = kept[1] if kept is not None and kept[0] is old else json.loads(old)
+        budget = len(old) + len(payload) + COPY_ALLOWANCE
+        doc = patch_document(doc, ops, budget, False)
+        text: str = encode_json(doc)
+    except Exception:  # any failure: the general decoder reports it
+        return None
+    if len(text) <= max_result:
+        docs[key] = (text, doc)
+    return text
 
 
 def _digits(text: str) -> bool:
@@ -113,6 +286,9 @@ class Lane:
         #: None delivers rows as tuples.
         self.row_factory = row_factory
         self.open = False
+        #: Parsed JSON of ``^P``-patched fields, by ``(item - 1) * num_fields + field``:
+        #: (the value it was parsed from or encoded as, the document).
+        self.docs: dict[int, tuple[str, Any]] = {}
 
 
 class UpdateRouter:
@@ -157,7 +333,15 @@ class UpdateRouter:
             previous = lane.baselines[item - 1]
             if previous is None:
                 break  # the item's first update (its snapshot in MERGE mode)
-            values = decode_plain(parts[3], previous, lane.num_fields)
+            num_fields = lane.num_fields
+            raw = parts[3]
+            if len(previous) != num_fields:
+                break
+            if "^" in raw or "#" in raw or "$" in raw or "%" in raw:
+                values = decode_rich(
+                    raw, previous, num_fields, lane.docs, (item - 1) * num_fields)
+            else:
+                values = decode_plain(raw, previous, num_fields)
             if values is None:
                 break
             lane.baselines[item - 1] = values

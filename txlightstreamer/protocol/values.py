@@ -6,20 +6,12 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import jsonpatch
-
-from ._hotpath import MARKERS, decode_plain
+from ._hotpath import MARKERS, MAX_DIFF_RESULT, decode_plain, unescape
+from ._jsonpatch import COPY_ALLOWANCE, encode_json, patch_document
 from .diff import apply_tlcp_diff
 from .errors import ValueDecodeError
 
 __all__ = ["MAX_DIFF_RESULT", "DecodedUpdate", "decode_update", "percent_decode"]
-
-#: Longest value (in characters) a ``^P`` or ``^T`` diff may produce. A diff is tiny
-#: compared with what it can build (a JSON Patch ``copy`` doubles a document with a
-#: 40-byte operation), so without this bound a few lines could exhaust memory.
-MAX_DIFF_RESULT = 1 << 24
-# A JSON Patch may copy at most the size of its inputs plus this much data.
-_COPY_ALLOWANCE = 1 << 16
 
 # Every two-character hex spelling (any letter case) mapped to its byte value.
 _HEX_BYTES: dict[str, int] = {}
@@ -32,8 +24,10 @@ del _value, _hi, _lo
 
 def percent_decode(text: str) -> str:
     """Decode UTF-8 ``%XX`` escapes in ``text``; ``+`` is left alone."""
-    if "%" not in text:
-        return text
+    decoded = unescape(text)
+    if decoded is not None:
+        return decoded
+    # A bad escape: find which, for the message.
     parts = text.split("%")
     try:
         buf = bytearray(parts[0].encode("utf-8"))
@@ -62,39 +56,6 @@ def _field_error(field: int, reason: str) -> ValueDecodeError:
     return ValueDecodeError(f"field {field}: {reason}", field=field)
 
 
-def _weight(node: Any, limit: int) -> int:
-    """Approximate size of a JSON value (nodes plus string lengths), counted up to ``limit``."""
-    total = 0
-    stack = [node]
-    while stack and total <= limit:
-        item = stack.pop()
-        total += 1
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, dict):
-            for key, value in item.items():
-                total += len(key)
-                stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return total
-
-
-def _apply_copy_bounded(doc: Any, ops: list[Any], budget: int) -> Any:
-    """Apply ``ops`` one by one, refusing once ``copy`` operations duplicate ``budget``."""
-    for op in ops:
-        if isinstance(op, dict) and op.get("op") == "copy" and isinstance(op.get("from"), str):
-            try:
-                source = jsonpatch.JsonPointer(op["from"]).resolve(doc)
-            except Exception:
-                source = None  # let jsonpatch report the bad pointer
-            budget -= _weight(source, budget)
-            if budget < 0:
-                raise ValueError("its copy operations duplicate too much data")
-        doc = jsonpatch.apply_patch(doc, [op], in_place=True)
-    return doc
-
-
 def _apply_json_patch(
     field: int, old: str, payload: str, max_length: int
 ) -> tuple[str, list[Any]]:
@@ -110,12 +71,9 @@ def _apply_json_patch(
     except Exception:
         raise _field_error(field, "cannot convert the previous value to JSON") from None
     try:
-        if any(isinstance(op, dict) and op.get("op") == "copy" for op in ops):
-            budget = len(old) + len(payload) + _COPY_ALLOWANCE
-            result = _apply_copy_bounded(doc, ops, budget)
-        else:
-            result = jsonpatch.apply_patch(doc, ops, in_place=True)
-        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        # The operations go to the application: the document gets copies of their values.
+        result = patch_document(doc, ops, len(old) + len(payload) + COPY_ALLOWANCE, True)
+        text = encode_json(result)
     except Exception as exc:  # jsonpatch may raise many exception types on bad input
         raise _field_error(field, f"cannot apply the JSON Patch ({exc})") from None
     if len(text) > max_length:
@@ -140,11 +98,10 @@ def decode_update(
         if len(previous) != num_fields:
             raise ValueDecodeError(
                 f"previous row has {len(previous)} values, expected {num_fields}")
-        # Fast path (most lines): no escapes and no diffs, only plain tokens, markers
-        # and ^n runs.
+        # Fast path (most lines): anything but ^P, unless it is malformed.
         # The fast decoder takes a list (compiled, it checks): a tuple row is copied.
-        plain = decode_plain(
-            raw, previous if type(previous) is list else list(previous), num_fields)
+        plain = decode_plain(raw, previous if type(previous) is list else list(previous),
+                             num_fields, max_diff_result)
         if plain is not None:
             return DecodedUpdate(plain, None)
     tokens = raw.split("|")
