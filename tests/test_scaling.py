@@ -506,6 +506,11 @@ async def test_a_lost_lease_destroys_the_session_and_a_regained_one_replaces_it(
     states = [e["state"] for e in bridge.events if e["event"] == "lease"]
     assert states == ["holder", "standby", "holder"]
     assert service.exit_code == 0
+    # The stream has neither the standby event nor the destroyed session's last events.
+    stream = await events(redis.url)
+    assert [e["state"] for e in stream if e["event"] == "lease"] == ["holder", "holder"]
+    statuses = [e["status"] for e in stream if e["event"] == "status"]
+    assert statuses.count("DISCONNECTED") == 1 and statuses[-1] == "DISCONNECTED"
 
 
 @pytest_twisted.ensureDeferred

@@ -402,6 +402,7 @@ class LsService(MultiService):
         self.url = url
         client = LsClient(url, reactor=self.reactor, protocol_version=self.options["protocol"])
         self.client = client
+        self._feed = EventFeed(_Retirable(self, client))
         self._feed.watch_client(client)
         client.on_status(lambda status, reason: self._on_status(client, status, reason))
         tables: list[Table] = []
@@ -476,10 +477,11 @@ class LsService(MultiService):
 
     # -- client events ---------------------------------------------------------------------
 
-    def write(self, event: Mapping[str, Any]) -> None:
+    def write(self, event: Mapping[str, Any], to_sink: bool = True) -> None:
         """
         The event sink the client's feed writes to: subscription data is dropped once
-        stopping (so --max-updates is exact), updates are counted.
+        stopping (so --max-updates is exact), updates are counted. ``to_sink=False``:
+        the JSON lines only (a session destroyed after its lease was lost).
         """
         kind = event["event"]
         if self.stopping and kind in DATA_EVENTS:
@@ -495,7 +497,7 @@ class LsService(MultiService):
             where = "".join(f" ({name} {event[name]})" for name in ("sub", "key")
                             if name in event)
             log.warn("Error{where}: {message}", where=where, message=event["message"])
-        if self.redis is not None:  # one encoding for both outputs
+        if self.redis is not None and to_sink:  # one encoding for both outputs
             line = encode_event(event)
             if self._writer is not None:
                 self._writer.write_line(line)
@@ -516,7 +518,9 @@ class LsService(MultiService):
             self.reactor.callLater(0, self._finish, 1, f"session ended: {reason}")
 
     def _create_failed(self, client: LsClient, failure: Failure) -> None:
-        if (self.stopping or client is not self.client) and failure.check(SessionLostError):
+        if client is not self.client:
+            return  # a session destroyed when the lease was lost
+        if self.stopping and failure.check(SessionLostError):
             return
         if isinstance(failure.value, Exception):
             self._feed.report_error(failure.value)
@@ -612,6 +616,18 @@ def makeService(  # noqa: N802 (the IServiceMaker name)
     LsService(options, reactor=reactor, output=output, stop_reactor=stop_reactor) \
         .setServiceParent(top)
     return top
+
+
+class _Retirable:
+    """The event sink of one client: once it is not the service's client any more (its
+    lease was lost), its last events go to the JSON lines only, never to the stream."""
+
+    def __init__(self, service: LsService, client: LsClient) -> None:
+        self._service = service
+        self._client = client
+
+    def write(self, event: Mapping[str, Any]) -> None:
+        self._service.write(event, to_sink=self._service.client is self._client)
 
 
 def _shard_specs(specs: list[SubscriptionSpec], k: int, n: int) -> list[SubscriptionSpec]:

@@ -91,13 +91,15 @@ class RedisSinkService(Service):
 
         def on_acquired() -> None:
             self._report(lease_event("holder", lease.name, None))
-            self.sink.take_over().addCallback(acquired)
+            # Redis unavailable: assume another session was there (consumers reset).
+            self.sink.take_over().addErrback(lambda _: True).addCallback(acquired)
 
         def on_lost(reason: str) -> None:
-            dropped = self.sink.discard()
-            if dropped:
-                log.warn("Lease lost: {n} events of the old session not written", n=dropped)
             self._report(lease_event("standby", lease.name, reason))
+            dropped = self.sink.discard()  # the standby event too: only in the JSON lines
+            if dropped > 1:
+                log.warn("Lease lost: {n} events of the old session not written",
+                         n=dropped - 1)
             lost(reason)
 
         lease.on_acquired(on_acquired)
