@@ -27,6 +27,7 @@ Simplifications (documented, deliberate):
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections import deque
 from collections.abc import Collection, Mapping
@@ -61,6 +62,10 @@ from ._stream import Stream
 __all__ = ["TlcpServer"]
 
 log = Logger()
+
+
+def _digest(password: str) -> bytes:
+    return hashlib.sha256(password.encode("utf-8")).digest()
 
 
 class TlcpServer:
@@ -140,8 +145,9 @@ class TlcpServer:
         self.adapter_sets = None if adapter_sets is None else frozenset(adapter_sets)
         #: The TLCP versions accepted (``LS_protocol``); others get ``CONERR,65``.
         self.protocols = frozenset(protocols)
-        # Kept private: passwords never appear in reprs or logs.
-        self._credentials = None if credentials is None else dict(credentials)
+        # Only digests are kept: no password in reprs, logs or attributes.
+        self._credentials = None if credentials is None else {
+            user: _digest(password) for user, password in credentials.items()}
         #: Whether frequency and buffer limits are applied (MERGE and DISTINCT).
         self.enforce_limits = enforce_limits
         #: Whether WebSocket upgrades on ``…/lightstreamer`` are accepted (they are
@@ -265,7 +271,7 @@ class TlcpServer:
         assert self._credentials is not None
         user, password = params.get("LS_user"), params.get("LS_password")
         return user in self._credentials and password is not None and (
-            secrets.compare_digest(self._credentials[user].encode(), password.encode()))
+            secrets.compare_digest(self._credentials[user], _digest(password)))
 
     def _open_stream(
         self, output: Output, params: Mapping[str, str]
