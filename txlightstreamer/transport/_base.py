@@ -198,6 +198,9 @@ class StreamBase:
         self._cancel_timeout()
         if self._stopped or self._ended or failure.check(CancelledError):
             return
-        if failure.check(ConnectError, DNSLookupError):
+        if failure.check(ConnectError, DNSLookupError, TransportError):
             self.request_sent = False  # no connection: the server saw nothing
+        if failure.check(TransportError):
+            self._finish(failure)  # already ours (a request that could not be built)
+            return
         self._finish(Failure(connection_error(failure, self.url)))

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from hyperlink import EncodedURL
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
@@ -41,6 +42,43 @@ _MAX_SHORT_BODY = 1 << 20
 def server_url(base: str, request_name: str) -> str:
     """The address of a TLCP request under a server base URL (which may have a path prefix)."""
     return f"{base.rstrip('/')}/lightstreamer/{request_name}.txt"
+
+
+class _Uri(EncodedURL):
+    """A URL already made a URI: treq's own ``to_uri()`` runs IDNA on an IPv6 literal."""
+
+    def to_uri(self, *args: Any, **kwargs: Any) -> EncodedURL:
+        return self
+
+
+def request_uri(url: str, params: Sequence[tuple[str, str]]) -> EncodedURL:
+    """``url`` with ``params``, as a URI treq sends as it is (IPv6 literals included)."""
+    parsed = EncodedURL.from_text(url)
+    for name, value in params:
+        parsed = parsed.add(name, value)
+    host = parsed.host
+    if ":" in host:
+        # An IPv6 literal: nothing for IDNA to encode, and it would refuse the colons.
+        uri = parsed.replace(host="ipv6.invalid").to_uri().replace(host=host)
+    else:
+        uri = parsed.to_uri()
+    return _Uri.from_text(uri.to_text())
+
+
+def _request(client: Any, url: str, params: Sequence[tuple[str, str]], **kwargs: Any
+             ) -> Deferred[Any]:
+    """A POST through a treq-like client; a request that cannot even be built fails the
+    Deferred with a `TransportError` (never the library's own exception)."""
+    try:
+        if "[" in url.split("/", 3)[2]:  # an IPv6 literal host
+            d: Deferred[Any] = client.request("POST", request_uri(url, params), **kwargs)
+        else:
+            d = client.request("POST", url, params=params, **kwargs)
+    except Exception as e:
+        return fail(TransportError(
+            f"cannot send a request: {type(e).__name__}: {e}", url=url,
+            retryable=False))
+    return d
 
 
 class _LineReceiver(LineOnlyReceiver):
@@ -166,10 +204,10 @@ class HttpStream(StreamBase):
         """Send the request. Lines may reach the sink before this returns."""
         t = self._transport
         create = self._request.name == "create_session"
-        d = t.stream_client.request(
-            "POST",
+        d = _request(
+            t.stream_client,
             self.url,
-            params=[("LS_protocol", protocol_param(t.protocol_version))],
+            [("LS_protocol", protocol_param(t.protocol_version))],
             data=http_body([self._request]),
             headers=request_headers(t.headers, t.create_headers if create else None),
             unbuffered=True,
@@ -274,10 +312,10 @@ class HttpTransport:
     ) -> Deferred[list[bytes]]:
         """POST one batch (all requests of the same name); fires with the reply's lines."""
         url = server_url(base_url, requests[0].name)
-        d: Deferred[Any] = self.control_client.request(
-            "POST",
+        d = _request(
+            self.control_client,
             url,
-            params=[
+            [
                 ("LS_protocol", protocol_param(self.protocol_version)),
                 ("LS_session", session_id),
             ],
