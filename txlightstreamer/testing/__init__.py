@@ -22,6 +22,7 @@ limits), ``_faults`` (scripted faults),
 ``_control`` (control/msg/heartbeat requests), ``_resource`` (the HTTP front
 door), ``_websocket`` (autobahn), ``_server`` (:class:`TlcpServer`),
 ``_adapter`` (data), ``demo`` (a feed and a server strict as a real one),
+``ig`` (a profile that emulates IG's streaming conventions; it is not IG),
 ``_encoding`` (notification encoders).
 """
 
