@@ -19,6 +19,7 @@ from twisted.web.resource import Resource
 from txlightstreamer import MODE_RAW, LsClient, Table
 from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.testing import TlcpServer
+from txlightstreamer.transport import TransportOptions
 
 from .memory import URL, MemoryNetwork
 
@@ -282,5 +283,65 @@ def test_paused_reading_holds_the_stream_without_a_reconnection(transport: str |
         s.net.run_until(lambda: len(s.got) == 20)
         assert s.got == [str(i) for i in range(20)]
         assert s.continuity == ["new"] and s.errors == []
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+# -- issue 15, item 3: WS-POLLING on one socket, nothing dropped across polls -----------
+
+def _ws_polling_client(s: Setup, sockets: list[str]) -> LsClient:
+    def endpoint(host: str, port: int) -> Any:
+        sockets.append(host)  # only WebSockets go through the endpoint factory here
+        return s.net.endpoint(host, port)
+
+    return LsClient(URL, reactor=s.clock, http_client=s.net.http_client(),
+                    forced_transport="WS-POLLING", idle_timeout=0.2,
+                    transport_options=TransportOptions(endpoint_factory=endpoint))
+
+
+def test_ws_polling_keeps_one_socket_for_the_whole_session() -> None:
+    s = Setup("WS-POLLING")
+    s.net.wait(s.client.destroy())
+    sockets: list[str] = []
+    s.client = _ws_polling_client(s, sockets)
+    s.client.on_session(lambda info: s.continuity.append(info.continuity))
+    try:
+        s.subscribe()
+        for i in range(40):
+            s.publish(range(i, i + 1))
+            s.net.advance(0.25)  # every poll ends (idle or with data) and the next starts
+        s.net.run_until(lambda: len(s.got) == 40)
+        assert s.got == [str(i) for i in range(40)]
+        assert len(sockets) == 1  # was one per poll
+        assert s.continuity == ["new"]
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+def test_a_refused_second_level_item_over_ws_polling_is_reported() -> None:
+    from txlightstreamer import MODE_COMMAND
+
+    s = Setup("WS-POLLING")
+    s.net.wait(s.client.destroy())
+    sockets: list[str] = []
+    s.client = _ws_polling_client(s, sockets)
+    try:
+        s.net.wait(s.client.create_session())
+        s.server.data.command("portfolio", "AAPL", "ADD", {"qty": "5"})
+        s.server.data.update("AAPL", {"last_price": "190.1"})
+        table = Table(s.client, mode=MODE_COMMAND, item_ids=["portfolio"],
+                      schema=["key", "command", "qty"], snapshot=True,
+                      second_level_schema=["last_price"])
+        refused: list[tuple[str, Exception]] = []
+        table.on_second_level_error(lambda key, error: refused.append((key, error)))
+        s.net.wait(table.when_subscribed())
+        for _ in range(5):  # the REQERR comes whatever the poll it lands in
+            s.server.data.command("portfolio", "123", "ADD", {"qty": "1"})
+            s.net.run_until(lambda: len(refused) == 1, limit=5)
+            s.server.data.command("portfolio", "123", "DELETE")
+            s.net.advance(0.3)
+            refused.clear()
+        s.net.run_until(lambda: table.command_rows(1).get("AAPL", ())[3:] == ("190.1",))
+        assert len(sockets) == 1
     finally:
         s.net.wait(s.client.destroy())

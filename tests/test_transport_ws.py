@@ -32,7 +32,7 @@ from txlightstreamer.protocol import create_session  # noqa: E402
 from txlightstreamer.testing import MessageError, TlcpServer  # noqa: E402
 from txlightstreamer.transport import TransportOptions, make_transports  # noqa: E402
 from txlightstreamer.transport.interfaces import StreamClosed  # noqa: E402
-from txlightstreamer.transport.ws import ws_url  # noqa: E402
+from txlightstreamer.transport.ws import WsStream, ws_url  # noqa: E402
 
 from .support import stream_sequence, wait_until  # noqa: E402
 
@@ -246,7 +246,16 @@ async def test_ws_messages_with_outcomes(make_client: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_ws_polling(server: TlcpServer, make_client: Any) -> None:
+async def test_ws_polling(server: TlcpServer, make_client: Any,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    polls: list[str] = []
+    rebind = WsStream.rebind
+
+    def counted(stream: WsStream, request: Any) -> bool:
+        polls.append(request.name)
+        return rebind(stream, request)
+
+    monkeypatch.setattr(WsStream, "rebind", counted)
     c = make_client(server.url, forced_transport="WS-POLLING", idle_timeout=0.2)
     await c.client.create_session()
     assert c.client.status == "CONNECTED:WS-POLLING"
@@ -259,7 +268,10 @@ async def test_ws_polling(server: TlcpServer, make_client: Any) -> None:
         await task.deferLater(reactor, 0.03, lambda: None)
     await wait_until(lambda: len(got) == 10)
     assert got == [str(i) for i in range(10)]
-    assert names(server).count("websocket") >= 3  # a socket per poll
+    # One socket for the whole session, every poll a bind_session on it, as the official
+    # client does (was: a socket per poll).
+    assert names(server).count("websocket") == 1
+    assert len(polls) >= 3 and set(polls) == {"bind_session"}
     assert "CONNECTED:WS-STREAMING" not in c.statuses
     assert c.errors == []
 

@@ -41,7 +41,7 @@ from txlightstreamer.protocol import (
 )
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.states import Continuity, Status
-from txlightstreamer.transport.interfaces import IStream, ITransport
+from txlightstreamer.transport.interfaces import IRequestStream, IStream, ITransport
 
 __all__ = ["Session", "SessionListener"]
 
@@ -130,6 +130,8 @@ class Session:
         self._retry_call: IDelayedCall | None = None
         self._attempts = FailedAttempts()
         self._paused = False
+        # The current stream is a WebSocket kept between two polls (after LOOP).
+        self._parked = False
 
     @property
     def state(self) -> State:
@@ -247,7 +249,12 @@ class Session:
             self._listener.session_rebound(conok, Continuity.PRESERVED)
 
     def _loop(self, loop: Loop) -> None:
-        self._stop_stream()
+        if self.choice.polling and IRequestStream.providedBy(self._stream):
+            # WS-POLLING: the socket stays for the next poll, and answers to control
+            # requests still come on it.
+            self._parked = True
+        else:
+            self._stop_stream()
         self._liveness.stop()
         self._machine.feed(Input.LOOP)
         # The server may only ask to wait less than the polling interval we requested.
@@ -415,7 +422,15 @@ class Session:
         self._retry_call = None
         assert self.session_id is not None
         self._machine.feed(Input.BIND)
-        self._open(bind_session(self.session_id, **self._connection_params()))
+        request = bind_session(self.session_id, **self._connection_params())
+        stream, parked, self._parked = self._stream, self._parked, False
+        if parked and self.choice.polling and IRequestStream.providedBy(stream):
+            assert stream is not None
+            if stream.rebind(request):
+                self._attempt_started = self._clock.seconds()
+                self._liveness.expect_head(self.options.retry_delay)
+                return
+        self._open(request)
 
     def _start_recovery(self) -> None:
         self._retry_call = None
@@ -428,6 +443,7 @@ class Session:
         return self.options.connection_params(self.kind, self.keepalive_ms, first)
 
     def _stop_stream(self) -> None:
+        self._parked = False
         self._reader.stop()  # not one more line from this stream
         stream, self._stream = self._stream, None
         if stream is not None:
@@ -539,6 +555,10 @@ class _Hooks:
     def broken(self, error: LightstreamerError) -> None:
         session = self._session
         stream, session._stream = session._stream, None  # it ended: nothing to stop
+        if session._parked:
+            # Between two polls, with nothing asked on it: the next poll opens a socket.
+            session._parked = False
+            return
         session._broken(error, sent=stream is None or bool(stream.request_sent))
 
     def head_timed_out(self) -> None:

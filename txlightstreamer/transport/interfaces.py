@@ -59,6 +59,12 @@ class IRequestStream(IStream):
     def send_requests(requests: Sequence[Request]) -> None:
         """Write a batch of control/msg/heartbeat requests on the stream itself."""
 
+    def rebind(request: Request) -> bool:
+        """
+        Send another bind on this same open connection (the next poll of WS-POLLING, as
+        the official client does); False when the connection cannot take it any more.
+        """
+
 
 class ITransport(Interface):
     """Opens streams of one kind (HTTP or WebSocket) for one client."""

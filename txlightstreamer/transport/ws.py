@@ -200,6 +200,15 @@ class WsStream(StreamBase):
             return
         proto.sendMessage(ws_message(requests).encode("utf-8"), isBinary=False)
 
+    def rebind(self, request: Request) -> bool:
+        """The next bind (a poll) on this same socket; False if it is not open any more."""
+        proto = self._proto
+        if self._stopped or self._ended or proto is None or not self._open:
+            return False
+        self._request = request
+        proto.sendMessage(ws_message([request]).encode("utf-8"), isBinary=False)
+        return True
+
     # -- connection events ---------------------------------------------------------------
 
     def _connected(self, proto: _TlcpClientProtocol) -> None:
