@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 
 from txlightstreamer import MODE_RAW, LsClient, Table
-from txlightstreamer.errors import ProtocolError, TransportError
+from txlightstreamer.errors import ProtocolError, ServerError, TransportError
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.transport import TransportOptions
 
@@ -343,5 +343,85 @@ def test_a_refused_second_level_item_over_ws_polling_is_reported() -> None:
             refused.clear()
         s.net.run_until(lambda: table.command_rows(1).get("AAPL", ())[3:] == ("190.1",))
         assert len(sockets) == 1
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+# -- issue 15, "Long-lived streams" -------------------------------------------------------
+
+HOUR = 3600.0
+
+
+@pytest.mark.parametrize("transport", [None, "HTTP-STREAMING"])
+def test_a_weekend_of_keepalives_only(transport: str | None) -> None:
+    # 60 h of simulated time with nothing but PROBEs: bound all along, no reconnection,
+    # no timer piling up.
+    s = Setup(transport)
+    s.server = TlcpServer(clock=s.clock, keepalive_millis=20_000)
+    s.net.serve_tlcp(s.server)
+    try:
+        s.subscribe()
+        s.net.advance(HOUR, step=5)
+        timers = len(s.clock.getDelayedCalls())
+        statuses = len(s.statuses)
+        for _ in range(59):
+            s.net.advance(HOUR, step=5)
+            assert s.bound() and s.client._session.bound
+        assert len(s.clock.getDelayedCalls()) <= timers
+        # A LOOP rebind at most (the HTTP content length), never a drop or STALLED.
+        assert all(x.startswith("CONNECTED:") for x in s.statuses[statuses:])
+        assert s.continuity[0] == "new" and set(s.continuity[1:]) <= {"preserved"}
+        assert len(s.server.sessions) == 1
+        assert s.errors == []
+        s.publish(range(3))
+        s.net.run_until(lambda: len(s.got) == 3)
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+def test_an_empty_line_on_the_stream_is_ignored(setup: Setup) -> None:
+    s = setup
+    s.subscribe()
+    s.publish(range(3))
+    s.net.run_until(lambda: len(s.got) == 3)
+    s.server.faults.send_line_to_all("")
+    s.publish(range(3, 6))
+    s.net.run_until(lambda: len(s.got) == 6)
+    s.net.advance(1)
+    assert s.got == [str(i) for i in range(6)]
+    assert s.continuity == ["new"] and s.errors == []
+
+
+@pytest.mark.parametrize("transport", [None, "HTTP-STREAMING", "WS-POLLING"])
+def test_end_after_hours_retryable_code_means_a_new_session(transport: str | None) -> None:
+    s = Setup(transport)
+    try:
+        s.subscribe()
+        s.net.advance(5 * HOUR, step=0.5 if transport == "WS-POLLING" else 5)
+        s.server.faults.end_streams(48, "Max session duration reached")
+        s.net.run_until(lambda: s.continuity[-1:] == ["replaced"], limit=60)
+        (error,) = s.errors
+        assert isinstance(error, ServerError) and (error.tag, error.code) == ("END", 48)
+        assert "DISCONNECTED:WILL-RETRY" in s.statuses
+        s.net.run_until(lambda: s.client.tables[0].is_active)
+        s.publish(range(2))
+        s.net.run_until(lambda: len(s.got) == 2)
+    finally:
+        s.net.wait(s.client.destroy())
+
+
+@pytest.mark.parametrize("transport", [None, "HTTP-STREAMING", "HTTP-POLLING"])
+def test_end_after_hours_fatal_code_tells_the_application(transport: str | None) -> None:
+    s = Setup(transport)
+    try:
+        s.subscribe()
+        s.net.advance(5 * HOUR, step=0.5 if transport == "HTTP-POLLING" else 5)
+        s.server.faults.end_streams(32, "Closed by the administrator")
+        s.net.run_until(lambda: s.client.status == "DISCONNECTED", limit=60)
+        (error,) = s.errors
+        assert isinstance(error, ServerError) and (error.tag, error.code) == ("END", 32)
+        s.net.advance(60)
+        assert s.client.status == "DISCONNECTED" and s.continuity == ["new"]
+        assert s.server.sessions == {} or not s.bound()
     finally:
         s.net.wait(s.client.destroy())

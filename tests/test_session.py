@@ -636,3 +636,22 @@ def test_a_new_stream_starts_paused_while_reading_is_paused() -> None:
     transport.last.end(TransportError("reset"))
     clock.advance(1)
     assert not transport.last.paused
+
+
+# -- long-lived streams ------------------------------------------------------------------
+
+def test_sixty_hours_of_probes_keep_one_timer_and_the_binding() -> None:
+    session, transport, recorder, clock = connected()
+    for _ in range(60 * 3600 // 5):
+        clock.advance(5.0)  # the CONOK's keepalive interval
+        transport.last.feed("PROBE")
+    assert session.bound and len(transport.streams) == 1
+    assert len(clock.getDelayedCalls()) == 1  # the silence timer, nothing piled up
+    assert recorder.statuses == ["CONNECTING", "CONNECTED:HTTP-STREAMING"]
+
+
+def test_an_empty_line_is_ignored() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "", "U,1,1,a")
+    assert [kind for kind, _ in recorder.events] == ["started"]
+    assert session.data_count == 2 and session.bound

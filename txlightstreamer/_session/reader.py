@@ -174,6 +174,8 @@ class StreamReader:
         return where
 
     def _line(self, line: bytes) -> None:
+        if not line:
+            return  # an empty line: ignored, as the official client does (tlcp.md §2.3)
         owner = self._owner
         try:
             n = parse_bytes(line)
