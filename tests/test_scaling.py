@@ -531,3 +531,33 @@ async def test_a_relay_waits_for_an_id_another_relay_already_sent() -> None:
     finally:
         relay.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_standby_serves_health_and_metrics(feed: TlcpServer, redis: RedisServer
+                                                   ) -> None:
+    args = ("--url", str(feed.url), "--subscribe", SPEC, "--sink", redis.url,
+            "--lease", "pair", "--lease-time", "1", "--http-port", "tcp:0")
+    holder, standby = Bridge(*args), Bridge(*args)
+    try:
+        holder.service.startService()
+        assert holder.service.redis is not None and holder.service.redis.lease is not None
+        lease = holder.service.redis.lease
+        await wait_until(lambda: lease.held and holder.service.updates > 5, what="holder")
+        standby.service.startService()
+        service = standby.service
+        await wait_until(lambda: service.http is not None and service.http.port is not None,
+                         what="the standby's port")
+        assert service.http is not None
+        port = service.http.port.getHost().port
+        assert await _health(port) == 200
+        samples = await _metrics(port)
+        assert samples["txls_lease_held"] == 0 and samples["txls_updates_received_total"] == 0
+        await holder.service.stopService()  # a clean stop gives the lease up at once
+        await wait_until(lambda: service.updates > 5, what="the standby's session")
+        samples = await _metrics(port)
+        assert samples["txls_lease_held"] == 1
+        assert samples["txls_sessions_total{continuity=replaced}"] == 1
+    finally:
+        await holder.service.stopService()
+        await standby.service.stopService()

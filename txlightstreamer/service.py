@@ -55,6 +55,7 @@ from txlightstreamer.sinks._shard import shard_of
 from txlightstreamer.sinks._source import RedisSource
 from txlightstreamer.web import Relay, StreamRelay
 from txlightstreamer.web._metrics import mount_metrics
+from txlightstreamer.web._port import RelayPortService
 
 __all__ = [
     "MODES",
@@ -140,57 +141,6 @@ class DemoService(Service):
                 log.warn("Stopping the demo server failed: {error}", error=e)
 
 
-class RelayPortService(Service):
-    """Serves a `~txlightstreamer.web.Relay` on ``--http-port``; closes it when stopped."""
-
-    name = "http"
-
-    def __init__(self, relay: Any, reactor: Any, endpoint: str,
-                 on_failure: Any) -> None:
-        self.relay = relay
-        self.endpoint = endpoint
-        self.port: Any = None
-        self._reactor = reactor
-        self._on_failure = on_failure
-
-    def startService(self) -> None:  # noqa: N802 (Twisted API)
-        Service.startService(self)
-        self.relay.listen(self._reactor, self.endpoint).addCallbacks(
-            self._listening, self._failed)
-
-    def _listening(self, port: Any) -> object:
-        if not self.running:
-            return port.stopListening()
-        self.port = port
-        address = port.getHost()
-        host = getattr(address, "host", None)
-        if host is None:
-            log.info("Live tables served on {address}", address=address)
-        else:
-            host = f"[{host}]" if ":" in host else host
-            log.info("Live tables on http://{host}:{port}/ (JSON: /snapshot, "
-                     "Server-Sent Events: /events)", host=host, port=address.port)
-        return None
-
-    def _failed(self, failure: Failure) -> None:
-        log.error("Cannot serve --http-port {endpoint}: {error}",
-                  endpoint=self.endpoint, error=failure.getErrorMessage())
-        self._on_failure()
-
-    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
-        Service.stopService(self)
-        self.relay.close()
-        port, self.port = self.port, None
-        if port is None:
-            return succeed(None)
-        d: Deferred[None] = maybeDeferred(port.stopListening)
-
-        def failed(failure: Failure) -> None:
-            log.warn("Closing --http-port failed: {error}", error=failure.getErrorMessage())
-
-        return d.addErrback(failed)
-
-
 # -- the service ----------------------------------------------------------------------------
 
 
@@ -259,7 +209,7 @@ class LsService(MultiService):
         self.lost_updates = 0
         self.sessions: Counter[str] = Counter()
         self._replacing = False
-        self._pause_warned = False
+        self._session_open = False
         #: The Redis sink (--sink) and its lease (--lease), a child service.
         self.redis: RedisSinkService | None = None
         sink_target = getattr(options, "sink", None)
@@ -268,8 +218,7 @@ class LsService(MultiService):
                 sink_target, self.reactor, self.write, lease=options.get("lease"),
                 lease_time=options.get("lease-time") or 10.0)
             self.redis.setServiceParent(self)
-            self.redis.sink.on_pause(self._pause_reading)
-            self.redis.sink.on_resume(self._resume_reading)
+            self.redis.pause_reading_of(lambda: self.client)
         #: The Redis stream read (--source) and the relay it feeds.
         self.source: RedisSource | None = None
         self.stream_relay: StreamRelay | None = None
@@ -380,25 +329,41 @@ class LsService(MultiService):
         if self.redis is None or self.redis.lease is None:
             self._connect(url)
             return
+        if self.options["http-port"] is not None:
+            self._make_client(url)  # a standby serves /healthz and /metrics too
         log.info("Waiting for lease {name!r} (standby)", name=self.redis.lease.name)
         self.redis.start_lease(self._lease_acquired, self._lease_lost)
 
     def _lease_acquired(self, replacing: bool) -> None:
         # A session after another bridge's: consumers must reset their state.
         self._replacing = replacing
-        if not self.stopping and self.client is None:
+        if not self.stopping and not self._session_open:
             self._connect(str(self.url))
 
     def _lease_lost(self, reason: str) -> None:
         """Destroy the session at once: another bridge writes now. Back to standby."""
         client, self.client = self.client, None
         self.tables = []
+        self._session_open = False
         if client is not None:
             client.destroy().addErrback(lambda _: None)
+        if self.options["http-port"] is not None and not self.stopping:
+            self._make_client(str(self.url))
 
     def _connect(self, url: str) -> None:
+        """Open a session (on a new client unless a fresh one waits)."""
         if self.stopping:
             return
+        client = self.client
+        if client is None or self._session_open:
+            client = self._make_client(url)
+        self._session_open = True
+        created = client.create_session(
+            self.options["adapter-set"], self.options["user"], self.options.password)
+        created.addErrback(lambda failure: self._create_failed(client, failure))
+
+    def _make_client(self, url: str) -> LsClient:
+        """A client with its tables, wired to the outputs (and the relay); not started."""
         self.url = url
         client = LsClient(url, reactor=self.reactor, protocol_version=self.options["protocol"])
         self.client = client
@@ -416,9 +381,7 @@ class LsService(MultiService):
                 self._serve(Relay(client, self.tables, clock=self.reactor))
             else:
                 self.http.relay.attach(client, self.tables)
-        created = client.create_session(
-            self.options["adapter-set"], self.options["user"], self.options.password)
-        created.addErrback(lambda failure: self._create_failed(client, failure))
+        return client
 
     def _serve(self, relay: Any) -> None:
         """Serve ``relay`` (with /metrics and /healthz) on --http-port."""
@@ -452,20 +415,6 @@ class LsService(MultiService):
         self._finish(1, "could not start")
 
     # -- scaling out: back-pressure, metrics, health ---------------------------------------
-
-    def _pause_reading(self) -> None:
-        pause = getattr(self.client, "pause_reading", None)
-        if callable(pause):
-            pause()
-        elif not self._pause_warned:
-            self._pause_warned = True
-            log.warn("The Redis sink is full and this client cannot pause reading: "
-                     "events past its buffer are dropped and reported")
-
-    def _resume_reading(self) -> None:
-        resume = getattr(self.client, "resume_reading", None)
-        if callable(resume):
-            resume()
 
     def health(self) -> str | None:
         """None while healthy (``/healthz`` 200), else why not (503)."""

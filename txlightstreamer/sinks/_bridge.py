@@ -106,6 +106,31 @@ class RedisSinkService(Service):
         lease.on_lost(on_lost)
         lease.start(self.sink._connection)
 
+    def pause_reading_of(self, producer: Callable[[], Any]) -> None:
+        """
+        Back-pressure: while the sink is full, pause ``producer()`` (the current client)
+        with its ``pause_reading()``/``resume_reading()`` where it has them.
+        """
+        warned = False
+
+        def pause() -> None:
+            nonlocal warned
+            method = getattr(producer(), "pause_reading", None)
+            if callable(method):
+                method()
+            elif not warned:
+                warned = True
+                log.warn("The Redis sink is full and this client cannot pause reading: "
+                         "events past its buffer are dropped and reported")
+
+        def resume() -> None:
+            method = getattr(producer(), "resume_reading", None)
+            if callable(method):
+                method()
+
+        self.sink.on_pause(pause)
+        self.sink.on_resume(resume)
+
     @property
     def standby(self) -> bool:
         """Whether this bridge waits for its lease."""
