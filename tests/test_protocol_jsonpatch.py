@@ -122,3 +122,21 @@ def test_copies_are_bounded() -> None:
 def test_the_encoder_is_compact_and_keeps_non_ascii() -> None:
     text = '{ "a" : [1, 2.5, null, true], "é": "€\\u00e9" }'
     assert encode_json(json.loads(text)) == '{"a":[1,2.5,null,true],"é":"€é"}'
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1000)
+@given(ANY_JSON)
+def test_the_encoder_writes_what_json_dumps_writes(doc: Any) -> None:
+    assert encode_json(doc) == json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_the_encoder_refuses_what_is_not_json() -> None:
+    with pytest.raises(TypeError):
+        encode_json({"a": {1, 2}})

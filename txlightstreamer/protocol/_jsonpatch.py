@@ -9,6 +9,8 @@ on parsed JSON (dicts, lists, scalars); any refusal is a `PatchError`.
 from __future__ import annotations
 
 import json
+import json.encoder
+from collections.abc import Callable
 from copy import deepcopy
 from typing import Any, Final
 
@@ -17,8 +19,29 @@ __all__ = ["COPY_ALLOWANCE", "PatchError", "encode_json", "patch_document"]
 #: A JSON Patch may copy at most the size of its inputs plus this much data.
 COPY_ALLOWANCE: Final = 1 << 16
 
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """``json.dumps(doc, separators=(",", ":"), ensure_ascii=False)``, built once."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    quote = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or quote is None:
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    # The C encoder itself, made once (JSONEncoder.encode makes one per call). No cycle
+    # check: parsed JSON and patch values cannot form one (a move into itself is refused).
+    chunks = make(None, _refuse, quote, None, ":", ",", False, False, True)
+
+    def encode(doc: Any) -> str:
+        return "".join(chunks(doc, 0))
+
+    return encode
+
+
 #: The text of a patched value: compact, non-ASCII kept (as the official clients render it).
-encode_json: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+encode_json: Final = _make_encoder()
 
 _FAST_OPS: Final = frozenset(("add", "replace", "remove"))
 
@@ -46,10 +69,10 @@ def _index(part: str, container: list[Any]) -> int:
     return int(part)
 
 
-def _parent(doc: Any, parts: list[str]) -> Any:
-    """The container that the pointer's last part refers into."""
-    for raw in parts:
-        part = _unescape(raw)
+def _parent(doc: Any, parts: list[str], end: int) -> Any:
+    """The container that ``parts[end]`` refers into (``parts[0]`` is the empty root)."""
+    for index in range(1, end):
+        part = parts[index]
         if type(doc) is dict:
             if part not in doc:
                 raise PatchError(f"member {part[:40]!r} not found")
@@ -82,8 +105,10 @@ def _apply_fast(doc: Any, kind: str, op: dict[str, Any], copy_values: bool) -> A
     parts = path.split("/")
     if parts[0]:
         raise PatchError("a JSON pointer must start with '/'")
-    target = _parent(doc, parts[1:-1])
-    leaf = _unescape(parts[-1])
+    if "~" in path:
+        parts = [_unescape(part) for part in parts]
+    target = _parent(doc, parts, len(parts) - 1) if len(parts) > 2 else doc
+    leaf = parts[-1]
     if type(target) is dict:
         if kind == "add":
             target[leaf] = value
