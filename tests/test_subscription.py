@@ -219,7 +219,35 @@ def test_two_level_command_children_go_through_the_owner() -> None:
     assert child.subscribed(1, 1) is not None
     child.update(1, "10")
     assert updates[-1].values == ("k1", "UPDATE", "10")
-    assert updates[-1].changed_fields == {"price": "10"}
+    # ADD became UPDATE: the command is listed as changed (issue 15 #4, as the official clients)
+    assert updates[-1].changed_fields == {"command": "UPDATE", "price": "10"}
     table._update(1, "k1|DELETE")
     assert child.table.state == "deleted"
     assert updates[-1].command == "DELETE"
+
+
+def test_two_level_command_changed_lists_match_the_official_clients() -> None:
+    # Issue 15 #4: an ADD lists key, command and the first-level fields only (not the
+    # still-null second-level ones); the key's first second-level update lists the command
+    # (ADD became UPDATE) and its second-level fields; later ones only what they change.
+    table, updates, _ = make_table(mode=MODE_COMMAND, item_ids="i", schema="key command qty",
+                                   second_level_schema="price volume")
+    owner: StubOwner = table.client.owner  # type: ignore[attr-defined]
+    table._subok(1, 3, 1, 2)
+    table._update(1, "k1|ADD|5")
+    assert updates[-1].values == ("k1", "ADD", "5", None, None)
+    assert sorted(updates[-1].changed_fields) == ["command", "key", "qty"]
+    child = next(link for link in owner.links if not link.top_level)
+    child.begin(2)
+    child.subscribed(1, 2)
+    child.update(1, "10|20")
+    assert updates[-1].values == ("k1", "UPDATE", "5", "10", "20")
+    assert sorted(updates[-1].changed_fields) == ["command", "price", "volume"]
+    child.update(1, "11|")
+    assert updates[-1].changed_fields == {"price": "11"}
+    table._update(1, "k1|UPDATE|6")
+    assert updates[-1].changed_fields == {"qty": "6"}
+    # A key re-added after its DELETE starts over.
+    table._update(1, "k1|DELETE|")
+    table._update(1, "k1|ADD|7")
+    assert sorted(updates[-1].changed_fields) == ["command", "key", "qty"]

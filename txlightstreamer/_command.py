@@ -92,6 +92,9 @@ class CommandKeys(Generic[_C]):
             row = tuple(values)
             table[key] = row
             if self.second_width and known is None:
+                # As the official clients: an ADD changes the first level only (the
+                # second-level fields are still null until the key's own item answers).
+                changed = frozenset(range(len(row) - self.second_width))
                 self._add_child(item, key)
         self._deliver(item, row, known, in_snapshot, patches, changed)
 
@@ -127,8 +130,12 @@ class CommandKeys(Generic[_C]):
             return  # the key was deleted meanwhile
         first = len(known) - self.second_width
         merged = list(known[:first]) + list(values)
-        merged[self.command_position - 1] = "UPDATE"
+        cpos = self.command_position - 1
+        merged[cpos] = "UPDATE"
         row = tuple(merged)
         self.keys[item][key] = row
-        self._deliver(item, row, known, is_snapshot, None,
-                      frozenset(first + i for i in changed))
+        # An ADD becomes an UPDATE: the official clients list the command as changed.
+        moved = {first + i for i in changed}
+        if known[cpos] != "UPDATE":
+            moved.add(cpos)
+        self._deliver(item, row, known, is_snapshot, None, frozenset(moved))
