@@ -6,6 +6,13 @@ their ``REQOK``/``REQERR``/``ERROR`` answers matched back by ``LS_reqId``.
 Over HTTP a batch goes on its own connection and the answers come in its reply; over a
 WebSocket (`IRequestStream`) the requests go on the stream and the answers come back
 among the stream's notifications (`answer`).
+
+An answer that never comes is not waited for forever: after `ANSWER_TIMEOUT` (on the
+injected clock) an idempotent request of the same session is sent again with a new
+``LS_reqId`` (a conformant server takes a repeated ``add`` of the same subscription id as
+a no-op); any other, or one that stays unanswered `MAX_SENDS` times, fails with a
+`RequestTimeoutError`, also reported to the application (an HTTP reply without the
+answer fails it with a `ProtocolError`, as before).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from txlightstreamer.errors import (
     LightstreamerError,
     ProtocolError,
     RequestError,
+    RequestTimeoutError,
     TransportError,
 )
 from txlightstreamer.protocol import (
@@ -38,12 +46,22 @@ from txlightstreamer.protocol import (
 )
 from txlightstreamer.transport.interfaces import IControlTransport, IRequestStream
 
-__all__ = ["ControlChannel"]
+__all__ = ["ANSWER_TIMEOUT", "MAX_SENDS", "ControlChannel"]
 
 log = Logger()
 
 # REQERR codes that also concern the application, not only the request's caller.
 _REPORTED_CODES: Final = (11, 65, 67)
+#: Seconds a request written on a stream waits for its answer while the session is bound.
+ANSWER_TIMEOUT: Final = 10.0
+#: Times an idempotent request is sent before its missing answer is reported.
+MAX_SENDS: Final = 3
+# Control operations a server may safely receive twice (same parameters, same effect).
+_IDEMPOTENT_OPS: Final = frozenset({"add", "delete", "reconf", "constrain"})
+
+
+def _idempotent(request: Request) -> bool:
+    return request.name == "control" and request.get("LS_op") in _IDEMPOTENT_OPS
 
 
 class _Pending:
@@ -52,7 +70,7 @@ class _Pending:
     ``epoch`` is the session it belongs to, or None for "whichever session comes".
     """
 
-    __slots__ = ("build", "deferred", "epoch")
+    __slots__ = ("build", "deferred", "epoch", "sends", "timer")
 
     def __init__(
         self, build: Callable[[int], Request], deferred: Deferred[None], epoch: int | None
@@ -60,6 +78,13 @@ class _Pending:
         self.build = build
         self.deferred = deferred
         self.epoch = epoch
+        self.sends = 0  # times sent without an answer
+        self.timer: IDelayedCall | None = None  # waiting for its answer on a stream
+
+    def stop_waiting(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
 
 
 _Batch = list[tuple[_Pending, Request, int]]
@@ -96,6 +121,8 @@ class ControlChannel:
         self._awaiting: dict[str, _Pending] = {}
         self._next_req_id = 0
         self.epoch = 0  # bumped with every new session
+        #: Seconds to wait for the answer to a request written on a stream.
+        self.answer_timeout = ANSWER_TIMEOUT
         #: Set when the client is closing: failed batches are no longer retried.
         self.closing = False
 
@@ -145,8 +172,11 @@ class ControlChannel:
         stream = session.stream
         if IRequestStream.providedBy(stream):
             # A WebSocket carries control requests itself; answers come on the stream.
-            for pending, _, req_id in batch:
+            for pending, request, req_id in batch:
                 self._awaiting[str(req_id)] = pending
+                pending.sends += 1
+                pending.timer = self._clock.callLater(
+                    self.answer_timeout, self._no_answer, str(req_id), _idempotent(request))
             stream.send_requests([r for _, r, _ in batch])
             self.flush()
             return
@@ -172,19 +202,23 @@ class ControlChannel:
     def requeue_awaiting(self, error: LightstreamerError | None) -> None:
         """Requests written on a stream that broke: send again (no error), or fail them."""
         awaiting, self._awaiting = self._awaiting, {}
+        for pending in awaiting.values():
+            pending.stop_waiting()
         if error is None:
             for pending in reversed(list(awaiting.values())):
+                pending.sends = 0  # the stream broke: its silence says nothing of the server
                 self._queue.appendleft(pending)
         else:
             for pending in awaiting.values():
                 pending.deferred.errback(error)
 
     def fail_all(self, error: LightstreamerError) -> None:
-        """Fail every queued request (the session is over) and stop retrying."""
+        """Fail every queued or unanswered request (the session is over); stop retrying."""
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
         queue, self._queue = self._queue, deque()
+        self.requeue_awaiting(error)
         for pending in queue:
             pending.deferred.errback(error)
 
@@ -215,17 +249,57 @@ class ControlChannel:
             if not self._settle(n, waiting):
                 self._report(ProtocolError("unexpected reply to a control request",
                                            raw.decode("utf-8", "replace")))
-        for pending in waiting.values():
-            pending.deferred.errback(ProtocolError("no reply for a control request"))
+        for pending, request, req_id in batch:
+            if str(req_id) in waiting:
+                pending.sends += 1
+                self._unanswered(pending, _idempotent(request),
+                                 ProtocolError("no reply for a control request"))
         self.flush()
+
+    def _no_answer(self, req_id: str, idempotent: bool) -> None:
+        """A request written on a stream had no answer in time."""
+        pending = self._awaiting.pop(req_id, None)
+        if pending is None:
+            return
+        pending.timer = None
+        if not self._session.bound:
+            # The stream is being replaced: the request goes again once one is bound.
+            pending.sends = 0
+            self._queue.appendleft(pending)
+            return
+        self._unanswered(pending, idempotent, None)
+
+    def _unanswered(
+        self, pending: _Pending, idempotent: bool, error: LightstreamerError | None
+    ) -> None:
+        """
+        Send an unanswered request again if harmless (same session), else fail it with
+        ``error`` (or, for a stream's silence, a reported `RequestTimeoutError`).
+        """
+        if idempotent and pending.sends < MAX_SENDS and pending.epoch in (None, self.epoch) \
+                and not self.closing:
+            log.warn("No answer to a control request; sending it again")
+            self._queue.appendleft(pending)
+            self.flush()
+            return
+        if error is None:
+            times = f" (sent {pending.sends} times)" if pending.sends > 1 else ""
+            error = RequestTimeoutError(
+                f"no answer to a control request within {self.answer_timeout:g} s{times}")
+            self._report(error)
+        pending.deferred.errback(error)
 
     def _settle(self, n: Notification, waiting: dict[str, _Pending]) -> bool:
         """Settle the request a REQOK/REQERR/ERROR answers; False if it answers none."""
         if isinstance(n, ReqOk) and n.req_id in waiting:
-            waiting.pop(n.req_id).deferred.callback(None)
+            pending = waiting.pop(n.req_id)
+            pending.stop_waiting()
+            pending.deferred.callback(None)
         elif isinstance(n, ReqErr) and n.req_id in waiting:
             error = RequestError(n.code, n.message, "REQERR")
-            waiting.pop(n.req_id).deferred.errback(error)
+            pending = waiting.pop(n.req_id)
+            pending.stop_waiting()
+            pending.deferred.errback(error)
             if n.code == 20:
                 self._session.restart("REQERR 20: session not found")
             elif n.code in _REPORTED_CODES:
@@ -233,9 +307,10 @@ class ControlChannel:
         elif isinstance(n, Error):
             error = RequestError(n.code, n.message, "ERROR")
             self._report(error)
-            pending = list(waiting.values())
+            pending_list = list(waiting.values())
             waiting.clear()
-            for p in pending:
+            for p in pending_list:
+                p.stop_waiting()
                 p.deferred.errback(error)
         else:
             return False

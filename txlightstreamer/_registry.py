@@ -2,13 +2,20 @@
 The subscription registry: the tables of one client, their subscription ids, and the
 routing of each subscription's notifications to its table. It is the `TableOwner` every
 `Table` of the client is given, and drives each table through its `TableLink`.
+
+No table stays ``subscribing`` forever: a subscription the server accepted (``REQOK``)
+whose ``SUBOK`` does not follow within `SUBOK_TIMEOUT` of bound session (injected clock)
+is dropped and made again with a new id, and fails with a `RequestTimeoutError` after
+`MAX_SUBSCRIBES` attempts. (A request without an answer is the control channel's case.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -25,6 +32,7 @@ from txlightstreamer._subscription import (
 from txlightstreamer.errors import (
     ClientStateError,
     LightstreamerError,
+    RequestTimeoutError,
     ServerError,
     SessionLostError,
     SubscriptionError,
@@ -46,9 +54,14 @@ from txlightstreamer.protocol import (
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.states import TableState
 
-__all__ = ["SubscriptionRegistry"]
+__all__ = ["MAX_SUBSCRIBES", "SUBOK_TIMEOUT", "SubscriptionRegistry"]
 
 log = Logger()
+
+#: Seconds of bound session a subscription accepted by ``REQOK`` waits for its ``SUBOK``.
+SUBOK_TIMEOUT: Final = 30.0
+#: Times a table is subscribed for a ``SUBOK`` that never comes before it fails.
+MAX_SUBSCRIBES: Final = 3
 
 
 class SubscriptionRegistry:
@@ -57,7 +70,8 @@ class SubscriptionRegistry:
     of an active table go straight to its hot-path lane (``router.lanes[sub_id]``).
 
     ``can_subscribe()`` says whether a session exists to subscribe in; ``closed()``
-    whether the client refuses new tables; ``report`` gets the errors the application
+    whether the client refuses new tables; ``bound()`` whether the session is bound now
+    (a missing SUBOK counts only then); ``report`` gets the errors the application
     should know of.
     """
 
@@ -65,16 +79,24 @@ class SubscriptionRegistry:
         self,
         control: ControlChannel,
         router: UpdateRouter,
+        clock: IReactorTime,
         *,
         can_subscribe: Callable[[], bool],
         closed: Callable[[], bool],
+        bound: Callable[[], bool],
         report: Callable[[LightstreamerError], None],
     ) -> None:
         self._control = control
         self._router = router
+        self._clock = clock
         self._can_subscribe = can_subscribe
         self._closed = closed
+        self._bound = bound
         self._report = report
+        #: Seconds to wait for a SUBOK after the REQOK (while bound).
+        self.subok_timeout = SUBOK_TIMEOUT
+        self._subok_timers: dict[int, IDelayedCall] = {}
+        self._missing_subok: dict[TableLink, int] = {}  # SUBOKs missed in a row
         self._links: list[TableLink] = []  # top-level tables, not deleted
         self._by_sub_id: dict[int, TableLink] = {}
         self._next_sub_id = 0
@@ -161,17 +183,52 @@ class SubscriptionRegistry:
                 return
             if isinstance(error, LightstreamerError):
                 link.failed(error)
-                self._report(error)
+                if not isinstance(error, RequestTimeoutError):
+                    self._report(error)  # (the control channel reported the timeout)
+            self._missing_subok.pop(link, None)
             if link in self._links:
                 self._links.remove(link)
 
-        self._control.send(build).addErrback(refused)
+        self._control.send(build).addCallbacks(
+            lambda _: self._await_subok(link, sub_id), refused)
+
+    def _await_subok(self, link: TableLink, sub_id: int) -> None:
+        """The server accepted the subscription: its SUBOK must follow, in bounded time."""
+        if self._by_sub_id.get(sub_id) is link and link.table.state == SUBSCRIBING \
+                and sub_id not in self._subok_timers:
+            self._subok_timers[sub_id] = self._clock.callLater(
+                self.subok_timeout, self._no_subok, link, sub_id)
+
+    def _no_subok(self, link: TableLink, sub_id: int) -> None:
+        self._subok_timers.pop(sub_id, None)
+        if self._by_sub_id.get(sub_id) is not link or link.table.state != SUBSCRIBING:
+            return
+        if not self._bound():
+            self._await_subok(link, sub_id)  # the session is being rebound: wait more
+            return
+        missed = self._missing_subok.get(link, 0) + 1
+        self.abandon(sub_id)  # in case the server has it (its SUBOK was lost)
+        if missed >= MAX_SUBSCRIBES:
+            self._missing_subok.pop(link, None)
+            error = RequestTimeoutError(
+                f"no SUBOK for {link.table!r} within {self.subok_timeout:g} s of its REQOK, "
+                f"{missed} times")
+            link.failed(error)
+            self._report(error)
+            if link in self._links:
+                self._links.remove(link)
+            return
+        self._missing_subok[link] = missed
+        log.warn("No SUBOK for {table!r}: subscribing it again", table=link.table)
+        link.reset()
+        self.subscribe(link)
 
     def finish(self, link: TableLink) -> None:
         """The table is deleted for good."""
         sub_id = link.table.sub_id
         if sub_id is not None:
             self._unbind(sub_id)
+        self._missing_subok.pop(link, None)
         if link in self._links:
             self._links.remove(link)
         link.finished()
@@ -204,6 +261,7 @@ class SubscriptionRegistry:
         """The client is destroyed: every table is deleted."""
         for link in list(self._links):
             self.finish(link)
+        self._cancel_timers()
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -227,6 +285,8 @@ class SubscriptionRegistry:
                 # A subscription we no longer want (a "zombie"): drop it on the server.
                 self.abandon(sub_id)
             return
+        if isinstance(n, SubOk | SubCmd):
+            self._subok_came(sub_id, link)
         if isinstance(n, SubCmd):
             lane = link.subscribed(n.num_items, n.num_fields, n.key_pos, n.command_pos)
             if lane is not None:
@@ -259,11 +319,27 @@ class SubscriptionRegistry:
         link.reset()
         self.subscribe(link)
 
+    def _subok_came(self, sub_id: int, link: TableLink) -> None:
+        timer = self._subok_timers.pop(sub_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._missing_subok.pop(link, None)
+
     def _unbind(self, sub_id: int) -> None:
         """Forget a subscription id: no more notifications go to its table."""
         self._by_sub_id.pop(sub_id, None)
         self._router.lanes.pop(sub_id, None)
+        timer = self._subok_timers.pop(sub_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _unbind_all(self) -> None:
         self._by_sub_id.clear()
         self._router.lanes.clear()
+        self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        timers, self._subok_timers = self._subok_timers, {}
+        for timer in timers.values():
+            if timer.active():
+                timer.cancel()

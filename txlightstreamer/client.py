@@ -209,9 +209,12 @@ class LsClient:
         self._heartbeat = ReverseHeartbeat(
             clock, reverse_heartbeat_interval, self._control.heartbeat)
         self._registry = SubscriptionRegistry(
-            self._control, self._router, report=self._error,
+            self._control, self._router, clock, report=self._error,
             can_subscribe=lambda: self._session.bound or self.session_info is not None,
-            closed=lambda: self._destroyed or self._destroying is not None)
+            closed=lambda: self._destroyed or self._destroying is not None,
+            bound=lambda: self._session.bound)
+        # A SUBOK comes with the next poll at worst.
+        self._registry.subok_timeout += polling_interval
         self._create_waiters: list[Deferred[SessionInfo]] = []
         self._destroying: Deferred[None] | None = None
         self._destroyed = False

@@ -26,6 +26,7 @@ __all__ = [
     "MessageError",
     "ProtocolError",
     "RequestError",
+    "RequestTimeoutError",
     "ServerError",
     "SessionLostError",
     "SubscriptionError",
@@ -51,6 +52,13 @@ class TransportError(LightstreamerError):
         self.retryable = retryable
         where = f" ({url})" if url else ""
         super().__init__(f"{reason}{where}")
+
+
+class RequestTimeoutError(TransportError):
+    """
+    A control request got no answer in time (an idempotent one after being sent again):
+    the server, or something between, lost it.
+    """
 
 
 class RequestError(ServerError):
