@@ -375,6 +375,16 @@ def test_the_same_unattributable_bad_line_after_recovery_replaces_the_session() 
     assert session.status == _session.STATUS_TRYING_RECOVERY  # a new session, a new chance
 
 
+def test_another_bad_line_at_the_same_place_replaces_the_session() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "U,1,1")
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*", "PROG,1", "U,1,2")  # garbage, not a replay
+    assert recorder.events[-1] == ("interrupted", False)
+    clock.advance(1)
+    assert transport.last.request.name == "create_session"
+
+
 def test_a_corrupt_duplicate_in_a_replay_is_skipped_silently() -> None:
     session, transport, recorder, clock = connected()
     transport.last.feed("SUBOK,1,1,1", "U,1,1,a", "U,1,1,b")

@@ -68,9 +68,9 @@ class Endings:
 
     def __init__(self, session: EndingsOwner) -> None:
         self._session = session
-        # Where (data count) the last unparsable line was met: met again there, it is
-        # no accident of the connection.
-        self._bad_at: int | None = None
+        # Where (data count) the last unparsable line was met, and the line: the same
+        # line met again there is no accident of the connection.
+        self._bad_at: tuple[int, bytes | None] | None = None
 
     def session_created(self) -> None:
         """A new session: no bad line met yet."""
@@ -123,7 +123,8 @@ class Endings:
         Unparsable data. Reported, then the same session is recovered from the last good
         data notification. If the recovered stream brings a bad line at the same place
         again, the server really sends it: skipped (and reported) when it can be told
-        which subscription it belongs to, else the session is replaced. Never a loop.
+        which subscription it belongs to, else (or if another bad line comes there) the
+        session is replaced. Never a loop.
         """
         s = self._session
         log.error("Protocol error from the server: {error}", error=error)
@@ -132,8 +133,10 @@ class Endings:
             s.fatal(error)  # reports the error itself
             return
         here = s.data_count
-        again, self._bad_at = self._bad_at == here, None
-        if again and line is not None:
+        again = self._bad_at is not None and self._bad_at[0] == here
+        same = line is not None and self._bad_at == (here, line)
+        self._bad_at = None
+        if same and line is not None:
             where = s.skip(line)
             if where is not None:
                 s.report(ProtocolError(
@@ -147,5 +150,5 @@ class Endings:
         if again:
             s.new_session_later(f"protocol error again after recovery: {error.reason}")
             return
-        self._bad_at = here
+        self._bad_at = (here, line)
         s.recover_later(f"protocol error: {error.reason}")
