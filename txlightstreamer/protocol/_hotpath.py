@@ -14,7 +14,7 @@ code runs interpreted otherwise (``COMPILED`` tells which). ``^P`` patches are a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ._jsonpatch import COPY_ALLOWANCE, encode_json, patch_document
@@ -46,14 +46,14 @@ def _run_length(token: str) -> int:
 
 
 def decode_plain(
-    raw: str, previous: list[Any], num_fields: int, max_result: int = MAX_DIFF_RESULT
+    raw: str, previous: Sequence[Any], num_fields: int, max_result: int = MAX_DIFF_RESULT
 ) -> list[Value] | None:
     """
     The new row of an item from its previous row and the raw values of a ``U`` line, when
     they hold only plain or percent-escaped tokens, markers, ``^n`` runs and ``^T`` diffs of
     BMP-only values; None for anything else (``^P``, a wrong count, a bad run, escape or
     diff), which the full decoder handles or reports.
-    ``previous`` is a list (its items are taken as they are, unchecked).
+    ``previous`` is a list or a tuple (its items are taken as they are, unchecked).
     """
     if len(previous) != num_fields:
         return None
@@ -73,7 +73,7 @@ def decode_plain(
 
 def decode_rich(
     raw: str,
-    previous: list[Any],
+    previous: Sequence[Any],
     num_fields: int,
     docs: dict[int, tuple[str, Any]] | None,
     base: int,
@@ -262,8 +262,9 @@ class Lane:
     """
     What the hot path needs of one subscription: its decoded rows and whom to call.
 
-    ``baselines`` and ``rows`` are shared with the subscription, which decodes whatever
-    the lane leaves to it; ``callbacks`` is the live list of its ``on_update`` callbacks.
+    ``baselines`` (each item's last row, a list or a tuple) and ``rows`` are shared with
+    the subscription, which decodes whatever the lane leaves to it; ``callbacks`` is the
+    live list of its ``on_update`` callbacks.
     While ``open`` is false (a snapshot in progress, richer callbacks, COMMAND mode...)
     every update of the subscription takes the general path.
     """
@@ -279,7 +280,7 @@ class Lane:
     ) -> None:
         self.num_items = num_items
         self.num_fields = num_fields
-        self.baselines: list[list[Value] | None] = [None] * num_items
+        self.baselines: list[Sequence[Value] | None] = [None] * num_items
         self.rows = rows
         self.callbacks = callbacks
         self.callback_failed = callback_failed
@@ -344,8 +345,9 @@ class UpdateRouter:
                 values = decode_plain(raw, previous, num_fields)
             if values is None:
                 break
-            lane.baselines[item - 1] = values
             row = tuple(values)
+            # The row is the item's next baseline: one object per item, not two.
+            lane.baselines[item - 1] = row
             lane.rows[item] = row
             if lane.callbacks:
                 deliver(lane, item, row)

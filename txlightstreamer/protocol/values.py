@@ -99,9 +99,7 @@ def decode_update(
             raise ValueDecodeError(
                 f"previous row has {len(previous)} values, expected {num_fields}")
         # Fast path (most lines): anything but ^P, unless it is malformed.
-        # The fast decoder takes a list (compiled, it checks): a tuple row is copied.
-        plain = decode_plain(raw, previous if type(previous) is list else list(previous),
-                             num_fields, max_diff_result)
+        plain = decode_plain(raw, previous, num_fields, max_diff_result)
         if plain is not None:
             return DecodedUpdate(plain, None)
     tokens = raw.split("|")
