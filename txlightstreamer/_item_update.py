@@ -7,10 +7,10 @@ from the `Table` module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["ItemUpdate", "Row", "TableShape", "Value", "changed_indexes"]
+__all__ = ["ItemUpdate", "Row", "RowView", "TableShape", "Value", "changed_indexes"]
 
 Value = str | None
 Row = tuple[Value, ...]
@@ -153,3 +153,36 @@ class ItemUpdate:
 def changed_indexes(update: ItemUpdate) -> frozenset[int]:
     """The 0-based positions ``update`` changed (a second-level update merges by them)."""
     return update._changed_indexes()
+
+
+class RowView(Mapping[str | int, Value]):
+    """
+    One item's current row, read-only: values by field name or 1-based position (None
+    means null). Iterates over the field names (positions when the table has none).
+    """
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: tuple[str, ...] | None, values: Row) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, field: str | int) -> Value:
+        if isinstance(field, int) and not isinstance(field, bool):
+            if not 1 <= field <= len(self._values):
+                raise KeyError(field)
+            return self._values[field - 1]
+        if self._names is None or field not in self._names:
+            raise KeyError(field)
+        return self._values[self._names.index(field)]
+
+    def __iter__(self) -> Iterator[str | int]:
+        if self._names is None:
+            return iter(range(1, len(self._values) + 1))
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"RowView({dict(self)!r})"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar, Final, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -20,6 +19,7 @@ from twisted.logger import Logger
 from txlightstreamer._command import CommandKeys
 from txlightstreamer._item_update import ItemUpdate, Row, Value, changed_indexes
 from txlightstreamer._table_events import TableEvents
+from txlightstreamer._table_view import TableView
 from txlightstreamer._update_queue import UpdateQueue
 from txlightstreamer.errors import (
     ClientStateError,
@@ -218,14 +218,31 @@ class TableLink:
         self.table._unsubscribed()
 
 
-class Table(TableEvents):
+class Table(TableEvents, TableView):
     """
     A subscription to a set of items and fields in one mode.
+
+    :param client: the `LsClient` to subscribe through.
+    :param data_adapter: the Data Adapter of the items (None: the adapter set's default).
+    :param mode: ``MERGE`` (default), ``DISTINCT``, ``RAW`` or ``COMMAND``.
+    :param item_ids: item names (a list, or one space-separated string), or a group name.
+    :param schema: field names (a list, or one space-separated string), or a schema name.
+    :param row_factory: builds the ``row`` given to `on_update` callbacks from the list
+        of values (a tuple by default).
+    :param selector: a selector name of the Metadata Adapter.
+    :param buffer_size: updates the server may buffer per item (MERGE, DISTINCT), or
+        ``"unlimited"``.
+    :param max_frequency: updates/s per item, ``"unlimited"``, or ``"unfiltered"``.
+    :param snapshot: ask for the items' current state first (DISTINCT: True or a length).
+    :param silent: create without subscribing; `start` subscribes.
+    :param second_level_schema: two-level COMMAND: the fields of each key's own item.
+    :param second_level_adapter: the Data Adapter of those items.
 
     Callbacks run in the reactor thread. Created before the session exists, the table
     is subscribed as soon as the session is; after a session is replaced it is
     subscribed again (its snapshot is delivered again). Every ``on_*`` method returns
     its callback (so it works as a decorator); `remove_callback` unregisters it.
+    ``table[item]`` is an item's current row; ``state`` is a `TableState`.
     """
 
     # A key's second-level table (see `_KeyTable`) belongs to its parent, not the owner.
@@ -251,7 +268,9 @@ class Table(TableEvents):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         self.mode = mode
+        #: The item names (or the group name) as given.
         self.items = _split_names(item_ids, "item_ids")
+        #: The field names (or the schema name) as given.
         self.schema = _split_names(schema, "schema")
         _check_options(mode, self.schema, snapshot, buffer_size, max_frequency,
                        data_adapter, selector)
@@ -369,22 +388,6 @@ class Table(TableEvents):
         queue = UpdateQueue(self, max_queue)
         self._deleted_cbs.add(queue.close)
         return queue
-
-    @property
-    def rows(self) -> Mapping[int, Row]:
-        """Current row per item position (MERGE state; last update in DISTINCT/RAW)."""
-        return MappingProxyType(self._rows)
-
-    def command_rows(self, item_pos: int) -> Mapping[str, Row]:
-        """The current key table of one COMMAND item (read-only)."""
-        if self._command is None:
-            return MappingProxyType({})
-        return self._command.rows(item_pos)
-
-    @property
-    def is_active(self) -> bool:
-        """Whether the server has confirmed the subscription and it is not deleted."""
-        return self.state == ACTIVE
 
     def __repr__(self) -> str:
         return (

@@ -19,7 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txlightstreamer import _session
-from txlightstreamer._callbacks import CallbackList
+from txlightstreamer._client_events import ClientEvents, SessionInfo
+from txlightstreamer._connect import CreateWaiters, read_trust_roots
 from txlightstreamer._control import ControlChannel
 from txlightstreamer._heartbeat import ReverseHeartbeat
 from txlightstreamer._messages import MessageManager
@@ -81,22 +82,7 @@ _STATE_OF_STATUS = {
 }
 
 
-class SessionInfo:
-    """What `LsClient.create_session` fires with: the server's view of the session."""
-
-    def __init__(self, conok: ConOk, continuity: str) -> None:
-        self.session_id = conok.session_id
-        self.request_limit = conok.request_limit
-        self.keepalive_ms = conok.keepalive_ms
-        self.control_link = conok.control_link
-        #: ``new``, ``preserved``, ``recovered`` or ``replaced`` (a `Continuity`).
-        self.continuity = Continuity(continuity)
-
-    def __repr__(self) -> str:
-        return f"<SessionInfo {self.session_id} {self.continuity}>"
-
-
-class LsClient:
+class LsClient(ClientEvents):
     """
     A Lightstreamer client for one server, driven by the Twisted reactor.
 
@@ -106,15 +92,42 @@ class LsClient:
     :param http_client: any treq-like object (the ``treq`` module, an ``HTTPClient``,
         ``treq.testing.StubTreq``) used for every request instead of private pools.
     :param protocol_version: ``"2.5.0"`` (default) or ``"2.4.0"`` for older servers.
-    :param tls_policy: an ``IPolicyForHTTPS`` for this client only (e.g. a private CA);
-        certificates are verified by default.
+    :param content_length: bytes a streaming connection may carry before the server ends
+        it with ``LOOP`` and the client rebinds.
+    :param keepalive_millis: keepalive interval asked of the server (None: its default).
+    :param retry_delay: seconds between connection attempts; also the timeout of each
+        connection attempt and control request.
+    :param first_retry_max_delay: the first retry after a drop waits a random delay up to
+        this many seconds.
+    :param stalled_timeout: seconds of silence past the keepalive before ``STALLED``.
+    :param reconnect_timeout: seconds ``STALLED`` lasts before the stream is given up.
+    :param session_recovery_timeout: seconds a dropped session is tried for recovery
+        (``LS_recovery_from``) before a new one is created.
+    :param max_line_length: longest line accepted from the server, in bytes.
+    :param max_pending_requests: control requests that may wait for a session at once.
+    :param reverse_heartbeat_interval: seconds of client silence after which a heartbeat
+        request is sent (0: never).
+    :param protocol_fallback: retry with TLCP 2.4.0 when a server refuses 2.5.0.
+    :param forced_transport: ``"WS-STREAMING"``, ``"HTTP-STREAMING"``, ``"WS-POLLING"``,
+        ``"HTTP-POLLING"``, ``"WS"``, ``"HTTP"``... (None: Stream-Sense, as the official
+        clients).
+    :param polling_interval: seconds between polls on a polling transport.
+    :param idle_timeout: seconds the server may hold a poll open waiting for data.
+    :param tls_policy: an ``IPolicyForHTTPS`` for this client only; certificates are
+        verified by default.
+    :param trust_roots: certificates trusted instead of the platform's (e.g. a private CA):
+        a PEM file path, or a list of PEM file paths and ``twisted.internet.ssl``
+        certificates. Without it (nor ``tls_policy``) the platform's trust store is used
+        through OpenSSL, so the ``SSL_CERT_FILE``/``SSL_CERT_DIR`` environment variables
+        apply.
+    :param transport_options: how to reach the server; copied, never changed.
     :param retry_policy: ``attempt -> delay`` in seconds (like Twisted's
         ``backoffPolicy()``) instead of the official clients' rule built from
         ``retry_delay`` and ``first_retry_max_delay``.
-    :param transport_options: how to reach the server; copied, never changed.
 
     Every ``on_*`` method returns its callback (so it works as a decorator);
-    `remove_callback` unregisters it.
+    `remove_callback` unregisters it. States and statuses are the `ConnectionState` and
+    `Status` enums (`txlightstreamer.states`); errors are in `txlightstreamer.errors`.
     """
 
     def __init__(
@@ -141,6 +154,7 @@ class LsClient:
         tls_policy: Any = None,
         transport_options: TransportOptions | None = None,
         retry_policy: Callable[[int], float] | None = None,
+        trust_roots: Any = None,
     ) -> None:
         if protocol_version not in SUPPORTED_VERSIONS:
             raise ValueError(
@@ -153,14 +167,16 @@ class LsClient:
             from twisted.internet import reactor as global_reactor
 
             reactor = global_reactor
+        #: The server address, as given.
         self.url = url
-        self.protocol_version = protocol_version
         self._reactor = reactor
         clock: IReactorTime = reactor
         self._clock = clock
-        options = self._transport_options(
+        options = _transport_options(
             transport_options, protocol_version, retry_delay, max_line_length, http_client,
             tls_policy, forced_transport)
+        if trust_roots is not None:
+            options.trust_roots = read_trust_roots(trust_roots)
         self._transport, ws_transport = make_transports(reactor, options)
         # Plain updates of subscribed tables, decoded and delivered by the hot path.
         self._router = UpdateRouter()
@@ -188,18 +204,18 @@ class LsClient:
                 retry_policy=retry_policy,
             ),
         )
+        #: The `ConnectionState` (coarse: see `status` for the detailed `Status`).
         self.state: ConnectionState = STATE_DISCONNECTED
+        #: The current (or last) session, once a ``CONOK`` came.
         self.session_info: SessionInfo | None = None
+        #: The server's name (``SERVNAME``), once told.
         self.server_name: str | None = None
+        #: Our address as the server sees it (``CLIENTIP``), once told.
         self.client_ip: str | None = None
+        #: The session's bandwidth (``CONS``): kbit/s, ``unlimited`` or ``unmanaged``.
         self.bandwidth: str | None = None
 
-        self._state_cbs = CallbackList("on_connection_state")
-        self._status_cbs = CallbackList("on_status")
-        self._heartbeat_cbs = CallbackList("on_heartbeat")
-        self._error_cbs = CallbackList("on_error")
-        self._session_cbs = CallbackList("on_session")
-        self._bandwidth_cbs = CallbackList("on_bandwidth")
+        ClientEvents.__init__(self)
         self._messages = MessageManager()
         self._max_bandwidth: float | str | None = None
 
@@ -215,35 +231,21 @@ class LsClient:
             bound=lambda: self._session.bound)
         # A SUBOK comes with the next poll at worst.
         self._registry.subok_timeout += polling_interval
-        self._create_waiters: list[Deferred[SessionInfo]] = []
+        self._waiters: CreateWaiters[SessionInfo] = CreateWaiters(clock)
         self._destroying: Deferred[None] | None = None
         self._destroyed = False
         self._started = False
-
-    @staticmethod
-    def _transport_options(
-        given: TransportOptions | None, protocol_version: str, connect_timeout: float,
-        max_line_length: int, http_client: Any, tls_policy: Any, forced_transport: str | None,
-    ) -> TransportOptions:
-        """A copy of the caller's options (never changed in place) with this client's."""
-        options = TransportOptions() if given is None else dataclasses.replace(given)
-        options.protocol_version = protocol_version
-        options.connect_timeout = connect_timeout
-        options.max_line_length = max_line_length
-        if http_client is not None:
-            options.http_client = http_client
-        if tls_policy is not None:
-            options.tls_policy = tls_policy
-        if forced_transport in ("HTTP", "HTTP-STREAMING", "HTTP-POLLING") \
-                and options.websocket is None:
-            options.websocket = False  # never needed: do not even load it
-        return options
 
     def __repr__(self) -> str:
         sid = self.session_info.session_id if self.session_info else None
         return f"<LsClient {self.url} state={self.state} session={sid}>"
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def protocol_version(self) -> str:
+        """The TLCP version in use: ``2.4.0`` after a fall-back from a refused 2.5.0."""
+        return self._session.choice.protocol_version
 
     @property
     def status(self) -> Status:
@@ -265,47 +267,6 @@ class LsClient:
         """What this client's tables attach to (used by `Table`, not by applications)."""
         return self._registry
 
-    def on_connection_state(
-        self, callback: Callable[[ConnectionState], object]
-    ) -> Callable[[ConnectionState], object]:
-        """Call ``callback(state)`` with each new `ConnectionState` (``STATE_*``)."""
-        return self._state_cbs.add(callback)
-
-    def on_status(
-        self, callback: Callable[[Status, str | None], object]
-    ) -> Callable[[Status, str | None], object]:
-        """Call ``callback(status, reason)`` on each detailed `Status` change."""
-        return self._status_cbs.add(callback)
-
-    def on_heartbeat(self, callback: Callable[[], object]) -> Callable[[], object]:
-        """Call ``callback()`` whenever data arrives from the server (liveness; once per read)."""
-        return self._heartbeat_cbs.add(callback)
-
-    def on_error(
-        self, callback: Callable[[LightstreamerError], object]
-    ) -> Callable[[LightstreamerError], object]:
-        """Call ``callback(error)`` for every error the application should know of."""
-        return self._error_cbs.add(callback)
-
-    def on_session(
-        self, callback: Callable[[SessionInfo], object]
-    ) -> Callable[[SessionInfo], object]:
-        """Call ``callback(info)`` on each (re)connection; ``info.continuity`` says how."""
-        return self._session_cbs.add(callback)
-
-    def on_bandwidth(self, callback: Callable[[str], object]) -> Callable[[str], object]:
-        """Call ``callback(bandwidth)`` on each ``CONS``: kbit/s, unlimited or unmanaged."""
-        return self._bandwidth_cbs.add(callback)
-
-    def remove_callback(self, callback: Callable[..., object]) -> None:
-        """
-        Unregister ``callback`` from every ``on_*`` event of this client it was
-        registered for (no error if none).
-        """
-        for callbacks in (self._state_cbs, self._status_cbs, self._heartbeat_cbs,
-                          self._error_cbs, self._session_cbs, self._bandwidth_cbs):
-            callbacks.remove(callback)
-
     def create_session(
         self,
         adapter_set: str | None = None,
@@ -313,19 +274,23 @@ class LsClient:
         password: str | None = None,
         *,
         max_bandwidth: float | None = None,
+        timeout: float | None = None,
     ) -> Deferred[SessionInfo]:
         """
         Connect and create a session.
 
         Fires with a `SessionInfo` on the server's ``CONOK``; errbacks with a
         `ServerError` carrying the server's code and message on ``CONERR``, or a
-        `TransportError` when the server cannot be used at all.
+        `TransportError` when the server cannot be used at all. Each failed attempt's
+        cause (refused, DNS, timeout, TLS, HTTP status) goes to `on_error` as a retryable
+        `TransportError` when it changes, and the client keeps trying; with ``timeout``
+        (seconds) it stops trying after that long and errbacks with the last cause
+        (``create_session`` may then be called again).
         """
         if self._destroyed or self._destroying is not None:
             raise ClientStateError("this client was destroyed; make a new LsClient")
         if self._started:
             raise ClientStateError("create_session() was already called on this client")
-        self._started = True
         args: dict[str, Any] = {}
         if adapter_set is not None:
             args["adapter_set"] = adapter_set
@@ -337,10 +302,22 @@ class LsClient:
             self._max_bandwidth = check_limit(max_bandwidth, "bandwidth (kbit/s)")
         if self._max_bandwidth is not None and self._max_bandwidth != "unlimited":
             args["requested_max_bandwidth"] = self._max_bandwidth
-        d: Deferred[SessionInfo] = Deferred()
-        self._create_waiters.append(d)
+        d = self._waiters.add(timeout, self._give_up)
+        self._started = True
+        self._waiters.cause = None
         self._session.connect(args)
         return d
+
+    def pause_reading(self) -> None:
+        """
+        Stop reading from the server (back-pressure from a slow consumer): nothing is
+        delivered until `resume_reading`, and the silence is not taken for a dead stream.
+        """
+        self._session.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the server again after `pause_reading`."""
+        self._session.resume_reading()
 
     def destroy(self) -> Deferred[None]:
         """
@@ -446,9 +423,12 @@ class LsClient:
             log.error("{error}", error=error)
 
     def _fail_create(self, error: LightstreamerError) -> None:
-        waiters, self._create_waiters = self._create_waiters, []
-        for d in waiters:
-            d.errback(error)
+        self._waiters.fail(error)
+
+    def _give_up(self) -> None:
+        """``create_session``'s timeout: stop trying (a new call may start again)."""
+        self._session.close()
+        self._started = False
 
 
 class _SessionEvents:
@@ -469,9 +449,7 @@ class _SessionEvents:
         for lost in stale:
             lost.errback(SessionLostError("the session was replaced"))
         client._registry.session_started()
-        waiters, client._create_waiters = client._create_waiters, []
-        for waiter in waiters:
-            waiter.callback(info)
+        client._waiters.succeed(info)
         client._session_cbs(info)
         client._heartbeat.touch()
         client._registry.subscribe_all()
@@ -522,6 +500,7 @@ class _SessionEvents:
             self._client._heartbeat_cbs()
 
     def error(self, error: LightstreamerError) -> None:
+        self._client._waiters.cause = error  # what create_session's timeout reports
         self._client._error(error)
 
     def notification(self, n: Notification) -> None:
@@ -550,3 +529,22 @@ class _SessionEvents:
         elif tag == "CONS":
             client.bandwidth = getattr(n, "bandwidth", None)
             client._bandwidth_cbs(client.bandwidth)
+
+
+def _transport_options(
+    given: TransportOptions | None, protocol_version: str, connect_timeout: float,
+    max_line_length: int, http_client: Any, tls_policy: Any, forced_transport: str | None,
+) -> TransportOptions:
+    """A copy of the caller's options (never changed in place) with this client's."""
+    options = TransportOptions() if given is None else dataclasses.replace(given)
+    options.protocol_version = protocol_version
+    options.connect_timeout = connect_timeout
+    options.max_line_length = max_line_length
+    if http_client is not None:
+        options.http_client = http_client
+    if tls_policy is not None:
+        options.tls_policy = tls_policy
+    if forced_transport in ("HTTP", "HTTP-STREAMING", "HTTP-POLLING") \
+            and options.websocket is None:
+        options.websocket = False  # never needed: do not even load it
+    return options
