@@ -665,3 +665,14 @@ def test_an_empty_line_is_ignored() -> None:
     transport.last.feed("SUBOK,1,1,1", "", "U,1,1,a")
     assert [kind for kind, _ in recorder.events] == ["started"]
     assert session.data_count == 2 and session.bound
+
+
+def test_a_retryable_refusal_of_the_create_is_told_once() -> None:
+    session, transport, recorder, clock = make(retry_delay=1.0)
+    session.connect({})
+    for _ in range(3):
+        transport.last.feed("CONERR,6,Metadata Adapter busy")
+        clock.advance(1.0)
+    told = [e for kind, e in recorder.events if kind == "error"]
+    assert len(told) == 1 and isinstance(told[0], ServerError) and told[0].code == 6
+    assert len(transport.streams) == 4 and session.state is State.CREATING

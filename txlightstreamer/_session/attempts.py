@@ -7,7 +7,7 @@ every retry: the cause is reported when it is new or changed, with the attempt c
 
 from __future__ import annotations
 
-from txlightstreamer.errors import TransportError
+from txlightstreamer.errors import LightstreamerError, TransportError
 
 __all__ = ["FailedAttempts", "ordinal"]
 
@@ -28,14 +28,19 @@ class FailedAttempts:
         self.count = 0
         self._told: str | None = None
 
-    def failed(self, error: TransportError) -> TransportError | None:
-        """One more failure: the error to report, or None when its cause was already told."""
+    def failed(self, error: LightstreamerError) -> LightstreamerError | None:
+        """
+        One more failure: the error to report (a `TransportError` with the count, or
+        the server's refusal itself), or None when its cause was already told.
+        """
         self.count += 1
-        if error.reason == self._told:
+        cause = error.reason if isinstance(error, TransportError) else str(error)
+        if cause == self._told:
             return None
-        self._told = error.reason
-        reason = error.reason if self.count == 1 else \
-            f"{error.reason} ({ordinal(self.count)} attempt)"
+        self._told = cause
+        if not isinstance(error, TransportError):
+            return error
+        reason = cause if self.count == 1 else f"{cause} ({ordinal(self.count)} attempt)"
         return TransportError(reason, url=error.url, status=error.status, retryable=True)
 
     def succeeded(self) -> None:

@@ -51,7 +51,8 @@ class EndingsOwner(Protocol):
     def skip(self, line: bytes) -> str | None:
         """Count a bad data line as received; what it belongs to, or None."""
 
-    def failed_create(self) -> None: ...
+    def failed_create(self, error: LightstreamerError) -> bool:
+        """Count and report a refused create; False if the report closed the session."""
 
     def create_later(self, reason: str, delay: float | None = None,
                      ttl: str | None = None) -> None: ...
@@ -96,7 +97,8 @@ class Endings:
             s.create_later(reason, 0.0)
         elif creating and conerr.code in RETRYABLE_CONERR:
             log.warn("Session refused, will retry: {error}", error=error)
-            s.failed_create()
+            if not s.failed_create(error):
+                return
             if conerr.code == 5:
                 # Overloaded: retry at once, asking the server to keep the request.
                 s.create_later(str(error), 0.0, ttl="unlimited")

@@ -333,7 +333,7 @@ class Session:
 
     def _tell_failure(self, error: LightstreamerError) -> bool:
         """Report a failed attempt's cause when it is news; False if that closed us."""
-        report = self._attempts.failed(error) if isinstance(error, TransportError) else None
+        report = self._attempts.failed(error)
         if report is not None:
             self._listener.error(report)
         return not self._closed_meanwhile()
@@ -533,8 +533,9 @@ class _Hooks:
     def skip(self, line: bytes) -> str | None:
         return self._session._reader.skip(line)
 
-    def failed_create(self) -> None:
+    def failed_create(self, error: LightstreamerError) -> bool:
         self._session._failed_creates += 1
+        return self._session._tell_failure(error)
 
     def create_later(self, reason: str, delay: float | None = None,
                      ttl: str | None = None) -> None:
