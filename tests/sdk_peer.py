@@ -17,6 +17,7 @@ The spec::
       "until": {"sub": 0, "item": "i1", "field": "f1", "value": "end"},  # optional
       "timeout": 20,              # seconds, capped at 30
       "transport": "HTTP-STREAMING",
+      "events": false,            # also list every update (any mode) in "events"
       "debug": false              # SDK log on stderr
     }
 
@@ -59,6 +60,8 @@ class Recorder:
         self.server_errors: list[list[Any]] = []
         self.subs: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
+        #: Every update, in the Node peer's shape, when the spec asks for "events".
+        self.events: list[dict[str, Any]] | None = [] if spec.get("events") else None
         self.until = spec.get("until")
         self.until_seen = self.until is None
         for sub_spec in spec["subscriptions"]:
@@ -88,6 +91,7 @@ class Recorder:
             "statuses": self.statuses,
             "server_errors": self.server_errors,
             "updates": self.updates,
+            **({"events": self.events} if self.events is not None else {}),
         }
 
 
@@ -146,6 +150,12 @@ class SubL(SubscriptionListener):  # type: ignore[misc]
         item = update.getItemName()
         values = {name: update.getValue(name) for name in self.fields}
         with self.rec.lock:
+            if self.rec.events is not None:
+                self.rec.events.append({
+                    "sub": self.index, "item": item, "fields": values,
+                    "snapshot": bool(update.isSnapshot()),
+                    "changed": sorted(update.getChangedFields()),
+                })
             mode = self.record["mode"]
             state = self.record["state"]
             if mode == "MERGE":

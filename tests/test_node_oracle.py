@@ -44,24 +44,28 @@ class Ours:
                                       "second_level_errors": []}
             self.records.append(record)
             names = list(sub["items"])
-            table.on_item_update(self._recorder(index, sub["fields"] + second))
+            table.on_item_update(recorder(self.events, index, sub["fields"] + second))
             table.on_end_of_snapshot(lambda pos, r=record, n=names: r["eos"].append(n[pos - 1]))
             table.on_overflow(
                 lambda pos, lost, r=record, n=names: r["lost"].append([n[pos - 1], lost]))
             table.on_error(lambda e, r=record: r["errors"].append(getattr(e, "code", None)))
             self.tables.append(table)
 
-    def _recorder(self, index: int, fields: list[str]) -> Callable[[Any], None]:
-        def record(update: Any) -> None:
-            values = update.as_dict()
-            self.events.append({
-                "sub": index,
-                "item": update.item_name,
-                "fields": {name: values.get(name) for name in fields},
-                "snapshot": bool(update.is_snapshot),
-                "changed": sorted(str(k) for k in update.changed_fields),
-            })
-        return record
+
+def recorder(
+    events: list[dict[str, Any]], index: int, fields: list[str]
+) -> Callable[[Any], None]:
+    """An ``on_item_update`` callback recording into ``events`` in the Node peer's shape."""
+    def record(update: Any) -> None:
+        values = update.as_dict()
+        events.append({
+            "sub": index,
+            "item": update.item_name,
+            "fields": {name: values.get(name) for name in fields},
+            "snapshot": bool(update.is_snapshot),
+            "changed": sorted(str(k) for k in update.changed_fields),
+        })
+    return record
 
 
 def _per_sub(events: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:

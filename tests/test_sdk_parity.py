@@ -15,6 +15,7 @@ from txlightstreamer import MODE_COMMAND, LsClient, Table
 from txlightstreamer.testing import DataModel, TlcpServer
 
 from .support import wait_until
+from .test_node_oracle import _by_key_and_level, recorder
 from .test_official_sdk import (
     _prepublish,
     _publish,
@@ -156,6 +157,7 @@ async def test_same_two_level_command_key_tables() -> None:
         ],
         "until": {"sub": 1, "item": "end", "field": "flag", "value": "done"},
         "timeout": 20,
+        "events": True,
     }
     client = LsClient(server.url)
     try:
@@ -163,6 +165,8 @@ async def test_same_two_level_command_key_tables() -> None:
         await client.create_session()
         table = Table(client, mode=MODE_COMMAND, item_ids=["portfolio"], schema=fields,
                       snapshot=True, second_level_schema=second)
+        events: list[dict[str, Any]] = []
+        table.on_item_update(recorder(events, 0, fields + second))
         flag = Table(client, item_ids=["end"], schema=["flag"])
         # Both clients: the portfolio, the AAPL second level and the end flag.
         await wait_until(lambda: sum(
@@ -189,6 +193,9 @@ async def test_same_two_level_command_key_tables() -> None:
         assert ours == theirs
         assert set(ours["portfolio"]) == {"AAPL", "GOOG"}
         assert ours["portfolio"]["AAPL"]["price"] == "191.5"
+        # The changed lists too (issue 15 #4), per key and level as beside the Node client.
+        assert _by_key_and_level(events, fields, second) \
+            == _by_key_and_level(result["events"], fields, second)
     finally:
         await client.destroy()
         await server.stop()
