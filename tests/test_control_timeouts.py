@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from txlightstreamer import MODE_RAW, LsClient, Table
@@ -181,3 +182,52 @@ def test_a_subok_that_never_comes_fails_the_table(
     (error,) = s.errors
     assert isinstance(error, RequestTimeoutError) and "no SUBOK" in str(error)
     assert table_errors == [error] and failures[0].value is error
+
+
+class _StubSession:
+    """Just enough of a bound `Session` for a `ControlChannel`."""
+
+    bound = True
+    session_id = "S1"
+    request_limit = 50_000
+    stream = None
+    base_url = "http://server.test"
+
+    class options:  # noqa: N801
+        retry_delay = 4.0
+
+
+class _StuckTransport:
+    """Control replies that never complete (e.g. headers came, the body never ends)."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[Any]] = []
+        self.replies: list[Deferred[list[bytes]]] = []
+
+    def send_control(self, base_url: str, session_id: str,
+                     requests: list[Any]) -> Deferred[list[bytes]]:
+        self.sent.append(requests)
+        self.replies.append(Deferred())
+        return self.replies[-1]
+
+
+def test_a_stuck_http_reply_does_not_block_the_queue() -> None:
+    from txlightstreamer._control import ControlChannel
+    from txlightstreamer.protocol import constrain
+
+    clock = Clock()
+    transport = _StuckTransport()
+    errors: list[Exception] = []
+    channel = ControlChannel(_StubSession(), transport, clock,  # type: ignore[arg-type]
+                             max_pending=10, report=errors.append, sent=lambda: None)
+    first = channel.send(lambda req_id: constrain(req_id, max_bandwidth=10))
+    second = channel.send(lambda req_id: constrain(req_id, max_bandwidth=20))
+    assert len(transport.sent) == 1  # one batch at a time
+    clock.advance(ANSWER_TIMEOUT)
+    assert transport.replies[0].called  # given up (cancelled), not left pending
+    clock.advance(_StubSession.options.retry_delay)
+    assert len(transport.sent) == 2  # sent again, with new request ids
+    ids = [[r.get("LS_reqId") for r in batch] for batch in transport.sent]
+    assert ids[0] != ids[1] and len(ids[1]) == 2
+    transport.replies[1].callback([f"REQOK,{i}".encode() for i in ids[1]])
+    assert first.called and second.called and errors == []

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Final
 
 from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -183,6 +184,8 @@ class ControlChannel:
         self._busy = True
         d = self._transport.send_control(
             session.base_url, session.session_id, [r for _, r, _ in batch])
+        # The whole reply, body included, in bounded time: a stuck one would block the queue.
+        d.addTimeout(self.answer_timeout, self._clock)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
     def answer(self, n: Notification) -> bool:
@@ -319,7 +322,10 @@ class ControlChannel:
     def _failed(self, failure: Failure, batch: _Batch) -> None:
         self._busy = False
         error = failure.value
-        if not isinstance(error, LightstreamerError):
+        if failure.check(DeferredTimeout):
+            error = RequestTimeoutError(
+                f"no reply to a control request within {self.answer_timeout:g} s")
+        elif not isinstance(error, LightstreamerError):
             error = TransportError(str(error))
         if not self.closing and isinstance(error, TransportError) and error.retryable:
             # Put the requests back; they go again (with new ids) once a stream is bound.
