@@ -231,3 +231,20 @@ def test_a_stuck_http_reply_does_not_block_the_queue() -> None:
     assert ids[0] != ids[1] and len(ids[1]) == 2
     transport.replies[1].callback([f"REQOK,{i}".encode() for i in ids[1]])
     assert first.called and second.called and errors == []
+
+
+@pytest.mark.parametrize("transport", [None, "HTTP-STREAMING"], ids=lambda t: t or "default")
+def test_answers_are_not_missed_while_we_pause_reading(transport: str | None) -> None:
+    # Back-pressure (pause_reading) holds the answers unread: that silence is ours.
+    s = Setup(transport)
+    try:
+        s.client.pause_reading()
+        table = s.table("seq")
+        bandwidth = s.client.set_max_bandwidth(40)
+        s.net.advance(MAX_SUBSCRIBES * (SUBOK_TIMEOUT + ANSWER_TIMEOUT) + 10, step=0.5)
+        assert table.state == "subscribing" and s.errors == []
+        s.client.resume_reading()
+        s.net.run_until(lambda: table.state == "active" and bandwidth.called)
+        assert s.errors == [] and len(s.server.sessions) == 1
+    finally:
+        s.net.wait(s.client.destroy())

@@ -261,10 +261,16 @@ class ControlChannel:
 
     def _no_answer(self, req_id: str, idempotent: bool) -> None:
         """A request written on a stream had no answer in time."""
-        pending = self._awaiting.pop(req_id, None)
+        pending = self._awaiting.get(req_id)
         if pending is None:
             return
         pending.timer = None
+        if self._session.reading_paused:
+            # We are not reading (back-pressure): the answer may be waiting unread.
+            pending.timer = self._clock.callLater(
+                self.answer_timeout, self._no_answer, req_id, idempotent)
+            return
+        del self._awaiting[req_id]
         if not self._session.bound:
             # The stream is being replaced: the request goes again once one is bound.
             pending.sends = 0

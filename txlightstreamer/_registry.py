@@ -70,9 +70,9 @@ class SubscriptionRegistry:
     of an active table go straight to its hot-path lane (``router.lanes[sub_id]``).
 
     ``can_subscribe()`` says whether a session exists to subscribe in; ``closed()``
-    whether the client refuses new tables; ``bound()`` whether the session is bound now
-    (a missing SUBOK counts only then); ``report`` gets the errors the application
-    should know of.
+    whether the client refuses new tables; ``bound()`` whether the session is bound and
+    read now (a missing SUBOK counts only then); ``report`` gets the errors the
+    application should know of.
     """
 
     def __init__(
@@ -204,7 +204,7 @@ class SubscriptionRegistry:
         if self._by_sub_id.get(sub_id) is not link or link.table.state != SUBSCRIBING:
             return
         if not self._bound():
-            self._await_subok(link, sub_id)  # the session is being rebound: wait more
+            self._await_subok(link, sub_id)  # rebinding, or we paused reading: wait more
             return
         missed = self._missing_subok.get(link, 0) + 1
         self.abandon(sub_id)  # in case the server has it (its SUBOK was lost)

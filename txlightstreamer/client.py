@@ -228,7 +228,7 @@ class LsClient(ClientEvents):
             self._control, self._router, clock, report=self._error,
             can_subscribe=lambda: self._session.bound or self.session_info is not None,
             closed=lambda: self._destroyed or self._destroying is not None,
-            bound=lambda: self._session.bound)
+            bound=lambda: self._session.bound and not self._session.reading_paused)
         # A SUBOK comes with the next poll at worst.
         self._registry.subok_timeout += polling_interval
         self._waiters: CreateWaiters[SessionInfo] = CreateWaiters(clock)
