@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "redis_fanout.json"
 LIVE = re.compile(rb"Live tables on http://[^/\s]+:(\d+)/")
 STAMP = re.compile(rb'"t": "(\d+)"')
+#: Runs of each sink measurement (the best is reported: a shared machine is noisy).
+RUNS = 3
 
 
 def _free_port() -> int:
@@ -113,7 +115,9 @@ async def bench_sink(updates: int) -> dict[str, Any]:
     result: dict[str, Any] = {"events": updates}
     for name, items, write in [("with_encoding", records, "write"),
                                ("pre_encoded", encoded, "write_data")]:
-        result[name] = await _sink_run(items, write)
+        runs = [await _sink_run(items, write) for _ in range(RUNS)]
+        best = max(runs, key=lambda run: int(run["events_per_s"]))
+        result[name] = {**best, "runs_events_per_s": [run["events_per_s"] for run in runs]}
     return result
 
 
