@@ -1,7 +1,7 @@
 """
-The ``^P`` walker (`txlightstreamer.protocol._jsonpatch`): it applies ``add``/``replace``/
-``remove`` exactly as ``jsonpatch`` does, refuses what it refuses, and hands every other
-operation to it.
+The ``^P`` walker (`txlightstreamer.protocol._hotpath.patch_document`): it applies
+``add``/``replace``/``remove`` exactly as ``jsonpatch`` does, refuses what it refuses,
+and hands every other operation to it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txlightstreamer.protocol._jsonpatch import PatchError, encode_json, patch_document
+from txlightstreamer.protocol._hotpath import patch_document
+from txlightstreamer.protocol._jsonpatch import PatchError, encode_json
 
 BIG = 1 << 20
 

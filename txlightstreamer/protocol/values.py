@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from ._hotpath import MARKERS, MAX_DIFF_RESULT, decode_plain, unescape
-from ._jsonpatch import COPY_ALLOWANCE, encode_json, patch_document
+from ._hotpath import MARKERS, MAX_DIFF_RESULT, decode_plain, patch_document, unescape
+from ._jsonpatch import COPY_ALLOWANCE, encode_json
 from .diff import apply_tlcp_diff
 from .errors import ValueDecodeError
 
