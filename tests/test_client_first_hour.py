@@ -69,7 +69,7 @@ def test_create_session_timeout_gives_up_with_the_last_cause() -> None:
     net.serve_tlcp(TlcpServer(clock=clock), host="nowhere.test")
     info = net.wait(client.create_session(timeout=30))
     assert info.continuity == "new" and client.status.startswith("CONNECTED:")
-    assert clock.getDelayedCalls()  # the session's own timers, not a leftover deadline
+    assert client._waiters._timer is None  # the deadline is cancelled once connected
     net.wait(client.destroy())
 
 
