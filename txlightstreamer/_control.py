@@ -252,11 +252,14 @@ class ControlChannel:
             if not self._settle(n, waiting):
                 self._report(ProtocolError("unexpected reply to a control request",
                                            raw.decode("utf-8", "replace")))
+        again = []
         for pending, request, req_id in batch:
             if str(req_id) in waiting:
                 pending.sends += 1
-                self._unanswered(pending, _idempotent(request),
-                                 ProtocolError("no reply for a control request"))
+                if self._unanswered(pending, _idempotent(request),
+                                    ProtocolError("no reply for a control request")):
+                    again.append(pending)
+        self._queue.extendleft(reversed(again))
         self.flush()
 
     def _no_answer(self, req_id: str, idempotent: bool) -> None:
@@ -276,27 +279,28 @@ class ControlChannel:
             pending.sends = 0
             self._queue.appendleft(pending)
             return
-        self._unanswered(pending, idempotent, None)
+        if self._unanswered(pending, idempotent, None):
+            self._queue.appendleft(pending)
+            self.flush()
 
     def _unanswered(
         self, pending: _Pending, idempotent: bool, error: LightstreamerError | None
-    ) -> None:
+    ) -> bool:
         """
-        Send an unanswered request again if harmless (same session), else fail it with
-        ``error`` (or, for a stream's silence, a reported `RequestTimeoutError`).
+        True if an unanswered request should go again (harmless, same session); else fail
+        it with ``error`` (or, for a stream's silence, a reported `RequestTimeoutError`).
         """
         if idempotent and pending.sends < MAX_SENDS and pending.epoch in (None, self.epoch) \
                 and not self.closing:
             log.warn("No answer to a control request; sending it again")
-            self._queue.appendleft(pending)
-            self.flush()
-            return
+            return True
         if error is None:
             times = f" (sent {pending.sends} times)" if pending.sends > 1 else ""
             error = RequestTimeoutError(
                 f"no answer to a control request within {self.answer_timeout:g} s{times}")
             self._report(error)
         pending.deferred.errback(error)
+        return False
 
     def _settle(self, n: Notification, waiting: dict[str, _Pending]) -> bool:
         """Settle the request a REQOK/REQERR/ERROR answers; False if it answers none."""
