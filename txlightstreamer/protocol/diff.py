@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
+from ._hotpath import tlcp_diff_bmp
 from .errors import ValueDecodeError
 
 __all__ = ["apply_tlcp_diff"]
@@ -20,6 +21,9 @@ def apply_tlcp_diff(old: str, diff: str) -> str:
     they equal code points unless a value holds characters outside the BMP, which a
     conformant server never diffs; such a diff is still applied as the official client does.
     """
+    fast = tlcp_diff_bmp(old, diff)  # compiled; None for astral values or a bad diff
+    if fast is not None:
+        return fast
     if _has_astral(old) or _has_astral(diff):
         pieces = _apply(_utf16(old), _utf16(diff))
         return _from_utf16([unit for piece in pieces for unit in piece])
