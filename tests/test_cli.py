@@ -26,6 +26,8 @@ import txlightstreamer
 from txlightstreamer.cli import PASSWORD_ENV
 from txlightstreamer.testing import DataModel, ItemListener, Session, TlcpServer
 
+from .web_support import without_ts
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_TREE = Path(txlightstreamer.__file__).resolve().is_relative_to(ROOT)
 TIMEOUT = 30.0
@@ -100,7 +102,7 @@ class Child(ProcessProtocol):
         for line in bytes(self.out).splitlines():
             event = json.loads(line.decode("utf-8"))
             assert isinstance(event, dict) and "event" in event, line
-            events.append(event)
+            events.append(without_ts(event))  # every event has its ts (issue 19)
         return events
 
     def of(self, kind: str) -> list[dict[str, Any]]:
@@ -210,14 +212,17 @@ async def test_module_max_updates(server: TlcpServer) -> None:
     assert all(not u["snapshot"] and u["changed"] == ["f1"] for u in updates[1:])
     assert "€uro".encode() in child.out  # UTF-8, not \\u escapes
     events = child.events
-    assert events[0] == {"event": "status", "status": "CONNECTING"}
+    assert events[0] == {"event": "status", "status": "CONNECTING",
+                         "reason": "creating a session"}
     assert events[1]["event"] == "status"
     assert events[1]["status"] in ("CONNECTED:WS-STREAMING", "CONNECTED:HTTP-STREAMING")
     session = child.of("session")[0]
     assert session["continuity"] == "new"
     assert child.of("subscribed") == [{"event": "subscribed", "sub": 0, "items": 1,
-                                       "fields": 2}]
-    assert events[-2:] == [{"event": "status", "status": "DISCONNECTED"},
+                                       "fields": 2, "item_names": ["item1"],
+                                       "field_names": ["f1", "f2"]}]
+    assert events[-2:] == [{"event": "status", "status": "DISCONNECTED",
+                            "reason": "closed by the client"},
                            {"event": "unsubscribed", "sub": 0}]
     # The session was destroyed on the server before the process exited.
     (seen,) = sessions_of(server)
@@ -266,7 +271,7 @@ async def test_module_signal_is_a_clean_stop(server: TlcpServer, name: str) -> N
     assert_clean_stderr(child)
     assert child.of("update")
     assert child.events[-2:] == [
-        {"event": "status", "status": "DISCONNECTED"},
+        {"event": "status", "status": "DISCONNECTED", "reason": "closed by the client"},
         {"event": "unsubscribed", "sub": 0}], child.report()
     (seen,) = sessions_of(server)
     assert seen.closed and server.sessions == {}
@@ -302,6 +307,13 @@ async def test_module_output_file(server: TlcpServer, tmp_path: Path) -> None:
 
 
 USAGE_ERRORS = [
+    (["--url", "http://127.0.0.1:1"], "nothing to subscribe to"),
+    (["--url", "http://127.0.0.1:1", "--subscribe", SPEC, "--give-up-after", "0"],
+     "bad --give-up-after"),
+    (["--url", "https://127.0.0.1:1", "--subscribe", SPEC, "--ca-file", "/nonexistent/ca"],
+     "cannot read --ca-file"),
+    (["--demo-port", "70000"], "bad --demo-port"),
+    (["--demo", "--log-level", "loud"], "bad --log-level"),
     (["--url", "http://127.0.0.1:1", "--subscribe", "FOO item1 f1"], "unknown mode"),
     (["--url", "http://127.0.0.1:1", "--subscribe", "MERGE item1"], "bad --subscribe SPEC"),
     (["--url", "http://127.0.0.1:1", "--subscribe", "MERGE item1 f1 snapshot"],
@@ -371,7 +383,7 @@ async def test_twistd_sigterm_is_a_clean_stop(server: TlcpServer) -> None:
                   on_line=on_first_update("TERM"))
     assert await child.wait() == 0, child.stderr
     assert child.events[-2:] == [
-        {"event": "status", "status": "DISCONNECTED"},
+        {"event": "status", "status": "DISCONNECTED", "reason": "closed by the client"},
         {"event": "unsubscribed", "sub": 0}], child.report()
     (seen,) = sessions_of(server)
     assert seen.closed and server.sessions == {}
@@ -391,3 +403,120 @@ async def test_twistd_usage_error() -> None:
     assert await child.wait() != 0
     assert "unknown mode" in child.stderr + child.out.decode()
     assert_clean_stderr(child)
+
+
+# -- the first hour of a new user (issue 19) ------------------------------------------------
+
+
+UNREACHABLE = ["--url", "http://127.0.0.1:1", "--subscribe", "MERGE item1 last_price"]
+
+
+@pytest.mark.parametrize("command", [PYTHON_M, TWISTD], ids=["python -m", "twistd -n"])
+@pytest_twisted.ensureDeferred
+async def test_unreachable_url_says_why_and_gives_up(command: list[str]) -> None:
+    child = spawn([*command, *UNREACHABLE, "--give-up-after", "6"])
+    assert await child.wait() == 1, child.report()
+    assert_clean_stderr(child)
+    statuses = child.of("status")
+    assert all(e["reason"] for e in statuses), statuses
+    assert not [e for e in statuses if e["status"].startswith("CONNECTED")]
+    assert len([e for e in statuses if e["status"] == "CONNECTING"]) >= 2
+    *told, last = child.of("error")
+    # The cause once (not once per attempt), then the give-up with the last cause.
+    assert len(told) == 1 and told[0]["code"] is None, child.report()
+    assert "refused" in told[0]["message"]
+    assert last["code"] is None
+    assert last["message"].startswith("gave up after 6 s without a session: ")
+    assert "refused" in last["message"]
+    errors = [line for line in child.stderr.splitlines() if "#error]" in line]
+    assert len(errors) == 1 and "gave up" in errors[0] and "refused" in errors[0], errors
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_url_keeps_trying_visibly() -> None:
+    def stop_on_error(child: Child, line: bytes) -> None:
+        if b'"event": "error"' in line:
+            child.send("TERM")
+
+    child = spawn([*PYTHON_M, *UNREACHABLE], on_line=stop_on_error)
+    assert await child.wait() == 0, child.report()
+    (error,) = child.of("error")
+    assert error["code"] is None and "refused" in error["message"]
+    assert "refused" in child.of("status")[1]["reason"]
+
+
+@pytest.mark.parametrize("args", [[], ["--url", "http://127.0.0.1:1"],
+                                  ["--subscribe", "FOO item1 f1"], ["--no-such-option"]],
+                         ids=["no url", "no subscribe", "bad spec", "unknown option"])
+@pytest_twisted.ensureDeferred
+async def test_twistd_usage_error_is_one_line_on_stderr(args: list[str]) -> None:
+    child = spawn([*TWISTD, *args])
+    assert await child.wait() == 2, child.report()
+    assert child.out == b""  # the JSON channel
+    (line,) = child.stderr.splitlines()
+    assert line.startswith("twistd lightstreamer: error: "), line
+
+
+@pytest.mark.parametrize("command", [PYTHON_M, TWISTD], ids=["python -m", "twistd -n"])
+@pytest_twisted.ensureDeferred
+async def test_ca_file_trusts_a_private_ca(command: list[str], tmp_path: Path) -> None:
+    from twisted.internet import ssl
+
+    from .test_tls import make_pki
+
+    ca_pem, cert_pem, key_pem = make_pki()
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(ca_pem)
+    tls = ssl.PrivateCertificate.loadPEM(cert_pem + key_pem).options()
+    srv = TlcpServer(keepalive_millis=1000)
+    await srv.listen(reactor, port=0, interface="127.0.0.1", tls=tls)
+    srv.data.update("item1", {"f1": "1", "f2": "2"})
+    try:
+        child = spawn([*command, "--url", str(srv.url), "--subscribe", SPEC,
+                       "--ca-file", str(ca), "--max-updates", "1"])
+        assert await child.wait() == 0, child.report()
+        assert len(child.of("update")) == 1
+    finally:
+        await srv.stop()
+
+
+def _free_port() -> int:
+    port = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")
+    number = int(port.getHost().port)
+    port.stopListening()
+    return number
+
+
+class _NoFactory:
+    noisy = False
+
+    def doStart(self) -> None:  # noqa: N802
+        pass
+
+    def doStop(self) -> None:  # noqa: N802
+        pass
+
+    def buildProtocol(self, addr: object) -> None:  # noqa: N802
+        return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_demo_port_and_quiet_logs() -> None:
+    port = _free_port()
+    child = spawn([*TWISTD, "--demo-port", str(port), "--max-updates", "3", "--quiet"])
+    assert await child.wait() == 0, child.report()
+    assert len(child.of("update")) == 3
+    assert child.stderr == ""  # --quiet: warnings and errors only, and there were none
+    child = spawn([*PYTHON_M, "--demo-port", str(port), "--max-updates", "3",
+                   "--log-level", "debug"])
+    assert await child.wait() == 0, child.report()
+    assert f"Demo server listening on http://127.0.0.1:{port}" in child.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_default_logs_have_no_plumbing_noise(server: TlcpServer) -> None:
+    child = spawn([*TWISTD, "--url", str(server.url), "--subscribe", SPEC,
+                   "--max-updates", "3", "--http-port", "tcp:0"])
+    assert await child.wait() == 0, child.report()
+    for noise in ("Starting factory", "Stopping factory", '"GET ', '"POST '):
+        assert noise not in child.stderr, child.stderr

@@ -41,6 +41,7 @@ from txlightstreamer.service import JsonLinesWriter, LsService, makeService
 from txlightstreamer.testing import DataModel, TlcpServer
 
 from .support import wait_until
+from .web_support import without_ts
 
 TIMEOUT = 10.0
 
@@ -124,11 +125,11 @@ def test_spec_errors(text: str, words: str) -> None:
 
 
 def test_options_defaults() -> None:
-    options = parse("--url", "https://push.example.com")
+    options = parse("--url", "https://push.example.com", "--subscribe", "MERGE a b")
     assert options["url"] == "https://push.example.com"
     assert options["protocol"] == "2.5.0"
     assert options["output"] == "-"
-    assert options["subscribe"] == []
+    assert [s.items for s in options["subscribe"]] == [("a",)]  # --url needs one (issue 19)
     assert options["max-updates"] is None
     assert options["duration"] is None
     assert not options["demo"]
@@ -456,7 +457,8 @@ class Run:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+        """The JSON lines, each checked for its ``ts`` (then left out of comparisons)."""
+        return [without_ts(json.loads(line)) for line in self.stream.getvalue().splitlines()]
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == kind]
@@ -499,12 +501,14 @@ async def test_merge_stream_and_clean_stop(server: TlcpServer,
     events = r.events
     kinds = [e["event"] for e in events]
     assert kinds[:4] == ["status", "status", "session", "subscribed"]
-    assert events[0] == {"event": "status", "status": "CONNECTING"}
+    assert events[0] == {"event": "status", "status": "CONNECTING",
+                         "reason": "creating a session"}
     assert events[1]["event"] == "status"
     assert events[1]["status"] in ("CONNECTED:WS-STREAMING", "CONNECTED:HTTP-STREAMING")
     assert events[2]["session_id"] == session.session_id
     assert events[2]["continuity"] == "new"
-    assert events[3] == {"event": "subscribed", "sub": 0, "items": 2, "fields": 2}
+    assert events[3] == {"event": "subscribed", "sub": 0, "items": 2, "fields": 2,
+                         "item_names": ["item1", "item2"], "field_names": ["f1", "f2"]}
     updates = r.of("update")
     assert updates[0] == {"event": "update", "sub": 0, "item": "item1", "pos": 1,
                           "values": {"f1": "1", "f2": "é"}, "changed": ["f1", "f2"],
@@ -515,7 +519,8 @@ async def test_merge_stream_and_clean_stop(server: TlcpServer,
     assert live[0]["changed"] == ["f1", "f2"]
     assert live[1]["values"] == {"f1": "2", "f2": "é"} and live[1]["changed"] == ["f1"]
     assert kinds[-1] == "unsubscribed"
-    assert {"event": "status", "status": "DISCONNECTED"} in events
+    assert {"event": "status", "status": "DISCONNECTED",
+            "reason": "closed by the client"} in events
     assert "hunter2" not in r.stream.getvalue().decode()
     assert r.service.exit_code == 0
     assert await r.service.when_done() == 0
@@ -537,7 +542,7 @@ async def test_max_updates_stops_by_itself(server: TlcpServer,
 
 @pytest_twisted.ensureDeferred
 async def test_duration_stops_by_itself(server: TlcpServer, run: Callable[..., Run]) -> None:
-    r = run("--url", server.url, "--duration", "0.3")
+    r = run("--url", server.url, "--subscribe", "MERGE item1 f1", "--duration", "0.3")
     r.service.startService()
     assert await r.service.when_done() == 0
     assert r.of("session") and server.sessions == {}
@@ -553,6 +558,8 @@ async def test_command_mode(server: TlcpServer, run: Callable[..., Run]) -> None
     server.data.command("port", "k1", "DELETE")
     await wait_until(lambda: len(r.of("update")) >= 3)
     assert r.of("subscribed") == [{"event": "subscribed", "sub": 0, "items": 1, "fields": 3,
+                                  "item_names": ["port"],
+                                  "field_names": ["key", "command", "qty"],
                                   "key_field": 1, "command_field": 2}]
     assert r.of("eos") == [{"event": "eos", "sub": 0, "item": "port", "pos": 1}]
     values = [u["values"] for u in r.of("update")]
@@ -585,13 +592,14 @@ async def test_refused_session_is_fatal(server: TlcpServer, run: Callable[..., R
     r.service.startService()
     assert await r.service.when_done() == 1
     assert r.of("error") == [{"event": "error", "code": 1, "message": "bad credentials"}]
-    assert {"event": "status", "status": "DISCONNECTED"} in r.events
+    assert {"event": "status", "status": "DISCONNECTED",
+            "reason": "CONERR 1: bad credentials"} in r.events
 
 
 @pytest_twisted.ensureDeferred
 async def test_session_ended_by_server_is_fatal(server: TlcpServer,
                                                 run: Callable[..., Run]) -> None:
-    r = run("--url", server.url)
+    r = run("--url", server.url, "--subscribe", "MERGE item1 f1")
     r.service.startService()
     await wait_until(lambda: bool(server.sessions) and bool(r.of("session")))
     next(iter(server.sessions.values())).end(32, "closed by the admin")
@@ -612,7 +620,8 @@ async def test_subscription_error_is_reported_once_with_sub() -> None:
         assert r.of("error") == [
             {"event": "error", "code": 21, "message": "Bad item group name", "sub": 1}]
         assert r.of("subscribed") == [{"event": "subscribed", "sub": 0, "items": 1,
-                                       "fields": 1}]
+                                       "fields": 1, "item_names": ["good"],
+                                       "field_names": ["f"]}]
         assert r.service.exit_code is None  # not fatal
     finally:
         await r.service.stopService()
@@ -644,12 +653,13 @@ async def test_demo_in_process() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_stop_before_connected_is_clean(run: Callable[..., Run]) -> None:
-    r = run("--url", "http://127.0.0.1:9")  # nothing listens there (discard port)
+    r = run("--url", "http://127.0.0.1:9", "--subscribe", "MERGE a b")  # nothing listens
     r.service.startService()
     await task.deferLater(reactor, 0.05, lambda: None)
     await r.service.stopService()
     assert r.service.exit_code == 0
-    assert r.events[0] == {"event": "status", "status": "CONNECTING"}
+    assert r.events[0] == {"event": "status", "status": "CONNECTING",
+                           "reason": "creating a session"}
     await r.service.stopService()  # idempotent
 
 

@@ -134,9 +134,14 @@ async def test_connection_events_reach_the_stream() -> None:
         assert session.data == {"event": "session", "session_id": env.client.session_id,
                                 "continuity": "new"}
         subscribed = {e.data["sub"]: e.data for e in reader.named("subscribed")}
-        assert subscribed[0] == {"event": "subscribed", "sub": 0, "items": 2, "fields": 2}
+        assert subscribed[0] == {"event": "subscribed", "sub": 0, "items": 2, "fields": 2,
+                                 "item_names": ["a", "b"],
+                                 "field_names": ["v", "w"]}
         assert subscribed[1] == {"event": "subscribed", "sub": 1, "items": 1, "fields": 3,
+                                 "item_names": ["p"],
+                                 "field_names": ["key", "command", "qty"],
                                  "key_field": 1, "command_field": 2}
+        assert all(e.data["reason"] for e in reader.named("status")[1:])
         await env.client.destroy()
         await reader.wait_for(lambda r: r.named("status")[-1].data["status"] == "DISCONNECTED",
                               what="DISCONNECTED")

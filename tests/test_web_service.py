@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 import txlightstreamer
 from tests.test_web_browser import _need_browser, run_browser
-from tests.web_support import SseReader, sleep, wait_until
+from tests.web_support import SseReader, sleep, wait_until, without_ts
 from txlightstreamer.cli import Options
 from txlightstreamer.web._page import PAGE
 
@@ -143,7 +143,7 @@ async def test_the_demo_serves_page_snapshot_and_events(served: tuple[Child, str
     assert reader.events[0].event == "snapshot"
     # The stream carries the same events as the JSON lines on standard output.
     await wait_until(lambda: child.out.count(b"\n") >= 10)
-    lines = [json.loads(line) for line in bytes(child.out).splitlines()]
+    lines = [without_ts(json.loads(line)) for line in bytes(child.out).splitlines()]
     streamed = [e.data for e in reader.named("update")]
     assert streamed[0] in lines
     await reader.close()
@@ -170,15 +170,22 @@ def test_a_bad_endpoint_is_a_usage_error(endpoint: str) -> None:
     assert "--http-port" in line and "Traceback" not in line
 
 
+@pytest.mark.parametrize("command", [PYTHON_M, TWISTD], ids=["python -m", "twistd -n"])
+@pytest.mark.parametrize("source", [["--demo"],
+                                    ["--url", "http://127.0.0.1:1", "--subscribe", "RAW a b"]],
+                         ids=["demo", "url"])
 @pytest_twisted.ensureDeferred
-async def test_a_port_in_use_ends_with_status_1() -> None:
+async def test_a_port_in_use_ends_with_status_1(command: list[str], source: list[str]) -> None:
     busy = reactor.listenTCP(0, _Nothing(), interface="127.0.0.1")
     try:
-        argv = [*PYTHON_M, "--demo", "--http-port", f"tcp:{busy.getHost().port}"]
+        argv = [*command, *source, "--http-port", f"tcp:{busy.getHost().port}"]
         child = Child()
         reactor.spawnProcess(child, argv[0], argv, env=_environ(), path=str(ROOT))
         assert await child.wait() == 1, child.report()
         assert b"Cannot serve --http-port" in child.err
+        errors = [line for line in child.err.splitlines() if b"#error]" in line]
+        assert len(errors) == 1 and b"Address already in use" in errors[0], child.report()
+        assert b"Traceback" not in child.err and b"Could not start" not in child.err
     finally:
         await busy.stopListening()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,15 @@ from txlightstreamer.testing import TlcpServer
 from txlightstreamer.web import Relay
 
 from .support import wait_until
+
+#: The ``ts`` of every JSON-lines event: ISO 8601 UTC with milliseconds.
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def without_ts(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` (a JSON-lines record) without its ``ts``, once that is checked."""
+    assert TS.match(event.get("ts", "")), event
+    return {k: v for k, v in event.items() if k != "ts"}
 
 
 async def sleep(seconds: float) -> None:

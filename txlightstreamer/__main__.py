@@ -15,16 +15,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
+from twisted.logger import LogLevel, globalLogBeginner
 from twisted.python import usage
 
 from txlightstreamer.cli import Options
+from txlightstreamer.cli.options import log_observer
 from txlightstreamer.service import LsService, makeService
 
 __all__ = ["main"]
@@ -32,9 +27,6 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-#: Namespaces logged at warning level and above only (legacy log.msg: the access log).
-_QUIET_NAMESPACES = ("twisted.web.client", "twisted.python.log")
 
 
 def _program_name() -> str:
@@ -52,14 +44,6 @@ def _exit_code(code: object) -> int:
         return code
     print(code, file=sys.stderr)
     return EXIT_FAILURE
-
-
-def _stderr_observer() -> FilteringLogObserver:
-    """Info and above to stderr, without the HTTP plumbing's chatter (access log, pools)."""
-    levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    for namespace in _QUIET_NAMESPACES:
-        levels.setLogLevelForNamespace(namespace, LogLevel.warn)
-    return FilteringLogObserver(textFileLogObserver(sys.stderr), [levels])
 
 
 async def _run(reactor: Any, options: Options) -> None:
@@ -94,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return _exit_code(e.code)
 
-    globalLogBeginner.beginLoggingTo([_stderr_observer()], redirectStandardIO=False)
+    level = LogLevel.levelWithName(options["log-level"])
+    globalLogBeginner.beginLoggingTo([log_observer(sys.stderr, level)],
+                                     redirectStandardIO=False)
     try:
         react(_run, (options,))
     except SystemExit as e:

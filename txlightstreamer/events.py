@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from txlightstreamer import MODE_COMMAND, ItemUpdate, LsClient, SessionInfo, Table
@@ -32,8 +33,10 @@ __all__ = [
     "item_event",
     "lost_event",
     "session_event",
+    "stamped",
     "status_event",
     "subscribed_event",
+    "timestamp",
     "unsubscribed_event",
     "update_event",
 ]
@@ -56,6 +59,18 @@ class EventSink(Protocol):
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
+def timestamp(seconds: float) -> str:
+    """``ts``: ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T16:00:00.123Z``."""
+    millis = int(round(seconds * 1000))
+    moment = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"
+
+
+def stamped(event: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """``event`` with ``ts`` second (after ``event``), from a clock's ``seconds()``."""
+    return {"event": event["event"], "ts": timestamp(seconds), **event}
+
+
 def encode_event(event: Mapping[str, Any]) -> bytes:
     """One JSON line (UTF-8, not ASCII-escaped, ending with a newline)."""
     text = _ENCODER.encode(event)
@@ -73,9 +88,9 @@ def _item_name(table: Table, pos: int) -> str | None:
     return None
 
 
-def status_event(status: str) -> dict[str, Any]:
-    """``{"event": "status", "status": S}``."""
-    return {"event": "status", "status": str(status)}
+def status_event(status: str, reason: str | None = None) -> dict[str, Any]:
+    """``{"event": "status", "status": S, "reason": WHY}`` (``reason`` may be ``null``)."""
+    return {"event": "status", "status": str(status), "reason": reason}
 
 
 def session_event(info: SessionInfo) -> dict[str, Any]:
@@ -86,12 +101,19 @@ def session_event(info: SessionInfo) -> dict[str, Any]:
 
 
 def subscribed_event(sub: int, table: Table) -> dict[str, Any]:
-    """``{"event": "subscribed", "sub": N, "items": count, "fields": count, ...}``."""
+    """
+    ``{"event": "subscribed", "sub": N, "items": count, "fields": count, "item_names":
+    [...], "field_names": [...], ...}``: the names are ``null`` for a group or schema
+    name the server expanded (the counts are always there).
+    """
+    items, fields = table.item_names, table.field_names
     event: dict[str, Any] = {
         "event": "subscribed",
         "sub": sub,
         "items": table.num_items,
         "fields": table.num_fields,
+        "item_names": None if items is None else list(items),
+        "field_names": None if fields is None else list(fields),
     }
     if table.mode == MODE_COMMAND:
         event["key_field"] = table.key_position
@@ -168,7 +190,7 @@ class EventFeed:
     def watch_client(self, client: LsClient) -> None:
         """Write the client's status changes, sessions and errors."""
         write = self.sink.write
-        client.on_status(lambda status, reason: write(status_event(status)))
+        client.on_status(lambda status, reason: write(status_event(status, reason)))
         client.on_session(lambda info: write(session_event(info)))
         client.on_error(self.report_error)
 

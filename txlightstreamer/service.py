@@ -16,9 +16,9 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txlightstreamer import LsClient, Table
+from txlightstreamer._demo_service import DemoService
 from txlightstreamer._jsonlines import JsonLinesWriter
 from txlightstreamer.cli.options import PASSWORD_ENV, Options, stderr_log_observer
 from txlightstreamer.cli.subscribe import (
@@ -35,7 +36,7 @@ from txlightstreamer.cli.subscribe import (
     demo_subscriptions,
     parse_subscription,
 )
-from txlightstreamer.errors import SessionLostError
+from txlightstreamer.errors import SessionLostError, TransportError
 from txlightstreamer.events import (
     DATA_EVENTS,
     EventFeed,
@@ -44,6 +45,7 @@ from txlightstreamer.events import (
     item_event,
     lost_event,
     session_event,
+    stamped,
     status_event,
     subscribed_event,
     unsubscribed_event,
@@ -60,6 +62,7 @@ from txlightstreamer.web._port import RelayPortService
 __all__ = [
     "MODES",
     "PASSWORD_ENV",
+    "DemoService",
     "JsonLinesWriter",
     "LsService",
     "Options",
@@ -83,62 +86,6 @@ log = Logger()
 
 #: How long a clean stop waits for the server to acknowledge the destroy request.
 DESTROY_TIMEOUT = 10.0
-
-
-# -- child services -------------------------------------------------------------------------
-
-
-class DemoService(Service):
-    """The embedded demo server and its feed (``--demo``); `url` fires once it listens."""
-
-    name = "demo"
-
-    def __init__(self, reactor: Any, profile: str | None = None) -> None:
-        self._reactor = reactor
-        self._profile = profile  # --demo-profile: see testing.demo.demo_profile
-        self.server: Any = None
-        self.feed: Any = None
-        self._listening: Deferred[str] | None = None
-
-    def startService(self) -> None:  # noqa: N802 (Twisted API)
-        from txlightstreamer.testing.demo import demo_profile
-
-        Service.startService(self)
-        self.server, self.feed = demo_profile(self._profile, self._reactor)
-        self._listening = ensureDeferred(self._listen())
-
-    async def _listen(self) -> str:
-        await self.server.listen(self._reactor, port=0, interface="127.0.0.1")
-        url = cast(str, self.server.url)
-        log.info("Demo server listening on {url}", url=url)
-        if self.running:
-            self.feed.start()
-        return url
-
-    def url(self) -> Deferred[str]:
-        """Fires with the server's URL once it listens (start the service first)."""
-        assert self._listening is not None, "the demo service is not started"
-        d: Deferred[str] = Deferred()
-
-        def relay(result: Any) -> Any:
-            d.callback(result)  # a Failure errbacks d
-            return None
-
-        self._listening.addBoth(relay)
-        return d
-
-    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
-        Service.stopService(self)
-        return ensureDeferred(self._stop())
-
-    async def _stop(self) -> None:
-        if self.feed is not None:
-            self.feed.stop()
-        if self.server is not None:
-            try:
-                await self.server.stop()
-            except Exception as e:
-                log.warn("Stopping the demo server failed: {error}", error=e)
 
 
 # -- the service ----------------------------------------------------------------------------
@@ -196,7 +143,8 @@ class LsService(MultiService):
         self.tables: list[Table] = []
         self.demo: DemoService | None = None
         if options["demo"]:
-            self.demo = DemoService(self.reactor, options.get("demo-profile"))
+            self.demo = DemoService(self.reactor, options.get("demo-profile"),
+                                    options.get("demo-port") or 0)
             self.demo.setServiceParent(self)
         #: The web relay's port service with --http-port.
         self.http: RelayPortService | None = None
@@ -210,6 +158,8 @@ class LsService(MultiService):
         self.sessions: Counter[str] = Counter()
         self._replacing = False
         self._session_open = False
+        self._connecting_since = 0.0
+        self._told = False
         #: The Redis sink (--sink) and its lease (--lease), a child service.
         self.redis: RedisSinkService | None = None
         sink_target = getattr(options, "sink", None)
@@ -260,7 +210,7 @@ class LsService(MultiService):
         for warning in self.options.warnings:
             log.warn("{warning}", warning=warning)
         if self._stop_reactor:
-            self.reactor.callWhenRunning(self._handle_signals)
+            self.reactor.callWhenRunning(_handle_signals, self.reactor, self._stop_the_reactor)
         if self._writer is None:
             try:
                 self._writer = JsonLinesWriter.open(
@@ -300,22 +250,6 @@ class LsService(MultiService):
         else:
             self._done_waiters.append(d)
         return d
-
-    def _handle_signals(self) -> None:
-        """
-        Under twistd, SIGINT/SIGTERM stop cleanly: exit status 0, not death by signal. The
-        reactor's own handlers record the signal for twistd to die by; these replace them.
-        """
-        for number in (signal.SIGINT, signal.SIGTERM):
-            if callable(signal.getsignal(number)):  # only where the reactor handles it
-                try:
-                    signal.signal(number, self._on_signal)
-                except ValueError:  # not the main thread: the reactor has none either
-                    return
-
-    def _on_signal(self, number: int, frame: FrameType | None) -> None:
-        log.info("Received {signal}, shutting down.", signal=signal.Signals(number).name)
-        self.reactor.callFromThread(self._stop_the_reactor)
 
     def _open_sink(self, url: str) -> Deferred[str]:
         assert self.redis is not None
@@ -357,15 +291,20 @@ class LsService(MultiService):
         client = self.client
         if client is None or self._session_open:
             client = self._make_client(url)
+        if self.stopping:
+            return  # --http-port could not listen: the client is destroyed already
         self._session_open = True
+        self._connecting_since = self.reactor.seconds()
         created = client.create_session(
-            self.options["adapter-set"], self.options["user"], self.options.password)
+            self.options["adapter-set"], self.options["user"], self.options.password,
+            timeout=self.options.get("give-up-after"))
         created.addErrback(lambda failure: self._create_failed(client, failure))
 
     def _make_client(self, url: str) -> LsClient:
         """A client with its tables, wired to the outputs (and the relay); not started."""
         self.url = url
-        client = LsClient(url, reactor=self.reactor, protocol_version=self.options["protocol"])
+        client = LsClient(url, reactor=self.reactor, protocol_version=self.options["protocol"],
+                          trust_roots=self.options.get("ca-file"))
         self.client = client
         self._feed = EventFeed(_Retirable(self, client))
         self._feed.watch_client(client)
@@ -388,7 +327,7 @@ class LsService(MultiService):
         mount_metrics(relay.resource(), self.metric_values, self.health)
         self.http = RelayPortService(
             relay, self.reactor, self.options["http-port"],
-            lambda: self._finish(1, "cannot listen on --http-port"))
+            lambda reason: self._finish(1, reason))
         self.http.setServiceParent(self)  # starts it: this service is running
 
     def _start_source(self) -> None:
@@ -435,6 +374,7 @@ class LsService(MultiService):
         kind = event["event"]
         if self.stopping and kind in DATA_EVENTS:
             return
+        event = stamped(event, self.reactor.seconds())
         if kind == "session":
             if self._replacing and event["continuity"] == "new":
                 event = {**event, "continuity": "replaced"}
@@ -442,7 +382,7 @@ class LsService(MultiService):
             self.sessions[str(event["continuity"])] += 1
         elif kind == "lost":
             self.lost_updates += int(event.get("count") or 0)
-        if kind == "error":
+        if kind == "error" and not self._told:
             where = "".join(f" ({name} {event[name]})" for name in ("sub", "key")
                             if name in event)
             log.warn("Error{where}: {message}", where=where, message=event["message"])
@@ -471,6 +411,15 @@ class LsService(MultiService):
             return  # a session destroyed when the lease was lost
         if self.stopping and failure.check(SessionLostError):
             return
+        limit = self.options.get("give-up-after")
+        if limit is not None and self.reactor.seconds() - self._connecting_since >= limit:
+            # create_session(timeout=) gave up: say so, with the last cause.
+            reason = f"gave up after {limit:g} s without a session: {failure.value}"
+            self._told = True  # the "Stopping:" line says it: log it once
+            self._feed.report_error(TransportError(reason, retryable=False))
+            self._told = False
+            self._finish(1, reason)
+            return
         if isinstance(failure.value, Exception):
             self._feed.report_error(failure.value)
         self._finish(1, f"no session: {failure.value}")
@@ -491,8 +440,8 @@ class LsService(MultiService):
         else:
             log.info("Stopping: {reason}", reason=reason)
         d = self._shutdown()
-        if self._stop_reactor:
-            d.addCallback(lambda _: self._stop_the_reactor())
+        if self._stop_reactor:  # twistd may start the service before the reactor runs
+            d.addCallback(lambda _: self.reactor.callWhenRunning(self._stop_the_reactor))
 
     def _stop_the_reactor(self) -> None:
         if self.exit_code:
@@ -565,6 +514,24 @@ def makeService(  # noqa: N802 (the IServiceMaker name)
     LsService(options, reactor=reactor, output=output, stop_reactor=stop_reactor) \
         .setServiceParent(top)
     return top
+
+
+def _handle_signals(reactor: Any, stop: Callable[[], None]) -> None:
+    """
+    Under twistd, SIGINT/SIGTERM stop cleanly: exit status 0, not death by signal. The
+    reactor's own handlers record the signal for twistd to die by; these replace them.
+    """
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        log.info("Received {signal}, shutting down.", signal=signal.Signals(number).name)
+        reactor.callFromThread(stop)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if callable(signal.getsignal(number)):  # only where the reactor handles it
+            try:
+                signal.signal(number, on_signal)
+            except ValueError:  # not the main thread: the reactor has none either
+                return
 
 
 class _Retirable:

@@ -9,7 +9,13 @@ import sys
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from twisted.logger import ILogObserver, textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    textFileLogObserver,
+)
 from twisted.python import usage
 
 from txlightstreamer._version import __version__
@@ -18,7 +24,14 @@ from txlightstreamer.protocol import SUPPORTED_VERSIONS
 from txlightstreamer.sinks._shard import parse_shard
 from txlightstreamer.sinks._target import RedisTarget, parse_redis_url
 
-__all__ = ["PASSWORD_ENV", "REDIS_PASSWORD_ENV", "Options", "stderr_log_observer"]
+__all__ = [
+    "LOG_LEVELS",
+    "PASSWORD_ENV",
+    "REDIS_PASSWORD_ENV",
+    "Options",
+    "log_observer",
+    "stderr_log_observer",
+]
 
 #: The environment variable read for the password.
 PASSWORD_ENV = "LS_PASSWORD"
@@ -28,9 +41,29 @@ REDIS_PASSWORD_ENV = "TXLS_REDIS_PASSWORD"
 STDERR_OBSERVER_NAME = "txlightstreamer.service.stderr_log_observer"
 
 
+#: The --log-level names.
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+#: Namespaces kept at warning level and above unless --log-level debug: the HTTP
+#: plumbing's chatter (legacy log.msg: "Starting factory ...", the access log per request)
+#: and the embedded demo server's per-request lines.
+QUIET_NAMESPACES = ("twisted.web.client", "twisted.python.log", "log_legacy",
+                    "twisted.web.server", "txlightstreamer.testing")
+#: The level `stderr_log_observer` uses: twistd imports it by name, without arguments.
+_chosen_level = {"level": LogLevel.info}
+
+
+def log_observer(stream: object, level: LogLevel = LogLevel.info) -> ILogObserver:
+    """Log events of ``level`` and above to ``stream``, without the plumbing's chatter."""
+    levels = LogLevelFilterPredicate(defaultLogLevel=level)
+    if level > LogLevel.debug:
+        for namespace in QUIET_NAMESPACES:
+            levels.setLogLevelForNamespace(namespace, max(level, LogLevel.warn))
+    return FilteringLogObserver(textFileLogObserver(stream), [levels])  # type: ignore[arg-type]
+
+
 def stderr_log_observer() -> ILogObserver:
-    """A log observer writing to standard error (used for ``twistd -n`` without a log file)."""
-    return textFileLogObserver(sys.stderr)
+    """The log observer of ``twistd -n`` without a log file: standard error, --log-level."""
+    return log_observer(sys.stderr, _chosen_level["level"])
 
 
 class Options(usage.Options):
@@ -49,6 +82,7 @@ class Options(usage.Options):
     optFlags = [
         ["demo", None, "Start the embedded demo server on 127.0.0.1 and connect to it "
                        "(subscribes to the demo items unless --subscribe is given)."],
+        ["quiet", "q", "Log warnings and errors only (same as --log-level warn)."],
     ]
     optParameters = [
         ["url", None, None, "Server address, http://host[:port] or https://host[:port]."],
@@ -60,6 +94,18 @@ class Options(usage.Options):
         ["demo-profile", None, None,
          "Implies --demo; 'ig' serves IG's streaming conventions (an emulation, not IG) and "
          "uses its demo account, tokens and items unless told otherwise."],
+        ["demo-port", None, None,
+         "Implies --demo; the demo server's fixed port on 127.0.0.1 (default: a free one)."],
+        ["ca-file", None, None,
+         "Trust the certificates in this PEM file (e.g. a private CA) instead of the "
+         "platform's for https:// URLs. Without it the platform's store is used, which "
+         "OpenSSL lets the SSL_CERT_FILE environment variable replace."],
+        ["give-up-after", None, None,
+         "Stop (exit status 1, with the last connection failure's cause) when no session "
+         "could be created within this many seconds; by default retry forever, reporting "
+         "each new cause as an error event."],
+        ["log-level", None, "info",
+         "Log events of this level and above: " + ", ".join(LOG_LEVELS) + "."],
         ["protocol", None, "2.5.0", "TLCP version: " + " or ".join(SUPPORTED_VERSIONS) + "."],
         ["output", None, "-", "Append the JSON lines to this file; - is standard output."],
         ["max-updates", None, None, "Stop cleanly after this many update events."],
@@ -112,9 +158,25 @@ class Options(usage.Options):
         print(f"txlightstreamer {__version__}")
         sys.exit(0)
 
+    def parseOptions(self, options: list[str] | None = None) -> None:  # noqa: N802
+        """
+        Parse; under twistd a usage error is one line on standard error and exit status 2
+        (twistd itself would print the whole usage to standard output, the JSON channel).
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            from twisted.application.app import ServerOptions
+
+            if not isinstance(getattr(self, "parent", None), ServerOptions):
+                raise
+            message = " ".join(str(e).split())
+            print(f"twistd lightstreamer: error: {message} (see --help)", file=sys.stderr)
+            raise SystemExit(2) from None
+
     def postOptions(self) -> None:  # noqa: N802 (Twisted API)
         """Check the combination of options and resolve the password."""
-        if self["demo-profile"] is not None:
+        if self["demo-profile"] is not None or self["demo-port"] is not None:
             self["demo"] = True
         url = self["url"]
         if self["source"] is not None:
@@ -148,11 +210,48 @@ class Options(usage.Options):
             self["duration"] = float(raw_duration)
         self._check_http_port()
         self._check_scaling()
+        self._check_first_hour()
         self._resolve_password()
         if self["demo-profile"] is not None:
             self._use_demo_profile()
         self._check_output()
+        if self["url"] is not None and not self["subscribe"]:
+            raise usage.UsageError(
+                "nothing to subscribe to: give --subscribe \"MODE ITEMS FIELDS\" (repeatable)")
         self._adapt_twistd_logging()
+
+    def _check_first_hour(self) -> None:
+        """--demo-port, --ca-file, --give-up-after, --log-level, --quiet."""
+        port = self["demo-port"]
+        if port is not None:
+            number = positive_int(str(port))
+            if number is None or number > 65535:
+                raise usage.UsageError(f"bad --demo-port {port!r}: use a port from 1 to 65535")
+            self["demo-port"] = number
+        path = self["ca-file"]
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    pem = f.read()
+            except OSError as e:
+                raise usage.UsageError(f"cannot read --ca-file {path!r}: {e.strerror}") from None
+            if b"-----BEGIN CERTIFICATE-----" not in pem:
+                raise usage.UsageError(f"bad --ca-file {path!r}: no PEM certificate in it")
+            self["ca-file"] = os.path.abspath(path)  # twistd may change directory later
+        raw = self["give-up-after"]
+        if raw is not None:
+            if not DECIMAL.match(str(raw)) or float(raw) <= 0:
+                raise usage.UsageError(
+                    f"bad --give-up-after {raw!r}: use a positive number of seconds")
+            self["give-up-after"] = float(raw)
+        level = "warn" if self["quiet"] else str(self["log-level"]).lower()
+        if level == "warning":
+            level = "warn"
+        if level not in LOG_LEVELS:
+            raise usage.UsageError(
+                f"bad --log-level {self['log-level']!r}: use one of {', '.join(LOG_LEVELS)}")
+        self["log-level"] = level
+        _chosen_level["level"] = LogLevel.levelWithName(level)
 
     def _check_http_port(self) -> None:
         endpoint = self["http-port"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
@@ -20,7 +21,7 @@ class RelayPortService(Service):
     name = "http"
 
     def __init__(self, relay: Any, reactor: Any, endpoint: str,
-                 on_failure: Any) -> None:
+                 on_failure: Callable[[str], object]) -> None:
         self.relay = relay
         self.endpoint = endpoint
         self.port: Any = None
@@ -47,9 +48,9 @@ class RelayPortService(Service):
         return None
 
     def _failed(self, failure: Failure) -> None:
-        log.error("Cannot serve --http-port {endpoint}: {error}",
-                  endpoint=self.endpoint, error=failure.getErrorMessage())
-        self._on_failure()
+        # One line, said once by whoever stops: on_failure gets the cause.
+        self._on_failure(f"Cannot serve --http-port {self.endpoint}: "
+                         f"{failure.getErrorMessage()}")
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
         Service.stopService(self)
