@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from txlightstreamer import LsClient
+from txlightstreamer import LsClient, Table
 from txlightstreamer.cli import demo_subscriptions
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.testing.demo import DemoFeed
@@ -64,13 +64,17 @@ def _need_browser() -> None:
 
 
 class _Collect(ProcessProtocol):
-    def __init__(self) -> None:
+    def __init__(self, on_down: Any = None) -> None:
         self.out = bytearray()
         self.err = bytearray()
         self.ended: Deferred[int | None] = Deferred()
+        self._on_down = on_down
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802
         self.out += data
+        if self._on_down is not None and b"DOWN?" in self.out:
+            on_down, self._on_down = self._on_down, None
+            on_down()
 
     def errReceived(self, data: bytes) -> None:  # noqa: N802
         self.err += data[-100_000:]
@@ -80,12 +84,13 @@ class _Collect(ProcessProtocol):
         self.ended.callback(code)
 
 
-async def run_browser(url: str, screenshot: Path) -> dict[str, Any]:
+async def run_browser(url: str, screenshot: Path, *extra: str,
+                      on_down: Any = None) -> dict[str, Any]:
     """Run the driver script in a child process without blocking the reactor."""
-    proto = _Collect()
+    proto = _Collect(on_down)
     process = reactor.spawnProcess(
         proto, sys.executable,
-        [sys.executable, str(DRIVER), url, str(screenshot), "--budget", str(BUDGET)],
+        [sys.executable, str(DRIVER), url, str(screenshot), "--budget", str(BUDGET), *extra],
         env=dict(os.environ), path=str(HERE.parent))
     killer = reactor.callLater(HARD_LIMIT, _kill, process)
     try:
@@ -153,3 +158,67 @@ async def test_chromium_sees_the_cells_change(demo_relay: tuple[str, Relay],
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     if os.environ.get("TXLS_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(screenshot, SCREENSHOT)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_page_for_a_new_user(tmp_path: Path) -> None:
+    """
+    Issue 19: a DISTINCT table lists its recent events, rows grey out while the upstream
+    is down, dark mode is readable, 420 px wide works (tables scroll in their box).
+    Screenshots go to docs/ with TXLS_UPDATE_SCREENSHOT=1.
+    """
+    _need_browser()
+    from twisted.internet import task
+
+    server = TlcpServer(keepalive_millis=1000)
+    await server.listen(reactor, port=0, interface="127.0.0.1")
+    count = 0
+
+    def tick() -> None:
+        nonlocal count
+        count += 1
+        server.data.update("EURUSD", {"bid": f"1.{800 + count % 50:04d}",
+                                      "ask": f"1.{802 + count % 50:04d}", "time": str(count),
+                                      "venue": "a rather long venue name to be scrolled"})
+        server.data.update("news", {"headline": f"headline number {count}",
+                                    "source": "wire"})
+
+    ticker = task.LoopingCall(tick)
+    ticker.clock = reactor
+    ticker.start(0.2)
+    client = LsClient(server.url, retry_delay=1.0)
+    tables = [Table(client, mode="MERGE", item_ids=["EURUSD"],
+                    schema=["bid", "ask", "time", "venue"]),
+              Table(client, mode="DISTINCT", item_ids=["news"], schema=["headline", "source"])]
+    relay = Relay(client, tables)
+    port = await relay.listen(reactor, "tcp:0")
+    await client.create_session()
+
+    async def cut() -> None:
+        ticker.stop()
+        await server.stop()
+
+    outdir = HERE.parent / "docs" if os.environ.get("TXLS_UPDATE_SCREENSHOT") == "1" \
+        else tmp_path
+    try:
+        report = await run_browser(f"http://127.0.0.1:{port.getHost().port}/", outdir,
+                                   "--first-hour", on_down=lambda: ensureDeferred(cut()))
+    finally:
+        relay.close()
+        await client.destroy()
+        if ticker.running:
+            ticker.stop()
+            await server.stop()
+        await port.stopListening()
+    normal, dark, narrow, down = (report[k] for k in ("normal", "dark", "narrow", "down"))
+    assert normal["distinct_rows"] >= 5  # not only the latest row
+    values = normal["distinct_values"]
+    assert len(set(values)) == len(values) and values[0] > values[-1] or len(values) > 1
+    assert not normal["stale"] and normal["row_opacity"] == 1
+    assert down["stale"] and down["row_opacity"] < 0.6
+    assert dark["background"] != normal["background"] and dark["color"] != normal["color"]
+    assert dark["background"] == "rgb(13, 17, 23)" and dark["color"] == "rgb(230, 237, 243)"
+    assert not narrow["page_overflows"] and narrow["box_scrolls"]
+    assert report["console"] == []
+    for name in ("normal", "dark", "420px", "upstream-down"):
+        assert (outdir / f"relay-{name}.png").read_bytes().startswith(b"\x89PNG")

@@ -124,16 +124,105 @@ def run(url: str, screenshot: str, budget: float) -> dict[str, Any]:
     return report
 
 
+#: What the first-hour scenario reads of the page (issue 19).
+READ_LOOK = """
+const main = document.getElementById("tables");
+const rows = document.querySelectorAll('section[data-sub="1"] tbody tr');
+const row = document.querySelector("section tbody tr");
+const boxes = [...document.querySelectorAll(".scroll")];
+const body = getComputedStyle(document.body);
+return {
+  distinct_rows: rows.length,
+  distinct_values: [...rows].map((tr) => tr.querySelector("td[data-field]").textContent),
+  stale: main.classList.contains("stale"),
+  row_opacity: row ? parseFloat(getComputedStyle(row).opacity) : null,
+  page_overflows: document.documentElement.scrollWidth > window.innerWidth,
+  box_scrolls: boxes.some((b) => b.scrollWidth > b.clientWidth),
+  color: body.color, background: body.backgroundColor,
+};
+"""
+
+
+def first_hour(url: str, outdir: str, budget: float) -> dict[str, Any]:
+    """
+    The relay page as issue 19 asks: a DISTINCT table's recent events, dark mode, 420 px
+    wide, then grey rows once the test (told by a ``DOWN?`` line) cuts the upstream.
+    """
+    os.environ["SE_OFFLINE"] = "true"
+    os.environ["SE_AVOID_STATS"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    report: dict[str, Any] = {}
+    deadline = time.monotonic() + budget
+
+    def left(at_most: float) -> float:
+        return max(0.5, min(at_most, deadline - time.monotonic() - 5))
+
+    def shot(name: str) -> dict[str, Any]:
+        time.sleep(1.2)  # let the flash animations end
+        driver.save_screenshot(os.path.join(outdir, f"relay-{name}.png"))
+        look: dict[str, Any] = driver.execute_script(READ_LOOK)
+        return look
+
+    def media(scheme: str) -> None:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+            "features": [{"name": "prefers-color-scheme", "value": scheme}]})
+
+    with tempfile.TemporaryDirectory(prefix="txls-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
+                    "--window-size=1000,700", f"--user-data-dir={profile}"):
+            options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        service = Service(executable_path=CHROMEDRIVER, log_output=os.devnull)
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            driver.set_page_load_timeout(left(20))
+            media("light")
+            driver.get(url)
+            WebDriverWait(driver, left(20), poll_frequency=0.1).until(
+                lambda d: d.execute_script(
+                    "return document.getElementById('status').textContent"
+                    ".startsWith('CONNECTED') && document.querySelectorAll("
+                    "'section[data-sub=\"1\"] tbody tr').length >= 5"))
+            report["normal"] = shot("normal")
+            media("dark")
+            report["dark"] = shot("dark")
+            media("light")
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": 420, "height": 700, "deviceScaleFactor": 1, "mobile": True})
+            report["narrow"] = shot("420px")
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+            print("DOWN?", flush=True)  # the test now cuts the upstream
+            WebDriverWait(driver, left(20), poll_frequency=0.1).until(
+                lambda d: d.execute_script(
+                    "return document.getElementById('tables').classList.contains('stale')"))
+            report["down"] = shot("upstream-down")
+            report["console"] = [
+                entry for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]
+        finally:
+            driver.quit()
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
-    parser.add_argument("screenshot")
+    parser.add_argument("screenshot", help="a PNG path, or a directory with --first-hour")
     parser.add_argument("--budget", type=float, default=60.0)
+    parser.add_argument("--first-hour", action="store_true")
     args = parser.parse_args()
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(int(args.budget) + 1)
     try:
-        report = run(args.url, args.screenshot, args.budget)
+        if args.first_hour:
+            report = first_hour(args.url, args.screenshot, args.budget)
+        else:
+            report = run(args.url, args.screenshot, args.budget)
     except Exception as e:  # reported to the test, which fails with it
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
         return 1

@@ -16,32 +16,43 @@ import hashlib
 __all__ = ["CONTENT_SECURITY_POLICY", "PAGE", "SCRIPT", "STYLE"]
 
 STYLE = """
-:root { color-scheme: light dark; --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e;
-        --line: #8884; --flash: #ffd33d88; --head: #8881; }
+:root { color-scheme: light dark; --fg: #1f2328; --bg: #ffffff; --ok: #1a7f37;
+        --warn: #9a6700; --bad: #cf222e; --line: #d0d7de; --flash: #ffd33d88;
+        --head: #f6f8fa; --muted: #59636e; }
+@media (prefers-color-scheme: dark) {
+  :root { --fg: #e6edf3; --bg: #0d1117; --ok: #3fb950; --warn: #d29922; --bad: #ff7b72;
+          --line: #30363d; --flash: #bb800966; --head: #161b22; --muted: #9198a1; }
+}
 * { box-sizing: border-box; }
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; }
+html, body { max-width: 100%; overflow-x: hidden; }
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
+       color: var(--fg); background: var(--bg); }
 header { display: flex; flex-wrap: wrap; gap: .5em 1.2em; align-items: baseline;
          padding: .8em 1.2em; border-bottom: 1px solid var(--line); }
 header h1 { font-size: 1.15em; margin: 0; }
+#session { overflow-wrap: anywhere; }
 .badge { font-weight: 600; padding: .1em .6em; border-radius: 1em; border: 1px solid; }
 .ok { color: var(--ok); } .warn { color: var(--warn); } .bad { color: var(--bad); }
-.dim { opacity: .7; }
+.dim { color: var(--muted); }
 main { padding: .4em 1.2em 1.2em; }
 section { margin-top: 1em; }
-h2 { font-size: 1em; margin: .4em 0; }
-h2 small { font-weight: normal; opacity: .7; margin-left: .6em; }
+h2 { font-size: 1em; margin: .4em 0; overflow-wrap: anywhere; }
+h2 small { font-weight: normal; color: var(--muted); margin-left: .6em; }
+.scroll { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: .2em .7em; border-bottom: 1px solid var(--line); text-align: left;
          white-space: nowrap; }
 th { background: var(--head); font-weight: 600; }
 td.num { text-align: right; }
-td.null { opacity: .45; }
+td.null { color: var(--muted); }
 td.flash { animation: flash 1s ease-out; }
 td.up { color: var(--ok); } td.down { color: var(--bad); }
 tr.gone td { opacity: .35; text-decoration: line-through; }
+main.stale tbody tr { opacity: .45; filter: grayscale(1); }
+main.stale h2 small.dim::after { content: " (stale: the server is not connected)"; }
 @keyframes flash { from { background: var(--flash); } to { background: transparent; } }
-#log { padding: 0 1.2em 1em; font-size: .9em; opacity: .8; }
-#log div { white-space: pre-wrap; }
+#log { padding: 0 1.2em 1em; font-size: .9em; color: var(--muted); }
+#log div { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 SCRIPT = r"""
@@ -72,16 +83,40 @@ SCRIPT = r"""
     return "warn";
   }
 
-  function setStatus(status) {
+  let upstream = null;  // the server's status, and whether the relay stream is live
+  let relayLive = false;
+
+  function markStale() {
+    const live = relayLive && upstream !== null && upstream.startsWith("CONNECTED:");
+    $("tables").classList.toggle("stale", !live);
+  }
+
+  function setStatus(status, reason) {
     const node = $("status");
     node.textContent = status || "unknown";
     node.className = "badge " + statusClass(status);
+    node.title = reason || "";
+    upstream = status || null;
+    markStale();
   }
 
   function setRelay(text, cls) {
     const node = $("relay");
     node.textContent = text;
     node.className = "badge " + cls;
+    relayLive = cls === "ok";
+    markStale();
+  }
+
+  const HISTORY = 20;  // a DISTINCT table shows its most recent events, newest first
+
+  function addEvent(sub, item, values) {
+    const row = makeRow(sub, item, undefined, false);
+    row.tr.classList.add("event");
+    row.time.textContent = new Date().toLocaleTimeString();
+    fill(row, values, null, false);
+    sub.tbody.prepend(row.tr);
+    while (sub.tbody.rows.length > HISTORY) sub.tbody.lastElementChild.remove();
   }
 
   const NUMBER = /^-?\d+(\.\d+)?$/;
@@ -119,6 +154,7 @@ SCRIPT = r"""
     if (!added) return;
     const head = sub.thead;
     head.replaceChildren();
+    if (sub.mode === "DISTINCT") head.append(el("th", "", "received"));
     if (sub.label) head.append(el("th", "", "item"));
     for (const f of sub.fields) head.append(el("th", "", f));
     for (const row of sub.rows.values()) {
@@ -132,10 +168,12 @@ SCRIPT = r"""
     }
   }
 
-  function makeRow(sub, item, key) {
+  function makeRow(sub, item, key, keep) {
     const tr = el("tr");
     tr.dataset.item = item;
     if (key !== undefined) tr.dataset.key = key;
+    const time = el("td", "dim");
+    if (sub.mode === "DISTINCT") tr.append(time);
     if (sub.label) tr.append(el("th", "", item));
     const cells = new Map();
     for (const f of sub.fields) {
@@ -144,8 +182,8 @@ SCRIPT = r"""
       if (key !== undefined) td.dataset.key = key;
       cells.set(f, td); tr.append(td);
     }
-    const row = { tr, cells, item };
-    sub.rows.set(rowKey(item, key), row);
+    const row = { tr, cells, item, time };
+    if (keep !== false) sub.rows.set(rowKey(item, key), row);
     return row;
   }
 
@@ -169,7 +207,9 @@ SCRIPT = r"""
     table.append(el("thead")); table.tHead.append(thead);
     const tbody = el("tbody");
     table.append(tbody);
-    section.append(title, table);
+    const box = el("div", "scroll");  // a wide table scrolls inside its box, not the page
+    box.append(table);
+    section.append(title, box);
     const sub = { id: state.sub, mode: state.mode, items: state.items.slice(),
                   fields: [], thead, tbody, rows: new Map(), info, lost: 0,
                   keyField: state.key_field, commandField: state.command_field,
@@ -182,6 +222,10 @@ SCRIPT = r"""
           fill(row, values, null, false);
           tbody.append(row.tr);
         }
+      }
+    } else if (sub.mode === "DISTINCT") {
+      for (const [item, values] of Object.entries(state.rows || {})) {
+        addEvent(sub, item, values);
       }
     } else {
       for (const item of sub.items) {
@@ -246,6 +290,7 @@ SCRIPT = r"""
       fill(row, ev.values, ev.changed, !ev.snapshot);
       return;
     }
+    if (sub.mode === "DISTINCT") { addEvent(sub, item, ev.values); return; }
     let row = sub.rows.get(item);
     if (!row) { row = makeRow(sub, item); sub.tbody.append(row.tr); }
     fill(row, ev.values, sub.mode === "MERGE" ? ev.changed : null, true);
@@ -255,6 +300,10 @@ SCRIPT = r"""
     const sub = subs.get(ev.sub);
     if (!sub) return;
     const item = itemName(ev);
+    if (sub.mode === "DISTINCT") {  // its past events of that item go with the snapshot
+      for (const tr of [...sub.tbody.rows]) if (tr.dataset.item === item) tr.remove();
+      return;
+    }
     for (const [id, row] of [...sub.rows]) {
       if (row.item !== item) continue;
       if (sub.mode === "COMMAND") { sub.rows.delete(id); row.tr.remove(); }
@@ -280,7 +329,7 @@ SCRIPT = r"""
   };
   on(source, "snapshot", onSnapshot);
   on(source, "update", onUpdate);
-  on(source, "status", (ev) => setStatus(ev.status));
+  on(source, "status", (ev) => setStatus(ev.status, ev.reason));
   on(source, "session", (ev) => {
     $("session").textContent = "session " + ev.session_id;
     note("session " + ev.session_id + " (" + ev.continuity + ")");
