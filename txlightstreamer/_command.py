@@ -5,7 +5,7 @@ COMMAND mode: the key table of each item, and the second-level subscription of e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -61,7 +61,7 @@ class CommandKeys(Generic[_C]):
         return MappingProxyType(self.keys.get(item, {}))
 
     def update(
-        self, item: int, values: list[Value], patches: Mapping[int, Any] | None,
+        self, item: int, values: Sequence[Value], patches: Mapping[int, Any] | None,
         in_snapshot: bool,
     ) -> None:
         """Apply one decoded update of ``item`` and deliver the key's new row."""

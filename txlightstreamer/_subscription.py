@@ -468,16 +468,17 @@ class Table(TableEvents, TableView):
                 f"({len(baselines)} items)"
             )
         values, patches = decode_update(raw, baselines[item - 1], self.num_fields)
-        baselines[item - 1] = values
+        # The delivered row is also the item's baseline: one object per item.
+        row = tuple(values)
+        baselines[item - 1] = row
         in_snapshot = False
         if self._snapshot_items:
             in_snapshot = self._in_snapshot[item - 1]
             if in_snapshot and self.mode == MODE_MERGE:
                 self._end_snapshot_of(item)  # a MERGE snapshot is exactly one update
         if self._command is not None:
-            self._command.update(item, values, patches, in_snapshot)
+            self._command.update(item, row, patches, in_snapshot)
             return
-        row = tuple(values)
         rows = self._rows
         if self._item_update_cbs._callbacks:
             self._deliver(item, row, rows.get(item), in_snapshot, patches, None)
