@@ -54,8 +54,14 @@ async def demo_server() -> Any:
 
 def test_readme_has_the_two_setup_commands() -> None:
     text = README.read_text(encoding="utf-8")
-    assert "$ pip install . && twistd -n lightstreamer --demo" in text
+    assert "$ pip install . && twistd -n --pidfile= lightstreamer --demo" in text
     assert "$ pip install '.[test]' && pytest" in text
+
+
+def test_readme_example_destroys_its_session_on_ctrl_c() -> None:
+    code = block_defining("main")["main"].__code__
+    names = set(code.co_names)
+    assert {"addSystemEventTrigger", "removeSystemEventTrigger"} <= names
 
 
 @pytest_twisted.ensureDeferred
@@ -94,3 +100,17 @@ async def test_asyncio_example_runs(demo_server: TlcpServer, capsys: Any) -> Non
 async def test_testing_example_runs() -> None:
     namespace = block_defining("test_price_feed")
     await namespace["test_price_feed"]()
+
+
+def test_metadata_names_the_project_urls_and_the_console_script() -> None:
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    urls = dict(line.split(" = ", 1) for line in
+                config["metadata"]["project_urls"].strip().splitlines())
+    assert set(urls) == {"Documentation", "Source", "Changelog"}
+    assert urls["Changelog"].endswith("/CHANGES.rst") and urls["Documentation"].endswith("/docs")
+    assert "txlightstreamer = txlightstreamer.__main__:main" in \
+        config["options.entry_points"]["console_scripts"]
+    assert "$ txlightstreamer --demo" in README.read_text(encoding="utf-8")
