@@ -520,3 +520,30 @@ async def test_twistd_default_logs_have_no_plumbing_noise(server: TlcpServer) ->
     assert await child.wait() == 0, child.report()
     for noise in ("Starting factory", "Stopping factory", '"GET ', '"POST '):
         assert noise not in child.stderr, child.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_html_error_page_is_one_readable_line() -> None:
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    class Refusing(Resource):
+        isLeaf = True
+
+        def render(self, request: Any) -> bytes:
+            request.setResponseCode(501)
+            return (b"<!DOCTYPE HTML>\n<html><head><title>Error response</title></head>\n"
+                    b"<body><h1>Error response</h1>\n<p>Message: Unsupported method "
+                    b"(&#x27;POST&#x27;).</p></body></html>\n")
+
+    port = reactor.listenTCP(0, Site(Refusing()), interface="127.0.0.1")
+    try:
+        child = spawn([*PYTHON_M, "--url", f"http://127.0.0.1:{port.getHost().port}",
+                       "--subscribe", SPEC, "--give-up-after", "2"])
+        assert await child.wait() == 1, child.report()
+    finally:
+        await port.stopListening()
+    messages = [e["message"] for e in child.of("error")]
+    assert any("501" in m and "Unsupported method ('POST')" in m for m in messages), messages
+    assert not any("<" in m for m in messages), messages
+    assert "<html" not in child.stderr.lower() and "<h1>" not in child.stderr, child.stderr

@@ -8,6 +8,8 @@ here knows about sessions or tables.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -166,10 +168,20 @@ def request_headers(
     return headers
 
 
+def _readable(body: bytes) -> str:
+    """An error page as one short line of text: an HTML page's tags go (issue 19)."""
+    text = body[:4000].decode("utf-8", "replace")
+    if re.search(r"<(!doctype|html|head|body|title|h1|p)\b", text, re.I):
+        text = re.sub(r"<(script|style)\b.*?</\1\s*>", " ", text, flags=re.I | re.S)
+        text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def _status_error(response: Any, body: bytes, url: str) -> TransportError:
     code = int(response.code)
     # A proxy may echo the request body (password included) in its error page.
-    snippet = redact_line(body[:200].decode("utf-8", "replace").strip().replace("\r\n", " "))
+    snippet = redact_line(_readable(body))
     # Server-side failures may pass; client-side ones (4xx, redirects) will not.
     retryable = code >= 500
     kind = "redirect" if 300 <= code < 400 else "HTTP error"
