@@ -63,6 +63,8 @@ FAILED: Final = TableState.FAILED
 log = Logger()
 
 _NAME_SEPARATORS = re.compile(r"[ |]+")
+# Any character str.isspace() accepts, or "|" (one search instead of a loop per character).
+_BAD_NAME_CHAR = re.compile(r"[\s|]")
 
 
 def _split_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
@@ -74,7 +76,7 @@ def _split_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
         for name in names:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"{what}: every name must be a non-empty string, got {name!r}")
-            if any(c.isspace() or c == "|" for c in name):
+            if _BAD_NAME_CHAR.search(name):
                 raise ValueError(f"{what}: name {name!r} must not contain spaces or '|'")
     if not names:
         raise ValueError(f"{what} must name at least one entry")

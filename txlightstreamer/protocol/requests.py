@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
 from urllib.parse import quote
 
 __all__ = [
@@ -47,10 +48,26 @@ _CRLF = "\r\n"
 _PASSWORD = "LS_password"
 
 
+# What quote(safe="") keeps: ASCII letters, digits and "-_.~".
+_UNRESERVED: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
 def encode_value(value: str) -> str:
     """Percent-encode ``value`` as a URI component (UTF-8, upper-case hex)."""
-    # quote() keeps only ASCII letters, digits and "-_.~" when safe is empty.
-    return quote(value, safe="")
+    if not value.isascii():
+        return quote(value, safe="")
+    unsafe = set(value) - _UNRESERVED
+    if not unsafe:
+        return value
+    # One C-level replace per distinct character (quote() makes a Python call per byte);
+    # "%" first, so that the escapes made afterwards are left alone.
+    if "%" in unsafe:
+        unsafe.discard("%")
+        value = value.replace("%", "%25")
+    for char in unsafe:
+        value = value.replace(char, f"%{ord(char):02X}")
+    return value
 
 
 def protocol_param(version: str) -> str:
