@@ -144,7 +144,7 @@ class ChaosRun:
 
     def __init__(self, reactor: Any, transport: str, updates: int, seed: int,
                  verbose: bool, kinds: tuple[str, ...] = FAULT_KINDS,
-                 restart: bool = True) -> None:
+                 restart: bool = True, content_length: int | None = None) -> None:
         self.reactor = reactor
         self.transport = transport
         self.updates = updates
@@ -167,6 +167,7 @@ class ChaosRun:
         self.rss: dict[str, float] = {}
         self.warm_at = max(1, updates // 10)
         self.kinds = kinds
+        self.content_length = content_length
         #: RSS (MiB) at every tenth of the updates published.
         self.rss_curve: list[float] = []
         self.restarted = not restart
@@ -174,10 +175,10 @@ class ChaosRun:
     # --- set-up -------------------------------------------------------------------
 
     def _new_server(self) -> TlcpServer:
-        # LOOPs come from content_length (streaming: every ~40k updates) and from faults.
+        # LOOPs come from the "loop" fault (and from --content-length, if given).
         return TlcpServer(
             keepalive_millis=300,
-            content_length=1_500_000 if self.streaming else None,
+            content_length=self.content_length if self.streaming else None,
             recovery_log_size=RECOVERY_LOG,
             data=DataModel(),
             session_timeout_millis=10_000,
@@ -422,7 +423,7 @@ async def _main(reactor: Any, args: argparse.Namespace) -> int:
         _LoopCounter.count = 0
         kinds = tuple(k for k in args.faults.split(",") if k and k != "none")
         run = ChaosRun(reactor, transport, n, args.seed, args.verbose, kinds,
-                       not args.no_restart)
+                       not args.no_restart, args.content_length)
         result = await run.run()
         results.append(result)
         brief = {k: result[k] for k in ("lost", "duplicated", "epochs", "faults", "rss_mb",
@@ -464,6 +465,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="where to write the figures ('' for nowhere)")
     parser.add_argument("--faults", default=",".join(FAULT_KINDS),
                         help="fault kinds to inject, comma-separated ('none': no faults)")
+    parser.add_argument(
+        "--content-length", type=int, default=None,
+        help="the server's content length on streaming transports (LOOPs); off by default:"
+             " TlcpServer drops lines held by a stall when it LOOPs while releasing them")
     parser.add_argument("--no-restart", action="store_true", help="no server restart")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="progress, and every fault, session event and error")
