@@ -440,7 +440,8 @@ class Table(TableEvents, TableView):
             self.field_names = self.field_names + self.second_schema
         self._lane = self._new_lane(num_items, num_fields)
         snap = bool(self.snapshot) and self.mode != MODE_RAW
-        self._in_snapshot = [snap] * num_items
+        # Only while some item is in its snapshot (an empty list means none is).
+        self._in_snapshot = [True] * num_items if snap else []
         self._snapshot_items = num_items if snap else 0
         if self._command is not None:
             self._command.reset(num_items, key_pos, command_pos)
@@ -495,6 +496,7 @@ class Table(TableEvents, TableView):
             self._in_snapshot[item - 1] = False
             self._snapshot_items -= 1
             if not self._snapshot_items:
+                self._in_snapshot = []  # all False: not worth a list per table
                 self._refresh_lane()
 
     def _new_lane(self, num_items: int, num_fields: int) -> Lane:
