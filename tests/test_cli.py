@@ -430,6 +430,9 @@ async def test_unreachable_url_says_why_and_gives_up(command: list[str]) -> None
     assert "refused" in last["message"]
     errors = [line for line in child.stderr.splitlines() if "#error]" in line]
     assert len(errors) == 1 and "gave up" in errors[0] and "refused" in errors[0], errors
+    # Each failure is logged once with its cause (not once more per retry).
+    warned = [line for line in child.stderr.splitlines() if "#warn]" in line]
+    assert len(warned) == 1 and "refused" in warned[0], warned
 
 
 @pytest_twisted.ensureDeferred

@@ -302,7 +302,10 @@ class Session:
         connection, so the server may have acted on it (bound, and written data).
         """
         state = self.state
-        log.warn("Stream lost ({state}): {error}", state=state.value, error=error)
+        # A failed create is told to the application once per cause (attempts.py), and
+        # logged there: here only at debug, not once more per retry.
+        (log.debug if state is State.CREATING else log.warn)(
+            "Stream lost ({state}): {error}", state=state.value, error=error)
         self._liveness.stop()
         if state in _ATTEMPTS:
             reason = self.choice.give_up(error, timed_out, sent, state is State.CREATING)
