@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ._hotpath import MARKERS, MAX_DIFF_RESULT, decode_plain, patch_document, unescape
 from ._jsonpatch import COPY_ALLOWANCE, encode_json
@@ -106,6 +106,9 @@ def decode_update(
     num_tokens = len(tokens)
     if previous is None and num_tokens == num_fields and "^" not in raw \
             and "%" not in raw and "" not in tokens:
+        if "#" not in raw and "$" not in raw:
+            # No marker token: the values are the tokens as they are.
+            return DecodedUpdate(cast("list[str | None]", tokens), None)
         return DecodedUpdate([MARKERS.get(t, t) for t in tokens], None)
     if num_tokens > num_fields:
         raise _field_error(
