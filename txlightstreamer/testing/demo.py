@@ -18,10 +18,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 
 from ._adapter import DataModel
 from ._server import TlcpServer
+from ._ticker import TickingFeed
 from .ig import (
     IG_DEMO_ACCOUNT,
     IG_DEMO_CST,
@@ -117,7 +118,7 @@ _NAMES = (
 )
 
 
-class DemoFeed:
+class DemoFeed(TickingFeed):
     """Publishes random ticks into ``data`` every ``interval`` seconds."""
 
     def __init__(
@@ -128,14 +129,10 @@ class DemoFeed:
         *,
         seed: int = 1,
     ) -> None:
-        self.data = data
-        self.clock = clock
-        self.interval = interval
+        super().__init__(data, clock, interval)
         self._random = random.Random(seed)
-        self._call: IDelayedCall | None = None
         self._ref: dict[str, float] = {}
         self._positions: dict[str, int] = {}
-        self.ticks = 0
         for index, item in enumerate(DEMO_ITEMS):
             reference = round(self._random.uniform(5, 30), 2)
             self._ref[item] = reference
@@ -153,29 +150,11 @@ class DemoFeed:
                 },
             )
 
-    @property
-    def running(self) -> bool:
-        """Whether the feed is ticking."""
-        return self._call is not None
-
-    def start(self) -> None:
-        """Start ticking (idempotent)."""
-        if self._call is None:
-            self._call = self.clock.callLater(self.interval, self._tick)
-
-    def stop(self) -> None:
-        """Stop ticking and cancel the pending timer (idempotent)."""
-        call, self._call = self._call, None
-        if call is not None and call.active():
-            call.cancel()
-
     def _time(self) -> str:
         seconds = int(self.clock.seconds()) % 86400
         return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
-    def _tick(self) -> None:
-        self._call = self.clock.callLater(self.interval, self._tick)
-        self.ticks += 1
+    def publish(self) -> None:
         rnd = self._random
         for item in rnd.sample(DEMO_ITEMS, rnd.randint(1, 3)):
             reference = self._ref[item]

@@ -27,10 +27,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 
 from ._adapter import DataModel
 from ._server import TlcpServer
+from ._ticker import TickingFeed
 
 __all__ = [
     "ACCOUNT_FIELDS",
@@ -253,7 +254,7 @@ class _Market:
         return fields
 
 
-class IgFeed:
+class IgFeed(TickingFeed):
     """Publishes IG-like prices, candles, deals and account figures into ``data``.
 
     Every ``interval`` seconds one or two markets move (``MARKET``, ``CHART:…:TICK`` and
@@ -274,15 +275,11 @@ class IgFeed:
         deal_every: int = 4,
         seed: int = 1,
     ) -> None:
-        self.data = data
-        self.clock = clock
+        super().__init__(data, clock, interval)
         self.account_id = account_id
-        self.interval = interval
         self.deal_every = deal_every
-        self.ticks = 0
         self.deals = 0
         self._random = random.Random(seed)
-        self._call: IDelayedCall | None = None
         self._specs = dict(IG_EPICS if epics is None else epics)
         self._markets = {
             epic: _Market(epic, mid, decimals, spread)
@@ -301,27 +298,9 @@ class IgFeed:
         self._account_state = self._account()
         data.set_item(f"ACCOUNT:{account_id}", self._account_state)
 
-    @property
-    def running(self) -> bool:
-        """Whether the feed is ticking."""
-        return self._call is not None
-
-    def start(self) -> None:
-        """Start ticking (idempotent)."""
-        if self._call is None:
-            self._call = self.clock.callLater(self.interval, self._tick)
-
-    def stop(self) -> None:
-        """Stop ticking and cancel the pending timer (idempotent)."""
-        call, self._call = self._call, None
-        if call is not None and call.active():
-            call.cancel()
-
     # --- one tick -----------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        self._call = self.clock.callLater(self.interval, self._tick)
-        self.ticks += 1
+    def publish(self) -> None:
         rnd = self._random
         now = self.clock.seconds()
         for epic in rnd.sample(sorted(self._markets), rnd.randint(1, 2)):
