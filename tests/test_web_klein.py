@@ -1,13 +1,12 @@
 """
-The Klein example (docs/klein_relay.py, shown verbatim in README.rst) runs as written: a
-Klein app mounting the relay's resource under /live/ next to its own routes.
+The Klein example (docs/klein_relay.py, included verbatim by docs/tutorials/klein.rst) runs
+as written: a Klein app mounting the relay's resource under /live/ next to its own routes.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +23,6 @@ from txlightstreamer.web._page import PAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "klein_relay.py"
-README = ROOT / "README.rst"
 
 
 def load_example() -> ModuleType:
@@ -102,20 +100,8 @@ async def test_the_app_routes_and_the_mounted_relay(
     await reader.close()
 
 
-def readme_klein_block() -> str | None:
-    text = README.read_text(encoding="utf-8")
-    for match in re.finditer(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text):
-        lines = [line[4:] if line.startswith("    ") else line
-                 for line in match.group(1).splitlines()]
-        code = "\n".join(lines).strip() + "\n"
-        if "from klein import Klein" in code:
-            return code
-    return None
-
-
-def test_the_readme_shows_the_tested_example() -> None:
-    block = readme_klein_block()
-    if block is None:
-        pytest.skip("README.rst has no Klein example yet")
-    assert block == EXAMPLE.read_text(encoding="utf-8").strip() + "\n", (
-        "the Klein example in README.rst differs from docs/klein_relay.py")
+def test_the_docs_show_the_tested_example() -> None:
+    # The Klein tutorial includes this very file, so what users read is what runs here.
+    tutorial = (EXAMPLE.parent / "tutorials" / "klein.rst").read_text(encoding="utf-8")
+    assert ".. literalinclude:: ../klein_relay.py" in tutorial
+    assert "from klein import Klein" in EXAMPLE.read_text(encoding="utf-8")
