@@ -3,7 +3,7 @@
 //
 // Usage: node node_peer.js <server-url> '<json spec>'
 //
-// The spec is the one tests/sdk_peer.py takes (subscriptions, messages, expect_updates,
+// The spec is the one tests/sdk_peer.py takes (subscriptions, messages, expect_updates, expect_errors,
 // until, timeout, transport, adapter_set), so both official clients answer the same
 // question. The result has the same shape as sdk_peer.py's, plus "events": every
 // onItemUpdate of every subscription in arrival order, with its changed fields, so that
@@ -147,8 +147,11 @@ function main(argv) {
   const expected = Number(spec.expect_updates || 0);
   let finished = false;
 
+  const expectedErrors = Number(spec.expect_errors || 0);
+
   function complete() {
-    return rec.updates >= expected && untilSeen
+    const errors = rec.subscriptions.reduce((n, s) => n + s.errors.length, 0);
+    return rec.updates >= expected && untilSeen && errors >= expectedErrors
       && rec.messages.every((m) => m.outcome !== null);
   }
 

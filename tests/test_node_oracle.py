@@ -19,7 +19,9 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from txlightstreamer import LsClient, Table
-from txlightstreamer.testing import DataModel, TlcpServer
+from txlightstreamer.errors import MessageDenied
+from txlightstreamer.testing import DataModel, MessageError, TlcpServer
+from txlightstreamer.testing.demo import demo_server
 
 from .node_oracle import run_node_peer
 from .support import wait_until
@@ -218,3 +220,65 @@ async def test_two_level_command_matches_the_node_client(transport: str) -> None
     assert theirs["subscriptions"][0]["state"] == {"portfolio": {
         key: dict(zip(fields + second, row, strict=True))
         for key, row in ours.tables[0].command_rows(1).items()}}
+
+
+def _message_handler(session: Any, message: str, sequence: str | None) -> str | None:
+    if message.startswith("deny"):
+        raise MessageError(-5, "denied, sorry")
+    return "echo:" + message
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest_twisted.ensureDeferred
+async def test_refusals_and_messages_match_the_node_client(transport: str) -> None:
+    # A server strict as a real one (the demo's): an unknown item and an unknown field are
+    # refused (REQERR 21 / 23), a good table beside them keeps working, and each message
+    # gets the Metadata Adapter's answer, or its denial with the adapter's code and text.
+    reactor = _reactor()
+    server = demo_server(message_handler=_message_handler)
+    server.data.update("item1", {"last_price": "12.5", "time": "10:00:00"})
+    await server.listen(reactor)
+    assert server.url is not None
+    spec: dict[str, Any] = {
+        "adapter_set": "DEMO",
+        "transport": transport,
+        "subscriptions": [
+            {"mode": "MERGE", "items": ["no_such_item"], "fields": ["last_price"]},
+            {"mode": "MERGE", "items": ["item1"], "fields": ["no_such_field"]},
+            {"mode": "MERGE", "items": ["item1"], "fields": ["last_price", "time"],
+             "snapshot": True},
+        ],
+        "messages": [{"text": "hello, world|%"}, {"text": "deny this"}],
+        "expect_updates": 1,
+        "expect_errors": 2,
+        "timeout": 20,
+    }
+    client = LsClient(server.url, forced_transport=transport)
+    try:
+        peer = run_node_peer(server.url, spec)
+        await client.create_session("DEMO")
+        tables, codes = [], []
+        for sub in spec["subscriptions"]:
+            table = Table(client, mode=sub["mode"], item_ids=sub["items"], schema=sub["fields"],
+                          snapshot=sub.get("snapshot", False))
+            errors: list[Any] = []
+            table.on_error(lambda e, errors=errors: errors.append(getattr(e, "code", None)))
+            tables.append(table)
+            codes.append(errors)
+        outcomes: list[list[Any]] = []
+        for message in spec["messages"]:
+            try:
+                outcomes.append(["processed", await client.send_message(message["text"])])
+            except MessageDenied as e:
+                outcomes.append(["deny", e.code, e.message])
+        await wait_until(lambda: all(codes[:2]) and tables[2].rows.get(1) is not None)
+        theirs = await peer
+        subs = theirs["subscriptions"]
+        assert [[code for code, _ in s["errors"]] for s in subs] == codes == [[21], [23], []]
+        assert subs[2]["state"] == {"item1": {"last_price": "12.5", "time": "10:00:00"}}
+        assert tables[2].rows[1] == ("12.5", "10:00:00")
+        assert [m["outcome"] for m in theirs["messages"]] == outcomes == [
+            ["processed", "echo:hello, world|%"], ["deny", -5, "denied, sorry"]]
+    finally:
+        await client.destroy()
+        await server.stop()
