@@ -84,6 +84,7 @@ def demo_server(clock: IReactorTime | None = None, **options: Any) -> TlcpServer
     options.setdefault("enforce_limits", True)
     return TlcpServer(clock=clock, **options)
 
+
 def _profile(name: str | None) -> str:
     profile = name or "default"
     if profile not in DEMO_PROFILES:
