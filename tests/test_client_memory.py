@@ -425,3 +425,31 @@ def test_end_after_hours_fatal_code_tells_the_application(transport: str | None)
         assert s.server.sessions == {} or not s.bound()
     finally:
         s.net.wait(s.client.destroy())
+
+
+def test_lines_held_by_a_stall_survive_a_loop_while_released() -> None:
+    # Found by the chaos run: released lines that reach the content length used to be
+    # dropped by the test server after its LOOP; they now go on the next bind, in order.
+    clock = Clock()
+    server = TlcpServer(clock=clock, keepalive_millis=1000, content_length=3000)
+    net = MemoryNetwork(clock)
+    net.serve_tlcp(server)
+    client = net.client(forced_transport="HTTP-STREAMING", stalled_timeout=5,
+                        reconnect_timeout=5)
+    continuity: list[str] = []
+    client.on_session(lambda info: continuity.append(str(info.continuity)))
+    got: list[int] = []
+    net.wait(client.create_session())
+    table = Table(client, mode=MODE_RAW, item_ids=["x"], schema=["v"])
+    table.on_update(lambda item, row: got.append(int(row[0])))
+    net.wait(table.when_subscribed())
+    server.faults.stall()
+    for n in range(1000):  # about 20 bytes each: well past the content length
+        server.data.update("x", {"v": str(n)})
+    net.advance(0.1)
+    server.faults.unstall()  # releasing them reaches the content length: LOOP
+    for n in range(1000, 1010):
+        server.data.update("x", {"v": str(n)})
+    net.run_until(lambda: bool(got) and got[-1] == 1009, limit=10)
+    assert got == list(range(1010))
+    assert "replaced" not in continuity and "preserved" in continuity

@@ -293,9 +293,14 @@ class Session:
 
     def _deliver(self, prog: int | None, line: str) -> None:
         if self.stream is not None:
-            self.stream.send(line)
+            self.stream.send(line, prog)
         else:
             self._pending.append((prog, line))
+
+    def _requeue(self, held: list[tuple[int | None, str]]) -> None:
+        """Lines a stream held (stalled) and never wrote: first in line for the next bind."""
+        if not self.closed:
+            self._pending[:0] = held
 
     def _emit_data(self, line: str) -> None:
         """Emit a data notification: counted, logged for recovery, delivered or queued."""
@@ -356,7 +361,7 @@ class Session:
             if self.stream is None:
                 self._pending.append((prog, line))
             else:
-                self.stream.send(line)
+                self.stream.send(line, prog)
         stream.start()
 
     def _stream_gone(self, stream: Stream) -> None:

@@ -55,6 +55,8 @@ class StreamSession(Protocol):
 
     def _stream_gone(self, stream: Stream) -> None: ...
 
+    def _requeue(self, held: list[tuple[int | None, str]]) -> None: ...
+
 
 class Stream:
     """One HTTP response (or WebSocket session binding) carrying notifications."""
@@ -91,7 +93,8 @@ class Stream:
         self._poll_ready = False
         #: Whether :meth:`Faults.stall` holds what this stream would write.
         self.stalled = False
-        self._held: list[str] = []
+        #: Lines held by a stall, with their data-notification number (None: not data).
+        self._held: list[tuple[int | None, str]] = []
         output.notify_lost(self._lost)
     # --- writing ------------------------------------------------------------
 
@@ -126,12 +129,17 @@ class Stream:
                     self.server.sync_interval_millis / 1000.0, self._send_sync
                 )
 
-    def send(self, line: str) -> None:
-        """Write one notification, ending the stream with LOOP when the length is used up."""
+    def send(self, line: str, prog: int | None = None) -> None:
+        """
+        Write one notification, ending the stream with LOOP when the length is used up.
+
+        ``prog`` numbers a data notification, so that a stalled stream that ends before
+        releasing it hands it back to its session in place (sent on the next bind).
+        """
         if self.closed:
             raise RuntimeError("stream closed")
         if self.stalled:
-            self._held.append(line)
+            self._held.append((prog, line))
             return
         faults = self.server.faults
         if faults._armed and line != "PROBE" and not line.startswith("SYNC,"):
@@ -178,10 +186,15 @@ class Stream:
             return
         self.stalled = False
         held, self._held = self._held, []
-        for line in held:
+        session = self.session
+        for index, (prog, line) in enumerate(held):
             if self.closed:
+                # Ended while releasing (LOOP at the content length): the rest is not
+                # lost, the session sends it on the next bind.
+                if session is not None:
+                    session._requeue(held[index:])
                 return
-            self.send(line)
+            self.send(line, prog)
         if not self.closed:
             self.start()
 
@@ -213,8 +226,11 @@ class Stream:
         self._cancel_timers()
         self.server._streams.discard(self)
         session, self.session = self.session, None
+        held, self._held = self._held, []
         if session is not None:
             session._stream_gone(self)
+            if held:  # ended while stalled: what it held goes on the next bind
+                session._requeue(held)
 
     def close_with(self, line: str | None) -> None:
         """Write a last line (LOOP/END) if given, and finish the response."""
