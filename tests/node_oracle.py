@@ -18,10 +18,9 @@ from typing import Any, cast
 
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
+
+from .peer_process import JsonPeerProtocol, PeerError
 
 NODE_CLIENT = "lightstreamer-client-node"
 NODE_CLIENT_VERSION = "9.2.2"
@@ -36,13 +35,10 @@ PACKAGE_JSON = {
 }
 
 
-class NodePeerError(Exception):
+class NodePeerError(PeerError):
     """The Node peer failed or timed out; carries its exit code and stderr."""
 
-    def __init__(self, code: int | None, stderr: str) -> None:
-        super().__init__(f"node_peer exited with {code}:\n{stderr[-4000:]}")
-        self.code = code
-        self.stderr = stderr
+    peer = "node_peer"
 
 
 def _cache_dir() -> Path:
@@ -77,34 +73,6 @@ def node_modules() -> Path:
     return cache / "node_modules"
 
 
-class _PeerProtocol(ProcessProtocol):
-    def __init__(self, done: Deferred[dict[str, Any]]) -> None:
-        self.done = done
-        self.out = bytearray()
-        self.err = bytearray()
-        self.killer: Any = None
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        self.err += data
-
-    def processEnded(self, reason: Failure) -> None:  # noqa: N802
-        if self.killer is not None and self.killer.active():
-            self.killer.cancel()
-        stderr = self.err.decode("utf-8", "replace")
-        if reason.check(ProcessDone):
-            try:
-                result = json.loads(self.out.decode("utf-8"))
-            except ValueError:
-                self.done.errback(NodePeerError(0, "bad JSON on stdout\n" + stderr))
-                return
-            self.done.callback(result)
-        else:
-            self.done.errback(NodePeerError(getattr(reason.value, "exitCode", None), stderr))
-
-
 def run_node_peer(
     url: str, spec: Mapping[str, Any], *, reactor: Any = None
 ) -> Deferred[dict[str, Any]]:
@@ -116,7 +84,7 @@ def run_node_peer(
     modules = node_modules()
     node = cast(str, shutil.which("node"))
     done: Deferred[dict[str, Any]] = Deferred()
-    proto = _PeerProtocol(done)
+    proto = JsonPeerProtocol(done, NodePeerError)
     env = dict(os.environ, NODE_PATH=str(modules))
     transport = cast(IReactorProcess, reactor).spawnProcess(
         proto, node, [node, str(PEER_SCRIPT), url, json.dumps(spec)], env=env)

@@ -18,13 +18,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 
 from txlightstreamer.testing import DataModel, MessageError, Session, TlcpServer
 
+from .peer_process import JsonPeerProtocol, PeerError
 from .support import wait_until
 
 PEER_SCRIPT = Path(__file__).with_name("sdk_peer.py")
@@ -32,42 +30,10 @@ PEER_SCRIPT = Path(__file__).with_name("sdk_peer.py")
 pytest.importorskip("lightstreamer.client")
 
 
-class SdkPeerError(Exception):
+class SdkPeerError(PeerError):
     """The SDK peer failed or timed out; carries its exit code and stderr."""
 
-    def __init__(self, code: int | None, stderr: str) -> None:
-        super().__init__(f"sdk_peer exited with {code}:\n{stderr[-4000:]}")
-        self.code = code
-        self.stderr = stderr
-
-
-class _PeerProtocol(ProcessProtocol):
-    def __init__(self, done: Deferred[dict[str, Any]]) -> None:
-        self.done = done
-        self.out = bytearray()
-        self.err = bytearray()
-        self.killer: Any = None
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        self.err += data
-
-    def processEnded(self, reason: Failure) -> None:  # noqa: N802
-        if self.killer is not None and self.killer.active():
-            self.killer.cancel()
-        stderr = self.err.decode("utf-8", "replace")
-        if reason.check(ProcessDone):
-            try:
-                result = json.loads(self.out.decode("utf-8"))
-            except ValueError:
-                self.done.errback(SdkPeerError(0, "bad JSON on stdout\n" + stderr))
-                return
-            self.done.callback(result)
-        else:
-            code = getattr(reason.value, "exitCode", None)
-            self.done.errback(SdkPeerError(code, stderr))
+    peer = "sdk_peer"
 
 
 def _reactor() -> Any:
@@ -87,7 +53,7 @@ def run_sdk_peer(
     """
     reactor = reactor or _reactor()
     done: Deferred[dict[str, Any]] = Deferred()
-    proto = _PeerProtocol(done)
+    proto = JsonPeerProtocol(done, SdkPeerError)
     argv = [sys.executable, str(PEER_SCRIPT), url, json.dumps(spec)]
     transport = cast(IReactorProcess, reactor).spawnProcess(
         proto, sys.executable, argv, env=dict(os.environ)
