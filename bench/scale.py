@@ -1,5 +1,5 @@
 """
-Scale: one session with 10,000 items (100 tables x 100 items) against ``TlcpServer``.
+Scale: one session with many items (e.g. 1,000 tables x 100 items) against ``TlcpServer``.
 
 ``python -m bench.scale server --rate 1000`` runs the test server in its own process and
 publishes about ``rate`` updates/s spread over all items (prints ``LISTENING <port>``);
@@ -20,7 +20,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor, task
 
-from bench.common import cpu_seconds, emit, peak_rss_mb, rss_mb
+from bench.common import cpu_seconds, emit, peak_rss_mb, proc_cpu_seconds, rss_mb
 
 FIELDS = ("last_price", "bid", "ask", "time")
 
@@ -90,6 +90,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         setup_profiler.enable()
     t_start = time.perf_counter()
     cpu_start = cpu_seconds()
+    server_cpu_start = proc_cpu_seconds(args.server_pid) if args.server_pid else 0.0
     client = LsClient(args.url, forced_transport="HTTP-STREAMING")
     await client.create_session()
     t_session = time.perf_counter()
@@ -102,6 +103,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         tables.append(table)
     await defer.gatherResults([table.when_subscribed() for table in tables])
     t_subscribed = time.perf_counter()
+    cpu_subscribed = cpu_seconds() - cpu_start
+    server_cpu_subscribed = (proc_cpu_seconds(args.server_pid) - server_cpu_start
+                             if args.server_pid else None)
     items = args.tables * args.items
     for _ in range(600):  # every item's snapshot (bounded: 60 s)
         if count >= items:
@@ -151,6 +155,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "snapshots_s": round(t_snapshot - t_subscribed, 4),
         "snapshots_received": min(count, items),
         "setup_cpu_s": round(cpu_setup, 4),
+        "subscribe_cpu_s": round(cpu_subscribed, 4),
         "rss_before_mb": round(rss_before, 2),
         "rss_after_setup_mb": round(rss_setup, 2),
         "flow_updates_per_s": round((c1 - c0) / (w1 - w0), 1),
@@ -160,6 +165,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": round(peak_rss_mb(), 2),
         "delayed_calls": len(reactor.getDelayedCalls()),
     }
+    if server_cpu_subscribed is not None:
+        result["server_subscribe_cpu_s"] = round(server_cpu_subscribed, 4)
     if memory_sites:
         result["memory_sites_after_setup"] = memory_sites
     d = client.destroy()
@@ -177,10 +184,13 @@ def main() -> None:
     s = sub.add_parser("server")
     s.add_argument("--rate", type=float, default=1000.0)
     s.add_argument("--lifetime", type=float, default=600.0)
+    s.add_argument("--profile", default=None, help="cProfile the server's whole life")
     c = sub.add_parser("client")
     c.add_argument("url")
     c.add_argument("--window", type=float, default=10.0)
     c.add_argument("--profile", default=None, help="cProfile the setup and the flow window")
+    c.add_argument("--server-pid", type=int, default=None,
+                   help="also report this (server) process's CPU seconds until every SUBOK")
     c.add_argument("--tracemalloc", action="store_true",
                    help="report the largest allocation sites after setup")
     for p in (s, c):
@@ -188,7 +198,18 @@ def main() -> None:
         p.add_argument("--items", type=int, default=100)
     args = parser.parse_args()
     if args.role == "server":
-        task.react(lambda _: defer.Deferred.fromCoroutine(serve(args)))
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            try:
+                task.react(lambda _: defer.Deferred.fromCoroutine(serve(args)))
+            finally:
+                profiler.disable()
+                profiler.dump_stats(args.profile)  # task.react exits through here
+        else:
+            task.react(lambda _: defer.Deferred.fromCoroutine(serve(args)))
     else:
         task.react(lambda _: defer.Deferred.fromCoroutine(measure(args)).addCallback(emit))
 

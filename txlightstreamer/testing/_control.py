@@ -14,6 +14,7 @@ from ._params import (
     parse_params,
 )
 from ._session import Session
+from ._stream import Stream
 
 __all__ = ["control", "heartbeat", "msg"]
 
@@ -70,6 +71,9 @@ def _each_line(
 
 def control(sessions: Mapping[str, Session], query: dict[str, str], lines: list[str]) -> bytes:
     """Answer a ``control`` request (its body lines are requests of live sessions)."""
+    # What the requests make a stream send (SUBOK, CONF, snapshots...) goes out in one
+    # write per stream once every line is handled, still before the answer.
+    held: list[Stream] = []
 
     def handle(req_id: str, params: dict[str, str]) -> None:
         op = params.get("LS_op")
@@ -78,9 +82,18 @@ def control(sessions: Mapping[str, Session], query: dict[str, str], lines: list[
         method = _OPERATIONS.get(op or "")
         if method is None:
             raise RequestError(65, "Invalid LS_op")
-        method(_session_for(sessions, params), params)
+        session = _session_for(sessions, params)
+        stream = session.stream
+        if stream is not None and stream not in held:
+            stream.hold()
+            held.append(stream)
+        method(session, params)
 
-    return _each_line(query, lines, handle)
+    try:
+        return _each_line(query, lines, handle)
+    finally:
+        for stream in held:
+            stream.release()
 
 
 def msg(sessions: Mapping[str, Session], query: dict[str, str], lines: list[str]) -> bytes:

@@ -8,8 +8,10 @@ cannot hide itself by being mirrored in the other (see ``tlcp.md`` §2.5, §5).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import jsonpatch
 
@@ -35,9 +37,21 @@ _VALUE_SPECIALS = frozenset("%|") | frozenset(chr(c) for c in range(0x20)) | {"\
 _ARG_SPECIALS = _VALUE_SPECIALS | {","}
 
 
+# One search finds whether a value needs any encoding at all (most do not).
+_VALUE_SPECIALS_RE = re.compile("[%|\x00-\x1f\x7f]")
+_ARG_SPECIALS_RE = re.compile("[%|,\x00-\x1f\x7f]")
+_SEARCH = {_VALUE_SPECIALS: _VALUE_SPECIALS_RE.search, _ARG_SPECIALS: _ARG_SPECIALS_RE.search}
+# A ``%`` not followed by two hex digits.
+_BAD_ESCAPE = re.compile("%(?![0-9a-fA-F]{2})")
+
+
 def _quote(text: str, specials: frozenset[str]) -> str:
     """Percent-encode (UTF-8 based) every character of ``text`` in ``specials``."""
-    if not any(ch in specials for ch in text):
+    search = _SEARCH.get(specials)
+    if search is not None:
+        if search(text) is None:
+            return text
+    elif not any(ch in specials for ch in text):
         return text
     out: list[str] = []
     for ch in text:
@@ -98,21 +112,11 @@ def decode_percent(text: str) -> str:
     """
     if "%" not in text:
         return text
-    out = bytearray()
-    i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "%":
-            hexdigits = text[i + 1 : i + 3]
-            if len(hexdigits) != 2 or not all(c in "0123456789abcdefABCDEF" for c in hexdigits):
-                raise ValueError(f"malformed percent-escape at {i} in {text!r}")
-            out.append(int(hexdigits, 16))
-            i += 3
-        else:
-            out += ch.encode("utf-8")
-            i += 1
-    return out.decode("utf-8")
+    bad = _BAD_ESCAPE.search(text)
+    if bad is not None:
+        raise ValueError(f"malformed percent-escape at {bad.start()} in {text!r}")
+    # Every escape is well formed: the rest is the standard decoding, strict on UTF-8.
+    return unquote_to_bytes(text).decode("utf-8")
 
 
 # --- TLCP-diff (§5.3) --------------------------------------------------------

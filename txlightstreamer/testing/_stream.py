@@ -95,13 +95,37 @@ class Stream:
         self.stalled = False
         #: Lines held by a stall, with their data-notification number (None: not data).
         self._held: list[tuple[int | None, str]] = []
+        #: What is written between `hold` and `release` (None: written at once).
+        self._gathered: list[str] | None = None
         output.notify_lost(self._lost)
+
     # --- writing ------------------------------------------------------------
 
     def _write(self, line: str) -> None:
         data = line + "\r\n"
-        self.written += len(data.encode("utf-8"))
-        self.output.write(data)
+        self.written += len(data) if data.isascii() else len(data.encode("utf-8"))
+        if self._gathered is not None:
+            self._gathered.append(data)
+        else:
+            self.output.write(data)
+
+    def hold(self) -> None:
+        """Gather what is written until `release` into one write (one HTTP chunk).
+
+        A control request's answers (``SUBOK``, ``CONF``, snapshots...) then cost one
+        write, not one per line; the lines, their order and their counting do not change.
+        A WebSocket stream keeps one message per notification.
+        """
+        if self._gathered is None and not self.closed and not self.output.websocket:
+            self._gathered = []
+
+    def release(self) -> None:
+        """Write what was gathered since `hold`, in one piece."""
+        gathered, self._gathered = self._gathered, None
+        if gathered and not self.closed:
+            self.output.write("".join(gathered))
+            if not self.polling:
+                self._restart_keepalive()
 
     def write_head(self, lines: list[str]) -> None:
         """Write the head of the response (not subject to the content length)."""
@@ -143,6 +167,7 @@ class Stream:
             return
         faults = self.server.faults
         if faults._armed and line != "PROBE" and not line.startswith("SYNC,"):
+            self.release()  # what was gathered goes before what the fault writes
             if faults._intercept(self, line):
                 return
         self._write(line)
@@ -157,7 +182,8 @@ class Stream:
                     self._poll_timer.cancel()
                 self._poll_timer = self.server.clock.callLater(0, self._finish_poll)
             return
-        self._restart_keepalive()
+        if self._gathered is None:
+            self._restart_keepalive()  # otherwise once, when the gathered lines go out
         if self.content_length is not None and self.written >= self.content_length:
             self.close_with(encode_line("LOOP", 0))
 
@@ -177,6 +203,7 @@ class Stream:
     def _stall(self) -> None:
         if self.closed or self.stalled:
             return
+        self.release()
         self.stalled = True
         self._cancel_timers()
         self._poll_ready = False
@@ -238,6 +265,7 @@ class Stream:
             return
         if line is not None:
             self._write(line)
+        self.release()
         self._detach()
         self.output.finish()
 
@@ -245,6 +273,7 @@ class Stream:
         """Abruptly close the underlying connection."""
         if self.closed:
             return
+        self.release()
         self._detach()
         self.output.abort()
 
@@ -252,11 +281,12 @@ class Stream:
         """Reset the connection after what was written so far (see ``HttpOutput.kill``)."""
         if self.closed:
             return
+        self.release()
         self._detach()
         self.output.kill()
 
     def _lost(self, reason: Failure) -> None:
+        self._gathered = None  # nowhere to write it
         if not self.closed:
             log.debug("stream connection lost: {reason}", reason=reason.value)
             self._detach()
-
