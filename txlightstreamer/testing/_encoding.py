@@ -41,6 +41,8 @@ _ARG_SPECIALS = _VALUE_SPECIALS | {","}
 _VALUE_SPECIALS_RE = re.compile("[%|\x00-\x1f\x7f]")
 _ARG_SPECIALS_RE = re.compile("[%|,\x00-\x1f\x7f]")
 _SEARCH = {_VALUE_SPECIALS: _VALUE_SPECIALS_RE.search, _ARG_SPECIALS: _ARG_SPECIALS_RE.search}
+# A value written as it is: no special character, and not led by ``#``, ``$`` or ``^``.
+_LITERAL_VALUE = re.compile("[^#$^%|\x00-\x1f\x7f][^%|\x00-\x1f\x7f]*")
 # A ``%`` not followed by two hex digits.
 _BAD_ESCAPE = re.compile("%(?![0-9a-fA-F]{2})")
 
@@ -92,6 +94,8 @@ def encode_value(text: str | None) -> str:
     """
     if text is None:
         return "#"
+    if _LITERAL_VALUE.fullmatch(text) is not None:
+        return text
     if text == "":
         return "$"
     quoted = _quote(text, _VALUE_SPECIALS)
@@ -243,7 +247,7 @@ def encode_update(
     a diff is used only when it is shorter than the literal value.
     """
     if previous is None or len(previous) != len(new):
-        return "|".join(encode_value(v) for v in new)
+        return "|".join([encode_value(v) for v in new])
     tokens: list[str] = []
     run = 0
 

@@ -51,6 +51,18 @@ def _subscription_request(params: Mapping[str, str]) -> frozenset[tuple[str, str
     return frozenset(item for item in params.items() if item[0] not in _PER_REQUEST)
 
 
+def _accepts_anything(data: DataModel) -> bool:
+    """Whether ``data`` accepts every item, field and mode: its own rules, none set."""
+    cls = type(data)
+    return (
+        not data.strict_items
+        and not data._modes
+        and cls.is_valid_item is DataModel.is_valid_item
+        and cls.is_valid_field is DataModel.is_valid_field
+        and cls.is_allowed_mode is DataModel.is_allowed_mode
+    )
+
+
 class SessionHost(Protocol):
     """What a session needs of its server."""
 
@@ -434,16 +446,19 @@ class Session:
         items = tuple(group.split())
         fields = tuple(schema.split())
         data = self.server.data
-        if not items or not all(data.is_valid_item(item) for item in items):
+        open_data = _accepts_anything(data)
+        if not items or not (open_data or all(data.is_valid_item(item) for item in items)):
             raise RequestError(21, "Bad item group name")
-        if not all(data.is_allowed_mode(item, mode) for item in items):
+        if not (open_data or all(data.is_allowed_mode(item, mode) for item in items)):
             raise RequestError(24, "Subscription mode not allowed for an item")
         if mode == "COMMAND":
             if "key" not in fields:
                 raise RequestError(15, "COMMAND subscription without a key field")
             if "command" not in fields:
                 raise RequestError(16, "COMMAND subscription without a command field")
-        if not fields or not all(data.is_valid_field(i, f) for i in items for f in fields):
+        if not fields or not (
+            open_data or all(data.is_valid_field(i, f) for i in items for f in fields)
+        ):
             raise RequestError(23, "Bad field schema name")
         raw_snapshot = params.get("LS_snapshot", "false")
         snapshot: bool | int
