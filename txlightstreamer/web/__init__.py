@@ -16,11 +16,12 @@ full; it never holds the reactor or unbounded memory.
 """
 
 from txlightstreamer.web._endpoint import endpoint_string
-from txlightstreamer.web._relay import CLIENT_BUFFER, HEARTBEAT, Relay, RelayBase
+from txlightstreamer.web._relay import CLIENT_BUFFER, HEARTBEAT, Relay, RelayBase, RelayOptions
 from txlightstreamer.web._resource import RelayResource
 from txlightstreamer.web._stream_relay import StreamRelay
 
 __all__ = [
-    "CLIENT_BUFFER", "HEARTBEAT", "Relay", "RelayBase", "RelayResource", "StreamRelay",
+    "CLIENT_BUFFER", "HEARTBEAT", "Relay", "RelayBase", "RelayOptions", "RelayResource",
+    "StreamRelay",
     "endpoint_string",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -25,7 +25,10 @@ from txlightstreamer.events import EventFeed, encode_event
 from txlightstreamer.web._endpoint import endpoint_string
 from txlightstreamer.web._resource import RelayResource
 
-__all__ = ["Relay", "RelayBase"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["Relay", "RelayBase", "RelayOptions"]
 
 log = Logger()
 
@@ -128,40 +131,53 @@ class _Stream:
             (abort or transport.loseConnection)()
 
 
+class RelayOptions(TypedDict, total=False):
+    """
+    The keyword arguments of every relay (`RelayBase`, `Relay`, `StreamRelay`), all
+    optional: the one place they are listed.
+    """
+
+    #: For heartbeats (the global reactor by default).
+    clock: IReactorTime | None
+    #: How many events are kept for ``Last-Event-ID`` resumption and for slow clients to
+    #: catch up from (1000 by default).
+    backlog: int
+    #: How many bytes of events are kept at most (the oldest go first; the newest event
+    #: is always kept); 16 MiB by default.
+    backlog_bytes: int
+    #: How many bytes an ``/events`` client may fall behind (while its connection does
+    #: not take more) before it is dropped; its browser then reconnects and resumes from
+    #: the backlog. Nothing is copied per client: a client is a position in the shared
+    #: backlog. 1 MiB by default.
+    client_buffer: int
+    #: Seconds between comment lines keeping idle streams alive (15 by default).
+    heartbeat: float
+    #: Concurrent ``/events`` streams allowed (more get 503); 100 by default.
+    max_clients: int
+
+
 class RelayBase:
     """
     The fan-out half of a relay: numbered events in a bounded backlog, pushed to
     Server-Sent Events streams; subclasses say where events come from (`snapshot`).
-
-    :param clock: for heartbeats (the global reactor by default).
-    :param backlog: how many events are kept for ``Last-Event-ID`` resumption and for
-        slow clients to catch up from.
-    :param backlog_bytes: how many bytes of events are kept at most (the oldest go
-        first; the newest event is always kept).
-    :param client_buffer: how many bytes an ``/events`` client may fall behind (while
-        its connection does not take more) before it is dropped; its browser then
-        reconnects and resumes from the backlog. Nothing is copied per client: a
-        client is a position in the shared backlog.
-    :param heartbeat: seconds between comment lines keeping idle streams alive.
-    :param max_clients: concurrent ``/events`` streams allowed (more get 503).
+    The keyword arguments are `RelayOptions`.
     """
 
-    def __init__(
-        self,
-        *,
-        clock: IReactorTime | None = None,
-        backlog: int = 1000,
-        backlog_bytes: int = BACKLOG_BYTES,
-        client_buffer: int = CLIENT_BUFFER,
-        heartbeat: float = HEARTBEAT,
-        max_clients: int = 100,
-    ) -> None:
+    def __init__(self, **options: Unpack[RelayOptions]) -> None:
+        unknown = options.keys() - RelayOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        backlog = options.get("backlog", 1000)
+        backlog_bytes = options.get("backlog_bytes", BACKLOG_BYTES)
+        client_buffer = options.get("client_buffer", CLIENT_BUFFER)
+        heartbeat = options.get("heartbeat", HEARTBEAT)
         if backlog < 1 or backlog_bytes < 1:
             raise ValueError("backlog and backlog_bytes must be at least 1")
         if client_buffer < 1:
             raise ValueError("client_buffer must be at least 1 byte")
         if heartbeat <= 0:
             raise ValueError("heartbeat must be a positive number of seconds")
+        clock = options.get("clock")
         if clock is None:
             from twisted.internet import reactor
 
@@ -169,7 +185,7 @@ class RelayBase:
         self.clock = clock
         self.client_buffer = client_buffer
         self.heartbeat = heartbeat
-        self.max_clients = max_clients
+        self.max_clients = options.get("max_clients", 100)
         #: Identifies this relay's ids: a resumption id from another run means a gap.
         self.run = os.urandom(4).hex()
         #: Number of the last event (0 before the first).
@@ -372,27 +388,14 @@ class Relay(RelayBase):
     numbered with increasing ids and kept in a backlog of the last
     ``backlog`` events. `resource` gives a plain ``twisted.web`` resource serving
     ``/`` (a live page), ``/snapshot`` (JSON) and ``/events`` (Server-Sent Events).
-    The keyword arguments are `RelayBase`'s, plus:
+    The keyword arguments are `RelayOptions`, plus:
 
     :param recent: DISTINCT/RAW updates kept per subscription for ``/snapshot``.
     """
 
-    def __init__(
-        self,
-        client: LsClient,
-        tables: Sequence[Table],
-        *,
-        clock: IReactorTime | None = None,
-        backlog: int = 1000,
-        backlog_bytes: int = BACKLOG_BYTES,
-        client_buffer: int = CLIENT_BUFFER,
-        heartbeat: float = HEARTBEAT,
-        max_clients: int = 100,
-        recent: int = 20,
-    ) -> None:
-        super().__init__(clock=clock, backlog=backlog, backlog_bytes=backlog_bytes,
-                         client_buffer=client_buffer, heartbeat=heartbeat,
-                         max_clients=max_clients)
+    def __init__(self, client: LsClient, tables: Sequence[Table], *, recent: int = 20,
+                 **options: Unpack[RelayOptions]) -> None:
+        super().__init__(**options)
         self._recent_size = recent
         self.session: dict[str, Any] | None = None
         self.attach(client, tables)

@@ -14,13 +14,16 @@ items and fields are those seen in its updates.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 from twisted.web.server import Request
 
 from txlightstreamer.sinks._source import RESET_CONTINUITIES, stream_id_key
-from txlightstreamer.web._relay import BACKLOG_BYTES, CLIENT_BUFFER, HEARTBEAT, RelayBase
+from txlightstreamer.web._relay import RelayBase, RelayOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["StreamRelay", "StreamState"]
 
@@ -119,22 +122,11 @@ class StreamRelay(RelayBase):
     A relay whose events are a Redis stream's entries (`write_entry`), ids and all.
 
     Feed it from a `~txlightstreamer.sinks.RedisSource`; the keyword arguments are
-    `RelayBase`'s.
+    `RelayOptions`.
     """
 
-    def __init__(
-        self,
-        *,
-        clock: IReactorTime | None = None,
-        backlog: int = 1000,
-        backlog_bytes: int = BACKLOG_BYTES,
-        client_buffer: int = CLIENT_BUFFER,
-        heartbeat: float = HEARTBEAT,
-        max_clients: int = 100,
-    ) -> None:
-        super().__init__(clock=clock, backlog=backlog, backlog_bytes=backlog_bytes,
-                         client_buffer=client_buffer, heartbeat=heartbeat,
-                         max_clients=max_clients)
+    def __init__(self, **options: Unpack[RelayOptions]) -> None:
+        super().__init__(**options)
         self.state = StreamState()
         #: Whether the stream is being read (for /healthz).
         self.connected = False
