@@ -114,6 +114,19 @@ def test_a_fault_writes_after_what_was_gathered() -> None:
     assert b"".join(stream2.written[head2:]) == b"SUBOK,"  # half the first line, then reset
 
 
+def test_a_stalled_stream_holds_the_snapshot_lines_in_order() -> None:
+    srv, _clock = _server()
+    stream, sid = _create(srv)
+    head = len(stream.written)
+    srv.faults.stall()
+    _control(srv, sid, _add(1, 1, "i1 i2"))
+    assert len(stream.written) == head
+    srv.faults.unstall()
+    assert b"".join(stream.written[head:]) == (
+        b"SUBOK,1,2,2\r\nCONF,1,unlimited,filtered\r\nU,1,1,i1|x%7Cy\r\nU,1,2,i2|x%7Cy\r\n")
+    assert srv.sessions[sid].progressive == 4
+
+
 # --- the encoders against per-character references -------------------------------------
 
 _CONTROLS = {chr(c) for c in range(0x20)} | {"\x7f"}

@@ -232,6 +232,16 @@ def _changed_token(old: str | None, new: str | None, diffs: str) -> str:
     return best
 
 
+def encode_first_row(values: Sequence[str | None]) -> str:
+    """``encode_update(None, values)``: every value literal (an item's first update)."""
+    literal = _LITERAL_VALUE.fullmatch
+    tokens = [
+        value if value is not None and literal(value) is not None else encode_value(value)
+        for value in values
+    ]
+    return "|".join(tokens)
+
+
 def encode_update(
     previous: Sequence[str | None] | None,
     new: Sequence[str | None],
@@ -247,7 +257,7 @@ def encode_update(
     a diff is used only when it is shorter than the literal value.
     """
     if previous is None or len(previous) != len(new):
-        return "|".join([encode_value(v) for v in new])
+        return encode_first_row(new)
     tokens: list[str] = []
     run = 0
 

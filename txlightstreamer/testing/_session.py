@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._adapter import DataModel
-from ._encoding import encode_line, encode_update
+from ._encoding import encode_first_row, encode_line, encode_update
 from ._pacing import Pacer, frequency_interval
 from ._params import (
     MODES,
@@ -185,11 +185,11 @@ class Subscription:
             data.add_listener(item, self)
         if self.snapshot is False or self.mode == "RAW":
             return
+        if self.mode == "MERGE":
+            self._merge_snapshot()
+            return
         for index, item in enumerate(self.items, start=1):
-            if self.mode == "MERGE":
-                if data.has_state(item):
-                    self._send_row(index, self._row(data.state(item)))
-            elif self.mode == "DISTINCT":
+            if self.mode == "DISTINCT":
                 history = data.history(item)
                 if self.snapshot is not True:
                     keep = int(self.snapshot)
@@ -201,6 +201,21 @@ class Subscription:
                 for row in data.keys(item).values():
                     self._send_row(index, self._row({**row, "command": "ADD"}))
                 session._emit_data(encode_line("EOS", self.sub_id, index))
+
+    def _merge_snapshot(self) -> None:
+        """Every item's state as its first update: the lines of `_send_row`, sent together."""
+        data = self.session.server.data
+        fields = self.fields
+        baseline = self._baseline
+        head = f"U,{self.sub_id},"
+        lines: list[str] = []
+        for index, item in enumerate(self.items, start=1):
+            if data.has_state(item):
+                state = data.state(item)
+                row = [state.get(name) for name in fields]
+                baseline[index] = row
+                lines.append(f"{head}{index},{encode_first_row(row)}")
+        self.session._emit_data_lines(lines)
 
     def _stop(self) -> None:
         if self._pacer is not None:
@@ -321,6 +336,22 @@ class Session:
         self.progressive += 1
         self._log.append((self.progressive, line))
         self._deliver(self.progressive, line)
+
+    def _emit_data_lines(self, lines: list[str]) -> None:
+        """`_emit_data` of each line, in order, with one write when nothing stands between."""
+        if self.closed or not lines:
+            return
+        first = self.progressive + 1
+        self.progressive += len(lines)
+        progs = range(first, self.progressive + 1)
+        self._log.extend(zip(progs, lines, strict=True))
+        stream = self.stream
+        if stream is not None and stream.send_lines(lines):
+            return
+        for prog, line in zip(progs, lines, strict=True):
+            if self.closed:
+                return
+            self._deliver(prog, line)
 
     def _emit(self, line: str) -> None:
         if not self.closed:

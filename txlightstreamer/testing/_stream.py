@@ -187,6 +187,33 @@ class Stream:
         if self.content_length is not None and self.written >= self.content_length:
             self.close_with(encode_line("LOOP", 0))
 
+    def send_lines(self, lines: list[str]) -> bool:
+        """`send` each of ``lines`` (data notifications) in one write, if nothing stands
+        between them (no fault armed, no stall, not polling, the content length not
+        reached by them); False (nothing written) otherwise, and always on a WebSocket
+        (one message per notification there)."""
+        faults = self.server.faults
+        if (
+            self.closed
+            or self.stalled
+            or self.polling
+            or self.output.websocket
+            or faults._armed
+            or faults._close_after is not None
+        ):
+            return False
+        data = "\r\n".join(lines) + "\r\n"
+        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+        if self.content_length is not None and self.written + size >= self.content_length:
+            return False
+        self.written += size
+        if self._gathered is not None:
+            self._gathered.append(data)
+        else:
+            self.output.write(data)
+            self._restart_keepalive()
+        return True
+
     def _restart_keepalive(self) -> None:
         if self._keepalive is not None and self._keepalive.active():
             self._keepalive.reset(self.keepalive_ms / 1000.0)
