@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import json.scanner
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
-__all__ = ["COPY_ALLOWANCE", "PatchError", "apply_other", "encode_json"]
+__all__ = ["COPY_ALLOWANCE", "PatchError", "apply_other", "encode_json", "quote_json", "scan_json"]
 
 #: A JSON Patch may copy at most the size of its inputs plus this much data.
 COPY_ALLOWANCE: Final = 1 << 16
@@ -40,6 +41,13 @@ def _make_encoder() -> Callable[[Any], str]:
 
 #: The text of a patched value: compact, non-ASCII kept (as the official clients render it).
 encode_json: Final = _make_encoder()
+#: How `encode_json` writes a string (a key or a value).
+quote_json: Final[Callable[[str], str]] = json.encoder.encode_basestring
+#: ``scan_json(text, index)``: the value at ``index`` and where it ends, as json.loads parses
+#: it (StopIteration if there is none), without json.loads' wrapper.
+scan_json: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())  # typeshed types the decoder argument oddly
+)
 
 class PatchError(ValueError):
     """The patch cannot be applied (malformed, or it does not fit the document)."""

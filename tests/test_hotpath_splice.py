@@ -1,0 +1,201 @@
+"""
+``^P`` by splicing (`txlightstreamer.protocol._hotpath._patch`): on a text the hot path
+produced, an ``add``/``replace``/``remove`` of a scalar is applied to the text itself. The
+result must be exactly ``encode_json`` of the patched document, and whatever the walker
+refuses must still be refused, compiled and interpreted alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_hotpath import interpreted
+from txlightstreamer.protocol import _hotpath
+from txlightstreamer.protocol._hotpath import patch_document
+from txlightstreamer.protocol._jsonpatch import encode_json
+
+BIG = 1 << 20
+MODULES = [pytest.param(_hotpath, id="built"), pytest.param(interpreted, id="interpreted")]
+
+KEYS = st.sampled_from(
+    ["a", "b", "", "-", "0", "1", "a/b", "m~n", "~1", "é", 'q"', "b\\", "\n", "€/~", "\U0001f600"]
+)
+TEXT = st.text(st.sampled_from('ab"\\/\n\t\x00\x1f\x7fé€\U0001f600\ud800~|%'), max_size=6)
+SCALAR = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | TEXT
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0.1, -0.0, 1e16, 1e-7, 183.29, 2.5e300])
+)
+JSON = st.recursive(
+    SCALAR,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _pointer(parts: list[str]) -> str:
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def _paths(doc: Any, prefix: list[str]) -> list[list[str]]:
+    """Every pointer into ``doc`` (as unescaped parts), and one past each array's end."""
+    out = [prefix]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out += _paths(value, [*prefix, key])
+        out.append([*prefix, "new"])
+    elif isinstance(doc, list):
+        for index, value in enumerate(doc):
+            out += _paths(value, [*prefix, str(index)])
+        out += [[*prefix, str(len(doc))], [*prefix, "-"], [*prefix, str(len(doc) + 1)]]
+    return out
+
+
+@st.composite
+def doc_and_ops(draw: Any) -> tuple[Any, list[Any]]:
+    doc = draw(JSON | st.lists(JSON, max_size=4) | st.dictionaries(KEYS, JSON, max_size=4))
+    paths = [_pointer(parts) for parts in _paths(doc, [])]
+    path = st.sampled_from(paths) | st.sampled_from(
+        ["", "/", "/a/0", "/01", "/-/a", "/~2", "/a~", "/0/-", "x", "/1e0", "/ 1"]
+    )
+    value = st.one_of(SCALAR, SCALAR, JSON)
+    op = st.one_of(
+        st.builds(
+            lambda k, p, v: {"op": k, "path": p, "value": v},
+            st.sampled_from(["add", "replace"]),
+            path,
+            value,
+        ),
+        st.builds(lambda p: {"op": "remove", "path": p}, path),
+        st.sampled_from(
+            [
+                {"op": "add", "path": "/a"},
+                {"op": "replace", "path": 1, "value": 1},
+                {"op": "test", "path": "", "value": None},
+                {"op": "bogus"},
+                1,
+                None,
+                {"op": "move", "from": "/a", "path": "/b"},
+            ]
+        ),
+    )
+    return doc, draw(st.lists(op, min_size=1, max_size=4))
+
+
+def _reference(text: str, ops: list[Any]) -> str | None:
+    """What the full path gives: parse, walk, encode (None if the patch is refused)."""
+    try:
+        return encode_json(patch_document(json.loads(text), copy.deepcopy(ops), BIG, False))
+    except Exception:
+        return None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(doc_and_ops(), st.sampled_from([(",", ":"), (", ", ": ")]))
+def test_a_spliced_patch_is_exactly_the_encoded_patched_document(
+    case: tuple[Any, list[Any]], separators: tuple[str, str]
+) -> None:
+    doc, ops = case
+    text = encode_json(doc)
+    payload = json.dumps(ops, separators=separators, ensure_ascii=separators[0] == ",")
+    expected = _reference(text, ops)
+    for module in (_hotpath, interpreted):
+        docs = {5: text}  # the text is one the hot path produced: it may be spliced
+        got = module._patch(text, payload, docs, 5, BIG)
+        assert got == expected
+        assert docs == ({5: got} if got is not None else {})
+        # Op by op, whatever the splicer applies equals the walker's result.
+        current = text
+        for op in ops:
+            spliced = module._splice(current, copy.deepcopy(op))
+            after = _reference(current, [op])
+            if spliced is not None:
+                assert spliced == after
+            if after is None:
+                break
+            current = after
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize(
+    ("doc", "ops", "expected"),
+    [
+        (
+            {"seq": 1, "bids": [[1.5, 100], [1.4, 200]]},
+            [
+                {"op": "replace", "path": "/seq", "value": 2},
+                {"op": "replace", "path": "/bids/1/1", "value": 300},
+                {"op": "replace", "path": "/bids/0/0", "value": 1.55},
+            ],
+            '{"seq":2,"bids":[[1.55,100],[1.4,300]]}',
+        ),
+        (
+            {"a/b": "x", "m~n": [1], 'q"': "\\"},
+            [
+                {"op": "replace", "path": "/a~1b", "value": 'é"€'},
+                {"op": "add", "path": "/m~0n/-", "value": None},
+                {"op": "add", "path": "/m~0n/0", "value": True},
+                {"op": "remove", "path": '/q"'},
+            ],
+            '{"a/b":"é\\"€","m~n":[true,1,null]}',
+        ),
+        (
+            {"a": []},
+            [
+                {"op": "add", "path": "/a/0", "value": 1},
+                {"op": "add", "path": "/b", "value": 2},
+                {"op": "remove", "path": "/a/0"},
+                {"op": "replace", "path": "/b", "value": 1e400},
+            ],
+            '{"a":[],"b":Infinity}',
+        ),
+    ],
+)
+def test_splices(module: ModuleType, doc: Any, ops: list[Any], expected: str) -> None:
+    text = encode_json(doc)
+    current = text
+    for op in ops:
+        current = module._splice(current, op)
+        assert current is not None
+    assert current == expected == _reference(text, ops)
+    assert module._patch(text, json.dumps(ops), {0: text}, 0, BIG) == expected
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "replace", "path": "/c", "value": 1},  # missing member
+        {"op": "remove", "path": "/a/2"},  # beyond the array
+        {"op": "replace", "path": "/a/-", "value": 1},
+        {"op": "add", "path": "/a/3", "value": 1},  # past the end
+        {"op": "add", "path": "/a/01", "value": 1},  # leading zero
+        {"op": "add", "path": "/b/x", "value": 1},  # into a scalar
+        {"op": "replace", "path": "/~2", "value": 1},  # bad escape
+        {"op": "remove", "path": ""},
+    ],
+)
+def test_what_the_walker_refuses_stays_refused(module: ModuleType, op: dict[str, Any]) -> None:
+    text = '{"a":[1,2],"b":3}'
+    assert _reference(text, [op]) is None
+    assert module._patch(text, json.dumps([op]), {0: text}, 0, BIG) is None
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_only_its_own_texts_are_spliced(module: ModuleType) -> None:
+    # Not compact, duplicate keys, a non-canonical number: the full path re-encodes.
+    for text in ['{"a": 1, "b": 2}', '{"a":1,"a":2,"b":2}', '{"a":1.50,"b":2}']:
+        payload = '[{"op":"replace","path":"/b","value":3}]'
+        docs: dict[int, str] = {}
+        got = module._patch(text, payload, docs, 0, BIG)
+        assert got == _reference(text, json.loads(payload)) == docs[0]
