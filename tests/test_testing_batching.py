@@ -16,7 +16,12 @@ from twisted.internet import task
 from twisted.web.test.requesthelper import DummyRequest
 
 from txlightstreamer.testing import CLIENT_ID, TlcpServer
-from txlightstreamer.testing._encoding import decode_percent, encode_arg, encode_value
+from txlightstreamer.testing._encoding import (
+    decode_percent,
+    encode_arg,
+    encode_first_row,
+    encode_value,
+)
 
 CID = "LS_cid=" + quote(CLIENT_ID, safe="")
 
@@ -169,6 +174,11 @@ _TEXT = st.text(alphabet=st.sampled_from(list("ab#$^%|,+ \r\n\x00\x1f\x7fé€�
 def test_encode_value_and_arg_as_the_reference(text: str) -> None:
     assert encode_value(text) == _reference_value(text)
     assert encode_arg(text) == _reference_quote(text, _CONTROLS | {"%", "|", ","})
+
+
+@given(st.lists(st.one_of(st.none(), _TEXT), min_size=1, max_size=5))
+def test_encode_first_row_as_each_value(values: list[str | None]) -> None:
+    assert encode_first_row(values) == "|".join(_reference_value(v) for v in values)
 
 
 @pytest.mark.parametrize("char", [chr(c) for c in range(0x300)])

@@ -110,9 +110,13 @@ class Subscription:
         self.snapshot = snapshot
         self.unfiltered = max_frequency == "unfiltered"
         self.max_frequency = "unlimited" if self.unfiltered else max_frequency
-        self._indices: dict[str, list[int]] = {}
-        for index, item in enumerate(items, start=1):
-            self._indices.setdefault(item, []).append(index)
+        self._indices: dict[str, list[int]] = {
+            item: [index] for index, item in enumerate(items, start=1)
+        }
+        if len(self._indices) < len(items):  # an item more than once
+            self._indices = {}
+            for index, item in enumerate(items, start=1):
+                self._indices.setdefault(item, []).append(index)
         self._field_set = frozenset(fields)
         self._baseline: dict[int, list[str | None]] = {}
         #: The parameters of the ``add`` that made it, but for the per-request ones.
@@ -181,8 +185,13 @@ class Subscription:
                 "unfiltered" if self.unfiltered else "filtered",
             )
         )
-        for item in dict.fromkeys(self.items):
-            data.add_listener(item, self)
+        if type(data).add_listener is DataModel.add_listener:
+            listeners = data._listeners  # the same as add_listener, without a call per item
+            for item in self._indices:
+                listeners.setdefault(item, []).append(self)
+        else:
+            for item in self._indices:
+                data.add_listener(item, self)
         if self.snapshot is False or self.mode == "RAW":
             return
         if self.mode == "MERGE":
@@ -209,12 +218,24 @@ class Subscription:
         baseline = self._baseline
         head = f"U,{self.sub_id},"
         lines: list[str] = []
-        for index, item in enumerate(self.items, start=1):
-            if data.has_state(item):
-                state = data.state(item)
-                row = [state.get(name) for name in fields]
-                baseline[index] = row
-                lines.append(f"{head}{index},{encode_first_row(row)}")
+        cls = type(data)
+        if cls.has_state is DataModel.has_state and cls.state is DataModel.state:
+            # What has_state and state say, read in place (state would copy each row).
+            found = data._items.get
+            for index, item in enumerate(self.items, start=1):
+                it = found(item)
+                if it is not None and it.has_state:
+                    values = it.state
+                    row = [values.get(name) for name in fields]
+                    baseline[index] = row
+                    lines.append(f"{head}{index},{encode_first_row(row)}")
+        else:
+            for index, item in enumerate(self.items, start=1):
+                if data.has_state(item):
+                    values = data.state(item)
+                    row = [values.get(name) for name in fields]
+                    baseline[index] = row
+                    lines.append(f"{head}{index},{encode_first_row(row)}")
         self.session._emit_data_lines(lines)
 
     def _stop(self) -> None:
