@@ -15,7 +15,10 @@ Three measurements, each against its own ``redis-server`` on a free loopback por
   1,000 events/s (the 200 clients' parsing in this one process is part of the delay).
 
 Usage: ``python -m bench.redis_fanout [--updates 200000] [--clients 200]``; writes
-``bench/results/redis_fanout.json``.
+``bench/results/redis_fanout.json``. ``--only sink,bridge`` runs some measurements (and
+writes nothing); ``--lib installed`` (or ``--lib DIR``) measures another txlightstreamer
+(the compiled build installed in this Python) from a directory holding only ``bench``;
+``--profile FILE`` runs the bridge under cProfile (its figures are then slower).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -37,7 +41,7 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from bench.burst import ITEMS, SCHEMA
-from bench.common import machine
+from bench.common import machine, proc_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "redis_fanout.json"
@@ -90,10 +94,29 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+#: Set by ``--lib``: where the measured processes find txlightstreamer and ``bench``.
+LIB: dict[str, Any] = {"path": None, "cwd": ROOT}
+
+
+def _use_lib(lib: str) -> None:
+    """Run the processes from a directory holding only a link to ``bench``, so that the
+    checkout (or its editable install) does not shadow the package measured."""
+    home = Path(tempfile.mkdtemp(prefix="txls-bench-"))
+    (home / "bench").symlink_to(ROOT / "bench")
+    LIB["cwd"] = home
+    LIB["path"] = None if lib == "installed" else str(Path(lib).resolve())
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    paths = [LIB["path"], str(LIB["cwd"]), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return env
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _update(n: int) -> dict[str, Any]:
@@ -152,23 +175,38 @@ async def _sink_run(items: list[Any], method: str) -> dict[str, Any]:
 # -- the bridge, end to end ------------------------------------------------------------------
 
 
-def bench_bridge(updates: int) -> dict[str, Any]:
+def bench_bridge(updates: int, runs: int = RUNS, profile: str | None = None) -> dict[str, Any]:
+    """The best of ``runs`` bridge runs, with every run's events/s."""
+    results = [_bridge_run(updates, profile) for _ in range(runs)]
+    best = max(results, key=lambda run: int(run["events_per_s"]))
+    return {**best, "runs_events_per_s": [run["events_per_s"] for run in results],
+            "runs_cpu_us_per_update": [run["cpu_us_per_update"] for run in results]}
+
+
+def _bridge_run(updates: int, profile: str | None) -> dict[str, Any]:
     redis = Redis()
     sender = subprocess.Popen(
         [sys.executable, "-m", "bench.sender", "--scenario", "burst", "--updates",
-         str(updates)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=_env())
+         str(updates)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=LIB["cwd"],
+        env=_env())
     try:
         assert sender.stdout is not None
         line = sender.stdout.readline().decode()
         port = int(line.split()[1])
         spec = f"MERGE {','.join(ITEMS)} {','.join(SCHEMA)} snapshot=no"
+        runner = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
         t0 = time.perf_counter()
+        cpu0 = _children_cpu()  # the sender is reaped later: this counts the bridge only
+        redis0, sender0 = proc_cpu_seconds(redis.process.pid), proc_cpu_seconds(sender.pid)
         bridge = subprocess.run(
-            [sys.executable, "-m", "txlightstreamer", "--url", f"http://127.0.0.1:{port}",
-             "--subscribe", spec, "--max-updates", str(updates), "--sink", redis.url,
-             "--output", os.devnull], cwd=ROOT, env=_env(), capture_output=True,
-            text=True, timeout=600)
+            [sys.executable, *runner, "-m", "txlightstreamer", "--url",
+             f"http://127.0.0.1:{port}", "--subscribe", spec, "--max-updates", str(updates),
+             "--sink", redis.url, "--output", os.devnull], cwd=LIB["cwd"], env=_env(),
+            capture_output=True, text=True, timeout=600)
         wall = time.perf_counter() - t0
+        cpu = _children_cpu() - cpu0
+        redis_cpu = proc_cpu_seconds(redis.process.pid) - redis0
+        sender_cpu = proc_cpu_seconds(sender.pid) - sender0
         if bridge.returncode != 0:
             raise RuntimeError(f"bridge failed: {bridge.stderr[-2000:]}")
         length = int(redis.cli("XLEN", "txls:events"))
@@ -182,7 +220,9 @@ def bench_bridge(updates: int) -> dict[str, Any]:
         redis.stop()
     return {"updates": updates, "entries": length, "stream_seconds": ms / 1000,
             "events_per_s": round(updates / max(ms / 1000, 1e-3)),
-            "process_seconds": round(wall, 2)}
+            "process_seconds": round(wall, 2), "process_cpu_seconds": round(cpu, 2),
+            "cpu_us_per_update": round(cpu / updates * 1e6, 2),
+            "redis_cpu_seconds": round(redis_cpu, 2), "sender_cpu_seconds": round(sender_cpu, 2)}
 
 
 def _first_update_id(redis: Redis) -> str:
@@ -230,7 +270,7 @@ async def bench_fanout(clients: int, rate: int, seconds: float) -> dict[str, Any
     logs = [Path(redis.dir) / f"relay{n}.log" for n in range(2)]
     relays = [subprocess.Popen(
         [sys.executable, "-m", "txlightstreamer", "--source", redis.url, "--http-port",
-         "tcp:0"], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+         "tcp:0"], cwd=LIB["cwd"], env=_env(), stdout=subprocess.DEVNULL,
         stderr=log.open("wb")) for log in logs]
     connected: list[SseClient] = []
     try:
@@ -296,15 +336,22 @@ async def _relay_port(log: Path) -> int:
 
 async def main(reactor_: Any, args: argparse.Namespace) -> None:
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    results["sink"] = await bench_sink(args.updates)
-    print("sink", results["sink"], flush=True)
-    results["bridge"] = bench_bridge(args.updates)
-    print("bridge", results["bridge"], flush=True)
-    results["fanout"] = []
-    for rate in args.rates:
-        results["fanout"].append(await bench_fanout(args.clients, rate, args.seconds))
-        print("fanout", results["fanout"][-1], flush=True)
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "lib": args.lib or "checkout",
+        "load_average_before": list(os.getloadavg())}
+    only = set(args.only.split(",")) if args.only else {"sink", "bridge", "fanout"}
+    if "sink" in only:
+        results["sink"] = await bench_sink(args.updates)
+        print("sink", results["sink"], flush=True)
+    if "bridge" in only:
+        results["bridge"] = bench_bridge(args.updates, args.runs, args.profile)
+        print("bridge", results["bridge"], flush=True)
+    if "fanout" in only:
+        results["fanout"] = []
+        for rate in args.rates:
+            results["fanout"].append(await bench_fanout(args.clients, rate, args.seconds))
+            print("fanout", results["fanout"][-1], flush=True)
+    if args.only or args.profile:
+        return  # partial or profiled figures: printed only
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {RESULTS}")
@@ -317,5 +364,11 @@ if __name__ == "__main__":
     parser.add_argument("--rates", type=lambda text: [int(r) for r in text.split(",")],
                         default=[200, 1000], help="fan-out events/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--only", help="some of sink,bridge,fanout (nothing is written)")
+    parser.add_argument("--runs", type=int, default=RUNS, help="bridge runs (best reported)")
+    parser.add_argument("--lib", help="measure the txlightstreamer in DIR, or 'installed'")
+    parser.add_argument("--profile", help="run the bridge under cProfile, stats to this file")
     parsed = parser.parse_args()
+    if parsed.lib:
+        _use_lib(parsed.lib)
     task.react(lambda r: defer.ensureDeferred(main(r, parsed)))

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, cast
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from txlightstreamer.events import encode_event
@@ -17,7 +18,10 @@ log = Logger()
 
 
 class JsonLinesWriter:
-    """Writes events as JSON lines to a binary stream, flushing after each line."""
+    """
+    Writes events as JSON lines to a binary stream, flushing after each line, or with
+    ``clock`` once per reactor turn (a burst read in one turn is one write, not thousands).
+    """
 
     def __init__(
         self,
@@ -25,22 +29,29 @@ class JsonLinesWriter:
         *,
         close: bool = False,
         on_broken: Callable[[OSError], object] | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self._stream: BinaryIO | None = stream
         self._close = close
         self._on_broken = on_broken
+        self._clock = clock
+        self._flush_call: IDelayedCall | None = None
         self.lines = 0
 
     @classmethod
     def open(
-        cls, path: str, on_broken: Callable[[OSError], object] | None = None
+        cls,
+        path: str,
+        on_broken: Callable[[OSError], object] | None = None,
+        clock: IReactorTime | None = None,
     ) -> JsonLinesWriter:
         """Open ``path`` for appending, or standard output for ``-``."""
         if path == "-":
             # The real stdout: twistd replaces sys.stdout with a log redirection.
             stdout = sys.__stdout__ if sys.__stdout__ is not None else sys.stdout
-            return cls(cast(BinaryIO, stdout.buffer), on_broken=on_broken)
-        return cls(cast(BinaryIO, open(path, "ab")), close=True, on_broken=on_broken)
+            return cls(cast(BinaryIO, stdout.buffer), on_broken=on_broken, clock=clock)
+        return cls(cast(BinaryIO, open(path, "ab")), close=True, on_broken=on_broken,
+                   clock=clock)
 
     @property
     def closed(self) -> bool:
@@ -58,14 +69,33 @@ class JsonLinesWriter:
             return
         try:
             stream.write(line)
-            stream.flush()
+            if self._clock is None:
+                stream.flush()
+            elif self._flush_call is None:
+                self._flush_call = self._clock.callLater(0, self._flush)
         except OSError as e:
             self._broken(stream, e)
             return
         self.lines += 1
 
+    def _flush(self) -> None:
+        self._flush_call = None
+        stream = self._stream
+        if stream is None:
+            return
+        try:
+            stream.flush()
+        except OSError as e:
+            self._broken(stream, e)
+
+    def _cancel_flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+
     def _broken(self, stream: BinaryIO, error: OSError) -> None:
         self._stream = None
+        self._cancel_flush()
         if isinstance(error, BrokenPipeError) and not self._close:
             # The reader went away (e.g. `| head`): point the descriptor at /dev/null so
             # the interpreter's final flush does not complain.
@@ -86,6 +116,7 @@ class JsonLinesWriter:
     def close(self) -> None:
         """Flush, and close the file if this writer opened it."""
         stream, self._stream = self._stream, None
+        self._cancel_flush()
         if stream is None:
             return
         try:

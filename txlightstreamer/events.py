@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from itertools import compress
+from operator import ne
 from typing import Any, Protocol
 
 from txlightstreamer import MODE_COMMAND, ItemUpdate, LsClient, SessionInfo, Table
@@ -28,6 +30,8 @@ __all__ = [
     "DATA_EVENTS",
     "EventFeed",
     "EventSink",
+    "UpdateEncoder",
+    "UpdateSink",
     "encode_event",
     "error_event",
     "item_event",
@@ -52,6 +56,14 @@ class EventSink(Protocol):
         """Take one event record (a JSON-able dict with an ``"event"`` key)."""
 
 
+class UpdateSink(EventSink, Protocol):
+    """A sink that also takes updates unbuilt, to encode them without a record (faster)."""
+
+    def write_update(self, encoder: UpdateEncoder, update: ItemUpdate) -> None:
+        """Take one update: ``encoder.event(update)`` is its record, ``encoder.encode(update,
+        seconds)`` the stamped JSON line of that record."""
+
+
 # -- the records ---------------------------------------------------------------------------
 
 
@@ -59,11 +71,21 @@ class EventSink(Protocol):
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
+#: The last timestamp made, by its milliseconds: a burst stamps thousands per millisecond.
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def timestamp(seconds: float) -> str:
     """``ts``: ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T16:00:00.123Z``."""
+    global _last_stamp
     millis = int(round(seconds * 1000))
+    last = _last_stamp
+    if millis == last[0]:
+        return last[1]
     moment = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"
+    text = f"{moment:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"
+    _last_stamp = (millis, text)
+    return text
 
 
 def stamped(event: Mapping[str, Any], seconds: float) -> dict[str, Any]:
@@ -134,6 +156,96 @@ def update_event(sub: int, update: ItemUpdate) -> dict[str, Any]:
     }
 
 
+# json.JSONEncoder(ensure_ascii=False) quotes every string (keys too) with this function.
+_quote: Callable[[Any], str] = json.encoder.encode_basestring
+_NULL = "null"
+
+
+class UpdateEncoder:
+    """
+    The ``update`` events of one table, encoded straight to JSON lines: `encode` returns
+    exactly ``encode_event(stamped(update_event(sub, update), seconds))``, without building
+    the records, from texts made once per table and item (the field names quoted once).
+    """
+
+    __slots__ = ("sub", "_names", "_width", "_body", "_changed", "_all_changed",
+                 "_item_names", "_heads")
+
+    def __init__(self, sub: int) -> None:
+        self.sub = sub
+        #: What the texts below were made from (none yet): the field names and the width.
+        self._names: tuple[str, ...] | None | bool = False
+        self._width = -1
+        #: ``"name": %s, ...`` (None: names repeat, records are built); ``"name"`` per field.
+        self._body: str | None = None
+        self._changed: tuple[str, ...] = ()
+        self._all_changed = ""
+        self._item_names: tuple[str, ...] | None | bool = False
+        #: Per item position: ``"sub": N, "item": NAME, "pos": P, "values": {``.
+        self._heads: dict[int, str] = {}
+
+    def event(self, update: ItemUpdate) -> dict[str, Any]:
+        """The record of ``update`` (`update_event`)."""
+        return update_event(self.sub, update)
+
+    def encode(self, update: ItemUpdate, seconds: float) -> bytes:
+        """The JSON line of ``update`` stamped at ``seconds``, as `encode_event` writes it."""
+        values = update.values
+        table = update.table  # a second-level update's may not be the table's
+        if table.field_names is not self._names or len(values) != self._width:
+            self._prepare(table.field_names, len(values))
+        body = self._body
+        if body is None:
+            return encode_event(stamped(update_event(self.sub, update), seconds))
+        if table.item_names is not self._item_names:
+            self._item_names = table.item_names
+            self._heads.clear()
+        pos = update.item_pos
+        head = self._heads.get(pos)
+        if head is None:
+            head = self._heads[pos] = self._head(update)
+        try:
+            if None in values:
+                body = body % tuple([_NULL if v is None else _quote(v) for v in values])
+            else:
+                body = body % tuple(map(_quote, values))
+        except TypeError:  # not a string: let the JSON encoder say what it makes of it
+            return encode_event(stamped(update_event(self.sub, update), seconds))
+        # What ItemUpdate.changed_fields lists, in field order, without building it.
+        previous, override = update._previous, update._changed_override
+        if override is not None:
+            every = self._changed
+            names = ", ".join([every[i] for i in sorted(override)])
+        elif previous is None:
+            names = self._all_changed
+        else:
+            names = ", ".join(compress(self._changed, map(ne, previous, values)))
+        snapshot = "true" if update.is_snapshot else "false"
+        text = (f'{{"event": "update", "ts": "{timestamp(seconds)}", {head}{body}}}, '
+                f'"changed": [{names}], "snapshot": {snapshot}}}\n')
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: encode_event's ASCII fallback
+            return encode_event(stamped(update_event(self.sub, update), seconds))
+
+    def _prepare(self, names: tuple[str, ...] | None, width: int) -> None:
+        self._names, self._width = names, width
+        keys: list[str] = [str(n) for n in range(1, width + 1)] if names is None else list(names)
+        if len(keys) != width or len(set(keys)) != width:
+            self._body = None  # a mismatch (update_event raises) or repeated names
+            return
+        quoted = tuple(_quote(key) for key in keys)
+        # %-format of the values' texts: the keys' own % are doubled.
+        self._body = ", ".join(key.replace("%", "%%") + ": %s" for key in quoted)
+        self._changed = quoted
+        self._all_changed = ", ".join(quoted)
+
+    def _head(self, update: ItemUpdate) -> str:
+        name = update.item_name
+        item = "null" if name is None else _quote(name)
+        return f'"sub": {self.sub}, "item": {item}, "pos": {update.item_pos}, "values": {{'
+
+
 def item_event(kind: str, sub: int, table: Table, pos: int) -> dict[str, Any]:
     """``eos`` and ``clear_snapshot``: ``{"event", "sub", "item", "pos"}``."""
     return {"event": kind, "sub": sub, "item": _item_name(table, pos), "pos": pos}
@@ -198,7 +310,12 @@ class EventFeed:
         """Write ``table``'s events, numbered ``sub``."""
         write = self.sink.write
         table.on_subscribed(lambda: write(subscribed_event(sub, table)))
-        table.on_item_update(lambda update: write(update_event(sub, update)))
+        write_update = getattr(self.sink, "write_update", None)
+        if write_update is not None:  # an UpdateSink: no record built for an update
+            encoder = UpdateEncoder(sub)
+            table.on_item_update(lambda update: write_update(encoder, update))
+        else:
+            table.on_item_update(lambda update: write(update_event(sub, update)))
         table.on_end_of_snapshot(lambda pos: write(item_event("eos", sub, table, pos)))
         table.on_clear_snapshot(
             lambda pos: write(item_event("clear_snapshot", sub, table, pos)))

@@ -26,7 +26,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txlightstreamer import LsClient, Table
+from txlightstreamer import ItemUpdate, LsClient, Table
 from txlightstreamer._demo_service import DemoService
 from txlightstreamer._jsonlines import JsonLinesWriter
 from txlightstreamer.cli.options import PASSWORD_ENV, Options, stderr_log_observer
@@ -40,6 +40,7 @@ from txlightstreamer.errors import SessionLostError, TransportError
 from txlightstreamer.events import (
     DATA_EVENTS,
     EventFeed,
+    UpdateEncoder,
     encode_event,
     error_event,
     item_event,
@@ -213,8 +214,8 @@ class LsService(MultiService):
             self.reactor.callWhenRunning(_handle_signals, self.reactor, self._stop_the_reactor)
         if self._writer is None:
             try:
-                self._writer = JsonLinesWriter.open(
-                    self.options["output"], on_broken=self._output_broken)
+                self._writer = JsonLinesWriter.open(  # flushed once per reactor turn
+                    self.options["output"], on_broken=self._output_broken, clock=self.reactor)
             except OSError as e:
                 log.error("Cannot open --output {path}: {error}",
                           path=self.options["output"], error=e.strerror)
@@ -394,10 +395,14 @@ class LsService(MultiService):
         elif self._writer is not None:
             self._writer.write(event)
         if kind == "update":
-            self.updates += 1
-            limit = self.options["max-updates"]
-            if limit is not None and self.updates >= limit:
-                self._finish(0, f"--max-updates {limit} reached")
+            self.count_update()
+
+    def count_update(self) -> None:
+        """One more update written: stop at --max-updates."""
+        self.updates += 1
+        limit = self.options["max-updates"]
+        if limit is not None and self.updates >= limit:
+            self._finish(0, f"--max-updates {limit} reached")
 
     def _on_status(self, client: LsClient, status: str, reason: str | None) -> None:
         if client is not self.client:
@@ -544,6 +549,21 @@ class _Retirable:
 
     def write(self, event: Mapping[str, Any]) -> None:
         self._service.write(event, to_sink=self._service.client is self._client)
+
+    def write_update(self, encoder: UpdateEncoder, update: ItemUpdate) -> None:
+        """`LsService.write` for an update, encoded once without its record (faster)."""
+        service = self._service
+        if service.stopping:
+            return
+        redis = service.redis if service.client is self._client else None
+        writer = service._writer
+        if writer is not None or redis is not None:
+            line = encoder.encode(update, service.reactor.seconds())
+            if writer is not None:
+                writer.write_line(line)
+            if redis is not None:
+                redis.sink.write_data(line)
+        service.count_update()
 
 
 def _shard_specs(specs: list[SubscriptionSpec], k: int, n: int) -> list[SubscriptionSpec]:

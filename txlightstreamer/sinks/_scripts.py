@@ -8,7 +8,8 @@ __all__ = ["APPEND", "RENEW", "RELEASE"]
 # KEYS[1] = stream, KEYS[2] = lease key ("" without a lease)
 # ARGV[1] = lease token, ARGV[2] = MAXLEN (0: no trimming),
 # ARGV[3] = the ids, comma-separated; ARGV[4] = the events' byte lengths, comma-separated;
-# ARGV[5] = the events, concatenated (five arguments per batch: cheap to send and parse).
+# ARGV[5] = the events, concatenated (five arguments per batch: cheap to send and parse);
+# an event's final newline (a JSON line's) is not stored.
 # Fencing: nothing is written unless the caller still holds the lease, so two bridges never
 # write at once. Idempotence: an id at or below the stream's last one was already written
 # (a batch re-sent after a lost reply), so it is skipped, never written twice.
@@ -30,7 +31,11 @@ local pos = 1
 local written, skipped = 0, 0
 for id, ms, seq in string.gmatch(ARGV[3], '((%d+)-(%d+))') do
   local size = tonumber(lengths())
-  local event = string.sub(data, pos, pos + size - 1)
+  local last = pos + size - 1
+  if size > 0 and string.byte(data, last) == 10 then
+    last = last - 1
+  end
+  local event = string.sub(data, pos, last)
   pos = pos + size
   ms, seq = tonumber(ms), tonumber(seq)
   if ms > top_ms or (ms == top_ms and seq > top_seq) then

@@ -1,14 +1,16 @@
 """
 `RedisSink`: every event appended to a Redis stream, in order, pipelined, with bounded memory.
 
-Each event gets an id (``<ms>-<seq>``, increasing) when it is written to the sink, and is
-sent with that id inside one atomic Lua script per batch. A batch whose reply is lost is
-sent again with the same ids, and Redis skips what it already has: after a reconnection
-nothing is written twice and nothing goes missing. When Redis is slow or down events wait
-in a bounded buffer; at the high-water mark the sink asks its producer to pause (the
-Lightstreamer stream stops being read, so the server conflates or reports lost updates),
-and asks it to resume once half of the buffer has drained. Past twice the high-water mark
-events are dropped, and the drop is itself written as an ``error`` event with the count.
+Each event gets an id (``<ms>-<seq>``, increasing) at the end of the reactor turn it was
+written to the sink in, and is sent with that id inside one atomic Lua script per batch
+(what a turn wrote goes in one batch, however many events: per-event work stays small).
+A batch whose reply is lost is sent again with the same ids, and Redis skips what it
+already has: after a reconnection nothing is written twice and nothing goes missing.
+When Redis is slow or down events wait in a bounded buffer; at the high-water mark the
+sink asks its producer to pause (the Lightstreamer stream stops being read, so the
+server conflates or reports lost updates), and asks it to resume once half of the buffer
+has drained. Past twice the high-water mark events are dropped, and the drop is itself
+written as an ``error`` event with the count.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Mapping
-from itertools import islice
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -81,7 +82,13 @@ class RedisSink:
         self._batch_size = batch_size
         self._retry_delay = retry_delay
         self._reply_timeout = reply_timeout
-        self._buffer: deque[tuple[str, bytes]] = deque()
+        #: The events not written yet, from ``_head`` on (a list: batches are slices), and
+        #: the ids of the first ones (given at the end of each turn: ``_ids[i]`` is
+        #: ``_buffer[i]``'s).
+        self._buffer: list[bytes] = []
+        self._ids: list[str] = []
+        self._head = 0
+        self._turn: IDelayedCall | None = None
         #: Events sent and not answered yet, and the size of each batch in flight.
         self._in_flight = 0
         self._batches: deque[int] = deque()
@@ -114,7 +121,7 @@ class RedisSink:
     @property
     def depth(self) -> int:
         """Events waiting to be written."""
-        return len(self._buffer)
+        return len(self._buffer) - self._head
 
     def on_pause(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` when the buffer is full: stop producing events."""
@@ -157,17 +164,20 @@ class RedisSink:
         if self._connection is None:
             return succeed(None)
         d: Deferred[None] = Deferred()
-        if self._buffer and self.connected:
+        if self.depth and self.connected:
             self._drained.append(d)
             d.addTimeout(timeout, self._clock, onTimeoutCancel=lambda *_: None)
         else:
             d.callback(None)
 
         def close(_: object) -> Deferred[None]:
-            if self._buffer:
+            if self.depth:
                 log.error("{sink}: {n} events were not written to Redis before stopping",
-                          sink=self, n=len(self._buffer))
+                          sink=self, n=self.depth)
             self._cancel_retry()
+            if self._turn is not None and self._turn.active():
+                self._turn.cancel()
+            self._turn = None
             connection, self._connection = self._connection, None
             self._append = None
             result: Deferred[None] = connection.disconnect()
@@ -178,7 +188,7 @@ class RedisSink:
     def drained(self, timeout: float = 5.0) -> Deferred[None]:
         """Fires once the buffer is written (or after ``timeout`` s, or at once if down)."""
         d: Deferred[None] = Deferred()
-        if self._buffer and self.connected and self._connection is not None:
+        if self.depth and self.connected and self._connection is not None:
             self._drained.append(d)
             d.addTimeout(timeout, self._clock, onTimeoutCancel=lambda *_: None)
         else:
@@ -193,20 +203,35 @@ class RedisSink:
 
     def write_data(self, data: bytes) -> None:
         """Queue one event already encoded (as by ``encode``; a final newline is removed)."""
-        if len(self._buffer) >= 2 * self._buffer_limit:
+        buffer = self._buffer
+        if len(buffer) - self._head >= self._buffer_limit - 1 or self._dropped_unreported:
+            self._write_crowded(data)
+            return
+        buffer.append(data)  # the newline goes too: the script leaves it out
+        if self._turn is None:
+            self._turn = self._clock.callLater(0, self._end_of_turn)
+
+    def _write_crowded(self, data: bytes) -> None:
+        """`write_data` near or past the high-water mark, or with drops to report."""
+        if self.depth >= 2 * self._buffer_limit:
             self.dropped += 1
             self._dropped_unreported += 1
             return
-        if self._dropped_unreported and len(self._buffer) < self._buffer_limit:
+        if self._dropped_unreported and self.depth < self._buffer_limit:
             self._report_drops()
-        if data.endswith(b"\n"):
-            data = data[:-1]
-        self._buffer.append((self._next_id(), data))
-        if len(self._buffer) >= self._buffer_limit and not self.paused:
+        self._buffer.append(data)
+        if self.depth >= self._buffer_limit and not self.paused:
             self.paused = True
             self.pauses += 1
             for callback in list(self._pause_cbs):
                 callback()
+        if self._turn is None:
+            self._turn = self._clock.callLater(0, self._end_of_turn)
+
+    def _end_of_turn(self) -> None:
+        """What this turn wrote gets its ids, and is sent if it can be."""
+        self._turn = None
+        self._give_ids()
         self._flush()
 
     def _report_drops(self) -> None:
@@ -218,18 +243,23 @@ class RedisSink:
                                   "was full"})
 
     def _enqueue(self, event: Mapping[str, Any]) -> None:
-        data = self._encode(event)
-        if data.endswith(b"\n"):
-            data = data[:-1]
-        self._buffer.append((self._next_id(), data))
+        self._buffer.append(self._encode(event))
+        if self._turn is None:
+            self._turn = self._clock.callLater(0, self._end_of_turn)
 
-    def _next_id(self) -> str:
+    def _give_ids(self) -> None:
+        """Ids for the events that have none: this millisecond's, after the last one."""
+        count = len(self._buffer) - len(self._ids)
+        if count <= 0:
+            return
         ms = int(self._clock.seconds() * 1000)
         if ms > self._last_ms:
-            self._last_ms, self._last_seq = ms, 0
+            self._last_ms, first = ms, 0
         else:
-            self._last_seq += 1
-        return f"{self._last_ms}-{self._last_seq}"
+            first = self._last_seq + 1
+        self._last_seq = first + count - 1
+        prefix = f"{self._last_ms}-"
+        self._ids.extend([prefix + seq for seq in map(str, range(first, first + count))])
 
     def take_over(self) -> Deferred[bool]:
         """
@@ -246,9 +276,8 @@ class RedisSink:
                 ms, _, seq = _text(entries[0][0]).partition("-")
                 if (int(ms), int(seq)) > (self._last_ms, self._last_seq):
                     self._last_ms, self._last_seq = int(ms), int(seq)
-            waiting = list(self._buffer)
-            self._buffer.clear()
-            self._buffer.extend((self._next_id(), data) for _, data in waiting)
+            del self._ids[self._head:]
+            self._give_ids()
             return bool(entries)
 
         def done(result: Any) -> Any:
@@ -260,38 +289,49 @@ class RedisSink:
 
     def discard(self) -> int:
         """Forget the events not sent yet (a lost lease's); returns how many."""
-        keep = list(islice(self._buffer, self._in_flight))
-        count = len(self._buffer) - len(keep)
-        self._buffer.clear()
-        self._buffer.extend(keep)
+        keep = self._head + self._in_flight
+        count = len(self._buffer) - keep
+        del self._buffer[keep:]
+        del self._ids[keep:]
         return count
 
     def _flush(self) -> None:
         if self._append is None or self._retry is not None or self._syncing or self._failing:
             return
-        if not self._buffer:
+        if not self.depth:
             drained, self._drained = self._drained, []
             for d in drained:
                 d.callback(None)
             return
         if self.lease is not None and not self.lease.held:
             return  # written once the lease is (re)gained, or never: see lease_lost
+        if len(self._batches) >= PIPELINE or self.depth <= self._in_flight:
+            return
         widen_writes(self._connection)  # after a reconnection too: a new transport
+        self._give_ids()
         # Up to PIPELINE batches in flight: Redis runs one while the next one travels.
-        while len(self._batches) < PIPELINE and len(self._buffer) > self._in_flight:
-            start = self._in_flight
-            batch = list(islice(self._buffer, start, start + self._batch_size))
-            datas = [data for _, data in batch]
+        while len(self._batches) < PIPELINE and self.depth > self._in_flight:
+            start = self._head + self._in_flight
+            end = min(start + self._batch_size, len(self._buffer))
+            datas = self._buffer[start:end]
             args: list[Any] = [
                 self.lease.token if self.lease else "", self.target.maxlen,
-                ",".join([entry_id for entry_id, _ in batch]),
-                ",".join(map(str, map(len, datas))), b"".join(datas)]
+                ",".join(self._ids[start:end]), ",".join(map(str, map(len, datas))),
+                b"".join(datas)]
             keys = [self.target.stream, self.lease.key if self.lease else ""]
-            self._batches.append(len(batch))
-            self._in_flight += len(batch)
+            self._batches.append(end - start)
+            self._in_flight += end - start
             d = self._append(keys, args)
             d.addTimeout(self._reply_timeout, self._clock)
             d.addCallbacks(self._written, self._failed)
+
+    def _pop(self, count: int) -> None:
+        """The first ``count`` events are written: forget them (in bulk, now and then)."""
+        self._head += count
+        if self._head >= 4096 and self._head * 2 >= len(self._buffer):
+            del self._buffer[:self._head]
+            del self._ids[:self._head]
+            self._head = 0
 
     def _written(self, result: Any) -> None:
         count = self._batches.popleft()
@@ -302,16 +342,15 @@ class RedisSink:
             if not self._batches:
                 self._after_failure()
             return
-        for _ in range(count):
-            self._buffer.popleft()
+        self._pop(count)
         if skipped and not self._resending:
             log.error("{sink}: {n} events not written: the stream has newer entries from "
                       "another writer", sink=self, n=skipped)
         self._resending = False
         self._set_connected(True, None)
-        if self._dropped_unreported and len(self._buffer) < self._buffer_limit:
+        if self._dropped_unreported and self.depth < self._buffer_limit:
             self._report_drops()  # even if no event comes after the drops
-        if self.paused and len(self._buffer) <= self._buffer_limit // 2:
+        if self.paused and self.depth <= self._buffer_limit // 2:
             self.paused = False
             for callback in list(self._resume_cbs):
                 callback()
