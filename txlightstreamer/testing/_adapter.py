@@ -50,10 +50,13 @@ def _check_fields(fields: Mapping[str, str | None]) -> dict[str, str | None]:
 class _Item:
     """State of one item: MERGE state, DISTINCT history and COMMAND key table."""
 
-    def __init__(self, history_size: int) -> None:
+    # Slots, and the history made on first use: fewer objects for the collector to scan.
+    __slots__ = ("has_state", "history", "keys", "state")
+
+    def __init__(self) -> None:
         self.state: dict[str, str | None] = {}
         self.has_state = False
-        self.history: deque[dict[str, str | None]] = deque(maxlen=history_size)
+        self.history: deque[dict[str, str | None]] | None = None
         self.keys: dict[str, dict[str, str | None]] = {}
 
 
@@ -111,7 +114,7 @@ class DataModel:
     def _item(self, item: str) -> _Item:
         found = self._items.get(item)
         if found is None:
-            found = self._items[item] = _Item(self._history_size)
+            found = self._items[item] = _Item()
         return found
 
     def has_state(self, item: str) -> bool:
@@ -127,7 +130,7 @@ class DataModel:
     def history(self, item: str) -> list[dict[str, str | None]]:
         """The item's kept DISTINCT history (merged rows), oldest first."""
         found = self._items.get(item)
-        return [dict(row) for row in found.history] if found else []
+        return [dict(row) for row in found.history] if found and found.history else []
 
     def keys(self, item: str) -> dict[str, dict[str, str | None]]:
         """The item's COMMAND table: key -> row (in insertion order)."""
@@ -165,6 +168,8 @@ class DataModel:
         it.state.update(values)
         it.has_state = True
         snapshot = dict(it.state)
+        if it.history is None:
+            it.history = deque(maxlen=self._history_size)
         it.history.append(snapshot)
         changed = frozenset(values)
         for listener in self._for(item):
@@ -220,7 +225,8 @@ class DataModel:
         fields null (and the state is nulled).
         """
         it = self._item(item)
-        it.history.clear()
+        if it.history is not None:
+            it.history.clear()
         it.keys.clear()
         it.state = {name: None for name in it.state}
         for listener in self._for(item):

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 __all__ = ["Pacer", "frequency_interval"]
 
-Row = list["str | None"]
+Row = tuple["str | None", ...]
 
 
 def frequency_interval(max_frequency: str) -> float:

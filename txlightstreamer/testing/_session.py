@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from ._adapter import DataModel
 from ._encoding import encode_first_row, encode_line, encode_update
-from ._pacing import Pacer, frequency_interval
+from ._pacing import Pacer, Row, frequency_interval
 from ._params import (
     MODES,
     SEQUENCE,
@@ -110,15 +110,16 @@ class Subscription:
         self.snapshot = snapshot
         self.unfiltered = max_frequency == "unfiltered"
         self.max_frequency = "unlimited" if self.unfiltered else max_frequency
-        self._indices: dict[str, list[int]] = {
-            item: [index] for index, item in enumerate(items, start=1)
+        # Tuples (and tuple rows below): the garbage collector stops tracking them.
+        self._indices: dict[str, tuple[int, ...]] = {
+            item: (index,) for index, item in enumerate(items, start=1)
         }
         if len(self._indices) < len(items):  # an item more than once
             self._indices = {}
             for index, item in enumerate(items, start=1):
-                self._indices.setdefault(item, []).append(index)
+                self._indices[item] = (*self._indices.get(item, ()), index)
         self._field_set = frozenset(fields)
-        self._baseline: dict[int, list[str | None]] = {}
+        self._baseline: dict[int, Row] = {}
         #: The parameters of the ``add`` that made it, but for the per-request ones.
         self.request: frozenset[tuple[str, str]] = frozenset()
         #: Updates kept waiting per item under a frequency limit (None: unlimited).
@@ -135,15 +136,15 @@ class Subscription:
         """1-based position of the ``command`` field (COMMAND)."""
         return self.fields.index("command") + 1
 
-    def _row(self, values: Mapping[str, str | None]) -> list[str | None]:
-        return [values.get(name) for name in self.fields]
+    def _row(self, values: Mapping[str, str | None]) -> Row:
+        return tuple([values.get(name) for name in self.fields])
 
-    def _send_row(self, index: int, row: list[str | None]) -> None:
+    def _send_row(self, index: int, row: Row) -> None:
         encoded = encode_update(self._baseline.get(index), row, diffs=self.session.diffs)
         self._baseline[index] = row
         self.session._emit_data(f"U,{self.sub_id},{index},{encoded}")
 
-    def _deliver(self, index: int, row: list[str | None]) -> None:
+    def _deliver(self, index: int, row: Row) -> None:
         if self._pacer is None:
             self._send_row(index, row)
         else:
@@ -226,14 +227,14 @@ class Subscription:
                 it = found(item)
                 if it is not None and it.has_state:
                     values = it.state
-                    row = [values.get(name) for name in fields]
+                    row = tuple([values.get(name) for name in fields])
                     baseline[index] = row
                     lines.append(f"{head}{index},{encode_first_row(row)}")
         else:
             for index, item in enumerate(self.items, start=1):
                 if data.has_state(item):
                     values = data.state(item)
-                    row = [values.get(name) for name in fields]
+                    row = tuple([values.get(name) for name in fields])
                     baseline[index] = row
                     lines.append(f"{head}{index},{encode_first_row(row)}")
         self.session._emit_data_lines(lines)
@@ -257,7 +258,7 @@ class Subscription:
             return
         row = self._row(state)
         for index in self._indices.get(item, ()):
-            self._deliver(index, list(row))
+            self._deliver(index, row)
 
     def item_command(self, item: str, row: Mapping[str, str | None]) -> None:
         """Dispatch a COMMAND event."""
@@ -265,13 +266,13 @@ class Subscription:
             return
         values = self._row(row)
         for index in self._indices.get(item, ()):
-            self._send_row(index, list(values))
+            self._send_row(index, values)
 
     def item_cleared(self, item: str) -> None:
         """Dispatch a clear-snapshot."""
         for index in self._indices.get(item, ()):
             if self.mode == "MERGE":
-                self._deliver(index, [None] * len(self.fields))
+                self._deliver(index, (None,) * len(self.fields))
             elif self.mode in ("DISTINCT", "COMMAND"):
                 if self._pacer is not None:
                     self._pacer.discard(index)  # events from before the clear
