@@ -15,6 +15,7 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import error, reactor
+from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -588,6 +589,31 @@ def test_relay_checks_its_arguments() -> None:
     for bad in ({"backlog": 0}, {"backlog_bytes": 0}, {"client_buffer": 0}, {"heartbeat": 0}):
         with pytest.raises(ValueError):
             Relay(client, [], **bad)
+
+
+def test_both_relays_take_the_same_options() -> None:
+    # One list of options (RelayOptions) for Relay and StreamRelay, defaults included.
+    from txlightstreamer import LsClient
+    from txlightstreamer.web import RelayOptions, StreamRelay
+
+    client = LsClient("http://127.0.0.1:9")
+    options: RelayOptions = {"clock": Clock(), "backlog": 7, "backlog_bytes": 700,
+                             "client_buffer": 70, "heartbeat": 0.5, "max_clients": 3}
+    for relay in (Relay(client, [], recent=2, **options), StreamRelay(**options)):
+        assert (relay.clock, relay.backlog, relay.backlog_bytes, relay.client_buffer,
+                relay.heartbeat, relay.max_clients) == tuple(options.values())
+    defaults = (1000, 16 << 20, 1 << 20, 15.0, 100)
+    for relay in (Relay(client, []), StreamRelay()):
+        assert (relay.backlog, relay.backlog_bytes, relay.client_buffer, relay.heartbeat,
+                relay.max_clients) == defaults
+        assert relay.clock is reactor
+    # A misspelt option: mypy says so at the call, Python when it runs.
+    with pytest.raises(TypeError, match="backlgo"):
+        Relay(client, [], backlgo=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="backlgo"):
+        StreamRelay(backlgo=5)  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        StreamRelay(client_buffer=0)
 
 
 def _relay_timers(relay: Relay) -> list[object]:
