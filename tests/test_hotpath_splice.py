@@ -8,6 +8,7 @@ refuses must still be refused, compiled and interpreted alike.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from types import ModuleType
 from typing import Any
@@ -17,12 +18,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_hotpath import interpreted
-from txlightstreamer.protocol import _hotpath
+from txlightstreamer.protocol import _hotpath, _jsontext
 from txlightstreamer.protocol._hotpath import patch_document
 from txlightstreamer.protocol._jsonpatch import encode_json
 
 BIG = 1 << 20
-MODULES = [pytest.param(_hotpath, id="built"), pytest.param(interpreted, id="interpreted")]
+
+
+def _load_source(name: str) -> ModuleType:
+    """A module of the hot path from its source, interpreted whatever build is installed."""
+    path = _jsontext.__file__.rsplit("/", 1)[0] + f"/{name}.py"
+    spec = importlib.util.spec_from_file_location(f"txlightstreamer.protocol.{name}_src", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+interpreted_text = _load_source("_jsontext")
+MODULES = [pytest.param(_jsontext, id="built"), pytest.param(interpreted_text, id="src")]
 
 KEYS = st.sampled_from(
     ["a", "b", "", "-", "0", "1", "a/b", "m~n", "~1", "é", 'q"', "b\\", "\n", "€/~", "\U0001f600"]
@@ -100,6 +114,15 @@ def _reference(text: str, ops: list[Any]) -> str | None:
         return None
 
 
+def _kept(module: ModuleType, text: str, how: str) -> dict[int, Any]:
+    """``docs`` for a field holding ``text``: not ours, ours, or ours and already cut."""
+    if how == "theirs":
+        return {}
+    cut = _jsontext.tokenize(text, False) if how == "cut" else None
+    pieces, leaves = cut if cut is not None else (None, None)
+    return {5: module.JsonText(text, pieces, leaves)}
+
+
 @settings(max_examples=2000, deadline=None)
 @given(doc_and_ops(), st.sampled_from([(",", ":"), (", ", ": ")]))
 def test_a_spliced_patch_is_exactly_the_encoded_patched_document(
@@ -110,20 +133,76 @@ def test_a_spliced_patch_is_exactly_the_encoded_patched_document(
     payload = json.dumps(ops, separators=separators, ensure_ascii=separators[0] == ",")
     expected = _reference(text, ops)
     for module in (_hotpath, interpreted):
-        docs = {5: text}  # the text is one the hot path produced: it may be spliced
-        got = module._patch(text, payload, docs, 5, BIG)
-        assert got == expected
-        assert docs == ({5: got} if got is not None else {})
-        # Op by op, whatever the splicer applies equals the walker's result.
-        current = text
-        for op in ops:
-            spliced = module._splice(current, copy.deepcopy(op))
-            after = _reference(current, [op])
+        for how in ("theirs", "ours", "cut"):
+            docs = _kept(module, text, how)
+            got = module._patch(text, payload, docs, 5, BIG)
+            assert got == expected
+            if got is None:
+                assert docs == {}
+                continue
+            assert docs[5].text is got
+            if docs[5].pieces is not None:
+                assert "".join(docs[5].pieces) == got
+                _check_cut(json.loads(got), docs[5].pieces, docs[5].leaves)
+    # Op by op, whatever the splicer applies equals the walker's result.
+    current = text
+    for op in ops:
+        after = _reference(current, [op])
+        for module in (_jsontext, interpreted_text):
+            spliced = module.splice(current, copy.deepcopy(op))
             if spliced is not None:
                 assert spliced == after
-            if after is None:
-                break
-            current = after
+        if after is None:
+            break
+        current = after
+
+
+def _scalars(doc: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(doc, dict):
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            out.update(_scalars(value, prefix + "/" + _pointer([key])[1:]))
+        return out
+    if isinstance(doc, list):
+        return {
+            k: v for i, value in enumerate(doc) for k, v in _scalars(value, f"{prefix}/{i}").items()
+        }
+    return {prefix: doc}
+
+
+def _check_cut(doc: Any, pieces: list[str], leaves: dict[str, int]) -> None:
+    scalars = _scalars(doc, "")
+    assert set(leaves) == set(scalars)
+    for path, index in leaves.items():
+        assert pieces[index] == encode_json(scalars[path])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(JSON | st.dictionaries(KEYS, JSON, max_size=4), st.integers(0, 5))
+def test_tokenize_cuts_only_exact_encodings(doc: Any, variant: int) -> None:
+    text = encode_json(doc)
+    if variant == 1:
+        text = json.dumps(doc)  # spaces, \u escapes
+    elif variant == 2:
+        text = text.replace("1", "01").replace(".", ".0").replace("e", "E")
+    elif variant == 3 and text.startswith("{") and len(text) > 2:
+        text = text[:-1] + "," + text[1:]  # every key twice
+    elif variant == 4:
+        text = text.replace("0", "-0").replace("[", "[[").replace("]", "]]")
+    try:
+        exact = encode_json(json.loads(text)) == text
+    except ValueError:
+        exact = False
+    for module in (_jsontext, interpreted_text):
+        for verify in (True, False):
+            cut = module.tokenize(text, verify)
+            if cut is None:
+                continue
+            assert exact or not verify
+            pieces, leaves = cut
+            assert "".join(pieces) == text
+            if exact:
+                _check_cut(json.loads(text), pieces, leaves)
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -163,15 +242,17 @@ def test_a_spliced_patch_is_exactly_the_encoded_patched_document(
 )
 def test_splices(module: ModuleType, doc: Any, ops: list[Any], expected: str) -> None:
     text = encode_json(doc)
-    current = text
+    current: str | None = text
     for op in ops:
-        current = module._splice(current, op)
         assert current is not None
+        current = module.splice(current, op)
     assert current == expected == _reference(text, ops)
-    assert module._patch(text, json.dumps(ops), {0: text}, 0, BIG) == expected
+    for how in ("theirs", "ours", "cut"):
+        docs = _kept(_hotpath, text, how)
+        assert _hotpath._patch(text, json.dumps(ops), docs, 5, BIG) == expected
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", [_hotpath, interpreted])
 @pytest.mark.parametrize(
     "op",
     [
@@ -182,20 +263,31 @@ def test_splices(module: ModuleType, doc: Any, ops: list[Any], expected: str) ->
         {"op": "add", "path": "/a/01", "value": 1},  # leading zero
         {"op": "add", "path": "/b/x", "value": 1},  # into a scalar
         {"op": "replace", "path": "/~2", "value": 1},  # bad escape
+        {"op": "replace", "path": "/a/1/x", "value": 1},  # into a scalar
         {"op": "remove", "path": ""},
     ],
 )
 def test_what_the_walker_refuses_stays_refused(module: ModuleType, op: dict[str, Any]) -> None:
     text = '{"a":[1,2],"b":3}'
     assert _reference(text, [op]) is None
-    assert module._patch(text, json.dumps([op]), {0: text}, 0, BIG) is None
+    for how in ("theirs", "ours", "cut"):
+        docs = _kept(module, text, how)
+        assert module._patch(text, json.dumps([op]), docs, 5, BIG) is None
+        assert docs == {}
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", [_hotpath, interpreted])
 def test_only_its_own_texts_are_spliced(module: ModuleType) -> None:
-    # Not compact, duplicate keys, a non-canonical number: the full path re-encodes.
-    for text in ['{"a": 1, "b": 2}', '{"a":1,"a":2,"b":2}', '{"a":1.50,"b":2}']:
+    # Not compact, duplicate keys, non-canonical numbers: the full path re-encodes.
+    for text in [
+        '{"a": 1, "b": 2}',
+        '{"a":1,"a":2,"b":2}',
+        '{"a":1.50,"b":2}',
+        '{"a":-0,"b":1}',
+        '{"a":"\\u00e9","b":1}',
+        '{"a":1E2,"b":1}',
+    ]:
         payload = '[{"op":"replace","path":"/b","value":3}]'
-        docs: dict[int, str] = {}
-        got = module._patch(text, payload, docs, 0, BIG)
-        assert got == _reference(text, json.loads(payload)) == docs[0]
+        docs: dict[int, Any] = {}
+        got = module._patch(text, payload, docs, 5, BIG)
+        assert got == _reference(text, json.loads(payload)) == docs[5].text

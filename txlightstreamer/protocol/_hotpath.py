@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from copy import deepcopy
-from math import isfinite
 from typing import Any, Final
 
 from ._jsonpatch import (
@@ -24,9 +23,9 @@ from ._jsonpatch import (
     PatchError,
     apply_other,
     encode_json,
-    quote_json,
     scan_json,
 )
+from ._jsontext import JsonText, replace_leaves, splice, tokenize
 
 Value = str | None
 Row = tuple[Value, ...]
@@ -86,7 +85,7 @@ def decode_rich(
     raw: str,
     previous: Sequence[Any],
     num_fields: int,
-    docs: dict[int, str] | None,
+    docs: dict[int, JsonText] | None,
     base: int,
     max_result: int = MAX_DIFF_RESULT,
 ) -> list[Value] | None:
@@ -354,161 +353,6 @@ def patch_document(doc: Any, ops: Any, budget: int, copy_values: bool) -> Any:
     return doc
 
 
-# -- ^P by splicing: on a text that is exactly encode_json of its document, a scalar
-# add/replace/remove is applied to the text itself (and equals encode_json of the result).
-
-def _string_end(text: str, i: int) -> int:
-    """Index after the JSON string opening at ``text[i]``; -1 if it does not end."""
-    j = text.find('"', i + 1)
-    while j > 0 and ord(text[j - 1]) == 92:
-        k = j - 2
-        while ord(text[k]) == 92:
-            k -= 1
-        if (j - k) & 1:  # j - 1 - k backslashes, an even number: the quote is real
-            break
-        j = text.find('"', j + 1)
-    return j + 1 if j > 0 else -1
-
-
-def _value_end(text: str, i: int) -> int:
-    """Index after the value starting at ``text[i]`` of a compact JSON text."""
-    c = ord(text[i])
-    if c == 34:
-        return _string_end(text, i)
-    n = len(text)
-    if c != 91 and c != 123:
-        while i < n:
-            c = ord(text[i])
-            if c == 44 or c == 93 or c == 125:  # , ] }
-                break
-            i += 1
-        return i
-    depth = 0
-    while i < n:
-        c = ord(text[i])
-        if c == 34:
-            i = _string_end(text, i)
-            if i < 0:
-                return -1
-            continue
-        if c == 91 or c == 123:
-            depth += 1
-        elif c == 93 or c == 125:
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return -1
-
-
-def _child(text: str, start: int, part: str) -> tuple[int, int, int]:
-    """
-    In the container at ``text[start]``, the member or element ``part`` names:
-    (where it starts, with its key; where its value starts; where it ends), or
-    (-1, index of the closing bracket, number of children) when it is not there.
-    """
-    obj = ord(text[start]) == 123
-    key = quote_json(part) if obj else ""
-    wanted = -1
-    if not obj and part != "-":
-        if not (part.isdigit() and part.isascii()) or (part[0] == "0" and len(part) > 1):
-            return -1, -1, -1  # not an array index: the walker reports it
-        wanted = int(part)
-    i = start + 1
-    count = 0
-    if ord(text[i]) == (125 if obj else 93):
-        return -1, i, 0
-    while True:
-        begin = i
-        if obj:
-            end = _string_end(text, i)
-            if end < 0 or ord(text[end]) != 58:
-                return -1, -1, -1
-            found = end - i == len(key) and text.startswith(key, i)
-            i = end + 1
-        else:
-            found = count == wanted
-        end = _value_end(text, i)
-        if end < 0 or end >= len(text):
-            return -1, -1, -1
-        if found:
-            return begin, i, end
-        count += 1
-        if ord(text[end]) != 44:
-            return -1, end, count
-        i = end + 1
-
-
-def _splice(text: str, op: Any) -> str | None:
-    """``text`` after the operation ``op``, or None if it is not a scalar add/replace/remove
-    this can apply (the walker then applies or refuses it)."""
-    if type(op) is not dict:
-        return None
-    kind = op.get("op")
-    path = op.get("path")
-    if type(path) is not str or not path or path[0] != "/":
-        return None
-    new = ""
-    if kind == "replace" or kind == "add":
-        if "value" not in op:
-            return None
-        new = _scalar_json(op["value"])
-        if not new:
-            return None
-    elif kind != "remove":
-        return None
-    parts = path.split("/")
-    if "~" in path:
-        if "~" in path.replace("~0", "").replace("~1", ""):
-            return None  # a bad escape: the walker reports it
-        parts = [_unescape(part) for part in parts]
-    last = len(parts) - 1
-    start = 0
-    for depth in range(1, last + 1):
-        c = ord(text[start])
-        if c != 91 and c != 123:
-            return None
-        begin, value, end = _child(text, start, parts[depth])
-        if depth < last:
-            if begin < 0:
-                return None
-            start = value
-        elif begin >= 0:
-            if kind == "remove":
-                if ord(text[end]) == 44:
-                    return text[:begin] + text[end + 1 :]
-                if ord(text[begin - 1]) == 44:
-                    return text[: begin - 1] + text[end:]
-                return text[:begin] + text[end:]
-            if kind == "add" and c == 91:
-                return text[:begin] + new + "," + text[begin:]
-            return text[:value] + new + text[end:]
-        elif kind == "add" and value >= 0:
-            leaf = parts[last]
-            if c == 123:
-                new = quote_json(leaf) + ":" + new
-            elif leaf != "-" and int(leaf) != end:
-                return None  # beyond the end of the array
-            return text[:value] + ("," if end else "") + new + text[value:]
-    return None
-
-
-def _scalar_json(value: Any) -> str:
-    """encode_json(value) for a JSON scalar; "" for a container."""
-    kind = type(value)
-    if kind is str:
-        return quote_json(value)
-    if kind is int:
-        return str(value)
-    if kind is float:
-        return repr(value) if isfinite(value) else encode_json(value)
-    if value is None:
-        return "null"
-    if kind is bool:
-        return "true" if value else "false"
-    return ""
-
-
 def _loads(payload: str) -> Any:
     """json.loads(payload), without its Python wrapper when nothing surrounds the value."""
     if payload and ord(payload[0]) > 32:
@@ -521,26 +365,46 @@ def _loads(payload: str) -> Any:
     return json.loads(payload)
 
 
-def _patch(old: str, payload: str, docs: dict[int, str], key: int, max_result: int) -> str | None:
-    """A ``^P`` on the hot path; ``docs`` keeps the texts it produced (exactly encode_json of
-    their document), which later patches may splice instead of parsing and re-encoding."""
+def _patch(
+    old: str, payload: str, docs: dict[int, JsonText], key: int, max_result: int
+) -> str | None:
+    """A ``^P`` on the hot path. ``docs`` keeps, by field, the text it produced (exactly
+    encode_json of its document) and its pieces, which the next patch may change in place."""
     kept = docs.pop(key, None)
+    pieces: list[str] | None = None
+    leaves: dict[str, int] | None = None
     try:
         ops = _loads(payload)
         text: str | None = None
-        if kept is old and type(ops) is list:
-            text = old
-            for op in ops:
-                text = _splice(text, op)
-                if text is None:
-                    break
+        if type(ops) is list:
+            canonical = kept is not None and kept.text is old
+            if kept is not None and canonical:
+                pieces = kept.pieces
+                leaves = kept.leaves
+            if pieces is None:
+                cut = tokenize(old, not canonical)  # not ours: it checks old is canonical
+                if cut is not None:
+                    pieces, leaves = cut
+                    canonical = True
+            if canonical:
+                done = 0
+                if pieces is not None and leaves is not None:
+                    done = replace_leaves(pieces, leaves, ops)
+                text = "".join(pieces) if done and pieces is not None else old
+                if done < len(ops):
+                    pieces = None  # the structure may change: cut it again when needed
+                    for op in ops[done:]:
+                        text = splice(text, op)
+                        if text is None:
+                            break
         if text is None:
+            pieces = None
             budget = len(old) + len(payload) + COPY_ALLOWANCE
             text = encode_json(patch_document(json.loads(old), ops, budget, False))
     except Exception:  # any failure: the general decoder reports it
         return None
     if len(text) <= max_result:
-        docs[key] = text
+        docs[key] = JsonText(text, pieces, leaves if pieces is not None else None)
     return text
 
 
@@ -578,8 +442,8 @@ class Lane:
         self.row_factory = row_factory
         self.open = False
         #: The last ``^P`` result of each patched field, by ``(item - 1) * num_fields + field``
-        #: (exactly encode_json of its document, so the next patch may splice it).
-        self.docs: dict[int, str] = {}
+        #: (exactly encode_json of its document, so the next patch may change the text).
+        self.docs: dict[int, JsonText] = {}
 
 
 class UpdateRouter:

@@ -1,0 +1,358 @@
+"""
+``^P`` on the text itself: when a field's text is exactly `encode_json` of its document
+(the hot path produced it, or `tokenize` checked it), scalar operations are applied to the
+text, and the result is exactly `encode_json` of the patched document. Compiled with the
+hot path; `._hotpath._patch` falls back to parsing, walking and re-encoding otherwise.
+"""
+
+from __future__ import annotations
+
+from math import isfinite
+from typing import Any, Final
+
+from ._jsonpatch import encode_json, quote_json
+
+# Deepest nesting `tokenize` accepts (json.loads and encode_json recurse; this stays far below).
+_MAX_DEPTH: Final = 64
+
+
+class JsonText:
+    """A field's text that is exactly encode_json of its document, with, when `tokenize` cut
+    it, its pieces (scalars at the indexes ``leaves`` gives by JSON pointer)."""
+
+    def __init__(
+        self, text: str, pieces: list[str] | None, leaves: dict[str, int] | None
+    ) -> None:
+        self.text = text
+        self.pieces = pieces
+        self.leaves = leaves
+
+
+def _string_end(text: str, i: int) -> int:
+    """Index after the JSON string opening at ``text[i]``; -1 if it does not end."""
+    j = text.find('"', i + 1)
+    while j > 0 and ord(text[j - 1]) == 92:
+        k = j - 2
+        while ord(text[k]) == 92:
+            k -= 1
+        if (j - k) & 1:  # j - 1 - k backslashes, an even number: the quote is real
+            break
+        j = text.find('"', j + 1)
+    return j + 1 if j > 0 else -1
+
+
+def _value_end(text: str, i: int) -> int:
+    """Index after the value starting at ``text[i]`` of a compact JSON text."""
+    c = ord(text[i])
+    if c == 34:
+        return _string_end(text, i)
+    n = len(text)
+    if c != 91 and c != 123:
+        while i < n:
+            c = ord(text[i])
+            if c == 44 or c == 93 or c == 125:  # , ] }
+                break
+            i += 1
+        return i
+    depth = 0
+    while i < n:
+        c = ord(text[i])
+        if c == 34:
+            i = _string_end(text, i)
+            if i < 0:
+                return -1
+            continue
+        if c == 91 or c == 123:
+            depth += 1
+        elif c == 93 or c == 125:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return -1
+
+
+def _child(text: str, start: int, part: str) -> tuple[int, int, int]:
+    """
+    In the container at ``text[start]``, the member or element ``part`` names:
+    (where it starts, with its key; where its value starts; where it ends), or
+    (-1, index of the closing bracket, number of children) when it is not there.
+    """
+    obj = ord(text[start]) == 123
+    key = quote_json(part) if obj else ""
+    wanted = -1
+    if not obj and part != "-":
+        if not (part.isdigit() and part.isascii()) or (part[0] == "0" and len(part) > 1):
+            return -1, -1, -1  # not an array index: the walker reports it
+        wanted = int(part)
+    i = start + 1
+    count = 0
+    if ord(text[i]) == (125 if obj else 93):
+        return -1, i, 0
+    while True:
+        begin = i
+        if obj:
+            end = _string_end(text, i)
+            if end < 0 or ord(text[end]) != 58:
+                return -1, -1, -1
+            found = end - i == len(key) and text.startswith(key, i)
+            i = end + 1
+        else:
+            found = count == wanted
+        end = _value_end(text, i)
+        if end < 0 or end >= len(text):
+            return -1, -1, -1
+        if found:
+            return begin, i, end
+        count += 1
+        if ord(text[end]) != 44:
+            return -1, end, count
+        i = end + 1
+
+
+def splice(text: str, op: Any) -> str | None:
+    """``text`` (compact, canonical) after the operation ``op``; None if ``op`` is not an
+    add/replace/remove of a scalar that fits (the walker then applies or refuses it)."""
+    if type(op) is not dict:
+        return None
+    kind = op.get("op")
+    path = op.get("path")
+    if type(path) is not str or not path or path[0] != "/":
+        return None
+    new = ""
+    if kind == "replace" or kind == "add":
+        if "value" not in op:
+            return None
+        new = scalar_json(op["value"])
+        if not new:
+            return None
+    elif kind != "remove":
+        return None
+    parts = path.split("/")
+    if "~" in path:
+        if "~" in path.replace("~0", "").replace("~1", ""):
+            return None  # a bad escape: the walker reports it
+        parts = [part.replace("~1", "/").replace("~0", "~") for part in parts]
+    last = len(parts) - 1
+    start = 0
+    for depth in range(1, last + 1):
+        c = ord(text[start])
+        if c != 91 and c != 123:
+            return None
+        begin, value, end = _child(text, start, parts[depth])
+        if depth < last:
+            if begin < 0:
+                return None
+            start = value
+        elif begin >= 0:
+            if kind == "remove":
+                if ord(text[end]) == 44:
+                    return text[:begin] + text[end + 1 :]
+                if ord(text[begin - 1]) == 44:
+                    return text[: begin - 1] + text[end:]
+                return text[:begin] + text[end:]
+            if kind == "add" and c == 91:
+                return text[:begin] + new + "," + text[begin:]
+            return text[:value] + new + text[end:]
+        elif kind == "add" and value >= 0:
+            leaf = parts[last]
+            if c == 123:
+                new = quote_json(leaf) + ":" + new
+            elif leaf != "-" and int(leaf) != end:
+                return None  # beyond the end of the array
+            return text[:value] + ("," if end else "") + new + text[value:]
+    return None
+
+
+def scalar_json(value: Any) -> str:
+    """encode_json(value) for a JSON scalar; "" for a container."""
+    kind = type(value)
+    if kind is str:
+        return quote_json(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value) if isfinite(value) else encode_json(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return ""
+
+
+def replace_leaves(pieces: list[str], leaves: dict[str, int], ops: list[Any]) -> int:
+    """Apply the leading ``replace`` operations of ``ops`` that put a scalar where a scalar
+    is; returns how many it applied."""
+    done = 0
+    for op in ops:
+        if type(op) is not dict or op.get("op") != "replace" or "value" not in op:
+            break
+        path = op.get("path")
+        index = leaves.get(path, -1) if type(path) is str else -1
+        if index < 0:
+            break
+        new = scalar_json(op["value"])
+        if not new:
+            break
+        pieces[index] = new
+        done += 1
+    return done
+
+
+def _scalar_end(text: str, i: int, verify: bool) -> int:
+    """Index after the scalar at ``text[i]``; -1 if it is not one `tokenize` takes (with
+    ``verify``: exactly as encode_json writes it)."""
+    n = len(text)
+    c = ord(text[i])
+    if c == 34:  # a string without escapes or control characters
+        i += 1
+        while i < n:
+            c = ord(text[i])
+            if c == 34:
+                return i + 1
+            if c == 92 or c < 32:
+                return -1
+            i += 1
+        return -1
+    if c == 116 or c == 102 or c == 110:  # t f n
+        word = "true" if c == 116 else "false" if c == 102 else "null"
+        return i + len(word) if text.startswith(word, i) else -1
+    start = i
+    if c == 45:  # -
+        i += 1
+    digits = i
+    while i < n and 48 <= ord(text[i]) <= 57:
+        i += 1
+    if i == digits or (ord(text[digits]) == 48 and i - digits > 1):
+        return -1  # no digits, or a leading zero
+    whole = i
+    if i < n and ord(text[i]) == 46:  # .
+        i += 1
+        mark = i
+        while i < n and 48 <= ord(text[i]) <= 57:
+            i += 1
+        if i == mark:
+            return -1
+    if i < n and (ord(text[i]) | 32) == 101:  # e or E
+        i += 1
+        if i < n and (ord(text[i]) == 43 or ord(text[i]) == 45):
+            i += 1
+        mark = i
+        while i < n and 48 <= ord(text[i]) <= 57:
+            i += 1
+        if i == mark:
+            return -1
+    if verify:
+        if i == whole:  # an integer: "-0" and huge ones are written otherwise
+            if (c == 45 and i - start == 2 and ord(text[digits]) == 48) or i - start > 400:
+                return -1
+        elif not _shortest(text, digits, whole, i):
+            number = text[start:i]
+            if repr(float(number)) != number:
+                return -1
+    return i
+
+
+def _shortest(text: str, digits: int, point: int, end: int) -> bool:
+    """
+    True when the number ``text[digits:end]`` (a dot at ``point``, no exponent) is surely
+    how repr writes its float: at most 15 significant digits (no other such decimal is as
+    close to that float), the fraction without trailing zeros (but "x.0"), and no more than
+    3 zeros after "0." (repr writes 1e-05 and smaller with an exponent).
+    """
+    if point >= end or ord(text[point]) != 46:
+        return False
+    last = ord(text[end - 1])
+    if last == 48 and end - point != 2:
+        return False  # a trailing zero: repr drops it
+    first = digits
+    if ord(text[digits]) == 48:  # 0.xxx: count from the first non-zero digit
+        first = point + 1
+        while first < end and ord(text[first]) == 48:
+            first += 1
+        if first == end:
+            return end - point == 2  # 0.0
+        if first - point > 4:
+            return False
+        return end - first <= 15
+    return (point - digits) + (end - point - 1) <= 15
+
+
+def tokenize(text: str, verify: bool) -> tuple[list[str], dict[str, int]] | None:
+    """
+    ``text`` cut into pieces at its scalars, and the piece index of each scalar by its JSON
+    pointer; None for a text it does not take (a string with escapes, deep nesting...) or,
+    with ``verify``, one that is not exactly encode_json of its document.
+    """
+    pieces: list[str] = []
+    leaves: dict[str, int] = {}
+    kinds: list[int] = []  # the open containers: 91 ([) or 123 ({)
+    paths: list[str] = []  # their pointers
+    counts: list[int] = []  # their children so far
+    seen: set[str] = set()  # member pointers (a repeated key is not encode_json's)
+    n = len(text)
+    i = 0
+    last = 0  # where the piece being built starts
+    path = ""
+    while True:
+        if i >= n:
+            return None
+        c = ord(text[i])
+        opened = False
+        if c == 91 or c == 123:
+            i += 1
+            if i < n and ord(text[i]) == c + 2:
+                i += 1  # empty
+            elif len(kinds) >= _MAX_DEPTH:
+                return None
+            else:
+                kinds.append(c)
+                paths.append(path)
+                counts.append(0)
+                opened = True
+        else:
+            end = _scalar_end(text, i, verify)
+            if end < 0:
+                return None
+            pieces.append(text[last:i])
+            leaves[path] = len(pieces)
+            pieces.append(text[i:end])
+            last = i = end
+        if not opened:  # close what ends here, up to the next sibling
+            while True:
+                if not kinds:
+                    if i != n:
+                        return None
+                    pieces.append(text[last:])
+                    return pieces, leaves
+                if i >= n:
+                    return None
+                c = ord(text[i])
+                i += 1
+                if c == 44:
+                    break
+                if c != kinds[-1] + 2:
+                    return None
+                kinds.pop()
+                paths.pop()
+                counts.pop()
+        # the next child of the innermost open container starts at i
+        count = counts[-1]
+        counts[-1] = count + 1
+        if kinds[-1] == 91:
+            path = f"{paths[-1]}/{count}"
+            continue
+        if i >= n or ord(text[i]) != 34:
+            return None
+        end = _scalar_end(text, i, False)
+        if end < 0 or end >= n or ord(text[end]) != 58:
+            return None
+        key = text[i + 1 : end - 1]
+        if "~" in key or "/" in key:
+            key = key.replace("~", "~0").replace("/", "~1")
+        path = f"{paths[-1]}/{key}"
+        if verify:
+            if path in seen:
+                return None
+            seen.add(path)
+        i = end + 1
