@@ -8,7 +8,10 @@ streams, stalls them, injects corrupt lines, sends LOOPs, and restarts once (los
 sessions). Every update carries a per-item sequence number; the run checks that within
 each continuity epoch every update arrives exactly once and in order (a gap is allowed
 only where ``on_session`` reported ``new``/``replaced``, where a snapshot may repeat the
-last value), that the tail arrives, and that RSS stays flat. It prints the fault counts
+last value), that the tail arrives, and that RSS and the count of live objects stay flat.
+Logging begins at once (to a counting observer), as in an application: otherwise Twisted
+keeps the last 200 log events, and the errors in them pin their dead connections, a
+bounded creep that says nothing of the library. It prints the fault counts
 and the result, writes ``--json`` (default ``bench/results/chaos.json``) and exits
 non-zero on any loss, duplicate, hang or RSS growth.
 
@@ -26,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
@@ -47,6 +50,9 @@ FAULT_EVERY = 5_000
 HANG_SECONDS = 60.0
 #: RSS may grow this much (MiB) between the end of the warm-up and the end of the run.
 RSS_SLACK_MB = 16.0
+#: Live (gc-tracked) objects may grow this much between the warm-up and the end: a dead
+#: connection kept per fault would pin hundreds of them each.
+OBJECTS_SLACK = 5_000
 #: Corrupt lines injected on streams (not data notifications of the server).
 CORRUPT_LINES = ("U,abc,1,x", "CONF,1", "U,1", "PROG,x", "SUBOK,1,1")
 FAULT_KINDS = (
@@ -62,6 +68,31 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def live_objects() -> int:
+    """Objects the garbage collector tracks, after a collection."""
+    gc.collect()
+    return len(gc.get_objects())
+
+
+class _LogCounter:
+    """The log observer of the run: counts events by level, keeps none."""
+
+    counts: Counter[str] = Counter()
+
+    @classmethod
+    def install(cls, keep_buffer: bool) -> None:
+        from twisted.logger import ILogObserver, globalLogBeginner
+
+        if not keep_buffer:
+            observer = cast(ILogObserver, cls.observe)
+            globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+    @classmethod
+    def observe(cls, event: dict[str, Any]) -> None:
+        level = event.get("log_level")
+        cls.counts[getattr(level, "name", str(level))] += 1
 
 
 class _LoopCounter:
@@ -165,6 +196,7 @@ class ChaosRun:
         self.server: TlcpServer | None = None
         self.client: LsClient | None = None
         self.rss: dict[str, float] = {}
+        self.objects: dict[str, int] = {}
         self.warm_at = max(1, updates // 10)
         self.kinds = kinds
         self.content_length = content_length
@@ -273,7 +305,7 @@ class ChaosRun:
                         self.restarted = True
                         await self._restart()
             if self.published >= self.warm_at and "warm" not in self.rss:
-                gc.collect()
+                self.objects["warm"] = live_objects()
                 self.rss["warm"] = rss_mb()
             if self.published >= len(self.rss_curve) * self.updates // 10:
                 self.rss_curve.append(round(rss_mb(), 1))
@@ -294,7 +326,7 @@ class ChaosRun:
                       f"{self.inflight()} in flight, rss {rss_mb():.1f} MiB", flush=True)
             await task.deferLater(self.reactor, 0 if self.inflight() < WINDOW else 0.001,
                                   lambda: None)
-        gc.collect()
+        self.objects["end"] = live_objects()
         self.rss["end"] = rss_mb()
 
     # --- faults ---------------------------------------------------------------------
@@ -363,6 +395,8 @@ class ChaosRun:
             c.problems.append(f"{tail_lost} updates never arrived at the end")
         faults = {k: self.faults.get(k, 0) for k in (*FAULT_KINDS, "restart")}
         faults["loop_lines"] = _LoopCounter.count
+        log_events = dict(_LogCounter.counts)
+        _LogCounter.counts.clear()
         return {
             "transport": self.transport,
             "published": self.published,
@@ -377,6 +411,8 @@ class ChaosRun:
             "error_samples": self.error_samples,
             "rss_mb": {k: round(v, 1) for k, v in self.rss.items()},
             "rss_curve_mb": self.rss_curve,
+            "live_objects": self.objects,
+            "log_events": log_events,
             "seconds": round(seconds, 1),
             "cpu_seconds": round(cpu, 1),
             "updates_per_s": round(self.published / seconds) if seconds else None,
@@ -387,6 +423,8 @@ class ChaosRun:
 def _ok(result: dict[str, Any]) -> bool:
     rss = result["rss_mb"]
     flat = rss.get("end", 0) - rss.get("warm", rss.get("start", 0)) <= RSS_SLACK_MB
+    objects = result.get("live_objects", {})
+    flat = flat and objects.get("end", 0) - objects.get("warm", 0) <= OBJECTS_SLACK
     replaced_reported = result["faults"]["restart"] == 0 or result["epochs"].get("replaced", 0) > 0
     return (result["lost"] == 0 and result["duplicated"] == 0 and not result["problems"]
             and flat and replaced_reported)
@@ -415,6 +453,7 @@ def _print_table(results: list[dict[str, Any]]) -> None:
 
 async def _main(reactor: Any, args: argparse.Namespace) -> int:
     _LoopCounter.install()
+    _LogCounter.install(args.keep_log_buffer)
     results = []
     began = time.monotonic()
     for transport in args.transports.split(","):
@@ -427,7 +466,7 @@ async def _main(reactor: Any, args: argparse.Namespace) -> int:
         result = await run.run()
         results.append(result)
         brief = {k: result[k] for k in ("lost", "duplicated", "epochs", "faults", "rss_mb",
-                                         "seconds")}
+                                         "live_objects", "seconds")}
         print(f"  {json.dumps(brief)}", flush=True)
     total = time.monotonic() - began
     print()
@@ -470,6 +509,10 @@ def main(argv: list[str] | None = None) -> None:
         help="the server's content length on streaming transports (LOOPs); off by default:"
              " TlcpServer drops lines held by a stall when it LOOPs while releasing them")
     parser.add_argument("--no-restart", action="store_true", help="no server restart")
+    parser.add_argument(
+        "--keep-log-buffer", action="store_true",
+        help="do not begin logging: Twisted keeps the last 200 events (and what their errors"
+             " pin), as in the runs before the observer was added")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="progress, and every fault, session event and error")
     args = parser.parse_args(argv)
