@@ -83,17 +83,20 @@ def run() -> Iterator[_Run]:
     r.net.wait(r.client.destroy())
 
 
+def _repeat(run: _Run, cause: Callable[[], None]) -> tuple[dict[str, int], dict[str, int]]:
+    """Live counts after a warm-up of 3 faults, and after 30 more (each followed by data)."""
+    counts = []
+    for times in (3, 30):  # after the warm-up, whatever is made once is made
+        for _ in range(times):
+            cause()
+            run.publish_and_wait()
+        counts.append(_live(run))
+    return counts[0], counts[1]
+
+
 @pytest.mark.parametrize("fault", ["loop", "drop", "reset"])
 def test_rebinds_keep_no_closed_socket(run: _Run, fault: str) -> None:
-    cause: Callable[[], None] = getattr(run, fault)
-    for _ in range(3):  # warm-up: whatever is created once is created by now
-        cause()
-        run.publish_and_wait()
-    before = _live(run)
-    for _ in range(30):
-        cause()
-        run.publish_and_wait()
-    after = _live(run)
+    before, after = _repeat(run, getattr(run, fault))
     # One socket each side (a stream being replaced may still be counted once).
     assert all(n <= 2 for n in after.values()), (before, after)
     assert run.got == [str(i) for i in range(1, run.published + 1)]
@@ -107,17 +110,6 @@ def test_a_kept_protocol_error_pins_no_socket(run: _Run) -> None:
     # start-up buffer does until logging begins) must not keep dead sockets with them.
     kept: list[Exception] = []
     run.client.on_error(kept.append)
-
-    def corrupt() -> None:
-        run.server.faults.send_line_to_all("U,abc,1,x")
-
-    for _ in range(3):
-        corrupt()
-        run.publish_and_wait()
-    before = _live(run)
-    for _ in range(30):
-        corrupt()
-        run.publish_and_wait()
+    before, after = _repeat(run, lambda: run.server.faults.send_line_to_all("U,abc,1,x"))
     assert len(kept) == 33
-    after = _live(run)
     assert all(n <= 2 for n in after.values()), (before, after)
