@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hyperlink import EncodedURL
@@ -20,6 +20,8 @@ from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+from twisted.web import _newclient
+from twisted.web import http as twisted_http
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
@@ -39,6 +41,9 @@ _HEADERS = {b"Content-Type": [b"text/plain; charset=utf-8"]}
 _BODY_DONE = Failure(ResponseDone())
 # Longest reply body we read for a control batch or an error page.
 _MAX_SHORT_BODY = 1 << 20
+# Twisted's private response parser and chunked decoder (None if they are gone).
+_PARSER: Any = getattr(_newclient, "HTTPClientParser", None)
+_CHUNKED: Any = getattr(twisted_http, "_ChunkedTransferDecoder", None)
 
 
 def server_url(base: str, request_name: str) -> str:
@@ -83,6 +88,31 @@ def _request(client: Any, url: str, params: Sequence[tuple[str, str]], **kwargs:
     return d
 
 
+def _chunk_decoder(response: Any) -> Any:
+    """
+    Twisted's chunked-body decoder of ``response``, or None where it is not found (another
+    HTTP client, a test double, a body not chunked). Found through Twisted's private
+    attributes, checked at each step: without them the body is read chunk by chunk.
+    """
+    response = getattr(response, "original", response)  # treq's wrapper of Twisted's
+    node = getattr(getattr(getattr(response, "_transport", None), "_producer", None),
+                   "protocol", None)
+    parser = None
+    for _ in range(4):  # through the endpoint's (and TLS's) protocol wrappers
+        parser = getattr(node, "_parser", None)
+        if parser is not None:
+            break
+        node = getattr(node, "_wrappedProtocol", None) or getattr(node, "wrappedProtocol", None)
+    if _PARSER is None or not isinstance(parser, _PARSER):
+        return None
+    if getattr(parser, "response", None) is not response:
+        return None
+    decoder = getattr(parser, "bodyDecoder", None)
+    if _CHUNKED is None or type(decoder) is not _CHUNKED or "dataReceived" in vars(decoder):
+        return None
+    return decoder
+
+
 class _LineReceiver(LineOnlyReceiver):
     """Splits the response body into lines for one `HttpStream`."""
 
@@ -91,8 +121,34 @@ class _LineReceiver(LineOnlyReceiver):
     def __init__(self, stream: HttpStream, max_length: int) -> None:
         self._stream = stream
         self.MAX_LENGTH = max_length
+        #: The chunks of the TCP read being decoded (None: each chunk is read alone).
+        self._pieces: list[bytes] | None = None
+
+    def gather_reads(self, decoder: Any) -> None:
+        """
+        Read what ``decoder`` (Twisted's chunked decoder of this body) decodes from one TCP
+        read as one piece: one split and one hand-over per read, not per HTTP chunk.
+        """
+        decode = decoder.dataReceived
+        decoder.dataReceived = lambda data: self.as_one_read(decode, data)
+
+    def as_one_read(self, deliver: Callable[..., object], *args: Any) -> None:
+        """Call ``deliver``; the chunks it hands this receiver are read as one piece."""
+        self._pieces = []
+        try:
+            deliver(*args)
+        finally:
+            pieces, self._pieces = self._pieces, None
+            if pieces:
+                self._read(b"".join(pieces))
 
     def dataReceived(self, data: bytes) -> None:
+        if self._pieces is not None:
+            self._pieces.append(data)  # one chunk of a read: read once the read is decoded
+        else:
+            self._read(data)
+
+    def _read(self, data: bytes) -> None:
         # LineOnlyReceiver's job, specialised: one split per read and all its lines to
         # the sink in one call (this is where the hot path of the whole client starts).
         buffer = self._buffer + data
@@ -123,6 +179,9 @@ class _LineReceiver(LineOnlyReceiver):
         )
 
     def connectionLost(self, reason: Failure = _BODY_DONE) -> None:
+        pieces, self._pieces = self._pieces, None
+        if pieces:  # the body ended within a read: its last chunks first
+            self._read(b"".join(pieces))
         self._stream._body_lost(reason)
 
 
@@ -265,7 +324,11 @@ class HttpStream(StreamBase):
                 url=self.url, status=code, retryable=False))))
             return
         receiver = _LineReceiver(self, self._transport.max_line_length)
-        response.deliverBody(receiver)
+        decoder = _chunk_decoder(response)
+        # What came with the headers was kept chunk by chunk: one piece as well.
+        receiver.as_one_read(response.deliverBody, receiver)
+        if decoder is not None:
+            receiver.gather_reads(decoder)
         self._body_transport = receiver.transport
         self._producer_ready()
 
