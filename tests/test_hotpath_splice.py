@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_hotpath import interpreted
+from tests.test_hotpath import Recipient, interpreted, router_with
 from txlightstreamer.protocol import _hotpath, _jsontext
 from txlightstreamer.protocol._hotpath import patch_document
 from txlightstreamer.protocol._jsonpatch import encode_json
@@ -291,3 +291,28 @@ def test_only_its_own_texts_are_spliced(module: ModuleType) -> None:
         docs: dict[int, Any] = {}
         got = module._patch(text, payload, docs, 5, BIG)
         assert got == _reference(text, json.loads(payload)) == docs[5].text
+
+
+def test_a_non_ascii_tlcp_diff_result_is_checked_once() -> None:
+    # The router keeps a non-ASCII ^T result: made of BMP-only pieces, it needs no check
+    # while it is the field's value; anything else is checked (astral: the general path).
+    for module in (_hotpath, interpreted):
+        r = Recipient()
+        lane = r.lane(module=module, num_fields=2)
+        lane.baselines[0] = ["é1", "x"]
+        lane.baselines[1] = ["é1", "x"]
+        router = router_with(lane, module)
+        lines = [
+            b"U,7,1,^Tbb2b|",
+            b"U,7,1,^Tbb3b|",
+            b"U,7,1,\xc3\xa9\xf0\x9f\x98\x80|",
+            b"U,7,1,^Tdaa|",
+            b"U,7,2,^Tbb4b|",
+        ]
+        assert router.feed(lines, 0) == 3
+        assert [row for _, row in r.calls] == [("é2", "x"), ("é3", "x"), ("é😀", "x")]
+        assert -1 not in lane.docs  # "é3" was dropped when the astral value was checked
+        assert router.feed(lines, 3) == 3  # the astral value goes to the general path
+        assert router.feed(lines, 4) == 5
+        assert r.calls[-1] == (2, ("é4", "x"))
+        assert lane.docs[-1 - 2].text is lane.baselines[1][0]

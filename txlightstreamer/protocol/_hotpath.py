@@ -25,7 +25,7 @@ from ._jsonpatch import (
     encode_json,
     scan_json,
 )
-from ._jsontext import JsonText, replace_leaves, splice, tokenize
+from ._jsontext import JsonText, replace_compact, replace_leaves, splice, tokenize
 
 Value = str | None
 Row = tuple[Value, ...]
@@ -90,10 +90,11 @@ def decode_rich(
     max_result: int = MAX_DIFF_RESULT,
 ) -> list[Value] | None:
     """
-    `decode_plain` for any line; with ``docs`` it also applies ``^P`` patches, keeping the
-    parsed JSON of each patched field under ``base + field index`` (valid while the field
-    still holds the very string it was stored with). None when the line is not valid (or
-    needs the general decoder), which then decodes or reports it.
+    `decode_plain` for any line; with ``docs`` it also applies ``^P`` patches, keeping what
+    it knows of each field's text under ``base + field index`` (its ``^P`` result) and
+    ``-1 - base - field index`` (a non-ASCII ``^T`` result), valid while the field still
+    holds that very string. None when the line is not valid (or needs the general
+    decoder), which then decodes or reports it.
     """
     values: list[Any] = []
     i = 0  # index of the next field
@@ -117,7 +118,10 @@ def decode_rich(
                 if payload is None:
                     return None
                 if kind == "T":
-                    result = tlcp_diff_bmp(old, payload)
+                    if old.isascii() or docs is None:
+                        result = tlcp_diff_bmp(old, payload)
+                    else:
+                        result = _diff_kept(old, payload, docs, -1 - base - i)
                 else:
                     if docs is None:
                         return None
@@ -188,7 +192,7 @@ def unescape(text: str) -> str | None:
         return None
 
 
-def _bmp(text: str) -> bool:
+def bmp_only(text: str) -> bool:
     """No character outside the BMP: each is one UTF-16 unit (a lone surrogate too)."""
     # Encoding is several times faster than max(text) on a non-ASCII value.
     return text.isascii() or len(text.encode("utf-16-le", "surrogatepass")) == 2 * len(text)
@@ -199,8 +203,25 @@ def tlcp_diff_bmp(old: str, diff: str) -> str | None:
     The TLCP-diff ``diff`` applied to ``old`` when neither holds a character outside the
     BMP (then UTF-16 units are characters); None otherwise, or if the diff is bad.
     """
-    if not (_bmp(old) and _bmp(diff)):
+    if not (bmp_only(old) and bmp_only(diff)):
         return None
+    return _apply_diff(old, diff)
+
+
+def _diff_kept(old: str, diff: str, docs: dict[int, JsonText], key: int) -> str | None:
+    """`tlcp_diff_bmp` on a non-ASCII field: ``docs[key]`` keeps its last result, which
+    (made of BMP-only pieces) needs no check when it is still the field's value."""
+    kept = docs.pop(key, None)
+    if not ((kept is not None and kept.text is old) or bmp_only(old)) or not bmp_only(diff):
+        return None
+    result = _apply_diff(old, diff)
+    if result is not None and not result.isascii():
+        docs[key] = JsonText(result, None, None)
+    return result
+
+
+def _apply_diff(old: str, diff: str) -> str | None:
+    """The TLCP-diff ``diff`` applied to ``old``, counting characters; None if it is bad."""
     out: list[str] = []
     old_len = len(old)
     diff_len = len(diff)
@@ -371,22 +392,24 @@ def _patch(
     """A ``^P`` on the hot path. ``docs`` keeps, by field, the text it produced (exactly
     encode_json of its document) and its pieces, which the next patch may change in place."""
     kept = docs.pop(key, None)
+    canonical = kept is not None and kept.text is old
     pieces: list[str] | None = None
     leaves: dict[str, int] | None = None
+    if kept is not None and canonical:
+        pieces = kept.pieces
+        leaves = kept.leaves
     try:
-        ops = _loads(payload)
+        if pieces is None:
+            cut = tokenize(old, not canonical)  # not ours: it checks old is canonical
+            if cut is not None:
+                pieces, leaves = cut
+                canonical = True
         text: str | None = None
-        if type(ops) is list:
-            canonical = kept is not None and kept.text is old
-            if kept is not None and canonical:
-                pieces = kept.pieces
-                leaves = kept.leaves
-            if pieces is None:
-                cut = tokenize(old, not canonical)  # not ours: it checks old is canonical
-                if cut is not None:
-                    pieces, leaves = cut
-                    canonical = True
-            if canonical:
+        if pieces is not None and leaves is not None and replace_compact(payload, pieces, leaves):
+            text = "".join(pieces)
+        else:
+            ops = _loads(payload)
+            if canonical and type(ops) is list:
                 done = 0
                 if pieces is not None and leaves is not None:
                     done = replace_leaves(pieces, leaves, ops)
@@ -397,10 +420,10 @@ def _patch(
                         text = splice(text, op)
                         if text is None:
                             break
-        if text is None:
-            pieces = None
-            budget = len(old) + len(payload) + COPY_ALLOWANCE
-            text = encode_json(patch_document(json.loads(old), ops, budget, False))
+            if text is None:
+                pieces = None
+                budget = len(old) + len(payload) + COPY_ALLOWANCE
+                text = encode_json(patch_document(json.loads(old), ops, budget, False))
     except Exception:  # any failure: the general decoder reports it
         return None
     if len(text) <= max_result:
@@ -442,7 +465,8 @@ class Lane:
         self.row_factory = row_factory
         self.open = False
         #: The last ``^P`` result of each patched field, by ``(item - 1) * num_fields + field``
-        #: (exactly encode_json of its document, so the next patch may change the text).
+        #: (exactly encode_json of its document, so the next patch may change the text),
+        #: and the last non-ASCII ``^T`` result, by ``-1 -`` that (BMP-only, known).
         self.docs: dict[int, JsonText] = {}
 
 

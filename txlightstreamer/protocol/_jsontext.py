@@ -14,6 +14,8 @@ from ._jsonpatch import encode_json, quote_json
 
 # Deepest nesting `tokenize` accepts (json.loads and encode_json recurse; this stays far below).
 _MAX_DEPTH: Final = 64
+# "/0", "/1"...: the pointer parts of the first array indexes, made once.
+_INDEXES: Final = [f"/{index}" for index in range(64)]
 
 
 class JsonText:
@@ -26,6 +28,11 @@ class JsonText:
         self.text = text
         self.pieces = pieces
         self.leaves = leaves
+
+
+def _at(text: str, i: int, word: str) -> bool:
+    """``text.startswith(word, i)``, which mypyc would call as a Python method."""
+    return text[i : i + len(word)] == word
 
 
 def _string_end(text: str, i: int) -> int:
@@ -95,7 +102,7 @@ def _child(text: str, start: int, part: str) -> tuple[int, int, int]:
             end = _string_end(text, i)
             if end < 0 or ord(text[end]) != 58:
                 return -1, -1, -1
-            found = end - i == len(key) and text.startswith(key, i)
+            found = end - i == len(key) and _at(text, i, key)
             i = end + 1
         else:
             found = count == wanted
@@ -199,6 +206,47 @@ def replace_leaves(pieces: list[str], leaves: dict[str, int], ops: list[Any]) ->
     return done
 
 
+def replace_compact(payload: str, pieces: list[str], leaves: dict[str, int]) -> bool:
+    """
+    Apply ``payload`` when it is a compact JSON Patch of ``replace`` operations only, written
+    ``{"op":"replace","path":...,"value":...}``, each putting a scalar written as encode_json
+    writes it where a scalar is; False, with ``pieces`` unchanged, for any other payload
+    (json.loads then reads it).
+    """
+    n = len(payload)
+    if n < 3 or ord(payload[0]) != 91:
+        return False
+    targets: list[int] = []
+    values: list[str] = []
+    i = 1
+    while True:
+        if not _at(payload, i, '{"op":"replace","path":"'):
+            return False
+        i += 24
+        end = payload.find('"', i)
+        # A pointer of leaves has no escape nor control character: if found, it is as read.
+        index = leaves.get(payload[i:end], -1) if end > 0 else -1
+        if index < 0 or not _at(payload, end, '","value":'):
+            return False
+        i = end + 10
+        end = _scalar_end(payload, i, True) if i < n else -1
+        if end < 0 or end + 1 >= n or ord(payload[end]) != 125:
+            return False
+        targets.append(index)
+        values.append(payload[i:end])
+        c = ord(payload[end + 1])
+        i = end + 2
+        if c == 93:
+            break
+        if c != 44:
+            return False
+    if i != n:
+        return False
+    for k in range(len(targets)):
+        pieces[targets[k]] = values[k]
+    return True
+
+
 def _scalar_end(text: str, i: int, verify: bool) -> int:
     """Index after the scalar at ``text[i]``; -1 if it is not one `tokenize` takes (with
     ``verify``: exactly as encode_json writes it)."""
@@ -216,7 +264,7 @@ def _scalar_end(text: str, i: int, verify: bool) -> int:
         return -1
     if c == 116 or c == 102 or c == 110:  # t f n
         word = "true" if c == 116 else "false" if c == 102 else "null"
-        return i + len(word) if text.startswith(word, i) else -1
+        return i + len(word) if _at(text, i, word) else -1
     start = i
     if c == 45:  # -
         i += 1
@@ -340,7 +388,7 @@ def tokenize(text: str, verify: bool) -> tuple[list[str], dict[str, int]] | None
         count = counts[-1]
         counts[-1] = count + 1
         if kinds[-1] == 91:
-            path = f"{paths[-1]}/{count}"
+            path = paths[-1] + _INDEXES[count] if count < 64 else f"{paths[-1]}/{count}"
             continue
         if i >= n or ord(text[i]) != 34:
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from ._hotpath import tlcp_diff_bmp
+from ._hotpath import bmp_only, tlcp_diff_bmp
 from .errors import ValueDecodeError
 
 __all__ = ["apply_tlcp_diff"]
@@ -24,14 +24,10 @@ def apply_tlcp_diff(old: str, diff: str) -> str:
     fast = tlcp_diff_bmp(old, diff)  # compiled; None for astral values or a bad diff
     if fast is not None:
         return fast
-    if _has_astral(old) or _has_astral(diff):
+    if not (bmp_only(old) and bmp_only(diff)):
         pieces = _apply(_utf16(old), _utf16(diff))
         return _from_utf16([unit for piece in pieces for unit in piece])
     return "".join(cast("list[str]", _apply(old, diff)))
-
-
-def _has_astral(text: str) -> bool:
-    return not text.isascii() and max(text) > "\uffff"
 
 
 def _utf16(text: str) -> list[str]:
