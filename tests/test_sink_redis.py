@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -225,3 +226,50 @@ async def test_lease_one_holder_and_fenced_writes(redis: RedisServer) -> None:
     await sink2.stop()
     froms = [e["from"] for _, e in await _entries(redis.url)]
     assert froms == ["first", "second"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scripts_forgotten_mid_burst_lose_nothing(redis: RedisServer) -> None:
+    """Redis forgets the script (as after a restart) while batches are pipelined: none
+    runs out of turn (a later batch first would make Redis skip an earlier one)."""
+    sink = RedisSink(parse_redis_url(redis.url + "?maxlen=0"), clock=reactor, batch_size=50)
+    await sink.start()
+    for n in range(3000):
+        sink.write(_event(n))
+        if n % 100 == 99:
+            redis.cli("SCRIPT", "FLUSH")
+            await task.deferLater(reactor, 0, lambda: None)
+    await wait_until(lambda: sink.depth == 0, what="drained")
+    await sink.stop()
+    numbers = [e["values"]["n"] for _, e in await _entries(redis.url)]
+    assert numbers == [str(n) for n in range(3000)]
+    assert sink.written == 3000
+    loads = re.search(r"cmdstat_script\|load:calls=(\d+)", redis.cli("INFO", "commandstats"))
+    assert loads is not None and int(loads.group(1)) > 1  # loaded again after a NOSCRIPT
+
+
+@pytest_twisted.ensureDeferred
+async def test_lines_are_stored_without_their_newline_byte_for_byte(redis: RedisServer) -> None:
+    """The stream holds each JSON line exactly, less its final newline (the script drops
+    it): the text the JSON-lines output prints, escapes and all."""
+    from txlightstreamer.events import encode_event
+
+    events = [_event(n) for n in range(3)]
+    events += [{"event": "update", "values": {"a": "\n", "b": "\ud800", "c": "😀\u2028"}},
+               {"event": "x", "v": ""}]
+    sink = RedisSink(parse_redis_url(redis.url), clock=reactor, encode=encode_event)
+    await sink.start()
+    for event in events:
+        sink.write(event)
+    sink.write_data(b"")  # empty, and no newline: stored as it is
+    sink.write_data(b"raw\n\n")  # only the last newline goes
+    await sink.stop()
+    target = parse_redis_url(redis.url)
+    conn = await connect(target, reactor)
+    try:
+        raw = await conn.execute_command("XRANGE", target.stream, "-", "+")
+    finally:
+        await conn.disconnect()
+    stored = [fields[1] if isinstance(fields[1], bytes) else str(fields[1]).encode("utf-8")
+              for _, fields in raw]
+    assert stored == [encode_event(e)[:-1] for e in events] + [b"", b"raw\n"]

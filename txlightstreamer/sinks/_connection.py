@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -11,7 +12,7 @@ from twisted.python.failure import Failure
 
 from txlightstreamer.sinks._target import RedisTarget
 
-__all__ = ["RedisUnavailable", "connect", "script_runner", "widen_writes"]
+__all__ = ["RedisUnavailable", "connect", "load_script", "script_runner", "widen_writes"]
 
 
 class RedisUnavailable(Exception):
@@ -62,10 +63,13 @@ def connect(target: RedisTarget, clock: IReactorTime, timeout: float = 5.0) -> D
     return done
 
 
-def script_runner(connection: Any, script: str) -> Any:
-    """A callable ``run(keys, args) -> Deferred`` that runs ``script`` by its SHA1."""
-    import hashlib
-
+def script_runner(connection: Any, script: str, *, fallback: bool = True) -> Any:
+    """
+    A callable ``run(keys, args) -> Deferred`` that runs ``script`` by its SHA1; when
+    Redis does not have it (after a restart) it is sent whole, or with ``fallback=False``
+    the ``NOSCRIPT`` error is the caller's (pipelined calls: sending one again out of turn
+    could run it after the next ones; see `load_script`).
+    """
     sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
 
     def run(keys: list[str], args: list[Any]) -> Deferred[Any]:
@@ -76,9 +80,15 @@ def script_runner(connection: Any, script: str) -> Any:
             return failure
 
         d: Deferred[Any] = connection.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        return d.addErrback(missing)
+        return d.addErrback(missing) if fallback else d
 
     return run
+
+
+def load_script(connection: Any, script: str) -> Deferred[Any]:
+    """``SCRIPT LOAD``: Redis keeps ``script`` (until it restarts)."""
+    d: Deferred[Any] = connection.execute_command("SCRIPT", "LOAD", script)
+    return d
 
 
 def is_timeout(failure: Failure) -> bool:

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from txlightstreamer.sinks._connection import (
     RedisUnavailable,
     connect,
+    load_script,
     script_runner,
     widen_writes,
 )
@@ -103,6 +104,7 @@ class RedisSink:
         self._drained: list[Deferred[None]] = []
         self._dropped_unreported = 0
         self._syncing = False
+        self._loading = False
         #: True while the producer was asked to pause.
         self.paused = False
         #: Whether the last write to Redis succeeded.
@@ -145,19 +147,23 @@ class RedisSink:
 
     def _connected(self, connection: Any) -> Deferred[None]:
         self._connection = connection
-        self._append = script_runner(connection, APPEND)
+        # No EVAL of a batch whose EVALSHA failed: it could run after the next ones.
+        self._append = script_runner(connection, APPEND, fallback=False)
         # Ids continue after the stream's last entry, whoever wrote it.
         top: Deferred[Any] = connection.execute_command(
             "XREVRANGE", self.target.stream, "+", "-", "COUNT", 1)
 
-        def got(entries: Any) -> None:
+        def got(entries: Any) -> Deferred[Any]:
             if entries:
                 ms, _, seq = _text(entries[0][0]).partition("-")
                 self._last_ms, self._last_seq = int(ms), int(seq)
+            return load_script(connection, APPEND)
+
+        def loaded(_: object) -> None:
             self._set_connected(True, None)
             self._flush()
 
-        return top.addCallback(got)
+        return top.addCallback(got).addCallback(loaded)
 
     def stop(self, timeout: float = 5.0) -> Deferred[None]:
         """Write what is buffered (for at most ``timeout`` s), then disconnect."""
@@ -296,7 +302,8 @@ class RedisSink:
         return count
 
     def _flush(self) -> None:
-        if self._append is None or self._retry is not None or self._syncing or self._failing:
+        if (self._append is None or self._retry is not None or self._syncing or self._failing
+                or self._loading):
             return
         if not self.depth:
             drained, self._drained = self._drained, []
@@ -378,8 +385,22 @@ class RedisSink:
             return
         if self._connection is None:
             return  # stopped meanwhile
+        if "NOSCRIPT" in text:  # Redis restarted: every batch since failed, none ran
+            self._loading = True
+            loading = load_script(self._connection, APPEND)
+            loading.addCallbacks(self._script_loaded, self._load_failed)
+            return
         self._set_connected(False, text)
         self._retry = self._clock.callLater(self._retry_delay, self._retry_now)
+
+    def _script_loaded(self, _: object) -> None:
+        self._loading = False
+        self._flush()
+
+    def _load_failed(self, failure: Failure) -> None:
+        self._loading = False
+        self._failure = str(failure.value) or type(failure.value).__name__
+        self._after_failure()
 
     def _retry_now(self) -> None:
         self._retry = None
