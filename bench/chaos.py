@@ -197,6 +197,8 @@ class ChaosRun:
         self.client: LsClient | None = None
         self.rss: dict[str, float] = {}
         self.objects: dict[str, int] = {}
+        #: Memory blocks Python's allocator has handed out (strings and bytes included).
+        self.blocks: dict[str, int] = {}
         self.warm_at = max(1, updates // 10)
         self.kinds = kinds
         self.content_length = content_length
@@ -306,6 +308,7 @@ class ChaosRun:
                         await self._restart()
             if self.published >= self.warm_at and "warm" not in self.rss:
                 self.objects["warm"] = live_objects()
+                self.blocks["warm"] = sys.getallocatedblocks()
                 self.rss["warm"] = rss_mb()
             if self.published >= len(self.rss_curve) * self.updates // 10:
                 self.rss_curve.append(round(rss_mb(), 1))
@@ -327,6 +330,7 @@ class ChaosRun:
             await task.deferLater(self.reactor, 0 if self.inflight() < WINDOW else 0.001,
                                   lambda: None)
         self.objects["end"] = live_objects()
+        self.blocks["end"] = sys.getallocatedblocks()
         self.rss["end"] = rss_mb()
 
     # --- faults ---------------------------------------------------------------------
@@ -412,6 +416,7 @@ class ChaosRun:
             "rss_mb": {k: round(v, 1) for k, v in self.rss.items()},
             "rss_curve_mb": self.rss_curve,
             "live_objects": self.objects,
+            "allocated_blocks": self.blocks,
             "log_events": log_events,
             "seconds": round(seconds, 1),
             "cpu_seconds": round(cpu, 1),
