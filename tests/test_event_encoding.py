@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -121,6 +122,11 @@ def test_timestamp_cache_gives_the_same_text() -> None:
     rng = random.Random(1)
     moments = [rng.uniform(0, 4e9) for _ in range(500)]
     moments += [m + 0.0001 for m in moments] + [0.0, 0.0004999, 0.0005, 1.9995, 1.9994]
+    # Consecutive moments around each half millisecond (ties round to even), from the cache.
+    for base in (0.0, 1_764_000_000.0):
+        for k in range(2000):
+            half = base + k / 1000 + 0.0005
+            moments += [math.nextafter(half, 0), half, math.nextafter(half, math.inf)]
     for seconds in moments:
         millis = int(round(seconds * 1000))
         moment = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)

@@ -71,20 +71,22 @@ class UpdateSink(EventSink, Protocol):
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
-#: The last timestamp made, by its milliseconds: a burst stamps thousands per millisecond.
-_last_stamp: tuple[int, str] = (-1, "")
+#: The last timestamp made, and the milliseconds (exclusive bounds) that round to it: a
+#: burst stamps thousands per millisecond.
+_last_stamp: tuple[float, float, str] = (0.0, 0.0, "")
 
 
 def timestamp(seconds: float) -> str:
     """``ts``: ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T16:00:00.123Z``."""
     global _last_stamp
-    millis = int(round(seconds * 1000))
+    scaled = seconds * 1000
     last = _last_stamp
-    if millis == last[0]:
-        return last[1]
+    if last[0] < scaled < last[1]:  # strictly inside: round() gives the same millisecond
+        return last[2]
+    millis = int(round(scaled))
     moment = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
     text = f"{moment:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"
-    _last_stamp = (millis, text)
+    _last_stamp = (millis - 0.5, millis + 0.5, text)
     return text
 
 
@@ -176,8 +178,9 @@ class UpdateEncoder:
         #: What the texts below were made from (none yet): the field names and the width.
         self._names: tuple[str, ...] | None | bool = False
         self._width = -1
-        #: ``"name": %s, ...`` (None: names repeat, records are built); ``"name"`` per field.
-        self._body: str | None = None
+        #: ``"name": ``, a value, ``, "name": ``... (None: names repeat, records are built);
+        #: ``"name"`` per field.
+        self._body: list[str] | None = None
         self._changed: tuple[str, ...] = ()
         self._all_changed = ""
         self._item_names: tuple[str, ...] | None | bool = False
@@ -204,13 +207,14 @@ class UpdateEncoder:
         head = self._heads.get(pos)
         if head is None:
             head = self._heads[pos] = self._head(update)
+        parts = body.copy()
         try:
-            if None in values:
-                body = body % tuple([_NULL if v is None else _quote(v) for v in values])
-            else:
-                body = body % tuple(map(_quote, values))
-        except TypeError:  # not a string: let the JSON encoder say what it makes of it
-            return encode_event(stamped(update_event(self.sub, update), seconds))
+            parts[1::2] = list(map(_quote, values))
+        except TypeError:  # a null (or not a string: then the JSON encoder has its say)
+            try:
+                parts[1::2] = [_NULL if v is None else _quote(v) for v in values]
+            except TypeError:
+                return encode_event(stamped(update_event(self.sub, update), seconds))
         # What ItemUpdate.changed_fields lists, in field order, without building it.
         previous, override = update._previous, update._changed_override
         if override is not None:
@@ -221,7 +225,7 @@ class UpdateEncoder:
         else:
             names = ", ".join(compress(self._changed, map(ne, previous, values)))
         snapshot = "true" if update.is_snapshot else "false"
-        text = (f'{{"event": "update", "ts": "{timestamp(seconds)}", {head}{body}}}, '
+        text = (f'{{"event": "update", "ts": "{timestamp(seconds)}", {head}{"".join(parts)}}}, '
                 f'"changed": [{names}], "snapshot": {snapshot}}}\n')
         try:
             return text.encode("utf-8")
@@ -235,8 +239,9 @@ class UpdateEncoder:
             self._body = None  # a mismatch (update_event raises) or repeated names
             return
         quoted = tuple(_quote(key) for key in keys)
-        # %-format of the values' texts: the keys' own % are doubled.
-        self._body = ", ".join(key.replace("%", "%%") + ": %s" for key in quoted)
+        # ``"a": `` then a value's text, ``, "b": `` then the next one...
+        self._body = [part for i, key in enumerate(quoted)
+                      for part in ((", " if i else "") + key + ": ", _NULL)]
         self._changed = quoted
         self._all_changed = ", ".join(quoted)
 
