@@ -106,6 +106,21 @@ def doc_and_ops(draw: Any) -> tuple[Any, list[Any]]:
     return doc, draw(st.lists(op, min_size=1, max_size=4))
 
 
+def _rescalar(doc: Any, draw: Any) -> Any:
+    """``doc`` with other scalars (the same structure)."""
+    if isinstance(doc, dict):
+        return {key: _rescalar(value, draw) for key, value in doc.items()}
+    if isinstance(doc, list):
+        return [_rescalar(value, draw) for value in doc]
+    return draw(SCALAR)
+
+
+@st.composite
+def same_shape(draw: Any) -> tuple[Any, Any]:
+    doc = draw(st.lists(JSON, max_size=4) | st.dictionaries(KEYS, JSON, max_size=4))
+    return doc, _rescalar(doc, draw)
+
+
 def _reference(text: str, ops: list[Any]) -> str | None:
     """What the full path gives: parse, walk, encode (None if the patch is refused)."""
     try:
@@ -118,6 +133,11 @@ def _kept(module: ModuleType, text: str, how: str) -> dict[int, Any]:
     """``docs`` for a field holding ``text``: not ours, ours, or ours and already cut."""
     if how == "theirs":
         return {}
+    if how == "before":  # not ours, and ours before it was its very structure
+        was = encode_json(_rescalar(json.loads(text), lambda _: "x"))
+        cut = _jsontext.tokenize(was, False)
+        pieces, leaves = cut if cut is not None else (None, None)
+        return {5: module.JsonText(was, pieces, leaves)}
     cut = _jsontext.tokenize(text, False) if how == "cut" else None
     pieces, leaves = cut if cut is not None else (None, None)
     return {5: module.JsonText(text, pieces, leaves)}
@@ -133,7 +153,7 @@ def test_a_spliced_patch_is_exactly_the_encoded_patched_document(
     payload = json.dumps(ops, separators=separators, ensure_ascii=separators[0] == ",")
     expected = _reference(text, ops)
     for module in (_hotpath, interpreted):
-        for how in ("theirs", "ours", "cut"):
+        for how in ("theirs", "before", "ours", "cut"):
             docs = _kept(module, text, how)
             got = module._patch(text, payload, docs, 5, BIG)
             assert got == expected
@@ -203,6 +223,25 @@ def test_tokenize_cuts_only_exact_encodings(doc: Any, variant: int) -> None:
             assert "".join(pieces) == text
             if exact:
                 _check_cut(json.loads(text), pieces, leaves)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(same_shape(), st.integers(0, 2))
+def test_recut_takes_the_same_structure_with_exact_scalars(
+    docs: tuple[Any, Any], variant: int
+) -> None:
+    first = _jsontext.tokenize(encode_json(docs[0]), False)
+    if first is None:  # escapes, NaN...: not cut
+        return
+    text = [encode_json(docs[1]), json.dumps(docs[1]), encode_json([docs[1]])][variant]
+    again = _jsontext.tokenize(text, True)
+    same = again is not None and again[0][::2] == first[0][::2]
+    for module in (_jsontext, interpreted_text):
+        pieces = module.recut(text, first[0])
+        assert (pieces is not None) == same
+        if pieces is not None and again is not None:
+            assert pieces == again[0]
+            assert again[1] == first[1]
 
 
 @pytest.mark.parametrize("module", MODULES)

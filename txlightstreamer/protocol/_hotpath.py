@@ -25,7 +25,7 @@ from ._jsonpatch import (
     encode_json,
     scan_json,
 )
-from ._jsontext import JsonText, replace_compact, replace_leaves, splice, tokenize
+from ._jsontext import JsonText, recut, replace_compact, replace_leaves, splice, tokenize
 
 Value = str | None
 Row = tuple[Value, ...]
@@ -97,6 +97,7 @@ def decode_rich(
     decoder), which then decodes or reports it.
     """
     values: list[Any] = []
+    escaped = "%" in raw
     i = 0  # index of the next field
     for token in raw.split("|"):
         if i >= num_fields:
@@ -105,20 +106,22 @@ def decode_rich(
             values.append(previous[i])
             i += 1
             continue
-        first = token[0]
-        if first == "^":
-            kind = token[1:2]
-            if kind == "T" or kind == "P":
+        first = ord(token[0])
+        if first == 94:  # ^
+            kind = ord(token[1]) if len(token) > 1 else 0
+            if kind == 84 or kind == 80:  # T, P
                 old = previous[i]
                 if old is None:
                     return None
                 payload: str | None = token[2:]
-                if payload is not None and "%" in payload:
+                if escaped and payload is not None and "%" in payload:
                     payload = unescape(payload)
                 if payload is None:
                     return None
-                if kind == "T":
-                    if old.isascii() or docs is None:
+                if kind == 84:
+                    if old.isascii():
+                        result = _apply_diff(old, payload) if bmp_only(payload) else None
+                    elif docs is None:
                         result = tlcp_diff_bmp(old, payload)
                     else:
                         result = _diff_kept(old, payload, docs, -1 - base - i)
@@ -136,13 +139,13 @@ def decode_rich(
                 return None
             values.extend(previous[i : i + n])
             i += n
-        elif first == "#" and len(token) == 1:
+        elif first == 35 and len(token) == 1:  # #
             values.append(None)
             i += 1
-        elif first == "$" and len(token) == 1:
+        elif first == 36 and len(token) == 1:  # $
             values.append("")
             i += 1
-        elif "%" in token:
+        elif escaped and "%" in token:
             text = unescape(token)
             if text is None:
                 return None
@@ -211,11 +214,16 @@ def tlcp_diff_bmp(old: str, diff: str) -> str | None:
 def _diff_kept(old: str, diff: str, docs: dict[int, JsonText], key: int) -> str | None:
     """`tlcp_diff_bmp` on a non-ASCII field: ``docs[key]`` keeps its last result, which
     (made of BMP-only pieces) needs no check when it is still the field's value."""
-    kept = docs.pop(key, None)
-    if not ((kept is not None and kept.text is old) or bmp_only(old)) or not bmp_only(diff):
-        return None
-    result = _apply_diff(old, diff)
-    if result is not None and not result.isascii():
+    kept = docs.get(key)
+    result = None
+    if ((kept is not None and kept.text is old) or bmp_only(old)) and bmp_only(diff):
+        result = _apply_diff(old, diff)
+    if result is None or result.isascii():
+        if kept is not None:
+            del docs[key]
+    elif kept is not None:
+        kept.text = result  # one object per field, updated in place
+    else:
         docs[key] = JsonText(result, None, None)
     return result
 
@@ -399,6 +407,12 @@ def _patch(
         pieces = kept.pieces
         leaves = kept.leaves
     try:
+        if pieces is None and kept is not None and kept.pieces is not None:
+            # A new value from the server: most often the last one's structure again.
+            pieces = recut(old, kept.pieces)
+            if pieces is not None:
+                leaves = kept.leaves
+                canonical = True
         if pieces is None:
             cut = tokenize(old, not canonical)  # not ours: it checks old is canonical
             if cut is not None:
@@ -427,7 +441,15 @@ def _patch(
     except Exception:  # any failure: the general decoder reports it
         return None
     if len(text) <= max_result:
-        docs[key] = JsonText(text, pieces, leaves if pieces is not None else None)
+        if pieces is None:
+            leaves = None
+        if kept is not None:  # one object per field, updated in place
+            kept.text = text
+            kept.pieces = pieces
+            kept.leaves = leaves
+            docs[key] = kept
+        else:
+            docs[key] = JsonText(text, pieces, leaves)
     return text
 
 

@@ -32,7 +32,15 @@ class JsonText:
 
 def _at(text: str, i: int, word: str) -> bool:
     """``text.startswith(word, i)``, which mypyc would call as a Python method."""
-    return text[i : i + len(word)] == word
+    n = len(word)
+    if n > 4:
+        return text[i : i + n] == word
+    if i + n > len(text):
+        return False
+    for k in range(n):  # short: no slice to allocate
+        if ord(text[i + k]) != ord(word[k]):
+            return False
+    return True
 
 
 def _string_end(text: str, i: int) -> int:
@@ -245,6 +253,33 @@ def replace_compact(payload: str, pieces: list[str], leaves: dict[str, int]) -> 
     for k in range(len(targets)):
         pieces[targets[k]] = values[k]
     return True
+
+
+def recut(text: str, template: list[str]) -> list[str] | None:
+    """
+    ``text`` cut as `tokenize` cut the text of ``template`` (its pieces), when it has the
+    very same structure (the pieces between scalars) and each of its scalars is written as
+    encode_json writes it; None otherwise. The template's leaves then hold for it.
+    """
+    pieces: list[str] = []
+    n = len(text)
+    i = 0
+    last = len(template) - 1
+    for k in range(0, last, 2):
+        between = template[k]
+        if not _at(text, i, between):
+            return None
+        i += len(between)
+        end = _scalar_end(text, i, True) if i < n else -1
+        if end < 0:
+            return None
+        pieces.append(between)
+        pieces.append(text[i:end])
+        i = end
+    if i + len(template[last]) != n or not _at(text, i, template[last]):
+        return None
+    pieces.append(template[last])
+    return pieces
 
 
 def _scalar_end(text: str, i: int, verify: bool) -> int:
