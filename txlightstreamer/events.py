@@ -209,12 +209,9 @@ class UpdateEncoder:
             head = self._heads[pos] = self._head(update)
         parts = body.copy()
         try:
-            parts[1::2] = list(map(_quote, values))
-        except TypeError:  # a null (or not a string: then the JSON encoder has its say)
-            try:
-                parts[1::2] = [_NULL if v is None else _quote(v) for v in values]
-            except TypeError:
-                return encode_event(stamped(update_event(self.sub, update), seconds))
+            parts[1::2] = [_NULL if v is None else _quote(v) for v in values]
+        except TypeError:  # not a string: let the JSON encoder say what it makes of it
+            return encode_event(stamped(update_event(self.sub, update), seconds))
         # What ItemUpdate.changed_fields lists, in field order, without building it.
         previous, override = update._previous, update._changed_override
         if override is not None:
