@@ -48,8 +48,10 @@ def _control(srv: TlcpServer, sid: str, *lines: str) -> bytes:
 
 
 def _add(req: int, sub: int, group: str) -> str:
-    return (f"LS_reqId={req}&LS_op=add&LS_subId={sub}&LS_mode=MERGE"
-            f"&LS_group={quote(group)}&LS_schema=a%20b&LS_snapshot=true")
+    return (
+        f"LS_reqId={req}&LS_op=add&LS_subId={sub}&LS_mode=MERGE"
+        f"&LS_group={quote(group)}&LS_schema=a%20b&LS_snapshot=true"
+    )
 
 
 def _server(**kw: object) -> tuple[TlcpServer, task.Clock]:
@@ -69,7 +71,8 @@ def test_one_control_request_is_one_write_with_the_same_lines() -> None:
     assert len(stream.written) == head + 1
     assert stream.written[-1] == (
         b"SUBOK,1,2,2\r\nCONF,1,unlimited,filtered\r\nU,1,1,i1|x%7Cy\r\nU,1,2,i2|x%7Cy\r\n"
-        b"SUBOK,2,1,2\r\nCONF,2,unlimited,filtered\r\nU,2,1,i3|x%7Cy\r\n")
+        b"SUBOK,2,1,2\r\nCONF,2,unlimited,filtered\r\nU,2,1,i3|x%7Cy\r\n"
+    )
     session = srv.sessions[sid]
     assert session.progressive == 7
     assert [p for p, _ in session.kept_notifications] == list(range(1, 8))
@@ -90,7 +93,7 @@ def test_a_content_length_reached_inside_a_control_request() -> None:
     head = b"".join(stream.written)
     _control(srv, sid, _add(1, 1, "i1 i2 i3"))
     assert stream.finished
-    body = b"".join(stream.written)[len(head):]
+    body = b"".join(stream.written)[len(head) :]
     # The line that reached the length is the last one, then LOOP; the rest waits.
     assert body.endswith(b"\r\nLOOP,0\r\n")
     sent = body.decode().split("\r\n")[:-2]
@@ -98,8 +101,12 @@ def test_a_content_length_reached_inside_a_control_request() -> None:
     session = srv.sessions[sid]
     pending = [line for _, line in session._pending]
     assert sent + pending == [
-        "SUBOK,1,3,2", "CONF,1,unlimited,filtered",
-        "U,1,1,i1|x%7Cy", "U,1,2,i2|x%7Cy", "U,1,3,i3|x%7Cy"]
+        "SUBOK,1,3,2",
+        "CONF,1,unlimited,filtered",
+        "U,1,1,i1|x%7Cy",
+        "U,1,2,i2|x%7Cy",
+        "U,1,3,i3|x%7Cy",
+    ]
     assert clock.getDelayedCalls()  # the session waits for its next bind
 
 
@@ -110,7 +117,8 @@ def test_a_fault_writes_after_what_was_gathered() -> None:
     srv.faults.close_after(3)
     _control(srv, sid, _add(1, 1, "i1 i2"))
     assert b"".join(stream.written[head:]) == (
-        b"SUBOK,1,2,2\r\nCONF,1,unlimited,filtered\r\nU,1,1,i1|x%7Cy\r\n")
+        b"SUBOK,1,2,2\r\nCONF,1,unlimited,filtered\r\nU,1,1,i1|x%7Cy\r\n"
+    )
     srv2, _ = _server()
     stream2, sid2 = _create(srv2)
     head2 = len(stream2.written)
@@ -128,7 +136,8 @@ def test_a_stalled_stream_holds_the_snapshot_lines_in_order() -> None:
     assert len(stream.written) == head
     srv.faults.unstall()
     assert b"".join(stream.written[head:]) == (
-        b"SUBOK,1,2,2\r\nCONF,1,unlimited,filtered\r\nU,1,1,i1|x%7Cy\r\nU,1,2,i2|x%7Cy\r\n")
+        b"SUBOK,1,2,2\r\nCONF,1,unlimited,filtered\r\nU,1,1,i1|x%7Cy\r\nU,1,2,i2|x%7Cy\r\n"
+    )
     assert srv.sessions[sid].progressive == 4
 
 
@@ -139,7 +148,8 @@ _CONTROLS = {chr(c) for c in range(0x20)} | {"\x7f"}
 
 def _reference_quote(text: str, specials: set[str]) -> str:
     return "".join(
-        "".join(f"%{b:02X}" for b in ch.encode()) if ch in specials else ch for ch in text)
+        "".join(f"%{b:02X}" for b in ch.encode()) if ch in specials else ch for ch in text
+    )
 
 
 def _reference_value(text: str | None) -> str:
@@ -156,7 +166,7 @@ def _reference_decode(text: str) -> str:
     i = 0
     while i < len(text):
         if text[i] == "%":
-            digits = text[i + 1:i + 3]
+            digits = text[i + 1 : i + 3]
             if len(digits) != 2 or not all(c in "0123456789abcdefABCDEF" for c in digits):
                 raise ValueError(f"malformed percent-escape at {i} in {text!r}")
             out.append(int(digits, 16))

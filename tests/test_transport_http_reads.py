@@ -63,11 +63,17 @@ async def _run(body: bytes, sink: _Sink, done: Any) -> None:
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[arg-type]
     pool = HTTPConnectionPool(reactor, persistent=False)
     client = HTTPClient(Agent(reactor, pool=pool))
-    transport = HttpTransport(stream_client=client, control_client=client, clock=reactor,
-                              protocol_version="2.5.0", connect_timeout=5.0,
-                              max_line_length=1 << 16)
-    stream = transport.open_stream(f"http://127.0.0.1:{port.getHost().port}",
-                                   create_session(), sink)
+    transport = HttpTransport(
+        stream_client=client,
+        control_client=client,
+        clock=reactor,
+        protocol_version="2.5.0",
+        connect_timeout=5.0,
+        max_line_length=1 << 16,
+    )
+    stream = transport.open_stream(
+        f"http://127.0.0.1:{port.getHost().port}", create_session(), sink
+    )
     try:
         stream.start()
         await wait_until(lambda: done(sink), timeout=10)
@@ -90,8 +96,13 @@ async def test_many_chunks_in_one_read_are_one_hand_over() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_line_across_chunks_and_the_end_in_the_same_read() -> None:
-    body = (b"4\r\nU,1,\r\n" + b"5\r\n1,abc\r\n" + b"2\r\n\r\n\r\n" + _chunks([b"LOOP,0"])
-            + b"0\r\n\r\n")
+    body = (
+        b"4\r\nU,1,\r\n"
+        + b"5\r\n1,abc\r\n"
+        + b"2\r\n\r\n\r\n"
+        + _chunks([b"LOOP,0"])
+        + b"0\r\n\r\n"
+    )
     sink = _Sink()
     await _run(body, sink, lambda s: bool(s.ended))
     assert sink.lines == [b"U,1,1,abc", b"LOOP,0"]
@@ -118,7 +129,8 @@ async def test_the_decoder_is_found_on_a_real_response() -> None:
     pool = HTTPConnectionPool(reactor, persistent=False)
     try:
         response = await HTTPClient(Agent(reactor, pool=pool)).post(
-            f"http://127.0.0.1:{port.getHost().port}/", data=b"x", unbuffered=True)
+            f"http://127.0.0.1:{port.getHost().port}/", data=b"x", unbuffered=True
+        )
         found.append(_chunk_decoder(response))
         assert await treq.content(response) == b"PROBE\r\n"
     finally:
