@@ -17,10 +17,15 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from txlightstreamer.testing import CLIENT_ID, TlcpServer
 from txlightstreamer.testing._encoding import (
+    _as_json_container,
     decode_percent,
     encode_arg,
+    encode_diff_int,
     encode_first_row,
+    encode_update,
     encode_value,
+    json_patch_diff,
+    tlcp_diff,
 )
 
 CID = "LS_cid=" + quote(CLIENT_ID, safe="")
@@ -220,3 +225,105 @@ def test_decode_percent_errors(text: str) -> None:
     with pytest.raises(ValueError):
         decode_percent(text)
     assert decode_percent("%C3%A9+%2b%41") == "é++A"
+
+
+# --- the server's diff choice against the rule as first written -----------------------
+
+
+def _reference_token(old: str | None, new: str | None, diffs: str) -> str:
+    literal = _reference_value(new)
+    if old is None or new is None or old == "" or new == "":
+        return literal
+    best = literal
+    specials = _CONTROLS | {"%", "|"}
+    if "P" in diffs:
+        patch = json_patch_diff(old, new)
+        if patch is not None and len("^P" + _reference_quote(patch, specials)) < len(best):
+            best = "^P" + _reference_quote(patch, specials)
+    bmp = all(ord(c) < 0x10000 for c in old + new)
+    if "T" in diffs and bmp and not ("P" in diffs and _as_json_container(old) is not None):
+        candidate = "^T" + _reference_quote(tlcp_diff(old, new), specials)
+        if len(candidate) < len(best):
+            best = candidate
+    return best
+
+
+_VALUES = st.one_of(
+    st.none(),
+    _TEXT,
+    st.sampled_from(
+        [
+            "100.01",
+            "100.02",
+            "12:00:00",
+            " [1, 2]",
+            '{"a": [1, 2, 3]}',
+            '{"a": [1, 2, 4]}',
+            "[]",
+            "{",
+            "[1",
+            "ab😀cd",
+            "ab😀ce",
+            "x" * 40,
+        ]
+    ),
+)
+
+
+@given(
+    st.lists(st.tuples(_VALUES, _VALUES), min_size=1, max_size=4),
+    st.sampled_from(["", "T", "P", "TP"]),
+)
+def test_encode_update_chooses_as_the_reference(
+    pairs: list[tuple[str | None, str | None]], diffs: str
+) -> None:
+    old = [a for a, _ in pairs]
+    new = [b for _, b in pairs]
+    tokens: list[str] = []
+    run = 0
+    for a, b in pairs:
+        if a == b:
+            run += 1
+            continue
+        tokens += [""] if run == 1 else [f"^{run}"] if run else []
+        run = 0
+        tokens.append(_reference_token(a, b, diffs))
+    tokens += [""] if run == 1 else [f"^{run}"] if run else []
+    assert encode_update(old, new, diffs=diffs) == "|".join(tokens)
+
+
+def test_diff_integers() -> None:
+    for n in [*range(2000), 26**3, 10**9]:
+        digits = []
+        m = n
+        while True:
+            digits.append(m % 26)
+            m //= 26
+            if not m:
+                break
+        digits.reverse()
+        expected = "".join(chr(65 + d) for d in digits[:-1]) + chr(97 + digits[-1])
+        assert encode_diff_int(n) == expected
+    with pytest.raises(ValueError):
+        encode_diff_int(-1)
+
+
+_PAIRS = [
+    ("abcde", "abcd"),
+    ("abcd", "abc"),
+    ("abcdef", "abcde"),
+    ("100.01", "100.02"),
+    (" [1, 2, 3, 4, 5, 6]", " [1, 2, 3, 4, 5, 7]"),
+    ("[1, 2]", "[1, 3]"),
+    ('{"a": [1, 2, 3]}', '{"a": [1, 2, 4]}'),
+    ("[1", "[2"),
+    ("ab😀cd", "ab😀ce"),
+    ("x" * 40, "x" * 39 + "y"),
+    ("a|b%c", "a|b%d"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), _PAIRS)
+@pytest.mark.parametrize("diffs", ["", "T", "P", "TP"])
+def test_diff_choice_cases(old: str, new: str, diffs: str) -> None:
+    assert encode_update([old], [new], diffs=diffs) == _reference_token(old, new, diffs)

@@ -130,6 +130,12 @@ def decode_percent(text: str) -> str:
 
 def encode_diff_int(n: int) -> str:
     """Encode a TLCP-diff integer: base 26, upper-case digits, last digit lower-case."""
+    if 0 <= n < _SMALL_DIFF_INTS:
+        return _DIFF_INTS[n]
+    return _encode_diff_int(n)
+
+
+def _encode_diff_int(n: int) -> str:
     if n < 0:
         raise ValueError("negative TLCP-diff integer")
     digits = [n % 26]
@@ -142,8 +148,14 @@ def encode_diff_int(n: int) -> str:
     return head + chr(ord("a") + digits[-1])
 
 
+# The common lengths and offsets, encoded once.
+_SMALL_DIFF_INTS = 26 * 26
+_DIFF_INTS = [_encode_diff_int(n) for n in range(_SMALL_DIFF_INTS)]
+
+
 def _bmp_only(text: str) -> bool:
-    return all(ord(ch) < 0x10000 for ch in text)
+    # The largest code point decides (one C-level pass instead of a Python loop).
+    return text.isascii() or max(text) < "\U00010000"
 
 
 def tlcp_diff(old: str, new: str) -> str:
@@ -175,6 +187,9 @@ def tlcp_diff(old: str, new: str) -> str:
     if added:
         out += encode_diff_int(len(added)) + added
     return out
+
+
+_JSON_LEADS = ("[", "{")
 
 
 def _as_json_container(text: str) -> Any:
@@ -213,7 +228,9 @@ def _changed_token(old: str | None, new: str | None, diffs: str) -> str:
     if old is None or new is None or old == "" or new == "":
         return literal
     best = literal
-    if "P" in diffs:
+    # Only a text led by "[" or "{" can be a JSON container (see _as_json_container).
+    old_may_be_json = old.lstrip()[:1] in _JSON_LEADS
+    if "P" in diffs and old_may_be_json and new.lstrip()[:1] in _JSON_LEADS:
         patch = json_patch_diff(old, new)
         if patch is not None:
             candidate = "^P" + _quote(patch, _VALUE_SPECIALS)
@@ -224,9 +241,10 @@ def _changed_token(old: str | None, new: str | None, diffs: str) -> str:
     # container while ^P is enabled (stateless, conservative rule).
     if (
         "T" in diffs
+        and len(best) > 3  # "^T" and at least one character: never shorter
         and _bmp_only(old)
         and _bmp_only(new)
-        and not ("P" in diffs and _as_json_container(old) is not None)
+        and not ("P" in diffs and old_may_be_json and _as_json_container(old) is not None)
     ):
         candidate = "^T" + _quote(tlcp_diff(old, new), _VALUE_SPECIALS)
         if len(candidate) < len(best):
