@@ -170,3 +170,15 @@ def test_writer_with_a_clock_reports_a_broken_flush_once() -> None:
     writer.write({"event": "b"})
     clock.advance(0)
     assert len(broken) == 1 and writer.closed and not clock.getDelayedCalls()
+
+
+def test_writer_to_the_null_device_writes_nothing_and_counts(tmp_path: Any) -> None:
+    import os
+
+    writer = JsonLinesWriter.open(os.devnull)
+    writer.write({"event": "a"})
+    writer.write_line(b'{"event": "b"}\n')
+    assert writer.lines == 2 and not writer.closed
+    writer.close()
+    writer.write({"event": "c"})
+    assert writer.lines == 2 and writer.closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -30,11 +31,14 @@ class JsonLinesWriter:
         close: bool = False,
         on_broken: Callable[[OSError], object] | None = None,
         clock: IReactorTime | None = None,
+        discard: bool = False,
     ) -> None:
         self._stream: BinaryIO | None = stream
         self._close = close
         self._on_broken = on_broken
         self._clock = clock
+        #: Count the lines, write nothing (``--output /dev/null``).
+        self._discard = discard
         self._flush_call: IDelayedCall | None = None
         self.lines = 0
 
@@ -45,7 +49,10 @@ class JsonLinesWriter:
         on_broken: Callable[[OSError], object] | None = None,
         clock: IReactorTime | None = None,
     ) -> JsonLinesWriter:
-        """Open ``path`` for appending, or standard output for ``-``."""
+        """Open ``path`` for appending, or standard output for ``-`` (nothing for the null
+        device: a bridge's ``--output /dev/null`` spends nothing on it)."""
+        if path == os.devnull:
+            return cls(cast(BinaryIO, io.BytesIO()), discard=True)
         if path == "-":
             # The real stdout: twistd replaces sys.stdout with a log redirection.
             stdout = sys.__stdout__ if sys.__stdout__ is not None else sys.stdout
@@ -60,12 +67,18 @@ class JsonLinesWriter:
 
     def write(self, event: Mapping[str, Any]) -> None:
         """Write one event (ignored once closed or broken)."""
+        if self._discard:
+            self.write_line(b"")
+            return
         self.write_line(encode_event(event))
 
     def write_line(self, line: bytes) -> None:
         """Write one event already encoded by `encode_event` (ignored once closed)."""
         stream = self._stream
         if stream is None:
+            return
+        if self._discard:
+            self.lines += 1
             return
         try:
             stream.write(line)

@@ -19,6 +19,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from functools import partial
 from itertools import compress
 from operator import ne
 from typing import Any, Protocol
@@ -222,7 +223,10 @@ class UpdateEncoder:
         else:
             names = ", ".join(compress(self._changed, map(ne, previous, values)))
         snapshot = "true" if update.is_snapshot else "false"
-        text = (f'{{"event": "update", "ts": "{timestamp(seconds)}", {head}{"".join(parts)}}}, '
+        stamp = _last_stamp  # timestamp()'s cache, read here: one call less per update
+        scaled = seconds * 1000
+        ts = stamp[2] if stamp[0] < scaled < stamp[1] else timestamp(seconds)
+        text = (f'{{"event": "update", "ts": "{ts}", {head}{"".join(parts)}}}, '
                 f'"changed": [{names}], "snapshot": {snapshot}}}\n')
         try:
             return text.encode("utf-8")
@@ -314,8 +318,7 @@ class EventFeed:
         table.on_subscribed(lambda: write(subscribed_event(sub, table)))
         write_update = getattr(self.sink, "write_update", None)
         if write_update is not None:  # an UpdateSink: no record built for an update
-            encoder = UpdateEncoder(sub)
-            table.on_item_update(lambda update: write_update(encoder, update))
+            table.on_item_update(partial(write_update, UpdateEncoder(sub)))
         else:
             table.on_item_update(lambda update: write(update_event(sub, update)))
         table.on_end_of_snapshot(lambda pos: write(item_event("eos", sub, table, pos)))

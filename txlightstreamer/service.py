@@ -546,6 +546,7 @@ class _Retirable:
     def __init__(self, service: LsService, client: LsClient) -> None:
         self._service = service
         self._client = client
+        self._seconds = service.reactor.seconds
 
     def write(self, event: Mapping[str, Any]) -> None:
         self._service.write(event, to_sink=self._service.client is self._client)
@@ -558,7 +559,7 @@ class _Retirable:
         redis = service.redis if service.client is self._client else None
         writer = service._writer
         if writer is not None or redis is not None:
-            line = encoder.encode(update, service.reactor.seconds())
+            line = encoder.encode(update, self._seconds())
             if writer is not None:
                 writer.write_line(line)
             if redis is not None:
