@@ -61,7 +61,7 @@ def time_lane(bodies: list[tuple[int, str]]) -> tuple[dict[str, list[float]], An
 
     nf = len(MIXED_SCHEMA)
     prev: dict[int, Any] = {}
-    docs: dict[int, tuple[str, Any]] = {}
+    docs: dict[int, Any] = {}  # what the lane keeps (protocol._jsontext.JsonText)
     out: dict[str, list[float]] = {}
     clock = time.perf_counter
     for item, raw in bodies:

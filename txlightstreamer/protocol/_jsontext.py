@@ -22,9 +22,7 @@ class JsonText:
     """A field's text that is exactly encode_json of its document, with, when `tokenize` cut
     it, its pieces (scalars at the indexes ``leaves`` gives by JSON pointer)."""
 
-    def __init__(
-        self, text: str, pieces: list[str] | None, leaves: dict[str, int] | None
-    ) -> None:
+    def __init__(self, text: str, pieces: list[str] | None, leaves: dict[str, int] | None) -> None:
         self.text = text
         self.pieces = pieces
         self.leaves = leaves
