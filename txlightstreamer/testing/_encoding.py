@@ -225,7 +225,7 @@ def json_patch_diff(old: str, new: str) -> str | None:
 
 def _changed_token(old: str | None, new: str | None, diffs: str) -> str:
     literal = encode_value(new)
-    if old is None or new is None or old == "" or new == "":
+    if not diffs or old is None or new is None or old == "" or new == "":
         return literal
     best = literal
     # Only a text led by "[" or "{" can be a JSON container (see _as_json_container).
