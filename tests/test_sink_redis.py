@@ -273,3 +273,25 @@ async def test_lines_are_stored_without_their_newline_byte_for_byte(redis: Redis
     stored = [fields[1] if isinstance(fields[1], bytes) else str(fields[1]).encode("utf-8")
               for _, fields in raw]
     assert stored == [encode_event(e)[:-1] for e in events] + [b"", b"raw\n"]
+
+
+@pytest.mark.parametrize("by_hand", [True, False])
+@pytest_twisted.ensureDeferred
+async def test_batches_in_resp_by_hand_or_through_txredisapi(
+    redis: RedisServer, by_hand: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's command is written by hand on the live connection, or (reconnecting, or
+    a txredisapi unlike the one expected) through txredisapi: the same entries."""
+    from txlightstreamer.sinks import _connection
+
+    if not by_hand:
+        monkeypatch.setattr(_connection, "_connected_protocol", lambda connection: None)
+    sink = RedisSink(parse_redis_url(redis.url + "?maxlen=0"), clock=reactor, batch_size=70)
+    await sink.start()
+    assert (_connection._connected_protocol(sink._connection) is not None) is by_hand
+    for n in range(500):
+        sink.write(_event(n))
+    await sink.stop()
+    entries = await _entries(redis.url)
+    assert [e["values"]["n"] for _, e in entries] == [str(n) for n in range(500)]
+    assert entries[7][1] == _event(7) and sink.written == 500

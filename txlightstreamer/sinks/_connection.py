@@ -12,7 +12,14 @@ from twisted.python.failure import Failure
 
 from txlightstreamer.sinks._target import RedisTarget
 
-__all__ = ["RedisUnavailable", "connect", "load_script", "script_runner", "widen_writes"]
+__all__ = [
+    "RedisUnavailable",
+    "batch_runner",
+    "connect",
+    "load_script",
+    "script_runner",
+    "widen_writes",
+]
 
 
 class RedisUnavailable(Exception):
@@ -83,6 +90,50 @@ def script_runner(connection: Any, script: str, *, fallback: bool = True) -> Any
         return d.addErrback(missing) if fallback else d
 
     return run
+
+
+def batch_runner(connection: Any, script: str) -> Any:
+    """
+    A callable ``run(keys, args, chunks) -> Deferred`` that runs ``script`` by its SHA1
+    (``NOSCRIPT`` is the caller's) with ``args`` and, as the last argument, the
+    concatenation of ``chunks``. The command is written in RESP here, the chunks copied
+    once into it (txredisapi would encode it in Python and copy a batch's megabyte three
+    times); its reply is read by the connection as any other.
+    """
+    sha = hashlib.sha1(script.encode("utf-8")).hexdigest().encode("ascii")
+
+    def run(keys: list[str], args: list[Any], chunks: list[bytes]) -> Deferred[Any]:
+        protocol = _connected_protocol(connection)
+        if protocol is None:  # reconnecting: txredisapi waits for the connection itself
+            d: Deferred[Any] = connection.execute_command(
+                "EVALSHA", sha, len(keys), *keys, *args, b"".join(chunks))
+            return d
+        parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % (4 + len(keys) + len(args), sha)]
+        for arg in [len(keys), *keys, *args]:
+            data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        parts.append(b"$%d\r\n" % sum(map(len, chunks)))
+        parts += chunks
+        parts.append(b"\r\n")
+        protocol.transport.write(b"".join(parts))
+        reply: Deferred[Any] = protocol.replyQueue.get()
+        return reply.addCallback(protocol.handle_reply)
+
+    return run
+
+
+def _connected_protocol(connection: Any) -> Any:
+    """The connection's one live protocol, if it is connected and idle (no MULTI,
+    no pipelining), and is the txredisapi expected (else None: use execute_command)."""
+    pool = getattr(getattr(connection, "_factory", None), "pool", None)
+    if not pool or len(pool) != 1:
+        return None
+    protocol = pool[0]
+    if (getattr(protocol, "connected", 0) != 1 or getattr(protocol, "transport", None) is None
+            or getattr(protocol, "pipelining", True) or getattr(protocol, "inTransaction", True)
+            or not hasattr(protocol, "replyQueue") or not hasattr(protocol, "handle_reply")):
+        return None
+    return protocol
 
 
 def load_script(connection: Any, script: str) -> Deferred[Any]:

@@ -27,9 +27,9 @@ from twisted.python.failure import Failure
 
 from txlightstreamer.sinks._connection import (
     RedisUnavailable,
+    batch_runner,
     connect,
     load_script,
-    script_runner,
     widen_writes,
 )
 from txlightstreamer.sinks._lease import RedisLease
@@ -99,7 +99,7 @@ class RedisSink:
         self._last_ms = 0
         self._last_seq = -1
         self._connection: Any = None
-        self._append: Callable[[list[str], list[Any]], Deferred[Any]] | None = None
+        self._append: Callable[[list[str], list[Any], list[bytes]], Deferred[Any]] | None = None
         self._retry: IDelayedCall | None = None
         self._drained: list[Deferred[None]] = []
         self._dropped_unreported = 0
@@ -148,7 +148,7 @@ class RedisSink:
     def _connected(self, connection: Any) -> Deferred[None]:
         self._connection = connection
         # No EVAL of a batch whose EVALSHA failed: it could run after the next ones.
-        self._append = script_runner(connection, APPEND, fallback=False)
+        self._append = batch_runner(connection, APPEND)
         # Ids continue after the stream's last entry, whoever wrote it.
         top: Deferred[Any] = connection.execute_command(
             "XREVRANGE", self.target.stream, "+", "-", "COUNT", 1)
@@ -323,12 +323,11 @@ class RedisSink:
             datas = self._buffer[start:end]
             args: list[Any] = [
                 self.lease.token if self.lease else "", self.target.maxlen,
-                ",".join(self._ids[start:end]), ",".join(map(str, map(len, datas))),
-                b"".join(datas)]
+                ",".join(self._ids[start:end]), ",".join(map(str, map(len, datas)))]
             keys = [self.target.stream, self.lease.key if self.lease else ""]
             self._batches.append(end - start)
             self._in_flight += end - start
-            d = self._append(keys, args)
+            d = self._append(keys, args, datas)  # the events: the script's last argument
             d.addTimeout(self._reply_timeout, self._clock)
             d.addCallbacks(self._written, self._failed)
 
