@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from treq.client import HTTPClient
@@ -138,3 +139,44 @@ async def test_the_decoder_is_found_on_a_real_response() -> None:
         await port.stopListening()
     assert found[0] is not None
     assert _chunk_decoder(object()) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_decoder_is_found_over_tls_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from twisted.internet import ssl
+
+    from txlightstreamer import MODE_MERGE, LsClient, Table
+    from txlightstreamer.testing import TlcpServer
+    from txlightstreamer.transport import TransportOptions, http
+
+    from .test_tls import make_pki
+
+    ca_pem, cert_pem, key_pem = make_pki()
+    found: list[Any] = []
+    original = http._chunk_decoder
+
+    def spy(response: Any) -> Any:
+        found.append(original(response))
+        return found[-1]
+
+    monkeypatch.setattr(http, "_chunk_decoder", spy)
+    server = TlcpServer(keepalive_millis=1000)
+    options = ssl.PrivateCertificate.loadPEM(cert_pem + key_pem).options()
+    await server.listen(reactor, port=0, interface="127.0.0.1", tls=options)
+    client = LsClient(
+        server.url,
+        forced_transport="HTTP-STREAMING",
+        transport_options=TransportOptions(trust_roots=ca_pem),
+    )
+    try:
+        await client.create_session()
+        table = Table(client, mode=MODE_MERGE, item_ids=["t"], schema=["v"])
+        got: list[Any] = []
+        table.on_update(lambda item, row: got.append(row[0]))
+        await table.when_subscribed()
+        server.data.update("t", {"v": "over tls"})
+        await wait_until(lambda: got == ["over tls"])
+    finally:
+        await client.destroy()
+        await server.stop()
+    assert found and all(decoder is not None for decoder in found)

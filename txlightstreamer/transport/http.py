@@ -95,14 +95,14 @@ def _chunk_decoder(response: Any) -> Any:
     attributes, checked at each step: without them the body is read chunk by chunk.
     """
     response = getattr(response, "original", response)  # treq's wrapper of Twisted's
-    node = getattr(getattr(getattr(response, "_transport", None), "_producer", None),
-                   "protocol", None)
+    node = getattr(getattr(response, "_transport", None), "_producer", None)
     parser = None
-    for _ in range(4):  # through the endpoint's (and TLS's) protocol wrappers
+    for _ in range(5):  # socket -> endpoint's wrapper (TLS -> wrapper) -> HTTP protocol
         parser = getattr(node, "_parser", None)
         if parser is not None:
             break
-        node = getattr(node, "_wrappedProtocol", None) or getattr(node, "wrappedProtocol", None)
+        node = (getattr(node, "_wrappedProtocol", None) or getattr(node, "wrappedProtocol", None)
+                or getattr(node, "protocol", None))
     if _PARSER is None or not isinstance(parser, _PARSER):
         return None
     if getattr(parser, "response", None) is not response:
