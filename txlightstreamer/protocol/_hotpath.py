@@ -8,7 +8,9 @@ subscriptions that asked for nothing richer than ``on_update(item, row)``; anyth
 goes to the general parser, which decodes it or reports it. No Twisted import: this is
 pure code, compiled with mypyc when the package is built with a C compiler, and the same
 code runs interpreted otherwise (``COMPILED`` tells which). ``^P`` patches: the walker
-for ``add``/``replace``/``remove`` is here; `._jsonpatch` has the rest and the encoder.
+for ``add``/``replace``/``remove`` is here; `._jsonpatch` has the rest and the encoder;
+`._jsontext` (compiled with this module) changes the text the lane kept of a field in place
+of parsing, walking and re-encoding it.
 """
 
 from __future__ import annotations
