@@ -74,10 +74,12 @@ def decode_plain(
         tokens = raw.split("|")
         if len(tokens) != num_fields:
             return None
+        # A tuple, so that compiled code indexes it directly.
+        before: tuple[Any, ...] = previous if type(previous) is tuple else tuple(previous)
         values: list[Any] = []
         i = 0  # index of the next field
         for token in tokens:
-            values.append(token if token else previous[i])
+            values.append(token if token else before[i])
             i += 1
         return values
     return decode_rich(raw, previous, num_fields, None, 0, max_result)
@@ -100,19 +102,21 @@ def decode_rich(
     """
     values: list[Any] = []
     escaped = "%" in raw
+    # A tuple, so that compiled code indexes and slices it directly.
+    before: tuple[Any, ...] = previous if type(previous) is tuple else tuple(previous)
     i = 0  # index of the next field
     for token in raw.split("|"):
         if i >= num_fields:
             return None  # more values than fields
         if not token:
-            values.append(previous[i])
+            values.append(before[i])
             i += 1
             continue
         first = ord(token[0])
         if first == 94:  # ^
             kind = ord(token[1]) if len(token) > 1 else 0
             if kind == 84 or kind == 80:  # T, P
-                old = previous[i]
+                old = before[i]
                 if old is None:
                     return None
                 payload: str | None = token[2:]
@@ -139,7 +143,7 @@ def decode_rich(
             n = _run_length(token)
             if n == 0 or i + n > num_fields:
                 return None
-            values.extend(previous[i : i + n])
+            values.extend(before[i : i + n])
             i += n
         elif first == 35 and len(token) == 1:  # #
             values.append(None)
