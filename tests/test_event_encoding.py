@@ -102,6 +102,17 @@ def test_edge_updates() -> None:
     assert surrogate.isascii() and json.loads(surrogate)["values"]["a"] == "\udc00"
 
 
+def test_many_change_patterns() -> None:
+    """More patterns of changed fields than the encoder keeps texts for."""
+    rng = random.Random(3)
+    shape = Shape(("x",), tuple(f"f{i}" for i in range(12)))
+    encoder = UpdateEncoder(1)
+    previous = tuple(str(i) for i in range(12))
+    for _ in range(3000):
+        values = tuple(v if rng.random() < 0.5 else v + "'" for v in previous)
+        _check(encoder, ItemUpdate(shape, 1, values, previous, False), 7.0)
+
+
 def test_names_repeated_missing_or_changing() -> None:
     encoder = UpdateEncoder(0)
     repeated = Shape(None, ("a", "b", "a"))

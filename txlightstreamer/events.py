@@ -162,6 +162,8 @@ def update_event(sub: int, update: ItemUpdate) -> dict[str, Any]:
 # json.JSONEncoder(ensure_ascii=False) quotes every string (keys too) with this function.
 _quote: Callable[[Any], str] = json.encoder.encode_basestring
 _NULL = "null"
+_END = '], "snapshot": false}\n'
+_SNAPSHOT_END = '], "snapshot": true}\n'
 
 
 class UpdateEncoder:
@@ -172,18 +174,20 @@ class UpdateEncoder:
     """
 
     __slots__ = ("sub", "_names", "_width", "_body", "_changed", "_all_changed",
-                 "_item_names", "_heads")
+                 "_names_by_change", "_item_names", "_heads")
 
     def __init__(self, sub: int) -> None:
         self.sub = sub
         #: What the texts below were made from (none yet): the field names and the width.
         self._names: tuple[str, ...] | None | bool = False
         self._width = -1
-        #: ``"name": ``, a value, ``, "name": ``... (None: names repeat, records are built);
-        #: ``"name"`` per field.
+        #: The line's pieces, values and all to fill in (None: names repeat, records are
+        #: built); ``"name"`` per field.
         self._body: list[str] | None = None
         self._changed: tuple[str, ...] = ()
         self._all_changed = ""
+        #: The changed names' text by which fields changed (a byte each, as `_changed_names`).
+        self._names_by_change: dict[bytes, str] = {}
         self._item_names: tuple[str, ...] | None | bool = False
         #: Per item position: ``"sub": N, "item": NAME, "pos": P, "values": {``.
         self._heads: dict[int, str] = {}
@@ -208,28 +212,28 @@ class UpdateEncoder:
         head = self._heads.get(pos)
         if head is None:
             head = self._heads[pos] = self._head(update)
+        # One list for the whole line: start, ts, head, key, value..., changed names, end.
         parts = body.copy()
+        stamp = _last_stamp  # timestamp()'s cache, read here: one call less per update
+        scaled = seconds * 1000
+        parts[1] = stamp[2] if stamp[0] < scaled < stamp[1] else timestamp(seconds)
+        parts[3] = head
         try:
-            parts[1::2] = [_NULL if v is None else _quote(v) for v in values]
+            parts[5:-3:2] = [_NULL if v is None else _quote(v) for v in values]
         except TypeError:  # not a string: let the JSON encoder say what it makes of it
             return encode_event(stamped(update_event(self.sub, update), seconds))
         # What ItemUpdate.changed_fields lists, in field order, without building it.
         previous, override = update._previous, update._changed_override
         if override is not None:
             every = self._changed
-            names = ", ".join([every[i] for i in sorted(override)])
+            parts[-2] = ", ".join([every[i] for i in sorted(override)])
         elif previous is None:
-            names = self._all_changed
+            parts[-2] = self._all_changed
         else:
-            names = ", ".join(compress(self._changed, map(ne, previous, values)))
-        snapshot = "true" if update.is_snapshot else "false"
-        stamp = _last_stamp  # timestamp()'s cache, read here: one call less per update
-        scaled = seconds * 1000
-        ts = stamp[2] if stamp[0] < scaled < stamp[1] else timestamp(seconds)
-        text = (f'{{"event": "update", "ts": "{ts}", {head}{"".join(parts)}}}, '
-                f'"changed": [{names}], "snapshot": {snapshot}}}\n')
+            parts[-2] = self._changed_names(bytes(map(ne, previous, values)))
+        parts[-1] = _SNAPSHOT_END if update.is_snapshot else _END
         try:
-            return text.encode("utf-8")
+            return "".join(parts).encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: encode_event's ASCII fallback
             return encode_event(stamped(update_event(self.sub, update), seconds))
 
@@ -240,11 +244,23 @@ class UpdateEncoder:
             self._body = None  # a mismatch (update_event raises) or repeated names
             return
         quoted = tuple(_quote(key) for key in keys)
-        # ``"a": `` then a value's text, ``, "b": `` then the next one...
-        self._body = [part for i, key in enumerate(quoted)
-                      for part in ((", " if i else "") + key + ": ", _NULL)]
+        # The start, the ts, its end, the head; ``"a": `` then a value's text, ``, "b": ``
+        # then the next one...; the values' end and the changed names; the end.
+        self._body = ['{"event": "update", "ts": "', "", '", ', "", *(
+            part for i, key in enumerate(quoted)
+            for part in ((", " if i else "") + key + ": ", _NULL)), '}, "changed": [', "", _END]
         self._changed = quoted
         self._all_changed = ", ".join(quoted)
+        self._names_by_change = {}
+
+    def _changed_names(self, changed: bytes) -> str:
+        """``"a", "c"`` for the fields flagged in ``changed`` (one byte per field)."""
+        names = self._names_by_change.get(changed)
+        if names is None:
+            if len(self._names_by_change) >= 1024:  # bounded: 2 ** fields patterns
+                self._names_by_change.clear()
+            names = self._names_by_change[changed] = ", ".join(compress(self._changed, changed))
+        return names
 
     def _head(self, update: ItemUpdate) -> str:
         name = update.item_name
