@@ -103,10 +103,6 @@ def test_rebinds_keep_no_closed_socket(run: _Run, fault: str) -> None:
     assert run.got == [str(i) for i in range(1, run.published + 1)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a reported ProtocolError keeps its traceback, whose frames pin the stream, its socket "
-    "and the read's payload: _session/reader.py should clear __traceback__ (and its "
-    "__cause__/__context__'s) before it reports or logs the error"))
 def test_a_kept_protocol_error_pins_no_socket(run: _Run) -> None:
     # An application keeping its errors (or a log observer keeping events, as Twisted's
     # start-up buffer does until logging begins) must not keep dead sockets with them.

@@ -36,6 +36,7 @@ from txlightstreamer.errors import (
     ServerError,
     SessionLostError,
     SubscriptionError,
+    without_frames,
 )
 from txlightstreamer.protocol import (
     ClearSnapshot,
@@ -274,7 +275,7 @@ class SubscriptionRegistry:
         try:
             link.update(item, values)
         except LightstreamerError as e:
-            self._broken(link, e)
+            self._broken(link, without_frames(e))
 
     def route(self, sub_id: int, n: Notification) -> None:
         """Route a subscription's notification (SUBOK, EOS, CS, OV, CONF, UNSUB...)."""

@@ -7,6 +7,8 @@ applications only ever need ``from txlightstreamer.errors import ...``.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from txlightstreamer.protocol.errors import (
     CONTROL_CODES,
     SESSION_CODES,
@@ -33,6 +35,24 @@ __all__ = [
     "TransportError",
     "ValueDecodeError",
 ]
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def without_frames(error: _E) -> _E:
+    """
+    ``error`` with no traceback along its cause/context chain, before it is reported:
+    an application or log observer that keeps it must not keep the dead stream, its
+    socket and the read's payload alive through the frames.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return error
 
 
 class TransportError(LightstreamerError):

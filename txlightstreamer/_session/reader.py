@@ -16,7 +16,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txlightstreamer._session.machine import State
-from txlightstreamer.errors import LightstreamerError, ProtocolError, TransportError
+from txlightstreamer.errors import (
+    LightstreamerError,
+    ProtocolError,
+    TransportError,
+    without_frames,
+)
 from txlightstreamer.protocol import (
     ConErr,
     ConOk,
@@ -180,6 +185,7 @@ class StreamReader:
         try:
             n = parse_bytes(line)
         except UnknownTagError as e:
+            without_frames(e)
             if owner.state is not State.BOUND:
                 # Before CONOK: whatever answers us does not speak TLCP.
                 owner.protocol_error(e)
@@ -194,6 +200,7 @@ class StreamReader:
                 owner.report(e)
             return
         except ProtocolError as e:
+            without_frames(e)
             if self.replaying and line.split(b",", 1)[0] in DATA_TAGS:
                 self.server_prog += 1  # type: ignore[operator]  # a duplicate, skipped anyway
                 return
