@@ -327,8 +327,10 @@ def bench_scale(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     shape = ("--tables", str(tables), "--items", str(items))
     server = Server("bench.scale", "server", "--rate", str(rate), *shape, timeout=120)
     try:
+        # --server-pid: the server's CPU until the last SUBOK, beside the client's own
         result = client("bench.scale", "client", server.url, "--window",
-                        str(cfg["scale_window"]), *shape, server=server)
+                        str(cfg["scale_window"]), *shape, "--server-pid",
+                        str(server.proc.pid), server=server)
     finally:
         server.stop()
     result["rate_asked"] = rate
