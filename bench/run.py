@@ -466,6 +466,8 @@ def table(results: dict[str, Any]) -> str:
             f"  create_session {sc['create_session_s']:.3f} s, "
             f"all SUBOK {sc['subscribe_all_s']:.3f} s"
             f" (target < 2 s), all snapshots +{sc['snapshots_s']:.3f} s",
+            f"  client CPU for the setup {_fmt(sc.get('setup_cpu_s'), 2)} s, "
+            f"server CPU until every SUBOK {_fmt(sc.get('server_subscribe_cpu_s'), 2)} s",
             f"  RSS {sc['rss_before_mb']:.1f} MB before, {sc['rss_after_setup_mb']:.1f} MB after "
             f"setup, {sc['rss_end_mb']:.1f} MB after the flow (target < 100 MB)",
             f"  flow {sc['flow_updates_per_s']:,.0f} updates/s (asked {sc.get('rate_asked', '-')}) "
