@@ -266,17 +266,21 @@ def test_kept_json_is_used_only_while_the_field_holds_its_value() -> None:
     assert r.rows[1] == ("[0,2]", "x")
 
 
-def test_router_leaves_first_updates_and_closed_lanes_to_the_table() -> None:
+def test_router_decodes_first_updates_and_leaves_closed_lanes_to_the_table() -> None:
     r = Recipient()
     lane = r.lane()
     router = router_with(lane)
-    assert router.feed([b"U,7,1,x|y"], 0) == 0  # no baseline yet: a snapshot
-    lane.baselines[0] = ["x", "y"]
+    # No baseline yet: an item's first update (a snapshot) must give every field.
+    for bad in (b"U,7,1,x|", b"U,7,1,^2", b"U,7,1,x|^1", b"U,7,1,^Tabc|y", b"U,7,1,x"):
+        assert router.feed([bad], 0) == 0
+    assert lane.baselines[0] is None and r.calls == []
+    assert router.feed([b"U,7,1,x|y"], 0) == 1
+    assert lane.baselines[0] == ("x", "y")
     lane.open = False
     assert router.feed([b"U,7,1,z|"], 0) == 0
     lane.open = True
     assert router.feed([b"U,7,1,z|"], 0) == 1
-    assert r.calls == [(1, ("z", "y"))]
+    assert r.calls == [(1, ("x", "y")), (1, ("z", "y"))]
 
 
 def test_router_stays_out_of_a_stopped_stream() -> None:
@@ -386,9 +390,14 @@ def test_plain_tables_open_their_lane(mode: str) -> None:
 def test_merge_snapshot_keeps_the_lane_open_for_items_past_their_first_update() -> None:
     table = subscribed(MODE_MERGE, snapshot=True)
     assert table._lane.open
-    router = router_with(table._lane)
-    assert router.feed([b"U,7,1,x|y"], 0) == 0  # the snapshot goes through the table
-    table._update(1, "x|y")
+    lane = table._lane
+    router = router_with(lane)
+    assert router.feed([b"U,7,1,x|y"], 0) == 1  # item 1's snapshot, on the hot path
+    assert table._in_snapshot == [False, True] and table._snapshot_items == 1
+    assert lane.first_update is not None
+    table._update(2, "p|q")  # item 2's, through the table: the last snapshot ends
+    assert table._in_snapshot == [] and table._snapshot_items == 0
+    assert lane.first_update is None and lane.open
     assert router.feed([b"U,7,1,z|"], 0) == 1
     assert table.rows[1] == ("z", "y")
 
@@ -456,11 +465,12 @@ def session_with_lane() -> tuple[Session, FakeTransport, Recorder, Recipient, An
 def test_session_reads_a_batch_and_stops_where_the_stream_ends() -> None:
     session, transport, recorder, r, _ = session_with_lane()
     transport.last.feed("CONOK,S1,50000,5000,*", "U,1,1,x|", "U,1,2,first|update",
-                        "U,1,1,y|", "LOOP,0", "U,1,1,after|loop")
-    assert r.calls == [(1, ("x", "b")), (1, ("y", "b"))]
-    # The item's first update went the general way, LOOP ended the stream's reading.
+                        "U,1,3,first|", "U,1,1,y|", "LOOP,0", "U,1,1,after|loop")
+    assert r.calls == [(1, ("x", "b")), (2, ("first", "update")), (1, ("y", "b"))]
+    # A first update without every value went the general way (which reports it), LOOP
+    # ended the stream's reading.
     assert [type(n).__name__ for n in recorder.data] == ["Update"]
-    assert session.data_count == 3
+    assert session.data_count == 4
 
 
 def test_destroy_in_a_callback_drops_the_rest_of_the_read() -> None:

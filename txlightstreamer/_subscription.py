@@ -443,6 +443,9 @@ class Table(TableEvents, TableView):
         # Only while some item is in its snapshot (an empty list means none is).
         self._in_snapshot = [True] * num_items if snap else []
         self._snapshot_items = num_items if snap else 0
+        if self._snapshot_items and self.mode == MODE_MERGE:
+            # The hot path decodes first updates too: it ends each item's snapshot here.
+            self._lane.first_update = self._end_snapshot_of
         if self._command is not None:
             self._command.reset(num_items, key_pos, command_pos)
         self.state = ACTIVE
@@ -462,7 +465,7 @@ class Table(TableEvents, TableView):
     def _update(self, item: int, raw: str) -> None:
         """
         Decode one ``U`` line for this table and deliver it: the general path, for what
-        the hot path leaves (first updates, escapes, diffs, richer callbacks, COMMAND).
+        the hot path leaves (bad or unusual lines, richer callbacks, COMMAND).
         """
         baselines = self._lane.baselines
         if not 0 < item <= len(baselines):
@@ -497,6 +500,7 @@ class Table(TableEvents, TableView):
             self._snapshot_items -= 1
             if not self._snapshot_items:
                 self._in_snapshot = []  # all False: not worth a list per table
+                self._lane.first_update = None
                 self._refresh_lane()
 
     def _new_lane(self, num_items: int, num_fields: int) -> Lane:
@@ -508,8 +512,8 @@ class Table(TableEvents, TableView):
         """
         Let the hot path deliver this table's plain updates only when nothing else is
         due: no richer callbacks, no COMMAND logic, no DISTINCT snapshot in progress
-        (in MERGE mode an item's snapshot is its first update, which the hot path leaves
-        to `_update`).
+        (in MERGE mode an item's snapshot is its first update, which the lane's
+        ``first_update`` ends).
         """
         self._lane.open = (
             self.mode != MODE_COMMAND

@@ -107,7 +107,8 @@ class StreamReader:
         router = self.router
         i, n = 0, len(lines)
         while i < n:
-            if self.server_prog == self.data_count:  # not replaying, not waiting for PROG
+            # Not replaying, not waiting for PROG, and an update (the router takes no other).
+            if self.server_prog == self.data_count and lines[i].startswith(b"U,"):
                 router.open = True
                 fed = router.feed(lines, i)
                 router.open = False

@@ -100,12 +100,24 @@ def decode_rich(
     holds that very string. None when the line is not valid (or needs the general
     decoder), which then decodes or reports it.
     """
-    values: list[Any] = []
-    escaped = "%" in raw
     # A tuple, so that compiled code indexes and slices it directly.
     before: tuple[Any, ...] = previous if type(previous) is tuple else tuple(previous)
+    return _decode_tokens(raw.split("|"), "%" in raw, before, num_fields, docs, base, max_result)
+
+
+def _decode_tokens(
+    tokens: list[str],
+    escaped: bool,
+    before: tuple[Any, ...],
+    num_fields: int,
+    docs: dict[int, JsonText] | None,
+    base: int,
+    max_result: int,
+) -> list[Value] | None:
+    """`decode_rich` on the tokens of the line (``escaped``: the line holds a ``%``)."""
+    values: list[Any] = []
     i = 0  # index of the next field
-    for token in raw.split("|"):
+    for token in tokens:
         if i >= num_fields:
             return None  # more values than fields
         if not token:
@@ -161,6 +173,44 @@ def decode_rich(
             values.append(token)
             i += 1
     return values if i == num_fields else None
+
+
+def decode_first(raw: str, num_fields: int) -> list[Value] | None:
+    """
+    An item's first row (no previous row) from the raw values of its first ``U`` line;
+    None when the general decoder must decode or report it (there an empty token, a
+    ``^n`` run or a ``^T``/``^P`` diff is an error: the first update gives every field).
+    """
+    tokens: list[Any] = raw.split("|")
+    if len(tokens) != num_fields or not first_row(tokens, "%" in raw):
+        return None
+    return tokens
+
+
+def first_row(tokens: list[Any], escaped: bool) -> bool:
+    """
+    Turn the tokens of an item's first update into its values, in place (markers to
+    null and empty, escapes decoded); False (tokens then unusable) if one cannot be a
+    value of a first update or is malformed.
+    """
+    k = 0
+    for token in tokens:
+        if not token:
+            return False  # unchanged: there is nothing to keep
+        first = ord(token[0])
+        if first == 94:  # ^: a run or a diff of nothing
+            return False
+        if first == 35 and len(token) == 1:  # #
+            tokens[k] = None
+        elif first == 36 and len(token) == 1:  # $
+            tokens[k] = ""
+        elif escaped and "%" in token:
+            text = unescape(token)
+            if text is None:
+                return False
+            tokens[k] = text
+        k += 1
+    return True
 
 
 def _hex(c: int) -> int:
@@ -491,6 +541,9 @@ class Lane:
         self.callback_failed = callback_failed
         #: None delivers rows as tuples.
         self.row_factory = row_factory
+        #: Called with the item after its first row is its baseline, before it is
+        #: delivered (the end of its MERGE snapshot); None when nothing is due.
+        self.first_update: Callable[[int], None] | None = None
         self.open = False
         #: The last ``^P`` result of each patched field, by ``(item - 1) * num_fields + field``
         #: (exactly encode_json of its document, so the next patch may change the text),
@@ -522,38 +575,77 @@ class UpdateRouter:
         lanes = self.lanes
         while i < n and self.open:
             line = lines[i]
-            if not line.startswith(b"U,"):
+            # "U,<sub id>,<item>,": the numbers are read from the bytes, as ASCII digits.
+            size = len(line)
+            if size < 6 or line[0] != 85 or line[1] != 44:  # U ,
+                break
+            sub = 0
+            pos = 2
+            limit = min(size, pos + _MAX_DIGITS + 1)
+            while pos < limit:
+                c = line[pos]
+                if c < 48 or c > 57:
+                    break
+                sub = sub * 10 + c - 48
+                pos += 1
+            if pos == 2 or pos >= limit or line[pos] != 44:
+                break
+            pos += 1
+            mark = pos
+            item = 0
+            limit = min(size, pos + _MAX_DIGITS + 1)
+            while pos < limit:
+                c = line[pos]
+                if c < 48 or c > 57:
+                    break
+                item = item * 10 + c - 48
+                pos += 1
+            if pos == mark or pos >= limit or line[pos] != 44:
+                break
+            lane = lanes.get(sub)
+            if lane is None or not lane.open or item < 1 or item > lane.num_items:
                 break
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
                 break
-            parts = text.split(",", 3)
-            if len(parts) != 4 or not _digits(parts[1]) or not _digits(parts[2]):
-                break
-            lane = lanes.get(int(parts[1]))
-            if lane is None or not lane.open:
-                break
-            item = int(parts[2])
-            if item < 1 or item > lane.num_items:
-                break
-            previous = lane.baselines[item - 1]
-            if previous is None:
-                break  # the item's first update (its snapshot in MERGE mode)
+            # The header holds no "|" and no special character: split the whole line.
+            tokens: list[Any] = text.split("|")
+            tokens[0] = tokens[0][pos + 1 :]
             num_fields = lane.num_fields
-            raw = parts[3]
-            if len(previous) != num_fields:
-                break
-            if "^" in raw or "#" in raw or "$" in raw or "%" in raw:
-                values = decode_rich(
-                    raw, previous, num_fields, lane.docs, (item - 1) * num_fields)
+            previous = lane.baselines[item - 1]
+            escaped = "%" in text
+            if previous is None:
+                # The item's first update (its snapshot in MERGE mode): every field given.
+                if len(tokens) != num_fields or not first_row(tokens, escaped):
+                    break
+                row = tuple(tokens)
             else:
-                values = decode_plain(raw, previous, num_fields)
-            if values is None:
-                break
-            row = tuple(values)
+                if len(previous) != num_fields:
+                    break
+                # A tuple, so that compiled code indexes it directly.
+                before: tuple[Any, ...] = previous if type(previous) is tuple else tuple(previous)
+                if escaped or "^" in text or "#" in text or "$" in text:
+                    values = _decode_tokens(
+                        tokens, escaped, before, num_fields, lane.docs,
+                        (item - 1) * num_fields, MAX_DIFF_RESULT)
+                    if values is None:
+                        break
+                    row = tuple(values)
+                else:
+                    # The commonest line: new values, and empty tokens for unchanged ones.
+                    if len(tokens) != num_fields:
+                        break
+                    k = 0
+                    for token in tokens:
+                        if not token:
+                            tokens[k] = before[k]
+                        k += 1
+                    row = tuple(tokens)
             # The row is the item's next baseline: one object per item, not two.
             lane.baselines[item - 1] = row
+            if previous is None and lane.first_update is not None:
+                lane.first_update(item)
             lane.rows[item] = row
             if lane.callbacks:
                 deliver(lane, item, row)
