@@ -20,7 +20,6 @@ from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
-from twisted.web import _newclient
 from twisted.web import http as twisted_http
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
@@ -42,6 +41,10 @@ _BODY_DONE = Failure(ResponseDone())
 # Longest reply body we read for a control batch or an error page.
 _MAX_SHORT_BODY = 1 << 20
 # Twisted's private response parser and chunked decoder (None if they are gone).
+try:
+    from twisted.web import _newclient
+except ImportError:  # a Twisted without it: every body is read chunk by chunk
+    _newclient = None  # type: ignore[assignment]
 _PARSER: Any = getattr(_newclient, "HTTPClientParser", None)
 _CHUNKED: Any = getattr(twisted_http, "_ChunkedTransferDecoder", None)
 
