@@ -295,3 +295,88 @@ async def test_batches_in_resp_by_hand_or_through_txredisapi(
     entries = await _entries(redis.url)
     assert [e["values"]["n"] for _, e in entries] == [str(n) for n in range(500)]
     assert entries[7][1] == _event(7) and sink.written == 500
+
+
+def _errors(redis: RedisServer, code: str) -> int:
+    found = re.search(rf"errorstat_{code}:count=(\d+)", redis.cli("INFO", "errorstats"))
+    return int(found.group(1)) if found else 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_script_reloaded_by_another_client_between_batches_loses_nothing(
+    redis: RedisServer,
+) -> None:
+    """The script cache is flushed; batch 1 gets NOSCRIPT, then another client (another
+    shard's sink) loads the script before batch 2 runs: batch 2 must not run ahead of
+    batch 1 (its ids are higher: batch 1 re-sent would be skipped), and nothing is lost."""
+    from txlightstreamer.sinks._scripts import APPEND
+
+    url = redis.url + "?maxlen=0"
+    sink = RedisSink(parse_redis_url(url), clock=reactor, batch_size=1)
+    await sink.start()
+    protocol = sink._connection._factory.pool[0]
+    redis.cli("SCRIPT", "FLUSH")
+    protocol.transport.pauseProducing()  # the sink reads no reply: both batches in flight
+    sink.write_data(b'{"n": 1}\n')
+    await wait_until(lambda: _errors(redis, "NOSCRIPT") == 1, what="batch 1 refused")
+    redis.cli("SCRIPT", "LOAD", APPEND)
+    sink.write_data(b'{"n": 2}\n')
+    await wait_until(lambda: _errors(redis, "GAP") == 1 or redis.cli("XLEN", "txls:events")
+                     != "(integer) 0\n", what="batch 2 run")
+    assert redis.cli("XLEN", "txls:events") == "(integer) 0\n"  # batch 2 waited for batch 1
+    protocol.transport.resumeProducing()
+    await wait_until(lambda: sink.depth == 0, what="drained")
+    await sink.stop()
+    assert [e["n"] for _, e in await _entries(url)] == [1, 2]
+    assert sink.written == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_not_allowed_script_load_writes_with_eval(redis: RedisServer) -> None:
+    """ACL ``-script``: each batch is sent with its script (EVAL), every event written."""
+    redis.cli("ACL", "SETUSER", "default", "-script")
+    sink = RedisSink(parse_redis_url(redis.url + "?maxlen=0"), clock=reactor, batch_size=30)
+    await sink.start()
+    for n in range(200):
+        sink.write(_event(n))
+    await sink.stop()
+    entries = await _entries(redis.url)
+    assert [e["values"]["n"] for _, e in entries] == [str(n) for n in range(200)]
+    assert sink.written == 200
+    stats = redis.cli("INFO", "commandstats")
+    assert "cmdstat_evalsha" not in stats and "cmdstat_eval:" in stats
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_not_allowed_scripts_at_all_cannot_start(redis: RedisServer) -> None:
+    redis.cli("ACL", "SETUSER", "default", "-script", "-eval")
+    sink = RedisSink(parse_redis_url(redis.url), clock=reactor)
+    with pytest.raises(RedisUnavailable) as e:
+        await sink.start()
+    message = str(e.value)
+    assert "\n" not in message and "SCRIPT LOAD" in message and "EVAL" in message
+    assert f"127.0.0.1:{redis.port}" in message
+    await sink.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unexpected_reply_queue_is_not_used_by_hand(redis: RedisServer) -> None:
+    """A queue that is not txredisapi's ReplyQueue (one that drops cancelled waiters would
+    give a timed-out batch's reply to the next one): batches go through txredisapi."""
+    import txredisapi  # type: ignore[import-untyped]
+
+    from txlightstreamer.sinks import _connection
+
+    class OtherQueue(txredisapi.ReplyQueue):  # type: ignore[misc]
+        pass
+
+    sink = RedisSink(parse_redis_url(redis.url + "?maxlen=0"), clock=reactor, batch_size=7)
+    await sink.start()
+    assert _connection._connected_protocol(sink._connection) is not None
+    sink._connection._factory.pool[0].replyQueue.__class__ = OtherQueue
+    assert _connection._connected_protocol(sink._connection) is None
+    for n in range(50):
+        sink.write(_event(n))
+    await sink.stop()
+    assert [e["values"]["n"] for _, e in await _entries(redis.url)] == [
+        str(n) for n in range(50)]

@@ -8,6 +8,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txlightstreamer.sinks._target import RedisTarget
@@ -17,9 +18,13 @@ __all__ = [
     "batch_runner",
     "connect",
     "load_script",
+    "prepare_script",
     "script_runner",
     "widen_writes",
 ]
+
+
+log = Logger()
 
 
 class RedisUnavailable(Exception):
@@ -92,23 +97,27 @@ def script_runner(connection: Any, script: str, *, fallback: bool = True) -> Any
     return run
 
 
-def batch_runner(connection: Any, script: str) -> Any:
+def batch_runner(connection: Any, script: str, *, inline: bool = False) -> Any:
     """
     A callable ``run(keys, args, chunks) -> Deferred`` that runs ``script`` by its SHA1
-    (``NOSCRIPT`` is the caller's) with ``args`` and, as the last argument, the
+    (``NOSCRIPT`` is the caller's), or with ``inline`` by its text (``EVAL``: for a user
+    not allowed ``SCRIPT LOAD``), with ``args`` and, as the last argument, the
     concatenation of ``chunks``. The command is written in RESP here, the chunks copied
     once into it (txredisapi would encode it in Python and copy a batch's megabyte three
     times); its reply is read by the connection as any other.
     """
-    sha = hashlib.sha1(script.encode("utf-8")).hexdigest().encode("ascii")
+    body = script.encode("utf-8") if inline else hashlib.sha1(
+        script.encode("utf-8")).hexdigest().encode("ascii")
+    name = b"EVAL" if inline else b"EVALSHA"
+    head = b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(name), name, len(body), body)
 
     def run(keys: list[str], args: list[Any], chunks: list[bytes]) -> Deferred[Any]:
         protocol = _connected_protocol(connection)
         if protocol is None:  # reconnecting: txredisapi waits for the connection itself
             d: Deferred[Any] = connection.execute_command(
-                "EVALSHA", sha, len(keys), *keys, *args, b"".join(chunks))
+                name.decode("ascii"), body, len(keys), *keys, *args, b"".join(chunks))
             return d
-        parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % (4 + len(keys) + len(args), sha)]
+        parts = [b"*%d\r\n" % (4 + len(keys) + len(args)), head]
         for arg in [len(keys), *keys, *args]:
             data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
             parts += (b"$%d\r\n" % len(data), data, b"\r\n")
@@ -131,15 +140,53 @@ def _connected_protocol(connection: Any) -> Any:
     protocol = pool[0]
     if (getattr(protocol, "connected", 0) != 1 or getattr(protocol, "transport", None) is None
             or getattr(protocol, "pipelining", True) or getattr(protocol, "inTransaction", True)
-            or not hasattr(protocol, "replyQueue") or not hasattr(protocol, "handle_reply")):
+            or not hasattr(protocol, "handle_reply")
+            or not _keeps_cancelled_waiters(getattr(protocol, "replyQueue", None))):
         return None
     return protocol
+
+
+def _keeps_cancelled_waiters(queue: Any) -> bool:
+    """Whether ``queue`` is txredisapi's ReplyQueue, whose cancelled waiter keeps its place
+    (one that removed it would give the next reply to the wrong caller after a timeout)."""
+    import txredisapi
+
+    return type(queue) is txredisapi.ReplyQueue
 
 
 def load_script(connection: Any, script: str) -> Deferred[Any]:
     """``SCRIPT LOAD``: Redis keeps ``script`` (until it restarts)."""
     d: Deferred[Any] = connection.execute_command("SCRIPT", "LOAD", script)
     return d
+
+
+def prepare_script(connection: Any, script: str, address: str) -> Deferred[bool]:
+    """
+    ``SCRIPT LOAD`` ``script``; fires with whether it must be sent inline instead (``EVAL``:
+    the user may not run ``SCRIPT LOAD``), or fails with `RedisUnavailable` when the user
+    may run neither.
+    """
+    import txredisapi
+
+    def refused(failure: Failure) -> Deferred[Any]:
+        failure.trap(txredisapi.ResponseError)
+        why = str(failure.value)
+        probe: Deferred[Any] = connection.execute_command("EVAL", "return 1", 0)
+
+        def inline(_: object) -> bool:
+            log.warn("Redis at {address} refused SCRIPT LOAD ({why}): each batch is sent "
+                     "with its script (EVAL), which is slower", address=address, why=why)
+            return True
+
+        def neither(failure: Failure) -> None:
+            failure.trap(txredisapi.ResponseError)
+            raise RedisUnavailable(
+                f"Redis at {address}: the user may not run scripts (allow EVALSHA and "
+                f"SCRIPT LOAD, or EVAL): {failure.value}")
+
+        return probe.addCallbacks(inline, neither)
+
+    return load_script(connection, script).addCallbacks(lambda _: False, refused)
 
 
 def is_timeout(failure: Failure) -> bool:

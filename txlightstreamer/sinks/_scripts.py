@@ -8,12 +8,16 @@ __all__ = ["APPEND", "RENEW", "RELEASE"]
 # KEYS[1] = stream, KEYS[2] = lease key ("" without a lease)
 # ARGV[1] = lease token, ARGV[2] = MAXLEN (0: no trimming),
 # ARGV[3] = the ids, comma-separated; ARGV[4] = the events' byte lengths, comma-separated;
-# ARGV[5] = the events, concatenated (five arguments per batch: cheap to send and parse);
+# ARGV[5] = the last id of the batch sent just before this one and not answered yet ("" if
+# none); ARGV[6] = the events, concatenated (six arguments per batch: cheap to send and parse);
 # an event's final newline (a JSON line's) is not stored.
 # Fencing: nothing is written unless the caller still holds the lease, so two bridges never
-# write at once. Idempotence: an id at or below the stream's last one was already written
-# (a batch re-sent after a lost reply), so it is skipped, never written twice.
-# Returns {written, skipped}.
+# write at once. Order: nothing is written if the stream has not reached ARGV[5] (the batch
+# before failed, e.g. NOSCRIPT, and this one would make Redis skip it when it is re-sent):
+# the error GAP says so. Idempotence: an id at or below the stream's last one was already
+# written (a batch re-sent after a lost reply), so it is skipped, never written twice.
+# Returns {written, skipped, repeated}: repeated counts the skipped ids the stream holds
+# (a re-sent batch's); the others were below another writer's newer entries.
 APPEND = """
 if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('LEASE the lease is held by another bridge')
@@ -24,11 +28,19 @@ if last[1] then
   local ms, seq = string.match(last[1][1], '^(%d+)-(%d+)$')
   top_ms, top_seq = tonumber(ms), tonumber(seq)
 end
+local after = ARGV[5]
+if after ~= '' then
+  local ams, aseq = string.match(after, '^(%d+)-(%d+)$')
+  ams, aseq = tonumber(ams), tonumber(aseq)
+  if top_ms < ams or (top_ms == ams and top_seq < aseq) then
+    return redis.error_reply('GAP the batch before this one was not written')
+  end
+end
 local maxlen = tonumber(ARGV[2])
-local data = ARGV[5]
+local data = ARGV[6]
 local lengths = string.gmatch(ARGV[4], '%d+')
 local pos = 1
-local written, skipped = 0, 0
+local written, skipped, repeated = 0, 0, 0
 for id, ms, seq in string.gmatch(ARGV[3], '((%d+)-(%d+))') do
   local size = tonumber(lengths())
   local last = pos + size - 1
@@ -46,11 +58,13 @@ for id, ms, seq in string.gmatch(ARGV[3], '((%d+)-(%d+))') do
     end
     top_ms, top_seq = ms, seq
     written = written + 1
+  elseif redis.call('XRANGE', KEYS[1], id, id)[1] then
+    repeated = repeated + 1
   else
     skipped = skipped + 1
   end
 end
-return {written, skipped}
+return {written, skipped, repeated}
 """
 
 # Extend the lease if we still hold it. KEYS[1] = lease key; ARGV = token, ttl ms.

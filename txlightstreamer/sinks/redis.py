@@ -30,6 +30,7 @@ from txlightstreamer.sinks._connection import (
     batch_runner,
     connect,
     load_script,
+    prepare_script,
     widen_writes,
 )
 from txlightstreamer.sinks._lease import RedisLease
@@ -95,7 +96,6 @@ class RedisSink:
         self._batches: deque[int] = deque()
         self._failing = False
         self._failure = ""
-        self._resending = False
         self._last_ms = 0
         self._last_seq = -1
         self._connection: Any = None
@@ -146,24 +146,31 @@ class RedisSink:
         return d
 
     def _connected(self, connection: Any) -> Deferred[None]:
-        self._connection = connection
-        # No EVAL of a batch whose EVALSHA failed: it could run after the next ones.
-        self._append = batch_runner(connection, APPEND)
         # Ids continue after the stream's last entry, whoever wrote it.
         top: Deferred[Any] = connection.execute_command(
             "XREVRANGE", self.target.stream, "+", "-", "COUNT", 1)
 
-        def got(entries: Any) -> Deferred[Any]:
+        def got(entries: Any) -> Deferred[bool]:
             if entries:
                 ms, _, seq = _text(entries[0][0]).partition("-")
                 self._last_ms, self._last_seq = int(ms), int(seq)
-            return load_script(connection, APPEND)
+            return prepare_script(connection, APPEND, self.target.address)
 
-        def loaded(_: object) -> None:
+        def loaded(inline: bool) -> None:
+            self._connection = connection
+            # No EVAL of a batch whose EVALSHA failed: it could run after the next ones.
+            self._append = batch_runner(connection, APPEND, inline=inline)
             self._set_connected(True, None)
             self._flush()
 
-        return top.addCallback(got).addCallback(loaded)
+        def failed(failure: Failure) -> Failure:
+            connection.disconnect()
+            if failure.check(RedisUnavailable):
+                return failure
+            reason = str(failure.value) or type(failure.value).__name__
+            return Failure(RedisUnavailable(f"Redis at {self.target.address}: {reason}"))
+
+        return top.addCallback(got).addCallbacks(loaded, failed)
 
     def stop(self, timeout: float = 5.0) -> Deferred[None]:
         """Write what is buffered (for at most ``timeout`` s), then disconnect."""
@@ -321,9 +328,11 @@ class RedisSink:
             start = self._head + self._in_flight
             end = min(start + self._batch_size, len(self._buffer))
             datas = self._buffer[start:end]
+            # Written only after the batch before, if it is still unanswered (see APPEND).
+            after = self._ids[start - 1] if self._in_flight else ""
             args: list[Any] = [
                 self.lease.token if self.lease else "", self.target.maxlen,
-                ",".join(self._ids[start:end]), ",".join(map(str, map(len, datas)))]
+                ",".join(self._ids[start:end]), ",".join(map(str, map(len, datas))), after]
             keys = [self.target.stream, self.lease.key if self.lease else ""]
             self._batches.append(end - start)
             self._in_flight += end - start
@@ -344,15 +353,14 @@ class RedisSink:
         self._in_flight -= count
         written, skipped = int(result[0]), int(result[1])
         self.written += written
+        if skipped:  # a re-sent batch's repeats are not counted here: the stream has them
+            log.error("{sink}: {n} events not written: the stream has newer entries from "
+                      "another writer", sink=self, n=skipped)
         if self._failing:  # an earlier batch failed: everything is sent again
             if not self._batches:
                 self._after_failure()
             return
         self._pop(count)
-        if skipped and not self._resending:
-            log.error("{sink}: {n} events not written: the stream has newer entries from "
-                      "another writer", sink=self, n=skipped)
-        self._resending = False
         self._set_connected(True, None)
         if self._dropped_unreported and self.depth < self._buffer_limit:
             self._report_drops()  # even if no event comes after the drops
@@ -365,7 +373,6 @@ class RedisSink:
     def _failed(self, failure: Failure) -> None:
         self._batches.popleft()
         self._in_flight = sum(self._batches)
-        self._resending = True  # the batch may have been written: Redis skips repeats
         if not self._failing:
             self._failing = True
             self._failure = str(failure.value) or type(failure.value).__name__
@@ -384,7 +391,10 @@ class RedisSink:
             return
         if self._connection is None:
             return  # stopped meanwhile
-        if "NOSCRIPT" in text:  # Redis restarted: every batch since failed, none ran
+        if text.startswith("GAP"):  # a batch failed, none after it ran: send them again
+            self._flush()
+            return
+        if "NOSCRIPT" in text:  # the later batches failed too (GAP), or were not run
             self._loading = True
             loading = load_script(self._connection, APPEND)
             loading.addCallbacks(self._script_loaded, self._load_failed)
@@ -399,6 +409,12 @@ class RedisSink:
     def _load_failed(self, failure: Failure) -> None:
         self._loading = False
         self._failure = str(failure.value) or type(failure.value).__name__
+        if "NOPERM" in self._failure and self._connection is not None:
+            log.warn("{sink}: SCRIPT LOAD refused ({why}): batches are sent with their "
+                     "script (EVAL)", sink=self, why=self._failure)
+            self._append = batch_runner(self._connection, APPEND, inline=True)
+            self._flush()
+            return
         self._after_failure()
 
     def _retry_now(self) -> None:
