@@ -380,3 +380,22 @@ async def test_an_unexpected_reply_queue_is_not_used_by_hand(redis: RedisServer)
     await sink.stop()
     assert [e["values"]["n"] for _, e in await _entries(redis.url)] == [
         str(n) for n in range(50)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_script_load_refused_after_start_switches_to_eval(redis: RedisServer) -> None:
+    """The ACL changes while writing and the script cache is flushed: NOSCRIPT, SCRIPT LOAD
+    refused, the batches are sent again with EVAL, in order."""
+    sink = RedisSink(parse_redis_url(redis.url + "?maxlen=0"), clock=reactor, batch_size=20)
+    await sink.start()
+    for n in range(100):
+        sink.write(_event(n))
+    await wait_until(lambda: sink.depth == 0, what="first drained")
+    redis.cli("SCRIPT", "FLUSH")  # the sink is idle: nothing reloads it in between
+    redis.cli("ACL", "SETUSER", "default", "-script")
+    for n in range(100, 300):
+        sink.write(_event(n))
+    await sink.stop()
+    numbers = [e["values"]["n"] for _, e in await _entries(redis.url)]
+    assert numbers == [str(n) for n in range(300)] and sink.written == 300
+    assert _errors(redis, "NOSCRIPT") >= 1 and _errors(redis, "NOPERM") == 1
