@@ -175,7 +175,7 @@ def prepare_script(connection: Any, script: str, address: str) -> Deferred[bool]
 
         def inline(_: object) -> bool:
             log.warn("Redis at {address} refused SCRIPT LOAD ({why}): each batch is sent "
-                     "with its script (EVAL), which is slower", address=address, why=why)
+                     "with its script text (EVAL)", address=address, why=why)
             return True
 
         def neither(failure: Failure) -> None:
