@@ -185,3 +185,31 @@ def test_a_merge_snapshot_in_progress_is_ended_by_the_hot_path_before_delivery()
     table._update(2, "e|d")  # the general decoder's turn: same bookkeeping
     assert seen[-1] == (2, [])
     assert table._snapshot_items == 0
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_run_lengths_are_read_as_before(module: Any) -> None:
+    def reference(token: str) -> int:
+        digits = token[1:]
+        ok = digits.isdigit() and digits.isascii() and len(digits) < 7
+        return int(digits) if ok else 0
+
+    tokens = [f"^{n}" for n in range(0, 130)] + [
+        "^",
+        "^00",
+        "^05",
+        "^x",
+        "^1x",
+        "^x1",
+        "^²",
+        "^1²",
+        "^-1",
+        "^ 1",
+        "^T",
+        "^P",
+        "^123",
+        "^999999",
+        "^9999999",
+        "^٣",
+    ]
+    assert [module._run_length(t) for t in tokens] == [reference(t) for t in tokens]

@@ -34,8 +34,6 @@ Row = tuple[Value, ...]
 
 #: Whole-token markers: null and the empty string.
 MARKERS: Final[dict[str, Value]] = {"#": None, "$": ""}
-# Lengths of the usual ``^n`` runs, so that most runs need no parsing.
-_RUN_LENGTHS: Final[dict[str, int]] = {f"^{n}": n for n in range(1, 65)}
 #: Longest value (in characters) a ``^P`` or ``^T`` diff may produce. A diff is tiny
 #: compared with what it can build (a JSON Patch ``copy`` doubles a document with a
 #: 40-byte operation), so without this bound a few lines could exhaust memory.
@@ -48,8 +46,16 @@ _FAST_OPS: Final = frozenset(("add", "replace", "remove"))
 
 def _run_length(token: str) -> int:
     """n for a ``^n`` token; 0 for any other token starting with ``^`` (diff, malformed)."""
-    n = _RUN_LENGTHS.get(token)
-    if n is not None:
+    size = len(token)
+    if size == 2 or size == 3:  # the usual runs, read without a lookup (no hashing)
+        n = ord(token[1]) - 48
+        if n < 0 or n > 9:
+            return 0
+        if size == 3:
+            d = ord(token[2]) - 48
+            if d < 0 or d > 9:
+                return 0
+            n = n * 10 + d
         return n
     digits = token[1:]
     if digits.isdigit() and digits.isascii() and len(digits) < 7:
@@ -647,8 +653,16 @@ class UpdateRouter:
             if previous is None and lane.first_update is not None:
                 lane.first_update(item)
             lane.rows[item] = row
-            if lane.callbacks:
-                deliver(lane, item, row)
+            callbacks = lane.callbacks
+            if callbacks:
+                if len(callbacks) == 1 and lane.row_factory is None:
+                    callback = callbacks[0]  # the usual case, without a call to deliver
+                    try:
+                        callback(item, row)
+                    except Exception as exc:
+                        lane.callback_failed(callback, exc)
+                else:
+                    deliver(lane, item, row)
             i += 1
         return i
 
