@@ -17,6 +17,7 @@ __all__ = [
     "RedisUnavailable",
     "batch_runner",
     "connect",
+    "is_reconnecting",
     "load_script",
     "prepare_script",
     "script_runner",
@@ -144,6 +145,13 @@ def _connected_protocol(connection: Any) -> Any:
             or not _keeps_cancelled_waiters(getattr(protocol, "replyQueue", None))):
         return None
     return protocol
+
+
+def is_reconnecting(connection: Any) -> bool:
+    """Whether ``connection`` has lost its socket and is connecting again (txredisapi then
+    holds new commands until it is back): a Redis restart, seen before any write fails."""
+    pool = getattr(getattr(connection, "_factory", None), "pool", None)
+    return pool is not None and len(pool) == 0
 
 
 def _keeps_cancelled_waiters(queue: Any) -> bool:

@@ -29,6 +29,7 @@ from txlightstreamer.sinks._connection import (
     RedisUnavailable,
     batch_runner,
     connect,
+    is_reconnecting,
     load_script,
     prepare_script,
     widen_writes,
@@ -321,6 +322,8 @@ class RedisSink:
             return  # written once the lease is (re)gained, or never: see lease_lost
         if len(self._batches) >= PIPELINE or self.depth <= self._in_flight:
             return
+        if is_reconnecting(self._connection):  # the batches wait in txredisapi meanwhile
+            self._set_connected(False, "the connection to Redis was lost; reconnecting")
         widen_writes(self._connection)  # after a reconnection too: a new transport
         self._give_ids()
         # Up to PIPELINE batches in flight: Redis runs one while the next one travels.
