@@ -3,9 +3,10 @@ The hot path: ``U`` lines of live subscriptions, decoded and delivered in one lo
 
 Nearly every line of a busy stream is an update whose values are plain or escaped tokens,
 ``#``/``$`` markers, ``^n`` runs and ``^T``/``^P`` diffs. This module decodes those, for
-subscriptions that asked for nothing richer than ``on_update(item, row)``; anything else
-(another tag, an item's first update, a malformed line or a bad diff) stops the loop and
-goes to the general parser, which decodes it or reports it. No Twisted import: this is
+subscriptions that asked for nothing richer than ``on_update(item, row)``, an item's
+first update (its MERGE snapshot) included; anything else (another tag, a malformed line
+or a bad diff) stops the loop and goes to the general parser, which decodes it or reports
+it. No Twisted import: this is
 pure code, compiled with mypyc when the package is built with a C compiler, and the same
 code runs interpreted otherwise (``COMPILED`` tells which). ``^P`` patches: the walker
 for ``add``/``replace``/``remove`` is here; `._jsonpatch` has the rest and the encoder;
