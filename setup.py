@@ -6,19 +6,29 @@ mypyc when a C compiler is at hand, which roughly doubles the client's throughpu
 cannot be compiled, or with ``TXLIGHTSTREAMER_PURE_PYTHON=1`` in the environment, the same
 module is installed as plain Python and behaves the same, only slower.
 ``txlightstreamer.protocol._hotpath.COMPILED`` tells which one runs. The build goes into the
-wheel only: ``pip install .`` writes nothing into the source tree. mypy (mypyc) is asked for
+wheel only: ``pip install .`` writes nothing into the source tree (its build products go to a
+temporary directory, removed when the build ends). mypy (mypyc) is asked for
 by the in-tree build backend (``buildsystem/backend.py``) only when the hot path is compiled.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 # _jsontext: the hot path's JSON text splicing, which it calls.
+# Build products (setuptools' build/ and egg-info, mypyc's C sources, mypy's cache) go
+# here, never into the source tree; removed when the build ends.
+SCRATCH = tempfile.mkdtemp(prefix="txlightstreamer-build-")
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+os.environ.setdefault("MYPY_CACHE_DIR", os.path.join(SCRATCH, "mypy_cache"))
+
 HOT_PATH = ["txlightstreamer/protocol/_hotpath.py", "txlightstreamer/protocol/_jsontext.py"]
 
 
@@ -53,10 +63,19 @@ def compiled_modules() -> list[Any]:
         # Our own mypy settings (plugins for the rest of the package) are not needed here,
         # and the rest of the package is only read, never compiled.
         options = ["--config-file=", "--follow-imports=silent"]
-        return list(mypycify([*options, *HOT_PATH], opt_level="3"))
+        return list(mypycify(
+            [*options, *HOT_PATH], opt_level="3", target_dir=os.path.join(SCRATCH, "mypyc")
+        ))
     except Exception as exc:  # the module failed mypyc's checks: keep pure Python
         print(f"warning: not compiling the hot path ({exc})")
         return []
 
 
-setup(ext_modules=compiled_modules(), cmdclass={"build_ext": OptionalBuildExt})
+setup(
+    ext_modules=compiled_modules(),
+    cmdclass={"build_ext": OptionalBuildExt},
+    options={
+        "build": {"build_base": os.path.join(SCRATCH, "build")},
+        "egg_info": {"egg_base": SCRATCH},
+    },
+)
