@@ -1,5 +1,5 @@
 """
-The ``^P`` walker (`txlightstreamer.protocol._hotpath.patch_document`): it applies
+The ``^P`` walker (`txlightstreamer.protocol._jsontext.patch_document`): it applies
 ``add``/``replace``/``remove`` exactly as ``jsonpatch`` does, refuses what it refuses,
 and hands every other operation to it.
 """
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txlightstreamer.protocol._hotpath import patch_document
 from txlightstreamer.protocol._jsonpatch import PatchError, encode_json
+from txlightstreamer.protocol._jsontext import patch_document
 
 BIG = 1 << 20
 

@@ -32,15 +32,19 @@ def module_name(root: Path, path: Path) -> str:
 
 
 def find_modules(root: Path) -> dict[str, Path]:
-    """Dotted module name -> file, for every ``.py`` file of the checked packages."""
+    """Dotted module name -> file, for every ``.py`` file of the checked packages (and the
+    ``.pyi`` stub of each C extension module, which has no ``.py``)."""
     modules: dict[str, Path] = {}
     for package in PACKAGES:
         base = root / package
         if not base.is_dir():
             continue
-        for path in sorted(base.rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                modules[module_name(root, path)] = path
+        for path in sorted([*base.rglob("*.py"), *base.rglob("*.pyi")]):
+            if "__pycache__" in path.parts:
+                continue
+            if path.suffix == ".pyi" and path.with_suffix(".py").exists():
+                continue
+            modules[module_name(root, path)] = path
     return modules
 
 

@@ -8,27 +8,28 @@ first update (its MERGE snapshot) included; anything else (another tag, a malfor
 or a bad diff) stops the loop and goes to the general parser, which decodes it or reports
 it. No Twisted import: this is
 pure code, compiled with mypyc when the package is built with a C compiler, and the same
-code runs interpreted otherwise (``COMPILED`` tells which). ``^P`` patches: the walker
-for ``add``/``replace``/``remove`` is here; `._jsonpatch` has the rest and the encoder;
-`._jsontext` (compiled with this module) changes the text the lane kept of a field in place
-of parsing, walking and re-encoding it.
+code runs interpreted otherwise (``COMPILED`` tells which). ``^P`` patches: `._jsontext`
+(compiled with this module) changes the text the lane kept of a field in place of parsing,
+walking and re-encoding it, and has the walker for ``add``/``replace``/``remove``;
+`._jsonpatch` has the rest and the encoder.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from copy import deepcopy
 from typing import Any, Final
 
-from ._jsonpatch import (
-    COPY_ALLOWANCE,
-    PatchError,
-    apply_other,
-    encode_json,
-    scan_json,
+from ._jsonpatch import COPY_ALLOWANCE, encode_json, scan_json
+from ._jsontext import (
+    JsonText,
+    patch_document,
+    recut,
+    replace_compact,
+    replace_leaves,
+    splice,
+    tokenize,
 )
-from ._jsontext import JsonText, recut, replace_compact, replace_leaves, splice, tokenize
 
 Value = str | None
 Row = tuple[Value, ...]
@@ -41,8 +42,6 @@ MARKERS: Final[dict[str, Value]] = {"#": None, "$": ""}
 MAX_DIFF_RESULT: Final = 1 << 24
 # Longest sub id / item index the loop parses (longer ones go to the general parser).
 _MAX_DIGITS: Final = 9
-# JSON Patch operations the walker applies itself.
-_FAST_OPS: Final = frozenset(("add", "replace", "remove"))
 
 
 def _run_length(token: str) -> int:
@@ -144,7 +143,10 @@ def _decode_tokens(
                 if payload is None:
                     return None
                 if kind == 84:
-                    if old.isascii():
+                    c_diff = C_DIFF
+                    if c_diff is not None:  # one allocation, BMP known from the kind
+                        result = c_diff(old, payload)
+                    elif old.isascii():
                         result = _apply_diff(old, payload) if bmp_only(payload) else None
                     elif docs is None:
                         result = tlcp_diff_bmp(old, payload)
@@ -336,113 +338,6 @@ def _apply_diff(old: str, diff: str) -> str | None:
                 section = 0
             cursor = end
     return "".join(out)
-
-
-# -- JSON Patch: add/replace/remove walked here, as jsonpatch applies them ----------------
-# (property-tested against jsonpatch; any other operation is jsonpatch's, via apply_other)
-
-def _unescape(part: str) -> str:
-    # RFC 6901: "~1" is "/", "~0" is "~", in that order; any other "~" is invalid.
-    if "~" not in part:
-        return part
-    rest = part.replace("~0", "").replace("~1", "")
-    if "~" in rest:
-        raise PatchError(f"invalid escape in JSON pointer part {part[:40]!r}")
-    return part.replace("~1", "/").replace("~0", "~")
-
-
-def _index(part: str, container: list[Any]) -> int:
-    """An array index as RFC 6901 spells it (no sign, no leading zero); '-' is the end."""
-    if part == "-":
-        return len(container)
-    if not (part.isdigit() and part.isascii()) or (part[0] == "0" and len(part) > 1):
-        raise PatchError(f"{part[:40]!r} is not a valid array index")
-    return int(part)
-
-
-def _parent(doc: Any, parts: list[str], end: int) -> Any:
-    """The container that ``parts[end]`` refers into (``parts[0]`` is the empty root)."""
-    for index in range(1, end):
-        part = parts[index]
-        if type(doc) is dict:
-            if part not in doc:
-                raise PatchError(f"member {part[:40]!r} not found")
-            doc = doc[part]
-        elif type(doc) is list:
-            index = _index(part, doc)
-            if index >= len(doc):
-                raise PatchError(f"index {part[:40]!r} is out of bounds")
-            doc = doc[index]
-        else:
-            raise PatchError(f"cannot apply {part[:40]!r} to a JSON scalar")
-    return doc
-
-
-def _apply_fast(doc: Any, kind: str, op: dict[str, Any], copy_values: bool) -> Any:
-    path = op.get("path")
-    if type(path) is not str:
-        raise PatchError("operation without a valid 'path'")
-    value: Any = None
-    if kind != "remove":
-        if "value" not in op:
-            raise PatchError(f"{kind} operation without a 'value'")
-        value = op["value"]
-        if copy_values and type(value) in (dict, list):
-            value = deepcopy(value)  # the operations are handed to the application
-    if not path:
-        if kind == "remove":
-            raise PatchError("cannot remove the whole document")
-        return value
-    parts = path.split("/")
-    if parts[0]:
-        raise PatchError("a JSON pointer must start with '/'")
-    if "~" in path:
-        parts = [_unescape(part) for part in parts]
-    target = _parent(doc, parts, len(parts) - 1) if len(parts) > 2 else doc
-    leaf = parts[-1]
-    if type(target) is dict:
-        if kind == "add":
-            target[leaf] = value
-        elif leaf not in target:
-            raise PatchError(f"cannot {kind} the missing member {leaf[:40]!r}")
-        elif kind == "replace":
-            target[leaf] = value
-        else:
-            del target[leaf]
-    elif type(target) is list:
-        index = _index(leaf, target)
-        size = len(target)
-        if kind == "add":
-            if index > size:
-                raise PatchError("cannot insert outside of the array")
-            target.insert(index, value)
-        elif index >= size or leaf == "-":
-            raise PatchError(f"cannot {kind} outside of the array")
-        elif kind == "replace":
-            target[index] = value
-        else:
-            del target[index]
-    else:
-        raise PatchError(f"cannot {kind} {leaf[:40]!r} in a JSON scalar")
-    return doc
-
-
-def patch_document(doc: Any, ops: Any, budget: int, copy_values: bool) -> Any:
-    """
-    Apply the parsed JSON Patch ``ops`` to the parsed ``doc`` (changed in place) and return the
-    result; ``copy`` operations may duplicate at most ``budget`` of data. ``copy_values``
-    inserts copies of the operations' values, when the operations are kept elsewhere.
-    """
-    if type(ops) is not list:
-        raise PatchError("the JSON Patch is not an array")
-    left = [budget]
-    for op in ops:
-        kind = op.get("op") if type(op) is dict else None
-        if type(kind) is str and kind in _FAST_OPS:
-            doc = _apply_fast(doc, kind, op, copy_values)
-        else:
-            doc = apply_other(doc, op, left)
-    return doc
 
 
 def _loads(payload: str) -> Any:
@@ -692,3 +587,17 @@ def _is_compiled() -> bool:
 
 #: True when this module runs compiled (built with mypyc), False when interpreted.
 COMPILED: Final = _is_compiled()
+
+
+def _c_diff() -> Callable[[str, str], str | None] | None:
+    if not COMPILED:
+        return None  # the interpreted hot path stays pure Python
+    try:
+        from ._tlcpdiff import apply
+    except ImportError:  # built without it
+        return None
+    return apply
+
+
+#: `_apply_diff` in C (``_tlcpdiff.c``, built with the compiled hot path), or None.
+C_DIFF: Final = _c_diff()

@@ -2,7 +2,7 @@
 JSON Patch (RFC 6902) for ``^P`` values, the parts that stay interpreted: ``move``,
 ``copy`` and ``test`` by ``jsonpatch`` (`apply_other`), and one cached compact encoder.
 ``add``/``replace``/``remove`` are applied by the compiled walker,
-`._hotpath.patch_document`; any refusal is a `PatchError`.
+`._jsontext.patch_document`; any refusal is a `PatchError`.
 """
 
 from __future__ import annotations

@@ -2,18 +2,22 @@
 ``^P`` on the text itself: when a field's text is exactly `encode_json` of its document
 (the hot path produced it, or `tokenize` checked it), scalar operations are applied to the
 text, and the result is exactly `encode_json` of the patched document. Compiled with the
-hot path; `._hotpath._patch` falls back to parsing, walking and re-encoding otherwise.
+hot path; `._hotpath._patch` falls back to parsing, walking (`patch_document`, at the end of
+this module) and re-encoding otherwise.
 """
 
 from __future__ import annotations
 
+from copy import deepcopy
 from math import isfinite
 from typing import Any, Final
 
-from ._jsonpatch import encode_json, quote_json
+from ._jsonpatch import PatchError, apply_other, encode_json, quote_json
 
 # Deepest nesting `tokenize` accepts (json.loads and encode_json recurse; this stays far below).
 _MAX_DEPTH: Final = 64
+# JSON Patch operations the walker applies itself.
+_FAST_OPS: Final = frozenset(("add", "replace", "remove"))
 # "/0", "/1"...: the pointer parts of the first array indexes, made once.
 _INDEXES: Final = [f"/{index}" for index in range(64)]
 
@@ -437,3 +441,110 @@ def tokenize(text: str, verify: bool) -> tuple[list[str], dict[str, int]] | None
                 return None
             seen.add(path)
         i = end + 1
+
+
+# -- JSON Patch: add/replace/remove walked here, as jsonpatch applies them ----------------
+# (property-tested against jsonpatch; any other operation is jsonpatch's, via apply_other)
+
+def _unescape(part: str) -> str:
+    # RFC 6901: "~1" is "/", "~0" is "~", in that order; any other "~" is invalid.
+    if "~" not in part:
+        return part
+    rest = part.replace("~0", "").replace("~1", "")
+    if "~" in rest:
+        raise PatchError(f"invalid escape in JSON pointer part {part[:40]!r}")
+    return part.replace("~1", "/").replace("~0", "~")
+
+
+def _index(part: str, container: list[Any]) -> int:
+    """An array index as RFC 6901 spells it (no sign, no leading zero); '-' is the end."""
+    if part == "-":
+        return len(container)
+    if not (part.isdigit() and part.isascii()) or (part[0] == "0" and len(part) > 1):
+        raise PatchError(f"{part[:40]!r} is not a valid array index")
+    return int(part)
+
+
+def _parent(doc: Any, parts: list[str], end: int) -> Any:
+    """The container that ``parts[end]`` refers into (``parts[0]`` is the empty root)."""
+    for index in range(1, end):
+        part = parts[index]
+        if type(doc) is dict:
+            if part not in doc:
+                raise PatchError(f"member {part[:40]!r} not found")
+            doc = doc[part]
+        elif type(doc) is list:
+            index = _index(part, doc)
+            if index >= len(doc):
+                raise PatchError(f"index {part[:40]!r} is out of bounds")
+            doc = doc[index]
+        else:
+            raise PatchError(f"cannot apply {part[:40]!r} to a JSON scalar")
+    return doc
+
+
+def _apply_fast(doc: Any, kind: str, op: dict[str, Any], copy_values: bool) -> Any:
+    path = op.get("path")
+    if type(path) is not str:
+        raise PatchError("operation without a valid 'path'")
+    value: Any = None
+    if kind != "remove":
+        if "value" not in op:
+            raise PatchError(f"{kind} operation without a 'value'")
+        value = op["value"]
+        if copy_values and type(value) in (dict, list):
+            value = deepcopy(value)  # the operations are handed to the application
+    if not path:
+        if kind == "remove":
+            raise PatchError("cannot remove the whole document")
+        return value
+    parts = path.split("/")
+    if parts[0]:
+        raise PatchError("a JSON pointer must start with '/'")
+    if "~" in path:
+        parts = [_unescape(part) for part in parts]
+    target = _parent(doc, parts, len(parts) - 1) if len(parts) > 2 else doc
+    leaf = parts[-1]
+    if type(target) is dict:
+        if kind == "add":
+            target[leaf] = value
+        elif leaf not in target:
+            raise PatchError(f"cannot {kind} the missing member {leaf[:40]!r}")
+        elif kind == "replace":
+            target[leaf] = value
+        else:
+            del target[leaf]
+    elif type(target) is list:
+        index = _index(leaf, target)
+        size = len(target)
+        if kind == "add":
+            if index > size:
+                raise PatchError("cannot insert outside of the array")
+            target.insert(index, value)
+        elif index >= size or leaf == "-":
+            raise PatchError(f"cannot {kind} outside of the array")
+        elif kind == "replace":
+            target[index] = value
+        else:
+            del target[index]
+    else:
+        raise PatchError(f"cannot {kind} {leaf[:40]!r} in a JSON scalar")
+    return doc
+
+
+def patch_document(doc: Any, ops: Any, budget: int, copy_values: bool) -> Any:
+    """
+    Apply the parsed JSON Patch ``ops`` to the parsed ``doc`` (changed in place) and return the
+    result; ``copy`` operations may duplicate at most ``budget`` of data. ``copy_values``
+    inserts copies of the operations' values, when the operations are kept elsewhere.
+    """
+    if type(ops) is not list:
+        raise PatchError("the JSON Patch is not an array")
+    left = [budget]
+    for op in ops:
+        kind = op.get("op") if type(op) is dict else None
+        if type(kind) is str and kind in _FAST_OPS:
+            doc = _apply_fast(doc, kind, op, copy_values)
+        else:
+            doc = apply_other(doc, op, left)
+    return doc

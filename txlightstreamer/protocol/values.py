@@ -6,8 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
-from ._hotpath import MARKERS, MAX_DIFF_RESULT, decode_plain, patch_document, unescape
+from ._hotpath import MARKERS, MAX_DIFF_RESULT, decode_plain, unescape
 from ._jsonpatch import COPY_ALLOWANCE, encode_json
+from ._jsontext import patch_document
 from .diff import apply_tlcp_diff
 from .errors import ValueDecodeError
 

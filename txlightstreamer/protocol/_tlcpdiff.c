@@ -1,0 +1,143 @@
+/*
+ * TLCP-diff (tlcp.md 5.3) applied in one allocation: the hot path's ``^T``.
+ *
+ * ``apply(old, diff)`` is ``_hotpath._apply_diff`` for BMP-only strings: the result, or
+ * None when the diff is bad or either string holds a character outside the BMP (there
+ * TLCP counts UTF-16 units, not characters, and the general decoder takes over). A str
+ * whose kind is not UCS4 is BMP-only by construction, so that check costs nothing.
+ * The Python version allocates a list, a slice per section and the join; this one
+ * walks the diff three times (check and size, widest character, copy) and allocates
+ * the result only. Pure code, no Twisted: built with the package when a C compiler is
+ * there; `._hotpath` runs its Python version otherwise.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+enum { SIZE, WIDEST, COPY };
+
+/* One walk over the sections of ``diff`` (COPY, ADD, DEL, COPY...). SIZE returns the
+ * result's length or -1 if the diff is bad; WIDEST returns its widest character; COPY
+ * writes it into ``out`` and returns 0. */
+static Py_ssize_t
+walk(PyObject *old, PyObject *diff, int mode, PyObject *out)
+{
+    Py_ssize_t old_len = PyUnicode_GET_LENGTH(old);
+    Py_ssize_t diff_len = PyUnicode_GET_LENGTH(diff);
+    Py_ssize_t limit = old_len > diff_len ? old_len : diff_len;
+    int diff_kind = PyUnicode_KIND(diff);
+    const void *diff_data = PyUnicode_DATA(diff);
+    Py_ssize_t cursor = 0, i = 0, size = 0;
+    Py_UCS4 widest = 0;
+    int section = 0; /* 0 COPY, 1 ADD, 2 DEL */
+
+    while (i < diff_len) {
+        Py_ssize_t count = 0;
+        for (;;) {
+            Py_UCS4 c;
+            if (i >= diff_len)
+                return -1;
+            c = PyUnicode_READ(diff_kind, diff_data, i);
+            i++;
+            if (c >= 'A' && c <= 'Z') {
+                count = count * 26 + (Py_ssize_t)(c - 'A');
+                if (count > limit)
+                    return -1;
+            }
+            else if (c >= 'a' && c <= 'z') {
+                count = count * 26 + (Py_ssize_t)(c - 'a');
+                break;
+            }
+            else
+                return -1;
+        }
+        PyObject *source;
+        Py_ssize_t start;
+        if (section == 1) {
+            if (count > diff_len - i)
+                return -1;
+            source = diff;
+            start = i;
+            i += count;
+            section = 2;
+        }
+        else {
+            if (count > old_len - cursor)
+                return -1;
+            start = cursor;
+            cursor += count;
+            if (section == 2) {
+                section = 0;
+                continue; /* DEL: nothing written */
+            }
+            source = old;
+            section = 1;
+        }
+        if (count == 0)
+            continue;
+        if (mode == SIZE)
+            size += count;
+        else if (mode == WIDEST) {
+            if (!PyUnicode_IS_ASCII(source)) {
+                int kind = PyUnicode_KIND(source);
+                const void *data = PyUnicode_DATA(source);
+                for (Py_ssize_t k = start; k < start + count; k++) {
+                    Py_UCS4 c = PyUnicode_READ(kind, data, k);
+                    if (c > widest)
+                        widest = c;
+                }
+            }
+        }
+        else {
+            if (PyUnicode_CopyCharacters(out, size, source, start, count) < 0)
+                return -1;
+            size += count;
+        }
+    }
+    if (mode == WIDEST)
+        return (Py_ssize_t)widest;
+    return mode == SIZE ? size : 0;
+}
+
+static PyObject *
+tlcpdiff_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "apply(old: str, diff: str)");
+        return NULL;
+    }
+    PyObject *old = args[0], *diff = args[1];
+    if (PyUnicode_KIND(old) == PyUnicode_4BYTE_KIND
+        || PyUnicode_KIND(diff) == PyUnicode_4BYTE_KIND)
+        Py_RETURN_NONE; /* a character outside the BMP: counted in UTF-16 units */
+    Py_ssize_t size = walk(old, diff, SIZE, NULL);
+    if (size < 0)
+        Py_RETURN_NONE;
+    Py_UCS4 widest = 127;
+    if (!(PyUnicode_IS_ASCII(old) && PyUnicode_IS_ASCII(diff)))
+        widest = (Py_UCS4)walk(old, diff, WIDEST, NULL);
+    PyObject *out = PyUnicode_New(size, widest);
+    if (out == NULL)
+        return NULL;
+    if (size && walk(old, diff, COPY, out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyMethodDef tlcpdiff_methods[] = {
+    {"apply", (PyCFunction)(void (*)(void))tlcpdiff_apply, METH_FASTCALL,
+     "apply(old, diff): the TLCP-diff applied to old; None if it is bad or not BMP-only."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef tlcpdiff_module = {
+    PyModuleDef_HEAD_INIT, "_tlcpdiff", "TLCP-diff in one allocation (the hot path's ^T).",
+    0, tlcpdiff_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__tlcpdiff(void)
+{
+    return PyModuleDef_Init(&tlcpdiff_module);
+}
