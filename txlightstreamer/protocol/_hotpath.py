@@ -357,6 +357,13 @@ def _patch(
 ) -> str | None:
     """A ``^P`` on the hot path. ``docs`` keeps, by field, the text it produced (exactly
     encode_json of its document) and its pieces, which the next patch may change in place."""
+    kept = docs.get(key)
+    if kept is not None and kept.text is old:
+        quick = _replace_kept(kept, payload)
+        if quick:
+            if len(quick) > max_result:
+                del docs[key]
+            return quick
     kept = docs.pop(key, None)
     canonical = kept is not None and kept.text is old
     pieces: list[str] | None = None
@@ -408,6 +415,23 @@ def _patch(
             docs[key] = kept
         else:
             docs[key] = JsonText(text, pieces, leaves)
+    return text
+
+
+def _replace_kept(kept: JsonText, payload: str) -> str:
+    """The commonest patch, scalars replaced in the kept pieces, which are updated in place;
+    "" (nothing changed) for any other."""
+    pieces = kept.pieces
+    leaves = kept.leaves
+    if pieces is None or leaves is None:
+        return ""
+    try:
+        if not replace_compact(payload, pieces, leaves):
+            return ""
+    except Exception:  # the slow path tells what is wrong
+        return ""
+    text = "".join(pieces)
+    kept.text = text
     return text
 
 

@@ -16,8 +16,8 @@
 enum { SIZE, WIDEST, COPY };
 
 /* One walk over the sections of ``diff`` (COPY, ADD, DEL, COPY...). SIZE returns the
- * result's length or -1 if the diff is bad; WIDEST returns its widest character; COPY
- * writes it into ``out`` and returns 0. */
+ * result's length or -1 if the diff is bad; WIDEST returns 127, 255 or 0xFFFF, the widest
+ * its characters need (all PyUnicode_New needs); COPY writes it into ``out`` and returns 0. */
 static Py_ssize_t
 walk(PyObject *old, PyObject *diff, int mode, PyObject *out)
 {
@@ -77,13 +77,28 @@ walk(PyObject *old, PyObject *diff, int mode, PyObject *out)
         if (mode == SIZE)
             size += count;
         else if (mode == WIDEST) {
-            if (!PyUnicode_IS_ASCII(source)) {
-                int kind = PyUnicode_KIND(source);
-                const void *data = PyUnicode_DATA(source);
+            /* Only the width matters (ASCII, Latin-1 or BMP): stop as soon as this source
+             * can widen it no further. */
+            int kind = PyUnicode_KIND(source);
+            if (PyUnicode_IS_ASCII(source) || (kind == PyUnicode_1BYTE_KIND && widest > 127))
+                continue;
+            if (kind == PyUnicode_1BYTE_KIND) {
+                const Py_UCS1 *data = PyUnicode_1BYTE_DATA(source);
                 for (Py_ssize_t k = start; k < start + count; k++) {
-                    Py_UCS4 c = PyUnicode_READ(kind, data, k);
-                    if (c > widest)
-                        widest = c;
+                    if (data[k] > 127) {
+                        widest = 255;
+                        break;
+                    }
+                }
+            }
+            else {
+                const Py_UCS2 *data = PyUnicode_2BYTE_DATA(source);
+                for (Py_ssize_t k = start; k < start + count; k++) {
+                    if (data[k] > 255) {
+                        return 0xFFFF; /* as wide as a BMP-only string gets */
+                    }
+                    if (data[k] > 127 && widest < 255)
+                        widest = 255;
                 }
             }
         }
