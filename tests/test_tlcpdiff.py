@@ -99,6 +99,11 @@ def test_examples() -> None:
     assert _tlcpdiff.apply("€100 x", "bdXYZbc") == "€XYZ00"
     assert _tlcpdiff.apply("€100 x", "abé") == "é"
     assert _tlcpdiff.apply("€100", "b") == "€"
+    # ASCII runs of wider strings make an ASCII (or Latin-1) result, stored as such.
+    assert _tlcpdiff.apply("éabc", "aabd") == "abc"
+    assert _tlcpdiff.apply("€abc", "aabd") == "abc"
+    assert _tlcpdiff.apply("€abcé", "aabe") == "abcé"
+    assert _tlcpdiff.apply("éabc", "abxbd").isascii()
     assert _tlcpdiff.apply("abc", "") == ""
     assert _tlcpdiff.apply("abc", "e") is None  # COPY beyond the end
     assert _tlcpdiff.apply("abc", "Z") is None  # cut inside a number
