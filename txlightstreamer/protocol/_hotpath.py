@@ -374,7 +374,7 @@ def _patch(
     try:
         if pieces is None and kept is not None and kept.pieces is not None:
             # A new value from the server: most often the last one's structure again.
-            pieces = recut(old, kept.pieces)
+            pieces = _recut(old, kept.pieces)
             if pieces is not None:
                 leaves = kept.leaves
                 canonical = True
@@ -384,9 +384,9 @@ def _patch(
                 pieces, leaves = cut
                 canonical = True
         text: str | None = None
-        if pieces is not None and leaves is not None and replace_compact(payload, pieces, leaves):
-            text = "".join(pieces)
-        else:
+        if pieces is not None and leaves is not None:
+            text = _replace_join(payload, pieces, leaves)
+        if text is None:
             ops = _loads(payload)
             if canonical and type(ops) is list:
                 done = 0
@@ -425,14 +425,36 @@ def _replace_kept(kept: JsonText, payload: str) -> str:
     leaves = kept.leaves
     if pieces is None or leaves is None:
         return ""
-    try:
-        if not replace_compact(payload, pieces, leaves):
-            return ""
-    except Exception:  # the slow path tells what is wrong
+    text = _replace_join(payload, pieces, leaves)
+    if text is None:
         return ""
-    text = "".join(pieces)
     kept.text = text
     return text
+
+
+def _replace_join(payload: str, pieces: list[str], leaves: dict[str, int]) -> str | None:
+    """`replace_compact` and the join of the pieces it changed; None (pieces unchanged) when
+    the payload is not that simple patch."""
+    c_pieces = C_PIECES
+    try:
+        if c_pieces is not None:
+            text: str | None = c_pieces.replace(payload, pieces, leaves)
+            if text is not None:
+                return text
+        if not replace_compact(payload, pieces, leaves):
+            return None
+    except Exception:  # the slow path tells what is wrong
+        return None
+    return "".join(pieces)
+
+
+def _recut(text: str, template: list[str]) -> list[str] | None:
+    c_pieces = C_PIECES
+    if c_pieces is not None:
+        pieces: list[str] | None = c_pieces.recut(text, template)
+        if pieces is not None:
+            return pieces
+    return recut(text, template)
 
 
 def _digits(text: str) -> bool:
@@ -625,3 +647,17 @@ def _c_diff() -> Callable[[str, str], str | None] | None:
 
 #: `_apply_diff` in C (``_tlcpdiff.c``, built with the compiled hot path), or None.
 C_DIFF: Final = _c_diff()
+
+
+def _c_pieces() -> Any:
+    if not COMPILED:
+        return None
+    try:
+        from . import _jsonpieces
+    except ImportError:  # built without it
+        return None
+    return _jsonpieces
+
+
+#: `replace_compact` (with the join) and `recut` in C (``_jsonpieces.c``), or None.
+C_PIECES: Final[Any] = _c_pieces()

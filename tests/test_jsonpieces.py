@@ -1,0 +1,155 @@
+"""
+``^P`` in C (``protocol/_jsonpieces.c``): the same pieces and text as the Python version.
+
+Where it is built, the compiled hot path applies a compact run of scalar ``replace``
+operations, and cuts a new server value as the last one was cut, in C first: the result
+must be exactly what `._jsontext.replace_compact` (with the join) and `._jsontext.recut`
+give, and where C answers None, the Python version decides (a float whose repr only
+Python can tell).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_hotpath_splice import SCALAR, interpreted_text, same_shape
+from txlightstreamer.protocol import HOTPATH_COMPILED, _hotpath
+from txlightstreamer.protocol._jsonpatch import encode_json
+
+try:
+    from txlightstreamer.protocol import _jsonpieces
+except ImportError:  # pure-Python build
+    _jsonpieces = None  # type: ignore[assignment]
+
+needs_c = pytest.mark.skipif(_jsonpieces is None, reason="built without the C JSON pieces")
+EXAMPLES = 2000 if os.environ.get("TXLS_FUZZ") == "full" else 400
+
+
+def _cut(doc: Any) -> tuple[list[str], dict[str, int]] | None:
+    cut: tuple[list[str], dict[str, int]] | None = interpreted_text.tokenize(
+        encode_json(doc), False
+    )
+    return cut
+
+
+def _python_replace(payload: str, pieces: list[str], leaves: dict[str, int]) -> str | None:
+    if not interpreted_text.replace_compact(payload, pieces, leaves):
+        return None
+    return "".join(pieces)
+
+
+@st.composite
+def patches(draw: st.DrawFn) -> tuple[list[str], dict[str, int], str]:
+    """A cut document and a compact patch of it: mostly scalar replaces of its leaves,
+    sometimes other pointers, another form, or a payload cut short or padded."""
+    doc = draw(same_shape())[0]
+    cut = _cut(doc)
+    if cut is None or not cut[1]:
+        cut = (['{"a":', "1", "}"], {"/a": 1})
+    pieces, leaves = cut
+    pointers = st.sampled_from(sorted(leaves)) | st.sampled_from(["/zz", "", "/0/9"])
+    ops = draw(st.lists(st.tuples(pointers, SCALAR), min_size=1, max_size=5))
+    parts = []
+    for pointer, value in ops:
+        written = encode_json(value) if draw(st.integers(0, 5)) else json.dumps(value)
+        parts.append(f'{{"op":"replace","path":{json.dumps(pointer)},"value":{written}}}')
+    payload = "[" + ",".join(parts) + "]"
+    mangle = draw(st.integers(0, 9))
+    if mangle == 0:
+        payload = payload[: draw(st.integers(0, len(payload)))]
+    elif mangle == 1:
+        at = draw(st.integers(0, len(payload)))
+        extra = draw(st.sampled_from([" ", ",", "}", "]", '"', "é"]))
+        payload = payload[:at] + extra + payload[at:]
+    return pieces, leaves, payload
+
+
+@needs_c
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(patches())
+def test_replace_is_pythons(case: tuple[list[str], dict[str, int], str]) -> None:
+    pieces, leaves, payload = case
+    theirs = list(pieces)
+    expected = _python_replace(payload, theirs, leaves)
+    ours = list(pieces)
+    result = _jsonpieces.replace(payload, ours, leaves)
+    if result is None:
+        assert ours == pieces  # untouched: Python decides
+    else:
+        assert result == expected
+        assert ours == theirs
+        assert result.isascii() == expected.isascii()
+    # What the hot path does: C first, then Python.
+    combined = list(pieces)
+    assert _hotpath._replace_join(payload, combined, leaves) == expected
+    assert combined == theirs
+
+
+@needs_c
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(same_shape(), st.integers(0, 2))
+def test_recut_is_pythons(docs: tuple[Any, Any], variant: int) -> None:
+    first = _cut(docs[0])
+    if first is None:
+        return
+    text = [encode_json(docs[1]), json.dumps(docs[1]), encode_json([docs[1]])][variant]
+    expected = interpreted_text.recut(text, first[0])
+    result = _jsonpieces.recut(text, first[0])
+    if result is not None:
+        assert result == expected
+    assert _hotpath._recut(text, first[0]) == expected
+
+
+@needs_c
+def test_examples() -> None:
+    pieces = ['{"seq":', "1", ',"bids":[[', "1.5", ",", "100", "]]}"]
+    leaves = {"/seq": 1, "/bids/0/0": 3, "/bids/0/1": 5}
+    payload = (
+        '[{"op":"replace","path":"/seq","value":2},'
+        '{"op":"replace","path":"/bids/0/0","value":1.55}]'
+    )
+    assert _jsonpieces.replace(payload, pieces, leaves) == '{"seq":2,"bids":[[1.55,100]]}'
+    assert pieces[1] == "2" and pieces[3] == "1.55"
+    # Strings (any width) and the literals.
+    assert _jsonpieces.replace('[{"op":"replace","path":"/seq","value":"€"}]', pieces, leaves) == (
+        '{"seq":"€","bids":[[1.55,100]]}'
+    )
+    assert _jsonpieces.replace('[{"op":"replace","path":"/seq","value":null}]', pieces, leaves)
+    # Refused, pieces untouched: not a leaf, not compact, an escape, a bad number.
+    before = list(pieces)
+    for payload in (
+        '[{"op":"replace","path":"/bids","value":1}]',
+        '[{"op": "replace","path":"/seq","value":1}]',
+        '[{"op":"replace","path":"/seq","value":"a\\"b"}]',
+        '[{"op":"replace","path":"/seq","value":01}]',
+        '[{"op":"replace","path":"/seq","value":-0}]',
+        '[{"op":"replace","path":"/seq","value":1.50}]',
+        '[{"op":"replace","path":"/seq","value":1}',
+        '[{"op":"replace","path":"/seq","value":1}] ',
+        '[{"op":"add","path":"/seq","value":1}]',
+        "[]",
+    ):
+        assert _jsonpieces.replace(payload, pieces, leaves) is None, payload
+    assert pieces == before
+    # Only repr can tell: C leaves it to Python.
+    exponent = '[{"op":"replace","path":"/seq","value":1e+16}]'
+    assert _jsonpieces.replace(exponent, pieces, leaves) is None
+    assert _hotpath._replace_join(exponent, pieces, leaves)
+    assert _jsonpieces.recut('{"seq":3,"bids":[[2.5,7]]}', before) == [
+        '{"seq":', "3", ',"bids":[[', "2.5", ",", "7", "]]}"
+    ]
+    assert _jsonpieces.recut('{"seq":3,"bids":[[2.5,7]],"x":1}', before) is None
+    assert _jsonpieces.recut('{"seq":3,"bids":[[2.50,7]]}', before) is None
+    with pytest.raises(TypeError):
+        _jsonpieces.replace(b"[]", pieces, leaves)  # type: ignore[arg-type]
+
+
+def test_compiled_hot_path_uses_it() -> None:
+    # Built together: a compiled hot path without its C JSON pieces is a broken build.
+    assert (_hotpath.C_PIECES is not None) == HOTPATH_COMPILED

@@ -1,0 +1,318 @@
+/*
+ * The hot path's ``^P`` on a field's text cut at its scalars (`._jsontext.JsonText`), in C.
+ *
+ * ``replace(payload, pieces, leaves)`` is ``_jsontext.replace_compact`` followed by the
+ * ``"".join(pieces)`` of its caller: the patched text, or None (``pieces`` unchanged) when
+ * the payload is not a compact run of scalar ``replace`` operations on known leaves.
+ * ``recut(text, template)`` is ``_jsontext.recut``: ``text`` cut as ``template`` was, or
+ * None. Both answer None as well where only a float's repr can tell whether a number is
+ * written as encode_json writes it; `._hotpath` then runs the Python version, which is
+ * the reference (the tests compare the two). Pure code, no Twisted: built with the
+ * compiled hot path, absent otherwise.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Most operations one compact payload may carry here; longer ones go to Python. */
+#define MAX_OPS 64
+
+#define AT(i) PyUnicode_READ(kind, data, (i))
+
+/* ``text`` holds the ASCII ``word`` at ``i``. */
+static int
+at_word(int kind, const void *data, Py_ssize_t n, Py_ssize_t i, const char *word)
+{
+    for (; *word; word++, i++) {
+        if (i >= n || AT(i) != (Py_UCS4)(unsigned char)*word)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+is_digit(Py_UCS4 c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* ``_jsontext._shortest``: the number text[digits:end] (a dot at ``point``, no exponent) is
+ * surely how repr writes its float. */
+static int
+shortest(int kind, const void *data, Py_ssize_t digits, Py_ssize_t point, Py_ssize_t end)
+{
+    if (point >= end || AT(point) != '.')
+        return 0;
+    if (AT(end - 1) == '0' && end - point != 2)
+        return 0;
+    if (AT(digits) == '0') {
+        Py_ssize_t first = point + 1;
+        while (first < end && AT(first) == '0')
+            first++;
+        if (first == end)
+            return end - point == 2;
+        if (first - point > 4)
+            return 0;
+        return end - first <= 15;
+    }
+    return (point - digits) + (end - point - 1) <= 15;
+}
+
+/* ``_jsontext._scalar_end(text, i, True)`` for ``i < n``: the index after the scalar, -1
+ * if it is not one written as encode_json writes it, -2 if only repr could tell. */
+static Py_ssize_t
+scalar_end(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
+{
+    Py_UCS4 c = AT(i);
+    if (c == '"') {
+        for (i++; i < n; i++) {
+            c = AT(i);
+            if (c == '"')
+                return i + 1;
+            if (c == '\\' || c < 32)
+                return -1;
+        }
+        return -1;
+    }
+    if (c == 't')
+        return at_word(kind, data, n, i, "true") ? i + 4 : -1;
+    if (c == 'f')
+        return at_word(kind, data, n, i, "false") ? i + 5 : -1;
+    if (c == 'n')
+        return at_word(kind, data, n, i, "null") ? i + 4 : -1;
+    Py_ssize_t start = i;
+    if (c == '-')
+        i++;
+    Py_ssize_t digits = i;
+    while (i < n && is_digit(AT(i)))
+        i++;
+    if (i == digits || (AT(digits) == '0' && i - digits > 1))
+        return -1;
+    Py_ssize_t whole = i;
+    int exponent = 0;
+    if (i < n && AT(i) == '.') {
+        Py_ssize_t mark = ++i;
+        while (i < n && is_digit(AT(i)))
+            i++;
+        if (i == mark)
+            return -1;
+    }
+    if (i < n && (AT(i) | 32) == 'e') {
+        exponent = 1;
+        i++;
+        if (i < n && (AT(i) == '+' || AT(i) == '-'))
+            i++;
+        Py_ssize_t mark = i;
+        while (i < n && is_digit(AT(i)))
+            i++;
+        if (i == mark)
+            return -1;
+    }
+    if (i == whole) { /* an integer: "-0" and huge ones are written otherwise */
+        if ((c == '-' && i - start == 2 && AT(digits) == '0') || i - start > 400)
+            return -1;
+        return i;
+    }
+    if (exponent || !shortest(kind, data, digits, whole, i))
+        return -2;
+    return i;
+}
+
+/* "".join(pieces), pieces a list of str. */
+static PyObject *
+join(PyObject *pieces)
+{
+    Py_ssize_t count = PyList_GET_SIZE(pieces), size = 0;
+    Py_UCS4 widest = 127;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, k);
+        if (!PyUnicode_CheckExact(piece)) {
+            PyErr_SetString(PyExc_TypeError, "pieces must be str");
+            return NULL;
+        }
+        size += PyUnicode_GET_LENGTH(piece);
+        Py_UCS4 most = PyUnicode_MAX_CHAR_VALUE(piece);
+        if (most > widest)
+            widest = most;
+    }
+    PyObject *out = PyUnicode_New(size, widest);
+    if (out == NULL)
+        return NULL;
+    int out_kind = PyUnicode_KIND(out);
+    void *out_data = PyUnicode_DATA(out);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, k);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(piece);
+        int kind = PyUnicode_KIND(piece);
+        const void *data = PyUnicode_DATA(piece);
+        if (kind == out_kind)
+            memcpy((char *)out_data + at * kind, data, (size_t)(length * kind));
+        else {
+            for (Py_ssize_t j = 0; j < length; j++)
+                PyUnicode_WRITE(out_kind, out_data, at + j, AT(j));
+        }
+        at += length;
+    }
+    return out;
+}
+
+static PyObject *
+jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyUnicode_CheckExact(args[0]) || !PyList_CheckExact(args[1])
+        || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "replace(payload: str, pieces: list, leaves: dict)");
+        return NULL;
+    }
+    PyObject *payload = args[0], *pieces = args[1], *leaves = args[2];
+    int kind = PyUnicode_KIND(payload);
+    const void *data = PyUnicode_DATA(payload);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(payload);
+    Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
+    int ops = 0;
+    if (n < 3 || AT(0) != '[')
+        Py_RETURN_NONE;
+    Py_ssize_t i = 1;
+    for (;;) {
+        if (ops == MAX_OPS || !at_word(kind, data, n, i, "{\"op\":\"replace\",\"path\":\""))
+            Py_RETURN_NONE;
+        i += 24;
+        Py_ssize_t end = PyUnicode_FindChar(payload, '"', i, n, 1);
+        if (end < 0) {
+            if (end == -2)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        /* A pointer of leaves has no escape nor control character: if found, it is as read. */
+        PyObject *pointer = PyUnicode_Substring(payload, i, end);
+        if (pointer == NULL)
+            return NULL;
+        PyObject *found = PyDict_GetItemWithError(leaves, pointer);
+        Py_DECREF(pointer);
+        if (found == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        Py_ssize_t index = PyLong_Check(found) ? PyLong_AsSsize_t(found) : -1;
+        if (index < 0 || index >= PyList_GET_SIZE(pieces)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        if (!at_word(kind, data, n, end, "\",\"value\":"))
+            Py_RETURN_NONE;
+        i = end + 10;
+        end = i < n ? scalar_end(kind, data, n, i) : -1;
+        if (end < 0 || end + 1 >= n || AT(end) != '}')
+            Py_RETURN_NONE;
+        targets[ops] = index;
+        starts[ops] = i;
+        ends[ops] = end;
+        ops++;
+        Py_UCS4 c = AT(end + 1);
+        i = end + 2;
+        if (c == ']')
+            break;
+        if (c != ',')
+            Py_RETURN_NONE;
+    }
+    if (i != n)
+        Py_RETURN_NONE;
+    /* Every value first, so that a failed allocation leaves pieces as they were. */
+    PyObject *values[MAX_OPS];
+    for (int k = 0; k < ops; k++) {
+        values[k] = PyUnicode_Substring(payload, starts[k], ends[k]);
+        if (values[k] == NULL) {
+            while (k--)
+                Py_DECREF(values[k]);
+            return NULL;
+        }
+    }
+    for (int k = 0; k < ops; k++) {
+        PyObject *old = PyList_GET_ITEM(pieces, targets[k]);
+        PyList_SET_ITEM(pieces, targets[k], values[k]); /* steals the new reference */
+        Py_DECREF(old);
+    }
+    return join(pieces);
+}
+
+static PyObject *
+jsonpieces_recut(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyUnicode_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "recut(text: str, template: list)");
+        return NULL;
+    }
+    PyObject *text = args[0], *template = args[1];
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    Py_ssize_t count = PyList_GET_SIZE(template);
+    if (count % 2 == 0) /* tokenize's pieces: between, scalar, ..., between */
+        Py_RETURN_NONE;
+    for (Py_ssize_t k = 0; k < count; k += 2) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(template, k))) {
+            PyErr_SetString(PyExc_TypeError, "template pieces must be str");
+            return NULL;
+        }
+    }
+    PyObject *pieces = PyList_New(count);
+    if (pieces == NULL)
+        return NULL;
+    Py_ssize_t i = 0;
+    for (Py_ssize_t k = 0;; k += 2) {
+        PyObject *between = PyList_GET_ITEM(template, k);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(between);
+        if (k == count - 1 && i + length != n)
+            goto no;
+        if (i + length > n)
+            goto no;
+        if (length) {
+            Py_ssize_t match = PyUnicode_Tailmatch(text, between, i, i + length, -1);
+            if (match < 0)
+                goto fail;
+            if (!match)
+                goto no;
+        }
+        Py_INCREF(between);
+        PyList_SET_ITEM(pieces, k, between);
+        i += length;
+        if (k == count - 1)
+            return pieces;
+        Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
+        if (end < 0)
+            goto no;
+        PyObject *scalar = PyUnicode_Substring(text, i, end);
+        if (scalar == NULL)
+            goto fail;
+        PyList_SET_ITEM(pieces, k + 1, scalar);
+        i = end;
+    }
+no:
+    Py_DECREF(pieces); /* unset items are NULL, which list_dealloc skips */
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(pieces);
+    return NULL;
+}
+
+static PyMethodDef jsonpieces_methods[] = {
+    {"replace", (PyCFunction)(void (*)(void))jsonpieces_replace, METH_FASTCALL,
+     "replace(payload, pieces, leaves): the patched text, pieces updated; None if not taken."},
+    {"recut", (PyCFunction)(void (*)(void))jsonpieces_recut, METH_FASTCALL,
+     "recut(text, template): text cut as template was; None if it is not."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef jsonpieces_module = {
+    PyModuleDef_HEAD_INIT, "_jsonpieces", "The hot path's ^P on a field's text cut at its scalars.",
+    0, jsonpieces_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__jsonpieces(void)
+{
+    return PyModuleDef_Init(&jsonpieces_module);
+}
