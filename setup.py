@@ -32,7 +32,13 @@ os.environ.setdefault("MYPY_CACHE_DIR", os.path.join(SCRATCH, "mypy_cache"))
 HOT_PATH = ["txlightstreamer/protocol/_hotpath.py", "txlightstreamer/protocol/_jsontext.py"]
 # ^T (TLCP-diff) in one allocation, which the compiled hot path calls (hand-written C).
 TLCP_DIFF = Extension(
-    "txlightstreamer.protocol._tlcpdiff", ["txlightstreamer/protocol/_tlcpdiff.c"]
+    "txlightstreamer.protocol._tlcpdiff", ["txlightstreamer/protocol/_tlcpdiff.c"],
+    depends=["txlightstreamer/protocol/_tlcpdiff.h"],
+)
+# A U line's values decoded from its bytes, ^T included (hand-written C).
+UPDATE_LINE = Extension(
+    "txlightstreamer.protocol._updateline", ["txlightstreamer/protocol/_updateline.c"],
+    depends=["txlightstreamer/protocol/_tlcpdiff.h"],
 )
 # ^P's commonest patches on a field's text cut at its scalars (hand-written C).
 JSON_PIECES = Extension(
@@ -73,7 +79,7 @@ def compiled_modules() -> list[Any]:
         options = ["--config-file=", "--follow-imports=silent"]
         return [*mypycify(
             [*options, *HOT_PATH], opt_level="3", target_dir=os.path.join(SCRATCH, "mypyc")
-        ), TLCP_DIFF, JSON_PIECES]
+        ), TLCP_DIFF, JSON_PIECES, UPDATE_LINE]
     except Exception as exc:  # the module failed mypyc's checks: keep pure Python
         print(f"warning: not compiling the hot path ({exc})")
         return []

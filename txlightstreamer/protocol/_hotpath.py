@@ -553,6 +553,21 @@ class UpdateRouter:
             lane = lanes.get(sub)
             if lane is None or not lane.open or item < 1 or item > lane.num_items:
                 break
+            num_fields = lane.num_fields
+            previous = lane.baselines[item - 1]
+            c_line = C_LINE
+            if c_line is not None and previous is not None:
+                # Decoded from the bytes in C, exactly as below (None: the general path).
+                if len(previous) != num_fields:
+                    break
+                decoded = c_line(
+                    line, pos + 1, previous if type(previous) is tuple else tuple(previous),
+                    lane.docs, (item - 1) * num_fields, _patch)
+                if decoded is None:
+                    break
+                self.deliver_row(lane, item, decoded, False)
+                i += 1
+                continue
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
@@ -560,8 +575,6 @@ class UpdateRouter:
             # The header holds no "|" and no special character: split the whole line.
             tokens: list[Any] = text.split("|")
             tokens[0] = tokens[0][pos + 1 :]
-            num_fields = lane.num_fields
-            previous = lane.baselines[item - 1]
             escaped = "%" in text
             if previous is None:
                 # The item's first update (its snapshot in MERGE mode): every field given.
@@ -590,23 +603,26 @@ class UpdateRouter:
                             tokens[k] = before[k]
                         k += 1
                     row = tuple(tokens)
-            # The row is the item's next baseline: one object per item, not two.
-            lane.baselines[item - 1] = row
-            if previous is None and lane.first_update is not None:
-                lane.first_update(item)
-            lane.rows[item] = row
-            callbacks = lane.callbacks
-            if callbacks:
-                if len(callbacks) == 1 and lane.row_factory is None:
-                    callback = callbacks[0]  # the usual case, without a call to deliver
-                    try:
-                        callback(item, row)
-                    except Exception as exc:
-                        lane.callback_failed(callback, exc)
-                else:
-                    deliver(lane, item, row)
+            self.deliver_row(lane, item, row, previous is None)
             i += 1
         return i
+
+    def deliver_row(self, lane: Lane, item: int, row: Row, first: bool) -> None:
+        """Make ``row`` the item's row and baseline (one object, not two) and deliver it."""
+        lane.baselines[item - 1] = row
+        if first and lane.first_update is not None:
+            lane.first_update(item)
+        lane.rows[item] = row
+        callbacks = lane.callbacks
+        if callbacks:
+            if len(callbacks) == 1 and lane.row_factory is None:
+                callback = callbacks[0]  # the usual case, without a call to deliver
+                try:
+                    callback(item, row)
+                except Exception as exc:
+                    lane.callback_failed(callback, exc)
+            else:
+                deliver(lane, item, row)
 
 
 def deliver(lane: Lane, item: int, row: Row) -> None:
@@ -661,3 +677,17 @@ def _c_pieces() -> Any:
 
 #: `replace_compact` (with the join) and `recut` in C (``_jsonpieces.c``), or None.
 C_PIECES: Final[Any] = _c_pieces()
+
+
+def _c_line() -> Callable[..., Row | None] | None:
+    if not COMPILED:
+        return None
+    try:
+        from ._updateline import decode
+    except ImportError:  # built without it
+        return None
+    return decode
+
+
+#: The values of a line decoded from its bytes in C (``_updateline.c``), or None.
+C_LINE: Final = _c_line()

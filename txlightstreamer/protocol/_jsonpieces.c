@@ -22,6 +22,11 @@
 static int
 at_word(int kind, const void *data, Py_ssize_t n, Py_ssize_t i, const char *word)
 {
+    if (kind == PyUnicode_1BYTE_KIND) {
+        size_t length = strlen(word);
+        return i >= 0 && i <= n && (size_t)(n - i) >= length
+               && memcmp((const char *)data + i, word, length) == 0;
+    }
     for (; *word; word++, i++) {
         if (i >= n || AT(i) != (Py_UCS4)(unsigned char)*word)
             return 0;
@@ -145,7 +150,14 @@ join(PyObject *pieces)
         Py_ssize_t length = PyUnicode_GET_LENGTH(piece);
         int kind = PyUnicode_KIND(piece);
         const void *data = PyUnicode_DATA(piece);
-        if (kind == out_kind)
+        if (kind == out_kind && kind == PyUnicode_1BYTE_KIND && length <= 16) {
+            /* JSON pieces are short: a loop beats a call to memcpy */
+            Py_UCS1 *to = (Py_UCS1 *)out_data + at;
+            const Py_UCS1 *from = (const Py_UCS1 *)data;
+            for (Py_ssize_t j = 0; j < length; j++)
+                to[j] = from[j];
+        }
+        else if (kind == out_kind)
             memcpy((char *)out_data + at * kind, data, (size_t)(length * kind));
         else {
             for (Py_ssize_t j = 0; j < length; j++)

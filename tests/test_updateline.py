@@ -1,0 +1,105 @@
+"""
+A ``U`` line's values decoded from its bytes in C (``protocol/_updateline.c``).
+
+Where it is built, the compiled router decodes every line of an item past its first update
+there: the row must be exactly the one the Python hot path decodes from the line's text
+(`._hotpath._decode_tokens`), and None exactly where that gives None (bad UTF-8, a bad
+escape, run or diff, a wrong count), which leaves the line to the general decoder.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_hotpath import interpreted
+from txlightstreamer.protocol import HOTPATH_COMPILED, _hotpath
+
+try:
+    from txlightstreamer.protocol import _updateline
+except ImportError:  # pure-Python build
+    _updateline = None  # type: ignore[assignment]
+
+needs_c = pytest.mark.skipif(_updateline is None, reason="built without the C line decoder")
+EXAMPLES = 3000 if os.environ.get("TXLS_FUZZ") == "full" else 600
+
+# Byte pieces of tokens: plain text of each UTF-8 width, markers, runs, escapes (good,
+# bad, cut short, of bad UTF-8), diffs (good and bad), patches, and raw bytes that are
+# not UTF-8.
+PIECES = st.sampled_from([
+    b"", b"a", b"b1", b"#", b"$", b"^", b"^1", b"^2", b"^3", b"^10", b"^01", b"^0", b"^0002",
+    b"^1234567", b"%41", b"%7C", b"%25", b"%zz", b"%4", b"%", b"%C3%A9", b"%C3", b"%E2%82%AC",
+    b"%F0%9F%98%80", b"%ED%A0%80", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x98\x80", b"\xff",
+    b"\xc3", b"\xa9", b"^T", b"^Tb", b"^Tbc", b"^Tabd", b"^Tbb%C3%A9", b"^Tz", b"^TBa",
+    b"^Tabc\xc3\xa9", b"^T%", b"^Tb%F0%9F%98%80", b"^P", b"^P[]", b"^Pnull",
+    b'^P[{"op":"replace","path":"/a","value":2}]', b'^P[{"op":"add","path":"/b","value":[]}]',
+    b"^P%5B%5D", b" ", b"^Ta\xff", b"^\xc3\xa9", b"x^y",
+])
+PREVIOUS = st.one_of(st.none(), st.sampled_from(["", "abc", "é€", '{"a":1}', "😀", "x" * 40]))
+
+
+def _python_row(line: bytes, start: int, before: tuple[Any, ...], docs: dict[int, Any],
+                base: int) -> tuple[Any, ...] | None:
+    try:
+        text = line[start:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    values = interpreted._decode_tokens(text.split("|"), "%" in text, before, len(before),
+                                        docs, base, interpreted.MAX_DIFF_RESULT)
+    return None if values is None else tuple(values)
+
+
+@needs_c
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.lists(PIECES, max_size=3).map(b"".join), min_size=1, max_size=8),
+       st.lists(PREVIOUS, min_size=1, max_size=8), st.integers(0, 2))
+def test_same_rows_as_python(tokens: list[bytes], previous: list[str | None], base: int) -> None:
+    header = b"U,7,3,"
+    line = header + b"|".join(tokens)
+    before = tuple(previous)
+    expected = _python_row(line, len(header), before, {}, base)
+    docs: dict[int, Any] = {}
+    result = _updateline.decode(line, len(header), before, docs, base, _hotpath._patch)
+    assert result == expected
+    if result is not None and expected is not None:
+        for ours, theirs in zip(result, expected, strict=True):
+            assert type(ours) is type(theirs)
+            if isinstance(ours, str):  # the same storage width too
+                assert ours.isascii() == theirs.isascii()
+
+
+@needs_c
+def test_examples() -> None:
+    before = ("a", "b", None, "foobar")
+    decode = _updateline.decode
+    patch = _hotpath._patch
+    assert decode(b"U,1,1,x|", 6, before, {}, 0, patch) is None  # two values for four fields
+    assert decode(b"U,1,1,x||#|^Tddxyzbc", 6, before, {}, 0, patch) == ("x", "b", None, "fooxyzar")
+    assert decode(b"U,1,1,^3|$", 6, before, {}, 0, patch) == ("a", "b", None, "")
+    assert decode(b"U,1,1,^4", 6, before, {}, 0, patch) == before
+    assert decode(b"U,1,1,^5", 6, before, {}, 0, patch) is None  # a run past the last field
+    assert decode(b"U,1,1,%E2%82%AC|\xc3\xa9|%7C|", 6, before, {}, 0, patch) == (
+        "€", "é", "|", "foobar")
+    assert decode(b"U,1,1,^3|^Pnull", 6, before, {}, 0, patch) is None  # not JSON: Python says
+    assert decode(b"U,1,1,||^Ta|", 6, before, {}, 0, patch) is None  # a diff of null
+    assert decode(b"U,1,1,\xff|||", 6, before, {}, 0, patch) is None  # not UTF-8
+    assert decode(b"U,1,1,%C3\xa9|||", 6, before, {}, 0, patch) is None  # raw bytes not UTF-8
+    docs: dict[int, Any] = {}
+    json_row = ("a", "b", None, '{"a":1}')
+    patched = decode(b'U,1,1,|||^P[{"op":"replace","path":"/a","value":2}]', 6, json_row, docs,
+                     4, patch)
+    assert patched == ("a", "b", None, '{"a":2}')
+    assert docs[4 + 3].text == '{"a":2}'  # the field's text, kept under base + field
+    with pytest.raises(TypeError):
+        decode("U,1,1,x", 6, before, {}, 0, patch)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="start"):
+        decode(b"U,1,1,x", 60, before, {}, 0, patch)
+
+
+def test_compiled_hot_path_uses_it() -> None:
+    # Built together: a compiled hot path without its C line decoder is a broken build.
+    assert (_hotpath.C_LINE is not None) == HOTPATH_COMPILED

@@ -1,0 +1,247 @@
+/*
+ * The values of a ``U`` line decoded straight from its bytes: the compiled hot path's row.
+ *
+ * ``decode(line, start, before, docs, base, patch)`` is what `._hotpath.UpdateRouter.feed`
+ * does with ``line[start:]`` (the values after ``U,<sub>,<item>,``) for an item whose last
+ * row is the tuple ``before``: plain and percent-escaped tokens, ``#``/``$``, empty tokens
+ * and ``^n`` runs (the last row's values), ``^T`` (TLCP-diff, `_tlcpdiff.h`) and ``^P``
+ * (``patch(old, payload, docs, base + field, limit)``, `._hotpath._patch`, which keeps the
+ * field's text in ``docs``). It returns the new row as a tuple, or None for anything the
+ * general decoder must decode or report (bad UTF-8, a bad escape, run or diff, a wrong
+ * count). Each token is decoded once, from the bytes: no decoded copy of the line, no
+ * list of tokens, no list of values. Pure code, no Twisted: built with the compiled hot
+ * path, absent otherwise (`._hotpath` then decodes the same way in Python).
+ */
+#include "_tlcpdiff.h"
+
+/* Longest value a diff may produce: `._hotpath.MAX_DIFF_RESULT`. */
+#define MAX_DIFF_RESULT (1 << 24)
+/* Escaped tokens up to this size are unescaped on the stack. */
+#define STACK_TOKEN 512
+
+static int
+hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The str of the token ``bytes[0:size]`` (UTF-8 with ``%XX`` escapes of UTF-8 bytes): a new
+ * reference, None (new reference) if it is bad, NULL on a failed allocation. As Python
+ * does it: the raw bytes must be UTF-8, and so must the unescaped ones. */
+static PyObject *
+token_str(const char *bytes, Py_ssize_t size)
+{
+    const char *percent = memchr(bytes, '%', (size_t)size);
+    PyObject *text;
+    if (percent == NULL) {
+        text = PyUnicode_DecodeUTF8(bytes, size, NULL);
+        if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        return text;
+    }
+    for (Py_ssize_t k = 0; k < size; k++) {
+        if ((unsigned char)bytes[k] > 127) { /* raw UTF-8 with escapes: check the raw bytes */
+            PyObject *raw = PyUnicode_DecodeUTF8(bytes, size, NULL);
+            if (raw == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                    return NULL;
+                PyErr_Clear();
+                Py_RETURN_NONE;
+            }
+            Py_DECREF(raw);
+            break;
+        }
+    }
+    char stack[STACK_TOKEN];
+    char *out = size <= STACK_TOKEN ? stack : PyMem_Malloc((size_t)size);
+    if (out == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t length = 0, k = 0;
+    text = NULL;
+    while (k < size) {
+        unsigned char c = (unsigned char)bytes[k];
+        if (c != '%') {
+            out[length++] = (char)c;
+            k++;
+            continue;
+        }
+        int hi = k + 2 < size ? hex_digit((unsigned char)bytes[k + 1]) : -1;
+        int lo = k + 2 < size ? hex_digit((unsigned char)bytes[k + 2]) : -1;
+        if (hi < 0 || lo < 0)
+            goto bad;
+        out[length++] = (char)(hi * 16 + lo);
+        k += 3;
+    }
+    text = PyUnicode_DecodeUTF8(out, length, NULL);
+    if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        goto bad;
+    goto done;
+bad:
+    PyErr_Clear();
+    text = Py_None;
+    Py_INCREF(text);
+done:
+    if (out != stack)
+        PyMem_Free(out);
+    return text;
+}
+
+/* n for a ``^n`` token (``bytes`` after the ``^``); 0 if it is not one. */
+static Py_ssize_t
+run_length(const char *bytes, Py_ssize_t size)
+{
+    if (size < 1 || size > 6)
+        return 0;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t k = 0; k < size; k++) {
+        unsigned char c = (unsigned char)bytes[k];
+        if (c < '0' || c > '9')
+            return 0;
+        n = n * 10 + (c - '0');
+    }
+    return n;
+}
+
+static PyObject *
+updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 6 || !PyBytes_CheckExact(args[0]) || !PyLong_CheckExact(args[1])
+        || !PyTuple_CheckExact(args[2]) || !PyDict_CheckExact(args[3])
+        || !PyLong_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decode(line: bytes, start: int, before: tuple, docs: dict, base: int, "
+                        "patch)");
+        return NULL;
+    }
+    PyObject *line = args[0], *before = args[2], *docs = args[3], *patch = args[5];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t base = PyLong_AsSsize_t(args[4]);
+    if ((start == -1 || base == -1) && PyErr_Occurred())
+        return NULL;
+    const char *s = PyBytes_AS_STRING(line);
+    Py_ssize_t n = PyBytes_GET_SIZE(line);
+    if (start < 0 || start > n) {
+        PyErr_SetString(PyExc_ValueError, "start out of the line");
+        return NULL;
+    }
+    Py_ssize_t num_fields = PyTuple_GET_SIZE(before);
+    PyObject *row = PyTuple_New(num_fields);
+    if (row == NULL)
+        return NULL;
+    Py_ssize_t i = 0, p = start;
+    for (;;) {
+        const char *token = s + p;
+        const char *bar = memchr(token, '|', (size_t)(n - p));
+        Py_ssize_t size = bar ? bar - token : n - p;
+        if (i >= num_fields)
+            goto refuse; /* more values than fields */
+        PyObject *value;
+        if (size == 0) { /* unchanged */
+            value = PyTuple_GET_ITEM(before, i);
+            Py_INCREF(value);
+        }
+        else if (token[0] == '^') {
+            char kind = size > 1 ? token[1] : 0;
+            if (kind == 'T' || kind == 'P') {
+                PyObject *old = PyTuple_GET_ITEM(before, i);
+                if (!PyUnicode_CheckExact(old))
+                    goto refuse; /* a diff of null */
+                PyObject *payload = token_str(token + 2, size - 2);
+                if (payload == NULL)
+                    goto error;
+                if (payload == Py_None) {
+                    Py_DECREF(payload);
+                    goto refuse;
+                }
+                if (kind == 'T')
+                    value = tlcp_diff(old, payload);
+                else {
+                    PyObject *key = PyLong_FromSsize_t(base + i);
+                    PyObject *limit = key ? PyLong_FromLong(MAX_DIFF_RESULT) : NULL;
+                    PyObject *call[5] = {old, payload, docs, key, limit};
+                    value = limit ? PyObject_Vectorcall(patch, call, 5, NULL) : NULL;
+                    Py_XDECREF(key);
+                    Py_XDECREF(limit);
+                }
+                Py_DECREF(payload);
+                if (value == NULL)
+                    goto error;
+                if (!PyUnicode_CheckExact(value)
+                    || PyUnicode_GET_LENGTH(value) > MAX_DIFF_RESULT) {
+                    Py_DECREF(value);
+                    goto refuse; /* a bad diff (None) or one too long */
+                }
+            }
+            else {
+                Py_ssize_t run = run_length(token + 1, size - 1);
+                if (run == 0 || i + run > num_fields)
+                    goto refuse;
+                for (Py_ssize_t k = 0; k < run; k++, i++) {
+                    value = PyTuple_GET_ITEM(before, i);
+                    Py_INCREF(value);
+                    PyTuple_SET_ITEM(row, i, value);
+                }
+                goto next;
+            }
+        }
+        else if (size == 1 && token[0] == '#') {
+            value = Py_None;
+            Py_INCREF(value);
+        }
+        else if (size == 1 && token[0] == '$') {
+            value = PyUnicode_New(0, 0);
+            if (value == NULL)
+                goto error;
+        }
+        else {
+            value = token_str(token, size);
+            if (value == NULL)
+                goto error;
+            if (value == Py_None) {
+                Py_DECREF(value);
+                goto refuse;
+            }
+        }
+        PyTuple_SET_ITEM(row, i, value);
+        i++;
+    next:
+        if (bar == NULL)
+            break;
+        p = bar - s + 1;
+    }
+    if (i != num_fields)
+        goto refuse;
+    return row;
+error:
+    /* A failure of our own (memory): the general decoder decodes the line again. */
+    PyErr_Clear();
+refuse:
+    Py_DECREF(row); /* fields not set are NULL, which tupledealloc skips */
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef updateline_methods[] = {
+    {"decode", (PyCFunction)(void (*)(void))updateline_decode, METH_FASTCALL,
+     "decode(line, start, before, docs, base, patch): the new row, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef updateline_module = {
+    PyModuleDef_HEAD_INIT, "_updateline", "The values of a U line decoded from its bytes.",
+    0, updateline_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__updateline(void)
+{
+    return PyModuleDef_Init(&updateline_module);
+}
