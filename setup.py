@@ -47,13 +47,21 @@ JSON_PIECES = Extension(
 
 
 class OptionalBuildExt(build_ext):
-    """``build_ext`` that falls back to pure Python instead of failing the install."""
+    """``build_ext`` that falls back to pure Python instead of failing the install: all or
+    nothing, since a module compiled by mypyc cannot load without its shared library."""
+
+    failed = False
 
     def run(self) -> None:
         try:
             super().run()
         except Exception as exc:  # no compiler, no headers...
             self._fall_back(exc)
+        if self.failed:
+            for ext in self.extensions:
+                built = self.get_ext_fullpath(ext.name)
+                if os.path.exists(built):
+                    os.remove(built)
 
     def build_extension(self, ext: Any) -> None:
         try:
@@ -62,6 +70,7 @@ class OptionalBuildExt(build_ext):
             self._fall_back(exc)
 
     def _fall_back(self, exc: Exception) -> None:
+        self.failed = True
         self.warn(f"the compiled hot path could not be built ({exc}); "
                   "txlightstreamer is installed as pure Python (same behaviour, slower)")
 

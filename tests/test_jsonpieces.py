@@ -152,4 +152,4 @@ def test_examples() -> None:
 
 def test_compiled_hot_path_uses_it() -> None:
     # Built together: a compiled hot path without its C JSON pieces is a broken build.
-    assert (_hotpath.C_PIECES is not None) == HOTPATH_COMPILED
+    assert (_hotpath.C_REPLACE is not None) == HOTPATH_COMPILED

@@ -435,10 +435,10 @@ def _replace_kept(kept: JsonText, payload: str) -> str:
 def _replace_join(payload: str, pieces: list[str], leaves: dict[str, int]) -> str | None:
     """`replace_compact` and the join of the pieces it changed; None (pieces unchanged) when
     the payload is not that simple patch."""
-    c_pieces = C_PIECES
+    c_replace = C_REPLACE
     try:
-        if c_pieces is not None:
-            text: str | None = c_pieces.replace(payload, pieces, leaves)
+        if c_replace is not None:
+            text = c_replace(payload, pieces, leaves)
             if text is not None:
                 return text
         if not replace_compact(payload, pieces, leaves):
@@ -449,9 +449,9 @@ def _replace_join(payload: str, pieces: list[str], leaves: dict[str, int]) -> st
 
 
 def _recut(text: str, template: list[str]) -> list[str] | None:
-    c_pieces = C_PIECES
-    if c_pieces is not None:
-        pieces: list[str] | None = c_pieces.recut(text, template)
+    c_recut = C_RECUT
+    if c_recut is not None:
+        pieces = c_recut(text, template)
         if pieces is not None:
             return pieces
     return recut(text, template)
@@ -665,18 +665,20 @@ def _c_diff() -> Callable[[str, str], str | None] | None:
 C_DIFF: Final = _c_diff()
 
 
-def _c_pieces() -> Any:
+def _c_pieces(name: str) -> Callable[..., Any] | None:
     if not COMPILED:
         return None
     try:
         from . import _jsonpieces
     except ImportError:  # built without it
         return None
-    return _jsonpieces
+    function: Callable[..., Any] = getattr(_jsonpieces, name)
+    return function
 
 
 #: `replace_compact` (with the join) and `recut` in C (``_jsonpieces.c``), or None.
-C_PIECES: Final[Any] = _c_pieces()
+C_REPLACE: Final = _c_pieces("replace")
+C_RECUT: Final = _c_pieces("recut")
 
 
 def _c_line() -> Callable[..., Row | None] | None:

@@ -31,6 +31,24 @@ hex_digit(unsigned char c)
     return -1;
 }
 
+/* No byte of ``bytes[0:size]`` above 127 (eight at a time: diffs and JSON are long). */
+static int
+is_ascii(const char *bytes, Py_ssize_t size)
+{
+    Py_ssize_t k = 0;
+    for (; k + 8 <= size; k += 8) {
+        uint64_t word;
+        memcpy(&word, bytes + k, 8);
+        if (word & UINT64_C(0x8080808080808080))
+            return 0;
+    }
+    for (; k < size; k++) {
+        if ((unsigned char)bytes[k] > 127)
+            return 0;
+    }
+    return 1;
+}
+
 /* The str of the token ``bytes[0:size]`` (UTF-8 with ``%XX`` escapes of UTF-8 bytes): a new
  * reference, None (new reference) if it is bad, NULL on a failed allocation. As Python
  * does it: the raw bytes must be UTF-8, and so must the unescaped ones. */
@@ -40,6 +58,13 @@ token_str(const char *bytes, Py_ssize_t size)
     const char *percent = memchr(bytes, '%', (size_t)size);
     PyObject *text;
     if (percent == NULL) {
+        /* Most tokens are short ASCII (numbers, times): copied without the decoder's setup. */
+        if (size > 1 && is_ascii(bytes, size)) {
+            text = PyUnicode_New(size, 127);
+            if (text != NULL)
+                memcpy(PyUnicode_1BYTE_DATA(text), bytes, (size_t)size);
+            return text;
+        }
         text = PyUnicode_DecodeUTF8(bytes, size, NULL);
         if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
             PyErr_Clear();
