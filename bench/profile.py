@@ -77,6 +77,7 @@ CASES = {
     "line": ("plain", "http", "line", 100_000),
     "ws": ("plain", "ws", "block", 200_000),
     "ws-mixed": ("mixed", "ws", "block", 60_000),
+    "ws-p512": ("plain", "ws", "p512", 200_000),
     "ws-line": ("plain", "ws", "line", 100_000),
 }
 

@@ -99,6 +99,16 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802, N803
         self.stream._message(payload, isBinary)
 
+    def onMessageEnd(self) -> None:  # noqa: N802
+        # autobahn's also fires a "message" event (a Deferred and callbacks per message)
+        # that nothing here listens to; a WS message is often a few lines only.
+        parts = getattr(self, "message_data", None)
+        if type(parts) is not list or getattr(self, "failedByMe", True):
+            super().onMessageEnd()
+            return
+        self.message_data = None
+        self.stream._message(b"".join(parts), bool(getattr(self, "message_is_binary", False)))
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802, N803
         self.stream._closed(self, wasClean, code, reason)
 
@@ -249,12 +259,21 @@ class WsStream(StreamBase):
             self._fail(ProtocolError("binary WebSocket message from the server"))
             return
         limit = self._transport.max_line_length
-        lines: list[bytes] = []
-        for line in payload.split(b"\r\n"):
+        lines = payload.split(b"\r\n")
+        if self._wsok and len(payload) <= limit:
+            # The usual message: no line can be too long; a message ends with its last CRLF.
+            if lines[-1] == b"":
+                lines.pop()
+            if b"" in lines:
+                lines = [line for line in lines if line]
+            self._deliver(lines)
+            return
+        kept: list[bytes] = []
+        for line in lines:
             if not line:
                 continue
             if len(line) > limit:
-                self._deliver(lines)
+                self._deliver(kept)
                 if not (self._stopped or self._ended):
                     self._fail(ProtocolError(f"line longer than {limit} bytes",
                                              line[:200].decode("utf-8", "replace")))
@@ -265,8 +284,8 @@ class WsStream(StreamBase):
                              line=line[:80], url=self.url)
                     continue
                 self._wsok = True
-            lines.append(line)
-        self._deliver(lines)
+            kept.append(line)
+        self._deliver(kept)
 
     def _closed(self, proto: _TlcpClientProtocol, was_clean: bool, code: int | None,
                 reason: str | None) -> None:
