@@ -438,7 +438,7 @@ def _replace_join(payload: str, pieces: list[str], leaves: dict[str, int]) -> st
     c_replace = C_REPLACE
     try:
         if c_replace is not None:
-            text = c_replace(payload, pieces, leaves)
+            text: str | None = c_replace(payload, pieces, leaves)
             if text is not None:
                 return text
         if not replace_compact(payload, pieces, leaves):
@@ -451,7 +451,7 @@ def _replace_join(payload: str, pieces: list[str], leaves: dict[str, int]) -> st
 def _recut(text: str, template: list[str]) -> list[str] | None:
     c_recut = C_RECUT
     if c_recut is not None:
-        pieces = c_recut(text, template)
+        pieces: list[str] | None = c_recut(text, template)
         if pieces is not None:
             return pieces
     return recut(text, template)

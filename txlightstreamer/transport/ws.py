@@ -36,6 +36,7 @@ from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import WSOK_MESSAGE, Request, ws_message, ws_subprotocol
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
 from txlightstreamer.transport._endpoints import EndpointRouter
+from txlightstreamer.transport._wsframes import text_frames
 from txlightstreamer.transport.interfaces import (
     IRequestStream,
     ITransport,
@@ -99,6 +100,38 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802, N803
         self.stream._message(payload, isBinary)
 
+    def processData(self) -> bool:  # noqa: N802
+        # Whole final text frames, nearly all a stream receives, are cut from the buffer in
+        # one pass; anything else (control frames, fragments, limits, compression, logs,
+        # timings) goes through autobahn as before.
+        try:
+            plain = (self.current_frame is None and not self.inside_message
+                     and self.state == WebSocketProtocol.STATE_OPEN and not self.logFrames
+                     and self._perMessageCompress is None and not self.trackedTimings)
+            sizes = (self.maxFramePayloadSize,  # type: ignore[attr-defined]
+                     self.maxMessagePayloadSize)  # type: ignore[attr-defined]
+            limits = [size for size in sizes if size > 0]
+        except AttributeError:  # another autobahn: its own path only
+            plain = False
+        if not plain:
+            return bool(super().processData())
+        payloads, used = text_frames(self.data, min(limits) if limits else 0)
+        if not used:
+            return bool(super().processData())
+        self.data = self.data[used:]
+        stats = self.trafficStats
+        octets = sum(map(len, payloads))
+        stats.incomingOctetsWebSocketLevel += octets
+        stats.incomingOctetsAppLevel += octets
+        stats.incomingWebSocketFrames += len(payloads)
+        stats.incomingWebSocketMessages += len(payloads)
+        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()
+        stream = self.stream
+        for payload in payloads:
+            stream._message(payload, False)
+        return len(self.data) > 0
+
     def onMessageEnd(self) -> None:  # noqa: N802
         # autobahn's also fires a "message" event (a Deferred and callbacks per message)
         # that nothing here listens to; a WS message is often a few lines only.
@@ -106,7 +139,7 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
         if type(parts) is not list or getattr(self, "failedByMe", True):
             super().onMessageEnd()
             return
-        self.message_data = None
+        setattr(self, "message_data", None)  # noqa: B010 (autobahn's, untyped)
         self.stream._message(b"".join(parts), bool(getattr(self, "message_is_binary", False)))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802, N803
