@@ -11,7 +11,10 @@ pure code, compiled with mypyc when the package is built with a C compiler, and 
 code runs interpreted otherwise (``COMPILED`` tells which). ``^P`` patches: `._jsontext`
 (compiled with this module) changes the text the lane kept of a field in place of parsing,
 walking and re-encoding it, and has the walker for ``add``/``replace``/``remove``;
-`._jsonpatch` has the rest and the encoder.
+`._jsonpatch` has the rest and the encoder. The compiled build adds three C modules, each
+checked against the Python it stands for: `._updateline` decodes a line's values from its
+bytes (``C_LINE``), `._tlcpdiff` applies a ``^T`` (``C_DIFF``) and `._jsonpieces` the
+commonest ``^P`` (``C_REPLACE``, ``C_RECUT``).
 """
 
 from __future__ import annotations
