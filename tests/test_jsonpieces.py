@@ -153,3 +153,11 @@ def test_examples() -> None:
 def test_compiled_hot_path_uses_it() -> None:
     # Built together: a compiled hot path without its C JSON pieces is a broken build.
     assert (_hotpath.C_REPLACE is not None) == HOTPATH_COMPILED
+
+
+def test_a_number_with_an_exponent_is_taken_only_as_repr_writes_it() -> None:
+    # Found by review: "2.5E3" passed for canonical; encode_json writes 2500.0.
+    payload = '[{"op":"replace","path":"/a","value":2.5E3}]'
+    assert _hotpath._patch('{"a":1}', payload, {}, 0, 1 << 24) == '{"a":2500.0}'
+    assert interpreted_text.tokenize('{"a":2.5E3}', True) is None
+    assert interpreted_text.tokenize('{"a":1e+16}', True) is not None  # repr(1e16) is that

@@ -103,3 +103,45 @@ def test_examples() -> None:
 def test_compiled_hot_path_uses_it() -> None:
     # Built together: a compiled hot path without its C line decoder is a broken build.
     assert (_hotpath.C_LINE is not None) == HOTPATH_COMPILED
+
+
+@needs_c
+def test_the_row_is_out_of_the_collectors_sight_while_python_runs() -> None:
+    # A ^P runs Python code while the row still has empty slots: a collector walking the
+    # objects then must not find it (found by review: a NULL slot crashed hash()).
+    import gc
+
+    def patch(*args: Any) -> str:
+        for obj in gc.get_objects():
+            if type(obj) is tuple and len(obj) == 3 and obj[0] == "A":
+                hash(obj)
+        return "y"
+
+    row = _updateline.decode(b"U,1,1,A|^P[]|b", 6, ("x", "z", "w"), {}, 0, patch)
+    assert row == ("A", "y", "b")
+    assert not gc.is_tracked(row)  # str and None only: nothing to collect
+    odd = _updateline.decode(b"U,1,1,|", 6, ([1], "z"), {}, 0, patch)
+    assert odd == ([1], "z") and gc.is_tracked(odd)
+
+
+@needs_c
+def test_only_exceptions_are_left_to_the_general_decoder() -> None:
+    def interrupted(*args: Any) -> str:
+        raise KeyboardInterrupt
+
+    def failing(*args: Any) -> str:
+        raise ValueError("bad")
+
+    assert _updateline.decode(b"U,1,1,^P[]", 6, ("x",), {}, 0, failing) is None
+    with pytest.raises(KeyboardInterrupt):
+        _updateline.decode(b"U,1,1,^P[]", 6, ("x",), {}, 0, interrupted)
+
+
+@needs_c
+def test_a_str_subclass_is_a_str() -> None:
+    class Text(str):
+        pass
+
+    before = (Text("foobar"),)
+    assert _updateline.decode(b"U,1,1,^Tddxyzbc", 6, before, {}, 0, _hotpath._patch) == (
+        "fooxyzar",)

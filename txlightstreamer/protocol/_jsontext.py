@@ -318,7 +318,8 @@ def _scalar_end(text: str, i: int, verify: bool) -> int:
             i += 1
         if i == mark:
             return -1
-    if i < n and (ord(text[i]) | 32) == 101:  # e or E
+    exponent = i < n and (ord(text[i]) | 32) == 101  # e or E
+    if exponent:
         i += 1
         if i < n and (ord(text[i]) == 43 or ord(text[i]) == 45):
             i += 1
@@ -331,7 +332,7 @@ def _scalar_end(text: str, i: int, verify: bool) -> int:
         if i == whole:  # an integer: "-0" and huge ones are written otherwise
             if (c == 45 and i - start == 2 and ord(text[digits]) == 48) or i - start > 400:
                 return -1
-        elif not _shortest(text, digits, whole, i):
+        elif exponent or not _shortest(text, digits, whole, i):  # only repr tells
             number = text[start:i]
             if repr(float(number)) != number:
                 return -1

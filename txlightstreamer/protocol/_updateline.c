@@ -162,6 +162,9 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *row = PyTuple_New(num_fields);
     if (row == NULL)
         return NULL;
+    /* Out of the collector's sight while it has empty slots: ``patch`` runs Python code. */
+    PyObject_GC_UnTrack(row);
+    int atomic = 1; /* only str and None: no cycle possible, the tuple stays untracked */
     Py_ssize_t i = 0, p = start;
     for (;;) {
         const char *token = s + p;
@@ -173,12 +176,14 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (size == 0) { /* unchanged */
             value = PyTuple_GET_ITEM(before, i);
             Py_INCREF(value);
+            if (value != Py_None && !PyUnicode_CheckExact(value))
+                atomic = 0;
         }
         else if (token[0] == '^') {
             char kind = size > 1 ? token[1] : 0;
             if (kind == 'T' || kind == 'P') {
                 PyObject *old = PyTuple_GET_ITEM(before, i);
-                if (!PyUnicode_CheckExact(old))
+                if (!PyUnicode_Check(old))
                     goto refuse; /* a diff of null */
                 PyObject *payload = token_str(token + 2, size - 2);
                 if (payload == NULL)
@@ -200,11 +205,12 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(payload);
                 if (value == NULL)
                     goto error;
-                if (!PyUnicode_CheckExact(value)
-                    || PyUnicode_GET_LENGTH(value) > MAX_DIFF_RESULT) {
+                if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) > MAX_DIFF_RESULT) {
                     Py_DECREF(value);
                     goto refuse; /* a bad diff (None) or one too long */
                 }
+                if (!PyUnicode_CheckExact(value))
+                    atomic = 0;
             }
             else {
                 Py_ssize_t run = run_length(token + 1, size - 1);
@@ -213,6 +219,8 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 for (Py_ssize_t k = 0; k < run; k++, i++) {
                     value = PyTuple_GET_ITEM(before, i);
                     Py_INCREF(value);
+                    if (value != Py_None && !PyUnicode_CheckExact(value))
+                        atomic = 0;
                     PyTuple_SET_ITEM(row, i, value);
                 }
                 goto next;
@@ -245,9 +253,16 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (i != num_fields)
         goto refuse;
+    if (!atomic)
+        PyObject_GC_Track(row);
     return row;
 error:
-    /* A failure of our own (memory): the general decoder decodes the line again. */
+    /* An Exception (a failed allocation, say): the general decoder decodes the line again.
+     * Anything else (KeyboardInterrupt, SystemExit) goes on up, as from Python. */
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        Py_DECREF(row);
+        return NULL;
+    }
     PyErr_Clear();
 refuse:
     Py_DECREF(row); /* fields not set are NULL, which tupledealloc skips */

@@ -136,7 +136,8 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
         # autobahn's also fires a "message" event (a Deferred and callbacks per message)
         # that nothing here listens to; a WS message is often a few lines only.
         parts = getattr(self, "message_data", None)
-        if type(parts) is not list or getattr(self, "failedByMe", True):
+        if (type(parts) is not list or getattr(self, "failedByMe", True)
+                or getattr(self, "trackedTimings", None)):
             super().onMessageEnd()
             return
         setattr(self, "message_data", None)  # noqa: B010 (autobahn's, untyped)
