@@ -85,7 +85,7 @@ token_str(const char *bytes, Py_ssize_t size)
             break;
         }
     }
-    char stack[STACK_TOKEN];
+    char stack[STACK_TOKEN] = {0};
     char *out = size <= STACK_TOKEN ? stack : PyMem_Malloc((size_t)size);
     if (out == NULL)
         return PyErr_NoMemory();
