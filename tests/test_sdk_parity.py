@@ -173,7 +173,10 @@ async def test_same_two_level_command_key_tables() -> None:
             len(sess.subscriptions) == 3 and sess.is_bound
             for sess in server.sessions.values()) == 2)
         data.command("portfolio", "MSFT", "ADD", {"qty": "1"})
-        await task.deferLater(reactor, 0.2, lambda: None)
+        # Both MSFT second levels subscribed (their snapshots taken) before MSFT changes:
+        # a fixed pause lost that race on a loaded CI machine.
+        await wait_until(lambda: sum(
+            len(sess.subscriptions) == 4 for sess in server.sessions.values()) == 2)
         data.update("AAPL", {"price": "191.5"})
         data.update("MSFT", {"volume": "21"})
         data.command("portfolio", "AAPL", "UPDATE", {"qty": "6"})
