@@ -19,6 +19,7 @@ commonest ``^P`` (``C_REPLACE``, ``C_RECUT``).
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -568,7 +569,7 @@ class UpdateRouter:
                     lane.docs, (item - 1) * num_fields, _patch)
                 if decoded is None:
                     break
-                self.deliver_row(lane, item, decoded, False)
+                _deliver_row(lane, item, decoded, False)
                 i += 1
                 continue
             try:
@@ -606,26 +607,27 @@ class UpdateRouter:
                             tokens[k] = before[k]
                         k += 1
                     row = tuple(tokens)
-            self.deliver_row(lane, item, row, previous is None)
+            _deliver_row(lane, item, row, previous is None)
             i += 1
         return i
 
-    def deliver_row(self, lane: Lane, item: int, row: Row, first: bool) -> None:
-        """Make ``row`` the item's row and baseline (one object, not two) and deliver it."""
-        lane.baselines[item - 1] = row
-        if first and lane.first_update is not None:
-            lane.first_update(item)
-        lane.rows[item] = row
-        callbacks = lane.callbacks
-        if callbacks:
-            if len(callbacks) == 1 and lane.row_factory is None:
-                callback = callbacks[0]  # the usual case, without a call to deliver
-                try:
-                    callback(item, row)
-                except Exception as exc:
-                    lane.callback_failed(callback, exc)
-            else:
-                deliver(lane, item, row)
+
+def _deliver_row(lane: Lane, item: int, row: Row, first: bool) -> None:
+    """Make ``row`` the item's row and baseline (one object, not two) and deliver it."""
+    lane.baselines[item - 1] = row
+    if first and lane.first_update is not None:
+        lane.first_update(item)
+    lane.rows[item] = row
+    callbacks = lane.callbacks
+    if callbacks:
+        if len(callbacks) == 1 and lane.row_factory is None:
+            callback = callbacks[0]  # the usual case, without a call to deliver
+            try:
+                callback(item, row)
+            except Exception as exc:
+                lane.callback_failed(callback, exc)
+        else:
+            deliver(lane, item, row)
 
 
 def deliver(lane: Lane, item: int, row: Row) -> None:
@@ -654,45 +656,21 @@ def _is_compiled() -> bool:
 COMPILED: Final = _is_compiled()
 
 
-def _c_diff() -> Callable[[str, str], str | None] | None:
-    if not COMPILED:
-        return None  # the interpreted hot path stays pure Python
-    try:
-        from ._tlcpdiff import apply
-    except ImportError:  # built without it
-        return None
-    return apply
-
-
-#: `_apply_diff` in C (``_tlcpdiff.c``, built with the compiled hot path), or None.
-C_DIFF: Final = _c_diff()
-
-
-def _c_pieces(name: str) -> Callable[..., Any] | None:
+def _c_function(module: str, name: str) -> Any:
+    """``name`` from the C module ``module`` (built with the compiled hot path), or None when
+    it was not built or the hot path runs interpreted (which then stays pure Python)."""
     if not COMPILED:
         return None
     try:
-        from . import _jsonpieces
+        return getattr(importlib.import_module(f"{__name__.rpartition('.')[0]}.{module}"), name)
     except ImportError:  # built without it
         return None
-    function: Callable[..., Any] = getattr(_jsonpieces, name)
-    return function
 
 
+#: `_apply_diff` in C (``_tlcpdiff.c``), or None.
+C_DIFF: Final[Callable[[str, str], str | None] | None] = _c_function("_tlcpdiff", "apply")
 #: `replace_compact` (with the join) and `recut` in C (``_jsonpieces.c``), or None.
-C_REPLACE: Final = _c_pieces("replace")
-C_RECUT: Final = _c_pieces("recut")
-
-
-def _c_line() -> Callable[..., Row | None] | None:
-    if not COMPILED:
-        return None
-    try:
-        from ._updateline import decode
-    except ImportError:  # built without it
-        return None
-    return decode
-
-
+C_REPLACE: Final[Callable[..., str | None] | None] = _c_function("_jsonpieces", "replace")
+C_RECUT: Final[Callable[..., list[str] | None] | None] = _c_function("_jsonpieces", "recut")
 #: The values of a line decoded from its bytes in C (``_updateline.c``), or None.
-C_LINE: Final = _c_line()
+C_LINE: Final[Callable[..., Row | None] | None] = _c_function("_updateline", "decode")
