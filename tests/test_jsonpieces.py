@@ -77,18 +77,19 @@ def test_replace_is_pythons(case: tuple[list[str], dict[str, int], str]) -> None
     pieces, leaves, payload = case
     theirs = list(pieces)
     expected = _python_replace(payload, theirs, leaves)
-    ours = list(pieces)
-    result = _jsonpieces.replace(payload, ours, leaves)
-    if result is None:
-        assert ours == pieces  # untouched: Python decides
-    else:
-        assert result == expected
-        assert ours == theirs
-        assert result.isascii() == expected.isascii()
-    # What the hot path does: C first, then Python.
-    combined = list(pieces)
-    assert _hotpath._replace_join(payload, combined, leaves) == expected
-    assert combined == theirs
+    for old in (None, "".join(pieces)):  # joined, or spliced into the old text
+        ours = list(pieces)
+        result = _jsonpieces.replace(payload, ours, leaves, old)
+        if result is None:
+            assert ours == pieces  # untouched: Python decides
+        else:
+            assert result == expected
+            assert ours == theirs
+            assert result.isascii() == expected.isascii()
+        # What the hot path does: C first, then Python.
+        combined = list(pieces)
+        assert _hotpath._replace_join(payload, combined, leaves, old) == expected
+        assert combined == theirs
 
 
 @needs_c
@@ -103,6 +104,9 @@ def test_recut_is_pythons(docs: tuple[Any, Any], variant: int) -> None:
     result = _jsonpieces.recut(text, first[0])
     if result is not None:
         assert result == expected
+        # A scalar the new text shares with the template is the template's object.
+        for mine, template in zip(result[1::2], first[0][1::2], strict=True):
+            assert mine is template or mine != template
     assert _hotpath._recut(text, first[0]) == expected
 
 
@@ -161,3 +165,34 @@ def test_a_number_with_an_exponent_is_taken_only_as_repr_writes_it() -> None:
     assert _hotpath._patch('{"a":1}', payload, {}, 0, 1 << 24) == '{"a":2500.0}'
     assert interpreted_text.tokenize('{"a":2.5E3}', True) is None
     assert interpreted_text.tokenize('{"a":1e+16}', True) is not None  # repr(1e16) is that
+
+
+@needs_c
+def test_splicing_the_old_text() -> None:
+    pieces = ['{"seq":', "1", ',"bids":[[', "1.5", ",", "100", "]]}"]
+    leaves = {"/seq": 1, "/bids/0/0": 3, "/bids/0/1": 5}
+    old = "".join(pieces)
+    # Out of order, and the same leaf twice: the last one wins.
+    payload = (
+        '[{"op":"replace","path":"/bids/0/1","value":7},'
+        '{"op":"replace","path":"/seq","value":22},{"op":"replace","path":"/seq","value":3}]'
+    )
+    assert _jsonpieces.replace(payload, pieces, leaves, old) == '{"seq":3,"bids":[[1.5,7]]}'
+    assert pieces == ['{"seq":', "3", ',"bids":[[', "1.5", ",", "7", "]]}"]
+    # Not ASCII (the text or a value), or an old text the pieces do not add up to: joined.
+    wide = '[{"op":"replace","path":"/seq","value":"é"}]'
+    assert _jsonpieces.replace(wide, pieces, leaves, "".join(pieces)) == (
+        '{"seq":"é","bids":[[1.5,7]]}'
+    )
+    narrow = '[{"op":"replace","path":"/seq","value":4}]'
+    assert _jsonpieces.replace(narrow, pieces, leaves, '{"seq":"é","bids":[[1.5,7]]}') == (
+        '{"seq":4,"bids":[[1.5,7]]}'
+    )
+    assert _jsonpieces.replace(narrow, pieces, leaves, "{}") == '{"seq":4,"bids":[[1.5,7]]}'
+    with pytest.raises(TypeError):
+        _jsonpieces.replace(narrow, pieces, leaves, b"{}")  # type: ignore[arg-type]
+    # A piece that is not a str: a TypeError, and the pieces as they were.
+    broken = ['{"seq":', "1", 5]
+    with pytest.raises(TypeError):
+        _jsonpieces.replace(narrow, broken, {"/seq": 1}, '{"seq":1')  # type: ignore[arg-type]
+    assert broken == ['{"seq":', "1", 5]

@@ -389,7 +389,7 @@ def _patch(
                 canonical = True
         text: str | None = None
         if pieces is not None and leaves is not None:
-            text = _replace_join(payload, pieces, leaves)
+            text = _replace_join(payload, pieces, leaves, old)
         if text is None:
             ops = _loads(payload)
             if canonical and type(ops) is list:
@@ -429,20 +429,23 @@ def _replace_kept(kept: JsonText, payload: str) -> str:
     leaves = kept.leaves
     if pieces is None or leaves is None:
         return ""
-    text = _replace_join(payload, pieces, leaves)
+    text = _replace_join(payload, pieces, leaves, kept.text)
     if text is None:
         return ""
     kept.text = text
     return text
 
 
-def _replace_join(payload: str, pieces: list[str], leaves: dict[str, int]) -> str | None:
+def _replace_join(
+    payload: str, pieces: list[str], leaves: dict[str, int], old: str | None = None
+) -> str | None:
     """`replace_compact` and the join of the pieces it changed; None (pieces unchanged) when
-    the payload is not that simple patch."""
+    the payload is not that simple patch. ``old``, the join of ``pieces``, spares C the
+    join of the pieces that stay."""
     c_replace = C_REPLACE
     try:
         if c_replace is not None:
-            text: str | None = c_replace(payload, pieces, leaves)
+            text: str | None = c_replace(payload, pieces, leaves, old)
             if text is not None:
                 return text
         if not replace_compact(payload, pieces, leaves):

@@ -1,9 +1,11 @@
 /*
  * The hot path's ``^P`` on a field's text cut at its scalars (`._jsontext.JsonText`), in C.
  *
- * ``replace(payload, pieces, leaves)`` is ``_jsontext.replace_compact`` followed by the
+ * ``replace(payload, pieces, leaves, old)`` is ``_jsontext.replace_compact`` followed by the
  * ``"".join(pieces)`` of its caller: the patched text, or None (``pieces`` unchanged) when
- * the payload is not a compact run of scalar ``replace`` operations on known leaves.
+ * the payload is not a compact run of scalar ``replace`` operations on known leaves. Given
+ * ``old``, the join of ``pieces`` before the patch, the text is ``old`` spliced where the
+ * pieces change, a few long copies instead of one per piece.
  * ``recut(text, template)`` is ``_jsontext.recut``: ``text`` cut as ``template`` was, or
  * None. Both answer None as well where only a float's repr can tell whether a number is
  * written as encode_json writes it; `._hotpath` then runs the Python version, which is
@@ -122,14 +124,42 @@ scalar_end(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
     return i;
 }
 
-/* "".join(pieces), pieces a list of str. */
+/* One replaced piece: its index, its new text (the last operation on it wins), and where
+ * the piece it replaces starts in the old text, and its length. */
+typedef struct {
+    Py_ssize_t target;
+    PyObject *value;
+    Py_ssize_t offset;
+    Py_ssize_t old_length;
+} Splice;
+
+/* Copy ``length`` characters of one kind: JSON pieces are short, and a loop beats a call to
+ * memcpy for those. */
+static void
+copy_same_kind(void *to, const void *from, Py_ssize_t length, int kind)
+{
+    if (kind == PyUnicode_1BYTE_KIND && length <= 16) {
+        Py_UCS1 *t = (Py_UCS1 *)to;
+        const Py_UCS1 *f = (const Py_UCS1 *)from;
+        for (Py_ssize_t j = 0; j < length; j++)
+            t[j] = f[j];
+    }
+    else
+        memcpy(to, from, (size_t)(length * kind));
+}
+
+/* "".join(pieces), each spliced piece replaced by its value; NULL with TypeError if a piece is
+ * not a str. */
 static PyObject *
-join(PyObject *pieces)
+join(PyObject *pieces, const Splice *splices, int count_splices)
 {
     Py_ssize_t count = PyList_GET_SIZE(pieces), size = 0;
     Py_UCS4 widest = 127;
+    int next = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *piece = PyList_GET_ITEM(pieces, k);
+        if (next < count_splices && splices[next].target == k)
+            piece = splices[next++].value;
         if (!PyUnicode_CheckExact(piece)) {
             PyErr_SetString(PyExc_TypeError, "pieces must be str");
             return NULL;
@@ -145,20 +175,16 @@ join(PyObject *pieces)
     int out_kind = PyUnicode_KIND(out);
     void *out_data = PyUnicode_DATA(out);
     Py_ssize_t at = 0;
+    next = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *piece = PyList_GET_ITEM(pieces, k);
+        if (next < count_splices && splices[next].target == k)
+            piece = splices[next++].value;
         Py_ssize_t length = PyUnicode_GET_LENGTH(piece);
         int kind = PyUnicode_KIND(piece);
         const void *data = PyUnicode_DATA(piece);
-        if (kind == out_kind && kind == PyUnicode_1BYTE_KIND && length <= 16) {
-            /* JSON pieces are short: a loop beats a call to memcpy */
-            Py_UCS1 *to = (Py_UCS1 *)out_data + at;
-            const Py_UCS1 *from = (const Py_UCS1 *)data;
-            for (Py_ssize_t j = 0; j < length; j++)
-                to[j] = from[j];
-        }
-        else if (kind == out_kind)
-            memcpy((char *)out_data + at * kind, data, (size_t)(length * kind));
+        if (kind == out_kind)
+            copy_same_kind((char *)out_data + at * kind, data, length, kind);
         else {
             for (Py_ssize_t j = 0; j < length; j++)
                 PyUnicode_WRITE(out_kind, out_data, at + j, AT(j));
@@ -168,16 +194,70 @@ join(PyObject *pieces)
     return out;
 }
 
+/* The ASCII ``old`` (the join of ``pieces``) with the spliced pieces replaced by their ASCII
+ * values: a few copies of long runs instead of one per piece. 0 (nothing made) when ``old``
+ * or a value is not ASCII, or when the pieces do not add up to ``old``. */
+static int
+splice_old(PyObject *old, PyObject *pieces, Splice *splices, int count_splices, PyObject **out)
+{
+    if (!PyUnicode_IS_ASCII(old))
+        return 0;
+    for (int j = 0; j < count_splices; j++) {
+        if (!PyUnicode_IS_ASCII(splices[j].value))
+            return 0;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(pieces), offset = 0;
+    int next = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, k);
+        if (!PyUnicode_CheckExact(piece))
+            return 0;
+        Py_ssize_t length = PyUnicode_GET_LENGTH(piece);
+        if (next < count_splices && splices[next].target == k) {
+            splices[next].offset = offset;
+            splices[next++].old_length = length;
+        }
+        offset += length;
+    }
+    Py_ssize_t size = PyUnicode_GET_LENGTH(old);
+    if (offset != size)
+        return 0;
+    for (int j = 0; j < count_splices; j++)
+        size += PyUnicode_GET_LENGTH(splices[j].value) - splices[j].old_length;
+    PyObject *text = PyUnicode_New(size, 127);
+    if (text == NULL)
+        return -1;
+    Py_UCS1 *to = PyUnicode_1BYTE_DATA(text);
+    const Py_UCS1 *from = PyUnicode_1BYTE_DATA(old);
+    Py_ssize_t at = 0, kept = 0;
+    for (int j = 0; j < count_splices; j++) {
+        Py_ssize_t run = splices[j].offset - kept;
+        memcpy(to + at, from + kept, (size_t)run);
+        at += run;
+        Py_ssize_t length = PyUnicode_GET_LENGTH(splices[j].value);
+        copy_same_kind(to + at, PyUnicode_1BYTE_DATA(splices[j].value), length,
+                       PyUnicode_1BYTE_KIND);
+        at += length;
+        kept = splices[j].offset + splices[j].old_length;
+    }
+    memcpy(to + at, from + kept, (size_t)(PyUnicode_GET_LENGTH(old) - kept));
+    *out = text;
+    return 1;
+}
+
 static PyObject *
 jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3 || !PyUnicode_CheckExact(args[0]) || !PyList_CheckExact(args[1])
-        || !PyDict_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "replace(payload: str, pieces: list, leaves: dict)");
+    if ((nargs != 3 && nargs != 4) || !PyUnicode_CheckExact(args[0])
+        || !PyList_CheckExact(args[1]) || !PyDict_CheckExact(args[2])
+        || (nargs == 4 && args[3] != Py_None && !PyUnicode_CheckExact(args[3]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "replace(payload: str, pieces: list, leaves: dict, old: str | None)");
         return NULL;
     }
     PyObject *payload = args[0], *pieces = args[1], *leaves = args[2];
+    PyObject *old = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
     int kind = PyUnicode_KIND(payload);
     const void *data = PyUnicode_DATA(payload);
     Py_ssize_t n = PyUnicode_GET_LENGTH(payload);
@@ -231,7 +311,6 @@ jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (i != n)
         Py_RETURN_NONE;
-    /* Every value first, so that a failed allocation leaves pieces as they were. */
     PyObject *values[MAX_OPS];
     for (int k = 0; k < ops; k++) {
         values[k] = PyUnicode_Substring(payload, starts[k], ends[k]);
@@ -241,12 +320,57 @@ jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
+    /* One splice per piece, in piece order (insertion: a patch has a few operations). */
+    Splice splices[MAX_OPS];
+    int count_splices = 0;
     for (int k = 0; k < ops; k++) {
-        PyObject *old = PyList_GET_ITEM(pieces, targets[k]);
-        PyList_SET_ITEM(pieces, targets[k], values[k]); /* steals the new reference */
-        Py_DECREF(old);
+        int at = count_splices;
+        while (at > 0 && splices[at - 1].target > targets[k])
+            at--;
+        if (at > 0 && splices[at - 1].target == targets[k]) {
+            splices[at - 1].value = values[k];
+            continue;
+        }
+        memmove(&splices[at + 1], &splices[at], (size_t)(count_splices - at) * sizeof(Splice));
+        splices[at].target = targets[k];
+        splices[at].value = values[k];
+        count_splices++;
     }
-    return join(pieces);
+    /* The text first, so that a failure leaves pieces as they were. */
+    PyObject *text = NULL;
+    int made = old != NULL ? splice_old(old, pieces, splices, count_splices, &text) : 0;
+    if (made == 0)
+        text = join(pieces, splices, count_splices);
+    if (text != NULL) {
+        for (int j = 0; j < count_splices; j++) {
+            PyObject *replaced = PyList_GET_ITEM(pieces, splices[j].target);
+            Py_INCREF(splices[j].value);
+            PyList_SET_ITEM(pieces, splices[j].target, splices[j].value);
+            Py_DECREF(replaced);
+        }
+    }
+    for (int k = 0; k < ops; k++)
+        Py_DECREF(values[k]);
+    return text;
+}
+
+/* The text (``kind``, ``data``) holds ``word`` at ``i``, ``word`` fitting in it. A str is as
+ * narrow as its widest character: one wider than the text cannot be in it. */
+static int
+same_chars(int kind, const void *data, Py_ssize_t i, PyObject *word)
+{
+    int word_kind = PyUnicode_KIND(word);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(word);
+    const void *word_data = PyUnicode_DATA(word);
+    if (word_kind == kind)
+        return memcmp((const char *)data + i * kind, word_data, (size_t)(length * kind)) == 0;
+    if (word_kind > kind)
+        return 0;
+    for (Py_ssize_t j = 0; j < length; j++) {
+        if (AT(i + j) != PyUnicode_READ(word_kind, word_data, j))
+            return 0;
+    }
+    return 1;
 }
 
 static PyObject *
@@ -281,13 +405,8 @@ jsonpieces_recut(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto no;
         if (i + length > n)
             goto no;
-        if (length) {
-            Py_ssize_t match = PyUnicode_Tailmatch(text, between, i, i + length, -1);
-            if (match < 0)
-                goto fail;
-            if (!match)
-                goto no;
-        }
+        if (length && !same_chars(kind, data, i, between))
+            goto no;
         Py_INCREF(between);
         PyList_SET_ITEM(pieces, k, between);
         i += length;
@@ -296,9 +415,16 @@ jsonpieces_recut(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
         if (end < 0)
             goto no;
-        PyObject *scalar = PyUnicode_Substring(text, i, end);
-        if (scalar == NULL)
-            goto fail;
+        /* Most scalars of a new value are the last one's: share those. */
+        PyObject *scalar = PyList_GET_ITEM(template, k + 1);
+        if (PyUnicode_CheckExact(scalar) && PyUnicode_GET_LENGTH(scalar) == end - i
+            && same_chars(kind, data, i, scalar))
+            Py_INCREF(scalar);
+        else {
+            scalar = PyUnicode_Substring(text, i, end);
+            if (scalar == NULL)
+                goto fail;
+        }
         PyList_SET_ITEM(pieces, k + 1, scalar);
         i = end;
     }
