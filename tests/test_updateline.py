@@ -26,6 +26,7 @@ except ImportError:  # pure-Python build
 
 needs_c = pytest.mark.skipif(_updateline is None, reason="built without the C line decoder")
 EXAMPLES = 3000 if os.environ.get("TXLS_FUZZ") == "full" else 600
+LIMIT = _hotpath.MAX_DIFF_RESULT
 
 # Byte pieces of tokens: plain text of each UTF-8 width, markers, runs, escapes (good,
 # bad, cut short, of bad UTF-8), diffs (good and bad), patches, and raw bytes that are
@@ -63,7 +64,7 @@ def test_same_rows_as_python(tokens: list[bytes], previous: list[str | None], ba
     before = tuple(previous)
     expected = _python_row(line, len(header), before, {}, base)
     docs: dict[int, Any] = {}
-    result = _updateline.decode(line, len(header), before, docs, base, _hotpath._patch)
+    result = _updateline.decode(line, len(header), before, docs, base, _hotpath._patch, LIMIT)
     assert result == expected
     if result is not None and expected is not None:
         for ours, theirs in zip(result, expected, strict=True):
@@ -75,8 +76,10 @@ def test_same_rows_as_python(tokens: list[bytes], previous: list[str | None], ba
 @needs_c
 def test_examples() -> None:
     before = ("a", "b", None, "foobar")
-    decode = _updateline.decode
     patch = _hotpath._patch
+
+    def decode(line: bytes, start: int, before: Any, docs: Any, base: int, patch: Any) -> Any:
+        return _updateline.decode(line, start, before, docs, base, patch, LIMIT)
     assert decode(b"U,1,1,x|", 6, before, {}, 0, patch) is None  # two values for four fields
     assert decode(b"U,1,1,x||#|^Tddxyzbc", 6, before, {}, 0, patch) == ("x", "b", None, "fooxyzar")
     assert decode(b"U,1,1,^3|$", 6, before, {}, 0, patch) == ("a", "b", None, "")
@@ -117,10 +120,10 @@ def test_the_row_is_out_of_the_collectors_sight_while_python_runs() -> None:
                 hash(obj)
         return "y"
 
-    row = _updateline.decode(b"U,1,1,A|^P[]|b", 6, ("x", "z", "w"), {}, 0, patch)
+    row = _updateline.decode(b"U,1,1,A|^P[]|b", 6, ("x", "z", "w"), {}, 0, patch, LIMIT)
     assert row == ("A", "y", "b")
     assert not gc.is_tracked(row)  # str and None only: nothing to collect
-    odd = _updateline.decode(b"U,1,1,|", 6, ([1], "z"), {}, 0, patch)
+    odd = _updateline.decode(b"U,1,1,|", 6, ([1], "z"), {}, 0, patch, LIMIT)
     assert odd == ([1], "z") and gc.is_tracked(odd)
 
 
@@ -132,9 +135,9 @@ def test_only_exceptions_are_left_to_the_general_decoder() -> None:
     def failing(*args: Any) -> str:
         raise ValueError("bad")
 
-    assert _updateline.decode(b"U,1,1,^P[]", 6, ("x",), {}, 0, failing) is None
+    assert _updateline.decode(b"U,1,1,^P[]", 6, ("x",), {}, 0, failing, LIMIT) is None
     with pytest.raises(KeyboardInterrupt):
-        _updateline.decode(b"U,1,1,^P[]", 6, ("x",), {}, 0, interrupted)
+        _updateline.decode(b"U,1,1,^P[]", 6, ("x",), {}, 0, interrupted, LIMIT)
 
 
 @needs_c
@@ -143,5 +146,24 @@ def test_a_str_subclass_is_a_str() -> None:
         pass
 
     before = (Text("foobar"),)
-    assert _updateline.decode(b"U,1,1,^Tddxyzbc", 6, before, {}, 0, _hotpath._patch) == (
+    assert _updateline.decode(b"U,1,1,^Tddxyzbc", 6, before, {}, 0, _hotpath._patch, LIMIT) == (
         "fooxyzar",)
+
+
+@needs_c
+def test_no_diff_makes_a_value_longer_than_the_limit() -> None:
+    limits: list[int] = []
+
+    def patch(old: str, payload: str, docs: dict[int, Any], key: int, limit: int) -> str:
+        limits.append(limit)
+        return "y" * 6
+
+    before = ("abc", "x")
+    decode = _updateline.decode
+    assert decode(b"U,1,1,^Tddxyz|", 6, before, {}, 0, patch, 6) == ("abcxyz", "x")
+    assert decode(b"U,1,1,^Tddxyz|", 6, before, {}, 0, patch, 5) is None
+    assert decode(b"U,1,1,|^P[]", 6, before, {}, 0, patch, 6) == ("abc", "yyyyyy")
+    assert decode(b"U,1,1,|^P[]", 6, before, {}, 0, patch, 5) is None
+    assert limits == [6, 5]  # the limit is handed on to the patch
+    with pytest.raises(TypeError):
+        decode(b"U,1,1,|", 6, before, {}, 0, patch)  # type: ignore[call-arg]

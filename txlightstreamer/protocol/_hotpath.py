@@ -569,7 +569,7 @@ class UpdateRouter:
                     break
                 decoded = c_line(
                     line, pos + 1, previous if type(previous) is tuple else tuple(previous),
-                    lane.docs, (item - 1) * num_fields, _patch)
+                    lane.docs, (item - 1) * num_fields, _patch, MAX_DIFF_RESULT)
                 if decoded is None:
                     break
                 _deliver_row(lane, item, decoded, False)

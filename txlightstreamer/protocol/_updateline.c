@@ -1,12 +1,13 @@
 /*
  * The values of a ``U`` line decoded straight from its bytes: the compiled hot path's row.
  *
- * ``decode(line, start, before, docs, base, patch)`` is what `._hotpath.UpdateRouter.feed`
+ * ``decode(line, start, before, docs, base, patch, limit)`` is what
+ * `._hotpath.UpdateRouter.feed`
  * does with ``line[start:]`` (the values after ``U,<sub>,<item>,``) for an item whose last
  * row is the tuple ``before``: plain and percent-escaped tokens, ``#``/``$``, empty tokens
  * and ``^n`` runs (the last row's values), ``^T`` (TLCP-diff, `_tlcpdiff.h`) and ``^P``
  * (``patch(old, payload, docs, base + field, limit)``, `._hotpath._patch`, which keeps the
- * field's text in ``docs``). It returns the new row as a tuple, or None for anything the
+ * field's text in ``docs``), no diff's value longer than ``limit``. It returns the new row as a tuple, or None for anything the
  * general decoder must decode or report (bad UTF-8, a bad escape, run or diff, a wrong
  * count). Each token is decoded once, from the bytes: no decoded copy of the line, no
  * list of tokens, no list of values. Pure code, no Twisted: built with the compiled hot
@@ -14,8 +15,6 @@
  */
 #include "_tlcpdiff.h"
 
-/* Longest value a diff may produce: `._hotpath.MAX_DIFF_RESULT`. */
-#define MAX_DIFF_RESULT (1 << 24)
 /* Escaped tokens up to this size are unescaped on the stack. */
 #define STACK_TOKEN 512
 
@@ -139,18 +138,20 @@ static PyObject *
 updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 6 || !PyBytes_CheckExact(args[0]) || !PyLong_CheckExact(args[1])
+    if (nargs != 7 || !PyBytes_CheckExact(args[0]) || !PyLong_CheckExact(args[1])
         || !PyTuple_CheckExact(args[2]) || !PyDict_CheckExact(args[3])
-        || !PyLong_CheckExact(args[4])) {
+        || !PyLong_CheckExact(args[4]) || !PyLong_CheckExact(args[6])) {
         PyErr_SetString(PyExc_TypeError,
                         "decode(line: bytes, start: int, before: tuple, docs: dict, base: int, "
-                        "patch)");
+                        "patch, limit: int)");
         return NULL;
     }
     PyObject *line = args[0], *before = args[2], *docs = args[3], *patch = args[5];
+    PyObject *limit = args[6];
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     Py_ssize_t base = PyLong_AsSsize_t(args[4]);
-    if ((start == -1 || base == -1) && PyErr_Occurred())
+    Py_ssize_t longest = PyLong_AsSsize_t(limit);
+    if ((start == -1 || base == -1 || longest == -1) && PyErr_Occurred())
         return NULL;
     const char *s = PyBytes_AS_STRING(line);
     Py_ssize_t n = PyBytes_GET_SIZE(line);
@@ -196,16 +197,14 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     value = tlcp_diff(old, payload);
                 else {
                     PyObject *key = PyLong_FromSsize_t(base + i);
-                    PyObject *limit = key ? PyLong_FromLong(MAX_DIFF_RESULT) : NULL;
                     PyObject *call[5] = {old, payload, docs, key, limit};
-                    value = limit ? PyObject_Vectorcall(patch, call, 5, NULL) : NULL;
+                    value = key ? PyObject_Vectorcall(patch, call, 5, NULL) : NULL;
                     Py_XDECREF(key);
-                    Py_XDECREF(limit);
                 }
                 Py_DECREF(payload);
                 if (value == NULL)
                     goto error;
-                if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) > MAX_DIFF_RESULT) {
+                if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) > longest) {
                     Py_DECREF(value);
                     goto refuse; /* a bad diff (None) or one too long */
                 }
@@ -271,7 +270,7 @@ refuse:
 
 static PyMethodDef updateline_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))updateline_decode, METH_FASTCALL,
-     "decode(line, start, before, docs, base, patch): the new row, or None."},
+     "decode(line, start, before, docs, base, patch, limit): the new row, or None."},
     {NULL, NULL, 0, NULL},
 };
 

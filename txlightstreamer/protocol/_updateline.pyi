@@ -8,5 +8,6 @@ def decode(
     docs: dict[int, Any],
     base: int,
     patch: Callable[[str, str, dict[int, Any], int, int], str | None],
+    limit: int,
     /,
 ) -> tuple[str | None, ...] | None: ...
