@@ -44,6 +44,8 @@ UPDATE_LINE = Extension(
 JSON_PIECES = Extension(
     "txlightstreamer.protocol._jsonpieces", ["txlightstreamer/protocol/_jsonpieces.c"]
 )
+# The transports' reads cut at CRLF, memchr for each LF (hand-written C).
+CRLF = Extension("txlightstreamer.transport._crlf", ["txlightstreamer/transport/_crlf.c"])
 
 
 class OptionalBuildExt(build_ext):
@@ -88,7 +90,7 @@ def compiled_modules() -> list[Any]:
         options = ["--config-file=", "--follow-imports=silent"]
         return [*mypycify(
             [*options, *HOT_PATH], opt_level="3", target_dir=os.path.join(SCRATCH, "mypyc")
-        ), TLCP_DIFF, JSON_PIECES, UPDATE_LINE]
+        ), TLCP_DIFF, JSON_PIECES, UPDATE_LINE, CRLF]
     except Exception as exc:  # the module failed mypyc's checks: keep pure Python
         print(f"warning: not compiling the hot path ({exc})")
         return []

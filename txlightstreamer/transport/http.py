@@ -29,6 +29,7 @@ from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import Request, http_body, protocol_param
 from txlightstreamer.protocol.errors import redact_line
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
+from txlightstreamer.transport._lines import split_lines
 from txlightstreamer.transport.interfaces import IControlTransport, StreamClosed, StreamSink
 
 __all__ = ["HttpStream", "HttpTransport", "server_url"]
@@ -155,7 +156,7 @@ class _LineReceiver(LineOnlyReceiver):
         # LineOnlyReceiver's job, specialised: one split per read and all its lines to
         # the sink in one call (this is where the hot path of the whole client starts).
         buffer = self._buffer + data
-        lines = buffer.split(b"\r\n")
+        lines = split_lines(buffer)
         self._buffer = lines.pop()
         stream = self._stream
         if stream._stopped or stream._ended:

@@ -36,6 +36,7 @@ from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import WSOK_MESSAGE, Request, ws_message, ws_subprotocol
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
 from txlightstreamer.transport._endpoints import EndpointRouter
+from txlightstreamer.transport._lines import split_lines
 from txlightstreamer.transport._wsframes import text_frames
 from txlightstreamer.transport.interfaces import (
     IRequestStream,
@@ -293,7 +294,7 @@ class WsStream(StreamBase):
             self._fail(ProtocolError("binary WebSocket message from the server"))
             return
         limit = self._transport.max_line_length
-        lines = payload.split(b"\r\n")
+        lines = split_lines(payload)
         if self._wsok and len(payload) <= limit:
             # The usual message: no line can be too long; a message ends with its last CRLF.
             if lines[-1] == b"":
