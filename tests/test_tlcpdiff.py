@@ -47,10 +47,11 @@ def _count(n: int) -> str:
 @st.composite
 def diffs(draw: st.DrawFn) -> tuple[str, str]:
     """An old value and a diff of it: mostly valid, sometimes out of range or cut short."""
-    old = draw(st.text(CHARS, max_size=40))
+    old = draw(st.text(CHARS, max_size=80))
     parts = []
     cursor = 0
-    for section in range(draw(st.integers(0, 7))):
+    # A few sections, as a server sends; or many (C keeps 16 runs, then walks again).
+    for section in range(draw(st.integers(0, 7) | st.integers(40, 70))):
         if section % 3 == 1:  # ADD
             text = draw(st.text(CHARS, max_size=8))
             parts.append(_count(len(text)) + text)
@@ -109,6 +110,10 @@ def test_examples() -> None:
     assert _tlcpdiff.apply("abc", "Z") is None  # cut inside a number
     assert _tlcpdiff.apply("abc", "a1") is None  # not a number
     assert _tlcpdiff.apply("a😀", "b") is None  # outside the BMP: UTF-16 units
+    # More runs than C keeps from its first walk: the width and the copy walk again.
+    many = "".join(f"bb{c}a" for c in "0123456789abcdefghijé")  # COPY 1, ADD 1, DEL 0
+    assert _tlcpdiff.apply("x" * 21, many) == "".join(f"x{c}" for c in "0123456789abcdefghijé")
+    assert _tlcpdiff.apply("x" * 21, many + "z") is None  # the bad end found by the first walk
     with pytest.raises(TypeError):
         _tlcpdiff.apply(b"abc", "a")  # type: ignore[arg-type]
 

@@ -9,11 +9,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-enum { SIZE, WIDEST, COPY };
-
-/* ``count`` characters of ``from`` (from ``start``) into ``to`` at ``at``: WIDEST made sure
- * they fit. Not PyUnicode_CopyCharacters: it refuses an ASCII run of a Latin-1 string
- * copied into an ASCII string. */
+/* ``count`` characters of ``from`` (from ``start``) into ``to`` at ``at``: the result's
+ * width was made to fit them. Not PyUnicode_CopyCharacters: it refuses an ASCII run of a
+ * Latin-1 string copied into an ASCII string. */
 static void
 copy_chars(PyObject *to, Py_ssize_t at, PyObject *from, Py_ssize_t start, Py_ssize_t count)
 {
@@ -29,32 +27,50 @@ copy_chars(PyObject *to, Py_ssize_t at, PyObject *from, Py_ssize_t start, Py_ssi
         PyUnicode_WRITE(to_kind, to_data, at + k, PyUnicode_READ(from_kind, from_data, start + k));
 }
 
-/* One walk over the sections of ``diff`` (COPY, ADD, DEL, COPY...). SIZE returns the
- * result's length or -1 if the diff is bad; WIDEST returns 127, 255 or 0xFFFF, the widest
- * its characters need (all PyUnicode_New needs); COPY writes it into ``out`` and returns 0. */
-static Py_ssize_t
-walk(PyObject *old, PyObject *diff, int mode, PyObject *out)
-{
-    Py_ssize_t old_len = PyUnicode_GET_LENGTH(old);
-    Py_ssize_t diff_len = PyUnicode_GET_LENGTH(diff);
-    Py_ssize_t limit = old_len > diff_len ? old_len : diff_len;
-    int diff_kind = PyUnicode_KIND(diff);
-    const void *diff_data = PyUnicode_DATA(diff);
-    Py_ssize_t cursor = 0, i = 0, size = 0;
-    Py_UCS4 widest = 0;
-    int section = 0; /* 0 COPY, 1 ADD, 2 DEL */
+/* A run of the result: ``count`` characters of ``source`` from ``start``. */
+typedef struct {
+    PyObject *source;
+    Py_ssize_t start, count;
+} Run;
 
-    while (i < diff_len) {
+/* Where a walk over the sections of a diff (COPY, ADD, DEL, COPY...) stands. */
+typedef struct {
+    PyObject *old, *diff;
+    Py_ssize_t old_len, diff_len, limit, i, cursor;
+    int diff_kind;
+    const void *diff_data;
+    int section; /* 0 COPY, 1 ADD, 2 DEL */
+} Walk;
+
+static void
+walk_start(Walk *w, PyObject *old, PyObject *diff)
+{
+    w->old = old;
+    w->diff = diff;
+    w->old_len = PyUnicode_GET_LENGTH(old);
+    w->diff_len = PyUnicode_GET_LENGTH(diff);
+    w->limit = w->old_len > w->diff_len ? w->old_len : w->diff_len;
+    w->diff_kind = PyUnicode_KIND(diff);
+    w->diff_data = PyUnicode_DATA(diff);
+    w->i = w->cursor = 0;
+    w->section = 0;
+}
+
+/* The next non-empty run of the result into ``run``: 1, 0 at the end of the diff, -1 if the
+ * diff is bad. */
+static int
+walk_next(Walk *w, Run *run)
+{
+    while (w->i < w->diff_len) {
         Py_ssize_t count = 0;
         for (;;) {
-            Py_UCS4 c;
-            if (i >= diff_len)
+            if (w->i >= w->diff_len)
                 return -1;
-            c = PyUnicode_READ(diff_kind, diff_data, i);
-            i++;
+            Py_UCS4 c = PyUnicode_READ(w->diff_kind, w->diff_data, w->i);
+            w->i++;
             if (c >= 'A' && c <= 'Z') {
                 count = count * 26 + (Py_ssize_t)(c - 'A');
-                if (count > limit)
+                if (count > w->limit)
                     return -1;
             }
             else if (c >= 'a' && c <= 'z') {
@@ -64,67 +80,63 @@ walk(PyObject *old, PyObject *diff, int mode, PyObject *out)
             else
                 return -1;
         }
-        PyObject *source;
-        Py_ssize_t start;
-        if (section == 1) {
-            if (count > diff_len - i)
+        if (w->section == 1) { /* ADD */
+            if (count > w->diff_len - w->i)
                 return -1;
-            source = diff;
-            start = i;
-            i += count;
-            section = 2;
+            run->source = w->diff;
+            run->start = w->i;
+            w->i += count;
+            w->section = 2;
         }
         else {
-            if (count > old_len - cursor)
+            if (count > w->old_len - w->cursor)
                 return -1;
-            start = cursor;
-            cursor += count;
-            if (section == 2) {
-                section = 0;
-                continue; /* DEL: nothing written */
-            }
-            source = old;
-            section = 1;
-        }
-        if (count == 0)
-            continue;
-        if (mode == SIZE)
-            size += count;
-        else if (mode == WIDEST) {
-            /* Only the width matters (ASCII, Latin-1 or BMP): stop as soon as this source
-             * can widen it no further. */
-            int kind = PyUnicode_KIND(source);
-            if (PyUnicode_IS_ASCII(source) || (kind == PyUnicode_1BYTE_KIND && widest > 127))
+            run->source = w->old;
+            run->start = w->cursor;
+            w->cursor += count;
+            if (w->section == 2) { /* DEL: nothing written */
+                w->section = 0;
                 continue;
-            if (kind == PyUnicode_1BYTE_KIND) {
-                const Py_UCS1 *data = PyUnicode_1BYTE_DATA(source);
-                for (Py_ssize_t k = start; k < start + count; k++) {
-                    if (data[k] > 127) {
-                        widest = 255;
-                        break;
-                    }
-                }
             }
-            else {
-                const Py_UCS2 *data = PyUnicode_2BYTE_DATA(source);
-                for (Py_ssize_t k = start; k < start + count; k++) {
-                    if (data[k] > 255) {
-                        return 0xFFFF; /* as wide as a BMP-only string gets */
-                    }
-                    if (data[k] > 127 && widest < 255)
-                        widest = 255;
-                }
-            }
+            w->section = 1;
         }
-        else {
-            copy_chars(out, size, source, start, count);
-            size += count;
+        if (count) {
+            run->count = count;
+            return 1;
         }
     }
-    if (mode == WIDEST)
-        return (Py_ssize_t)widest;
-    return mode == SIZE ? size : 0;
+    return 0;
 }
+
+/* 127, 255 or 0xFFFF: the widest ``run``'s characters need, at least ``widest``. */
+static Py_UCS4
+run_widest(const Run *run, Py_UCS4 widest)
+{
+    PyObject *source = run->source;
+    int kind = PyUnicode_KIND(source);
+    if (PyUnicode_IS_ASCII(source) || (kind == PyUnicode_1BYTE_KIND && widest > 127))
+        return widest;
+    Py_ssize_t end = run->start + run->count;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *data = PyUnicode_1BYTE_DATA(source);
+        for (Py_ssize_t k = run->start; k < end; k++) {
+            if (data[k] > 127)
+                return 255;
+        }
+        return widest;
+    }
+    const Py_UCS2 *data = PyUnicode_2BYTE_DATA(source);
+    for (Py_ssize_t k = run->start; k < end; k++) {
+        if (data[k] > 255)
+            return 0xFFFF; /* as wide as a BMP-only string gets */
+        if (data[k] > 127 && widest < 255)
+            widest = 255;
+    }
+    return widest;
+}
+
+/* Runs kept from the first walk: a diff with more walks again for its width and its copy. */
+#define KEPT_RUNS 16
 
 /* The TLCP-diff ``diff`` applied to ``old`` (both str): a new reference to the result, to
  * None when the diff is bad or either string holds a character outside the BMP, NULL on
@@ -135,17 +147,47 @@ tlcp_diff(PyObject *old, PyObject *diff)
     if (PyUnicode_KIND(old) == PyUnicode_4BYTE_KIND
         || PyUnicode_KIND(diff) == PyUnicode_4BYTE_KIND)
         Py_RETURN_NONE; /* a character outside the BMP: counted in UTF-16 units */
-    Py_ssize_t size = walk(old, diff, SIZE, NULL);
-    if (size < 0)
+    Run runs[KEPT_RUNS], run;
+    int count = 0, more = 0, step;
+    Py_ssize_t size = 0;
+    Walk w;
+    walk_start(&w, old, diff);
+    while ((step = walk_next(&w, &run)) == 1) {
+        size += run.count;
+        if (count < KEPT_RUNS)
+            runs[count++] = run;
+        else
+            more = 1;
+    }
+    if (step < 0)
         Py_RETURN_NONE;
     Py_UCS4 widest = 127;
-    if (!(PyUnicode_IS_ASCII(old) && PyUnicode_IS_ASCII(diff)))
-        widest = (Py_UCS4)walk(old, diff, WIDEST, NULL);
+    if (!(PyUnicode_IS_ASCII(old) && PyUnicode_IS_ASCII(diff))) {
+        for (int k = 0; k < count && widest < 0xFFFF; k++)
+            widest = run_widest(&runs[k], widest);
+        if (more) {
+            walk_start(&w, old, diff);
+            while (widest < 0xFFFF && walk_next(&w, &run) == 1)
+                widest = run_widest(&run, widest);
+        }
+    }
     PyObject *out = PyUnicode_New(size, widest);
     if (out == NULL)
         return NULL;
-    if (size)
-        walk(old, diff, COPY, out); /* checked by the SIZE walk: it cannot fail */
+    Py_ssize_t at = 0;
+    if (!more) {
+        for (int k = 0; k < count; k++) {
+            copy_chars(out, at, runs[k].source, runs[k].start, runs[k].count);
+            at += runs[k].count;
+        }
+    }
+    else { /* checked by the first walk: it cannot fail */
+        walk_start(&w, old, diff);
+        while (walk_next(&w, &run) == 1) {
+            copy_chars(out, at, run.source, run.start, run.count);
+            at += run.count;
+        }
+    }
     return out;
 }
 
