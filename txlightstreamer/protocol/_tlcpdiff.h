@@ -1,6 +1,7 @@
 /*
  * TLCP-diff (tlcp.md 5.3) in one allocation: the core that `_tlcpdiff.c` (``apply``) and
- * `_updateline.c` (``^T`` tokens of a whole line) share. Header-only: every function is
+ * `_updateline.c` (``^T`` tokens of a whole line, an ASCII one read from the line's bytes)
+ * share. Header-only: every function is
  * static, so each module holds its own copy and neither depends on the other at run time.
  */
 #ifndef TXLIGHTSTREAMER_TLCPDIFF_H
@@ -9,49 +10,60 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* ``count`` characters of ``from`` (from ``start``) into ``to`` at ``at``: the result's
- * width was made to fit them. Not PyUnicode_CopyCharacters: it refuses an ASCII run of a
- * Latin-1 string copied into an ASCII string. */
-static void
-copy_chars(PyObject *to, Py_ssize_t at, PyObject *from, Py_ssize_t start, Py_ssize_t count)
+/* The characters of a str, or of an ASCII token still in its line's bytes. */
+typedef struct {
+    const void *data;
+    int kind;
+    int ascii;
+    Py_ssize_t length;
+} Text;
+
+static Text
+text_of(PyObject *str)
 {
-    int to_kind = PyUnicode_KIND(to), from_kind = PyUnicode_KIND(from);
-    void *to_data = PyUnicode_DATA(to);
-    const void *from_data = PyUnicode_DATA(from);
-    if (to_kind == from_kind) {
-        memcpy((char *)to_data + at * to_kind, (const char *)from_data + start * from_kind,
-               (size_t)(count * to_kind));
-        return;
-    }
-    for (Py_ssize_t k = 0; k < count; k++)
-        PyUnicode_WRITE(to_kind, to_data, at + k, PyUnicode_READ(from_kind, from_data, start + k));
+    Text text = {PyUnicode_DATA(str), PyUnicode_KIND(str), PyUnicode_IS_ASCII(str),
+                 PyUnicode_GET_LENGTH(str)};
+    return text;
 }
 
 /* A run of the result: ``count`` characters of ``source`` from ``start``. */
 typedef struct {
-    PyObject *source;
+    const Text *source;
     Py_ssize_t start, count;
 } Run;
 
+/* ``run`` into ``to`` at ``at``: the result's width was made to fit it. Not
+ * PyUnicode_CopyCharacters: it refuses an ASCII run of a Latin-1 string copied into an
+ * ASCII string. */
+static void
+copy_run(PyObject *to, Py_ssize_t at, const Run *run)
+{
+    int to_kind = PyUnicode_KIND(to), from_kind = run->source->kind;
+    void *to_data = PyUnicode_DATA(to);
+    const void *from_data = run->source->data;
+    if (to_kind == from_kind) {
+        memcpy((char *)to_data + at * to_kind, (const char *)from_data + run->start * from_kind,
+               (size_t)(run->count * to_kind));
+        return;
+    }
+    for (Py_ssize_t k = 0; k < run->count; k++)
+        PyUnicode_WRITE(to_kind, to_data, at + k,
+                        PyUnicode_READ(from_kind, from_data, run->start + k));
+}
+
 /* Where a walk over the sections of a diff (COPY, ADD, DEL, COPY...) stands. */
 typedef struct {
-    PyObject *old, *diff;
-    Py_ssize_t old_len, diff_len, limit, i, cursor;
-    int diff_kind;
-    const void *diff_data;
+    const Text *old, *diff;
+    Py_ssize_t limit, i, cursor;
     int section; /* 0 COPY, 1 ADD, 2 DEL */
 } Walk;
 
 static void
-walk_start(Walk *w, PyObject *old, PyObject *diff)
+walk_start(Walk *w, const Text *old, const Text *diff)
 {
     w->old = old;
     w->diff = diff;
-    w->old_len = PyUnicode_GET_LENGTH(old);
-    w->diff_len = PyUnicode_GET_LENGTH(diff);
-    w->limit = w->old_len > w->diff_len ? w->old_len : w->diff_len;
-    w->diff_kind = PyUnicode_KIND(diff);
-    w->diff_data = PyUnicode_DATA(diff);
+    w->limit = old->length > diff->length ? old->length : diff->length;
     w->i = w->cursor = 0;
     w->section = 0;
 }
@@ -61,12 +73,13 @@ walk_start(Walk *w, PyObject *old, PyObject *diff)
 static int
 walk_next(Walk *w, Run *run)
 {
-    while (w->i < w->diff_len) {
+    const Text *diff = w->diff;
+    while (w->i < diff->length) {
         Py_ssize_t count = 0;
         for (;;) {
-            if (w->i >= w->diff_len)
+            if (w->i >= diff->length)
                 return -1;
-            Py_UCS4 c = PyUnicode_READ(w->diff_kind, w->diff_data, w->i);
+            Py_UCS4 c = PyUnicode_READ(diff->kind, diff->data, w->i);
             w->i++;
             if (c >= 'A' && c <= 'Z') {
                 count = count * 26 + (Py_ssize_t)(c - 'A');
@@ -81,15 +94,15 @@ walk_next(Walk *w, Run *run)
                 return -1;
         }
         if (w->section == 1) { /* ADD */
-            if (count > w->diff_len - w->i)
+            if (count > diff->length - w->i)
                 return -1;
-            run->source = w->diff;
+            run->source = diff;
             run->start = w->i;
             w->i += count;
             w->section = 2;
         }
         else {
-            if (count > w->old_len - w->cursor)
+            if (count > w->old->length - w->cursor)
                 return -1;
             run->source = w->old;
             run->start = w->cursor;
@@ -112,20 +125,19 @@ walk_next(Walk *w, Run *run)
 static Py_UCS4
 run_widest(const Run *run, Py_UCS4 widest)
 {
-    PyObject *source = run->source;
-    int kind = PyUnicode_KIND(source);
-    if (PyUnicode_IS_ASCII(source) || (kind == PyUnicode_1BYTE_KIND && widest > 127))
+    const Text *source = run->source;
+    if (source->ascii || (source->kind == PyUnicode_1BYTE_KIND && widest > 127))
         return widest;
     Py_ssize_t end = run->start + run->count;
-    if (kind == PyUnicode_1BYTE_KIND) {
-        const Py_UCS1 *data = PyUnicode_1BYTE_DATA(source);
+    if (source->kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *data = source->data;
         for (Py_ssize_t k = run->start; k < end; k++) {
             if (data[k] > 127)
                 return 255;
         }
         return widest;
     }
-    const Py_UCS2 *data = PyUnicode_2BYTE_DATA(source);
+    const Py_UCS2 *data = source->data;
     for (Py_ssize_t k = run->start; k < end; k++) {
         if (data[k] > 255)
             return 0xFFFF; /* as wide as a BMP-only string gets */
@@ -138,20 +150,20 @@ run_widest(const Run *run, Py_UCS4 widest)
 /* Runs kept from the first walk: a diff with more walks again for its width and its copy. */
 #define KEPT_RUNS 16
 
-/* The TLCP-diff ``diff`` applied to ``old`` (both str): a new reference to the result, to
- * None when the diff is bad or either string holds a character outside the BMP, NULL on
- * a failed allocation. */
+/* The TLCP-diff ``diff`` applied to the str ``old``: a new reference to the result, to None
+ * when the diff is bad or either text holds a character outside the BMP, NULL on a failed
+ * allocation. */
 static PyObject *
-tlcp_diff(PyObject *old, PyObject *diff)
+tlcp_diff_text(PyObject *old_str, const Text *diff)
 {
-    if (PyUnicode_KIND(old) == PyUnicode_4BYTE_KIND
-        || PyUnicode_KIND(diff) == PyUnicode_4BYTE_KIND)
+    Text old = text_of(old_str);
+    if (old.kind == PyUnicode_4BYTE_KIND || diff->kind == PyUnicode_4BYTE_KIND)
         Py_RETURN_NONE; /* a character outside the BMP: counted in UTF-16 units */
     Run runs[KEPT_RUNS], run;
     int count = 0, more = 0, step;
     Py_ssize_t size = 0;
     Walk w;
-    walk_start(&w, old, diff);
+    walk_start(&w, &old, diff);
     while ((step = walk_next(&w, &run)) == 1) {
         size += run.count;
         if (count < KEPT_RUNS)
@@ -162,11 +174,11 @@ tlcp_diff(PyObject *old, PyObject *diff)
     if (step < 0)
         Py_RETURN_NONE;
     Py_UCS4 widest = 127;
-    if (!(PyUnicode_IS_ASCII(old) && PyUnicode_IS_ASCII(diff))) {
+    if (!(old.ascii && diff->ascii)) {
         for (int k = 0; k < count && widest < 0xFFFF; k++)
             widest = run_widest(&runs[k], widest);
         if (more) {
-            walk_start(&w, old, diff);
+            walk_start(&w, &old, diff);
             while (widest < 0xFFFF && walk_next(&w, &run) == 1)
                 widest = run_widest(&run, widest);
         }
@@ -177,18 +189,26 @@ tlcp_diff(PyObject *old, PyObject *diff)
     Py_ssize_t at = 0;
     if (!more) {
         for (int k = 0; k < count; k++) {
-            copy_chars(out, at, runs[k].source, runs[k].start, runs[k].count);
+            copy_run(out, at, &runs[k]);
             at += runs[k].count;
         }
     }
     else { /* checked by the first walk: it cannot fail */
-        walk_start(&w, old, diff);
+        walk_start(&w, &old, diff);
         while (walk_next(&w, &run) == 1) {
-            copy_chars(out, at, run.source, run.start, run.count);
+            copy_run(out, at, &run);
             at += run.count;
         }
     }
     return out;
+}
+
+/* `tlcp_diff_text` of two str. */
+static PyObject *
+tlcp_diff(PyObject *old, PyObject *diff)
+{
+    Text text = text_of(diff);
+    return tlcp_diff_text(old, &text);
 }
 
 #endif

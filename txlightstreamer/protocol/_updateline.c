@@ -186,6 +186,19 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 PyObject *old = PyTuple_GET_ITEM(before, i);
                 if (!PyUnicode_Check(old))
                     goto refuse; /* a diff of null */
+                if (kind == 'T' && memchr(token + 2, '%', (size_t)(size - 2)) == NULL
+                    && is_ascii(token + 2, size - 2)) {
+                    /* The commonest diff: applied from the line's bytes, no str of it. */
+                    Text diff = {token + 2, PyUnicode_1BYTE_KIND, 1, size - 2};
+                    value = tlcp_diff_text(old, &diff);
+                    if (value == NULL)
+                        goto error;
+                    if (value == Py_None || PyUnicode_GET_LENGTH(value) > longest) {
+                        Py_DECREF(value);
+                        goto refuse;
+                    }
+                    goto set;
+                }
                 PyObject *payload = token_str(token + 2, size - 2);
                 if (payload == NULL)
                     goto error;
@@ -243,6 +256,7 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto refuse;
             }
         }
+    set:
         PyTuple_SET_ITEM(row, i, value);
         i++;
     next:
