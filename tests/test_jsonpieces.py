@@ -196,3 +196,29 @@ def test_splicing_the_old_text() -> None:
     with pytest.raises(TypeError):
         _jsonpieces.replace(narrow, broken, {"/seq": 1}, '{"seq":1')  # type: ignore[arg-type]
     assert broken == ['{"seq":', "1", 5]
+
+
+@needs_c
+def test_pointers_read_lately_are_only_names() -> None:
+    # C keeps the pointers it read lately (as str): the leaves of each call still decide.
+    payload = '[{"op":"replace","path":"/a","value":5}]'
+    first = ['{"a":', "1", ',"b":', "2", "}"]
+    second = ['{"b":', "2", ',"a":', "1", "}"]
+    for _ in range(3):
+        assert _jsonpieces.replace(payload, list(first), {"/a": 1, "/b": 3}) == '{"a":5,"b":2}'
+        assert _jsonpieces.replace(payload, list(second), {"/a": 3, "/b": 1}) == '{"b":2,"a":5}'
+        assert _jsonpieces.replace(payload, list(first), {"/b": 3}) is None
+    # Many pointers (more than it keeps), of every width.
+    names = [f"/k{n}" for n in range(200)] + ["/é", "/€", "/😀"]
+    pieces = ["{"]
+    leaves = {}
+    for n, name in enumerate(names):
+        pieces += [("," if n else "") + json.dumps(name[1:], ensure_ascii=False) + ":", "0"]
+        leaves[name] = len(pieces) - 1
+    pieces.append("}")
+    for rounds in range(2):
+        for name in names:
+            value = rounds + 1
+            patch = f'[{{"op":"replace","path":"{name}","value":{value}}}]'
+            text = _jsonpieces.replace(patch, pieces, leaves, "".join(pieces))
+            assert text is not None and json.loads(text)[name[1:]] == value

@@ -124,6 +124,42 @@ scalar_end(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
     return i;
 }
 
+/* JSON pointers read lately, by a hash of their characters: the patches of a field name the
+ * same few leaves, and a str from here is neither made again nor hashed again. */
+#define POINTERS 64
+
+typedef struct {
+    PyObject *pointers[POINTERS];
+} State;
+
+/* The str of ``payload[start:end]``, a pointer: a new reference, NULL on a failed
+ * allocation. */
+static PyObject *
+pointer_str(PyObject *module, PyObject *payload, Py_ssize_t start, Py_ssize_t end)
+{
+    if (PyUnicode_KIND(payload) != PyUnicode_1BYTE_KIND)
+        return PyUnicode_Substring(payload, start, end);
+    const Py_UCS1 *chars = PyUnicode_1BYTE_DATA(payload) + start;
+    Py_ssize_t length = end - start;
+    size_t hash = (size_t)length;
+    for (Py_ssize_t k = 0; k < length; k++)
+        hash = hash * 31 + chars[k];
+    PyObject **slot = &((State *)PyModule_GetState(module))->pointers[hash % POINTERS];
+    PyObject *kept = *slot;
+    if (kept != NULL && PyUnicode_GET_LENGTH(kept) == length
+        && PyUnicode_KIND(kept) == PyUnicode_1BYTE_KIND
+        && memcmp(PyUnicode_1BYTE_DATA(kept), chars, (size_t)length) == 0) {
+        Py_INCREF(kept);
+        return kept;
+    }
+    PyObject *pointer = PyUnicode_Substring(payload, start, end);
+    if (pointer != NULL) {
+        Py_INCREF(pointer);
+        Py_XSETREF(*slot, pointer);
+    }
+    return pointer;
+}
+
 /* One replaced piece: its index, its new text (the last operation on it wins), and where
  * the piece it replaces starts in the old text, and its length. */
 typedef struct {
@@ -248,7 +284,6 @@ splice_old(PyObject *old, PyObject *pieces, Splice *splices, int count_splices, 
 static PyObject *
 jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    (void)module;
     if ((nargs != 3 && nargs != 4) || !PyUnicode_CheckExact(args[0])
         || !PyList_CheckExact(args[1]) || !PyDict_CheckExact(args[2])
         || (nargs == 4 && args[3] != Py_None && !PyUnicode_CheckExact(args[3]))) {
@@ -277,7 +312,7 @@ jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
         }
         /* A pointer of leaves has no escape nor control character: if found, it is as read. */
-        PyObject *pointer = PyUnicode_Substring(payload, i, end);
+        PyObject *pointer = pointer_str(module, payload, i, end);
         if (pointer == NULL)
             return NULL;
         PyObject *found = PyDict_GetItemWithError(leaves, pointer);
@@ -444,9 +479,24 @@ static PyMethodDef jsonpieces_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+jsonpieces_clear(PyObject *module)
+{
+    State *state = PyModule_GetState(module);
+    for (int k = 0; k < POINTERS; k++)
+        Py_CLEAR(state->pointers[k]);
+    return 0;
+}
+
+static void
+jsonpieces_free(void *module)
+{
+    jsonpieces_clear((PyObject *)module);
+}
+
 static struct PyModuleDef jsonpieces_module = {
     PyModuleDef_HEAD_INIT, "_jsonpieces", "The hot path's ^P on a field's text cut at its scalars.",
-    0, jsonpieces_methods, NULL, NULL, NULL, NULL,
+    sizeof(State), jsonpieces_methods, NULL, NULL, jsonpieces_clear, jsonpieces_free,
 };
 
 PyMODINIT_FUNC
