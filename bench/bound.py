@@ -30,19 +30,28 @@ STUBS = {
     "    encode_json of its document) and its pieces, which the next patch may change in place."
     '"""\n': "    return old  # bench.bound: free ^P\n",
 }
-# The C line decoder: both diff kinds return the old value (its payload is still decoded)...
-C_STUB = ("                if (kind == 'T')\n",
-          "                if (1) { value = old; Py_INCREF(value); } /* bench.bound */\n"
-          "                else if (kind == 'T')\n")
+# The C line decoder: both diff kinds return the old value (a payload it decodes is still
+# decoded; an ASCII ^T it applies from the line's bytes has none)...
+FREE = "{ value = old; Py_INCREF(value); } /* bench.bound */"
 # ...or, with --copy, a new copy of it: the least any real decoding pays to produce a value.
-C_STUB_COPY = ("                if (kind == 'T')\n",
-               "                if (1) { /* bench.bound --copy */\n"
-               "                    value = PyUnicode_New(PyUnicode_GET_LENGTH(old),\n"
-               "                                          PyUnicode_MAX_CHAR_VALUE(old));\n"
-               "                    if (value) memcpy(PyUnicode_DATA(value), PyUnicode_DATA(old),\n"
-               "                        PyUnicode_GET_LENGTH(old) * PyUnicode_KIND(old));\n"
-               "                }\n"
-               "                else if (kind == 'T')\n")
+COPY = ("{ /* bench.bound --copy */\n"
+        "                    value = PyUnicode_New(PyUnicode_GET_LENGTH(old),\n"
+        "                                          PyUnicode_MAX_CHAR_VALUE(old));\n"
+        "                    if (value) memcpy(PyUnicode_DATA(value), PyUnicode_DATA(old),\n"
+        "                        PyUnicode_GET_LENGTH(old) * PyUnicode_KIND(old));\n"
+        "                }")
+
+
+def c_stubs(value: str) -> list[tuple[str, str]]:
+    """(anchor, replacement) pairs of ``_updateline.c``: each diff's value is ``value``."""
+    return [
+        ("                    value = tlcp_diff_text(old, &diff);\n",
+         f"                    {value}\n"),
+        ("                if (kind == 'T')\n",
+         f"                if (1) {value}\n                else if (kind == 'T')\n"),
+    ]
+
+
 PROJECT = ["setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.rst", "LICENSE",
            "buildsystem", "txlightstreamer", "twisted"]
 
@@ -66,7 +75,8 @@ def build(work: Path, copy: bool = False) -> Path:
     protocol = source / "txlightstreamer" / "protocol"
     for anchor, stub in STUBS.items():
         _patch_file(protocol / "_hotpath.py", anchor, anchor + stub)
-    _patch_file(protocol / "_updateline.c", *(C_STUB_COPY if copy else C_STUB))
+    for anchor, stub in c_stubs(COPY if copy else FREE):
+        _patch_file(protocol / "_updateline.c", anchor, stub)
     lib = work / "lib"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                            "--target", str(lib), str(source)],
