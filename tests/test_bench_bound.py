@@ -1,0 +1,23 @@
+"""
+``python -m bench.bound`` stubs the diffs of a copy of the sources by text anchors: each must
+still be there, once, or the bound measures something else (it once measured the error path
+after the C line decoder grew a ``^T`` path its anchor missed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import bound
+
+PROTOCOL = Path(__file__).resolve().parent.parent / "txlightstreamer" / "protocol"
+
+
+def test_every_stub_finds_its_anchor_once() -> None:
+    hotpath = (PROTOCOL / "_hotpath.py").read_text()
+    for anchor in bound.STUBS:
+        assert hotpath.count(anchor) == 1, anchor
+    line_decoder = (PROTOCOL / "_updateline.c").read_text()
+    for value in (bound.FREE, bound.COPY):
+        for anchor, _ in bound.c_stubs(value):
+            assert line_decoder.count(anchor) == 1, anchor
