@@ -7,8 +7,9 @@
  * whose kind is not UCS4 is BMP-only by construction, so that check costs nothing.
  * The Python version allocates a list, a slice per section and the join; this one
  * walks the diff once (check and size, keeping its runs), finds the widest character
- * where a string is not ASCII, copies the runs, and allocates the result only. Pure code, no Twisted: built with the package when a C compiler is
- * there; `._hotpath` runs its Python version otherwise.
+ * where a string is not ASCII, copies the runs, and allocates the result only. Pure code,
+ * no Twisted: built with the package when a C compiler is there; `._hotpath` runs its
+ * Python version otherwise.
  */
 #include "_tlcpdiff.h"
 

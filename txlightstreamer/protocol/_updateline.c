@@ -2,16 +2,17 @@
  * The values of a ``U`` line decoded straight from its bytes: the compiled hot path's row.
  *
  * ``decode(line, start, before, docs, base, patch, limit)`` is what
- * `._hotpath.UpdateRouter.feed`
- * does with ``line[start:]`` (the values after ``U,<sub>,<item>,``) for an item whose last
- * row is the tuple ``before``: plain and percent-escaped tokens, ``#``/``$``, empty tokens
- * and ``^n`` runs (the last row's values), ``^T`` (TLCP-diff, `_tlcpdiff.h`) and ``^P``
- * (``patch(old, payload, docs, base + field, limit)``, `._hotpath._patch`, which keeps the
- * field's text in ``docs``), no diff's value longer than ``limit``. It returns the new row as a tuple, or None for anything the
- * general decoder must decode or report (bad UTF-8, a bad escape, run or diff, a wrong
- * count). Each token is decoded once, from the bytes: no decoded copy of the line, no
- * list of tokens, no list of values. Pure code, no Twisted: built with the compiled hot
- * path, absent otherwise (`._hotpath` then decodes the same way in Python).
+ * `._hotpath.UpdateRouter.feed` does with ``line[start:]`` (the values after
+ * ``U,<sub>,<item>,``) for an item whose last row is the tuple ``before``: plain and
+ * percent-escaped tokens, ``#``/``$``, empty tokens and ``^n`` runs (the last row's values),
+ * ``^T`` (TLCP-diff, `_tlcpdiff.h`; an ASCII one without escapes read from the line's
+ * bytes) and ``^P`` (``patch(old, payload, docs, base + field, limit)``, `._hotpath._patch`,
+ * which keeps the field's text in ``docs``), no diff's value longer than ``limit``. It
+ * returns the new row as a tuple, or None for anything the general decoder must decode or
+ * report (bad UTF-8, a bad escape, run or diff, a wrong count). Each token is decoded once,
+ * from the bytes: no decoded copy of the line, no list of tokens, no list of values. Pure
+ * code, no Twisted: built with the compiled hot path, absent otherwise (`._hotpath` then
+ * decodes the same way in Python).
  */
 #include "_tlcpdiff.h"
 
