@@ -42,6 +42,13 @@ def test_examples() -> None:
     with pytest.raises(TypeError):
         split(bytearray(b"a\r\n"))  # type: ignore[arg-type]
 
+    class Raw(bytes):
+        pass
+
+    for data in (Raw(b"a\r\nb"), Raw(b"ab")):  # as bytes.split: a list of exact bytes
+        assert split(data) == data.split(b"\r\n")
+        assert all(type(line) is bytes for line in split(data))
+
 
 def test_compiled_hot_path_has_it() -> None:
     # Built together: a compiled hot path without the C line cut is a broken build.

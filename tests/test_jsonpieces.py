@@ -222,3 +222,28 @@ def test_pointers_read_lately_are_only_names() -> None:
             patch = f'[{{"op":"replace","path":"{name}","value":{value}}}]'
             text = _jsonpieces.replace(patch, pieces, leaves, "".join(pieces))
             assert text is not None and json.loads(text)[name[1:]] == value
+
+
+@needs_c
+def test_a_lookup_that_shrinks_the_pieces_is_refused() -> None:
+    # Found by review: a key of leaves that is not a str runs Python code in a lookup; an
+    # index checked before it must be checked again before the pieces are written.
+    pieces = ['{"a":', "1", ',"b":', "2", "}", *["x"] * 100]
+    armed = False
+
+    class Evil:
+        def __hash__(self) -> int:
+            return hash("/b")
+
+        def __eq__(self, other: object) -> bool:
+            if armed:
+                del pieces[1:]
+            return False
+
+    leaves: dict[Any, int] = {Evil(): 0, "/a": 5, "/b": 0}
+    armed = True
+    payload = (
+        '[{"op":"replace","path":"/a","value":7},{"op":"replace","path":"/b","value":8}]'
+    )
+    assert _jsonpieces.replace(payload, pieces, leaves, None) is None
+    assert pieces == ['{"a":']

@@ -440,8 +440,8 @@ def _replace_join(
     payload: str, pieces: list[str], leaves: dict[str, int], old: str | None = None
 ) -> str | None:
     """`replace_compact` and the join of the pieces it changed; None (pieces unchanged) when
-    the payload is not that simple patch. ``old``, the join of ``pieces``, spares C the
-    join of the pieces that stay."""
+    the payload is not that simple patch. ``old``, the join of ``pieces`` (exactly: C
+    checks only its length), spares C the join of the pieces that stay."""
     c_replace = C_REPLACE
     try:
         if c_replace is not None:

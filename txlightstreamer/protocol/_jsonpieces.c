@@ -232,7 +232,8 @@ join(PyObject *pieces, const Splice *splices, int count_splices)
 
 /* The ASCII ``old`` (the join of ``pieces``) with the spliced pieces replaced by their ASCII
  * values: a few copies of long runs instead of one per piece. 0 (nothing made) when ``old``
- * or a value is not ASCII, or when the pieces do not add up to ``old``. */
+ * or a value is not ASCII, or when the pieces do not add up to ``old``. Only the length is
+ * checked: the caller keeps ``old`` and ``pieces`` together (`._hotpath._patch`). */
 static int
 splice_old(PyObject *old, PyObject *pieces, Splice *splices, int count_splices, PyObject **out)
 {
@@ -346,6 +347,12 @@ jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (i != n)
         Py_RETURN_NONE;
+    /* A key of leaves that is not a str runs Python code in the lookups, which may have
+     * shrunk pieces since an index was checked (found by review; tokenize's are all str). */
+    for (int k = 0; k < ops; k++) {
+        if (targets[k] >= PyList_GET_SIZE(pieces))
+            Py_RETURN_NONE;
+    }
     PyObject *values[MAX_OPS];
     for (int k = 0; k < ops; k++) {
         values[k] = PyUnicode_Substring(payload, starts[k], ends[k]);

@@ -15,7 +15,7 @@ static PyObject *
 crlf_split(PyObject *module, PyObject *data)
 {
     (void)module;
-    if (!PyBytes_CheckExact(data)) {
+    if (!PyBytes_Check(data)) {
         PyErr_SetString(PyExc_TypeError, "split(data: bytes)");
         return NULL;
     }
@@ -43,7 +43,7 @@ crlf_split(PyObject *module, PyObject *data)
         start = search;
     }
     PyObject *rest;
-    if (start == 0) {
+    if (start == 0 && PyBytes_CheckExact(data)) {
         rest = data;
         Py_INCREF(rest);
     }
