@@ -47,8 +47,8 @@ def c_stubs(value: str) -> list[tuple[str, str]]:
     return [
         ("                    value = tlcp_diff_text(old, &diff);\n",
          f"                    {value}\n"),
-        ("                if (kind == 'T')\n",
-         f"                if (1) {value}\n                else if (kind == 'T')\n"),
+        ("                    if (kind == 'T')\n",
+         f"                    if (1) {value}\n                    else if (kind == 'T')\n"),
     ]
 
 

@@ -192,30 +192,25 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     /* The commonest diff: applied from the line's bytes, no str of it. */
                     Text diff = {token + 2, PyUnicode_1BYTE_KIND, 1, size - 2};
                     value = tlcp_diff_text(old, &diff);
-                    if (value == NULL)
+                }
+                else {
+                    PyObject *payload = token_str(token + 2, size - 2);
+                    if (payload == NULL)
                         goto error;
-                    if (value == Py_None || PyUnicode_GET_LENGTH(value) > longest) {
-                        Py_DECREF(value);
+                    if (payload == Py_None) {
+                        Py_DECREF(payload);
                         goto refuse;
                     }
-                    goto set;
-                }
-                PyObject *payload = token_str(token + 2, size - 2);
-                if (payload == NULL)
-                    goto error;
-                if (payload == Py_None) {
+                    if (kind == 'T')
+                        value = tlcp_diff(old, payload);
+                    else {
+                        PyObject *key = PyLong_FromSsize_t(base + i);
+                        PyObject *call[5] = {old, payload, docs, key, limit};
+                        value = key ? PyObject_Vectorcall(patch, call, 5, NULL) : NULL;
+                        Py_XDECREF(key);
+                    }
                     Py_DECREF(payload);
-                    goto refuse;
                 }
-                if (kind == 'T')
-                    value = tlcp_diff(old, payload);
-                else {
-                    PyObject *key = PyLong_FromSsize_t(base + i);
-                    PyObject *call[5] = {old, payload, docs, key, limit};
-                    value = key ? PyObject_Vectorcall(patch, call, 5, NULL) : NULL;
-                    Py_XDECREF(key);
-                }
-                Py_DECREF(payload);
                 if (value == NULL)
                     goto error;
                 if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) > longest) {
@@ -257,7 +252,6 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto refuse;
             }
         }
-    set:
         PyTuple_SET_ITEM(row, i, value);
         i++;
     next:
