@@ -659,21 +659,27 @@ def _is_compiled() -> bool:
 COMPILED: Final = _is_compiled()
 
 
-def _c_function(module: str, name: str) -> Any:
-    """``name`` from the C module ``module`` (built with the compiled hot path), or None when
-    it was not built or the hot path runs interpreted (which then stays pure Python)."""
+def c_function(module: str, name: str) -> Any:
+    """``name`` from the C module ``module`` (its full name; built with the compiled hot
+    path), or None when it was not built or the hot path runs interpreted (the package then
+    stays pure Python throughout)."""
     if not COMPILED:
         return None
     try:
-        return getattr(importlib.import_module(f"{__name__.rpartition('.')[0]}.{module}"), name)
+        return getattr(importlib.import_module(module), name)
     except ImportError:  # built without it
         return None
 
 
+_PACKAGE: Final = __name__.rpartition(".")[0]
 #: `_apply_diff` in C (``_tlcpdiff.c``), or None.
-C_DIFF: Final[Callable[[str, str], str | None] | None] = _c_function("_tlcpdiff", "apply")
+C_DIFF: Final[Callable[[str, str], str | None] | None] = c_function(
+    f"{_PACKAGE}._tlcpdiff", "apply")
 #: `replace_compact` (with the join) and `recut` in C (``_jsonpieces.c``), or None.
-C_REPLACE: Final[Callable[..., str | None] | None] = _c_function("_jsonpieces", "replace")
-C_RECUT: Final[Callable[..., list[str] | None] | None] = _c_function("_jsonpieces", "recut")
+C_REPLACE: Final[Callable[..., str | None] | None] = c_function(
+    f"{_PACKAGE}._jsonpieces", "replace")
+C_RECUT: Final[Callable[..., list[str] | None] | None] = c_function(
+    f"{_PACKAGE}._jsonpieces", "recut")
 #: The values of a line decoded from its bytes in C (``_updateline.c``), or None.
-C_LINE: Final[Callable[..., Row | None] | None] = _c_function("_updateline", "decode")
+C_LINE: Final[Callable[..., Row | None] | None] = c_function(
+    f"{_PACKAGE}._updateline", "decode")

@@ -11,23 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from txlightstreamer.protocol import HOTPATH_COMPILED
+from txlightstreamer.protocol._hotpath import c_function
 
 
 def _bytes_split(data: bytes) -> list[bytes]:
     return data.split(b"\r\n")
 
 
-def _c_split() -> Callable[[bytes], list[bytes]] | None:
-    if not HOTPATH_COMPILED:  # pure Python, built so or asked for: all of it
-        return None
-    try:
-        from txlightstreamer.transport._crlf import split
-    except ImportError:  # pure-Python build
-        return None
-    return split
-
-
-#: The C split, or None (built without it).
-C_SPLIT: Final = _c_split()
+#: The C split, or None (built without it, or the hot path runs interpreted).
+C_SPLIT: Final[Callable[[bytes], list[bytes]] | None] = c_function(
+    "txlightstreamer.transport._crlf", "split")
 split_lines: Final[Callable[[bytes], list[bytes]]] = C_SPLIT or _bytes_split
