@@ -130,17 +130,34 @@ def _reference(text: str, ops: list[Any]) -> str | None:
 
 
 def _kept(module: ModuleType, text: str, how: str) -> dict[int, Any]:
-    """``docs`` for a field holding ``text``: not ours, ours, or ours and already cut."""
+    """``docs`` for a field holding ``text``: not ours, ours, or ours and already cut (as
+    pieces, or as a C `Cut` where it is built); "before": not ours, and ours before it was
+    its very structure."""
     if how == "theirs":
         return {}
-    if how == "before":  # not ours, and ours before it was its very structure
+    was = text
+    if how.startswith("before"):
         was = encode_json(_rescalar(json.loads(text), lambda _: "x"))
-        cut = _jsontext.tokenize(was, False)
-        pieces, leaves = cut if cut is not None else (None, None)
-        return {5: module.JsonText(was, pieces, leaves)}
-    cut = _jsontext.tokenize(text, False) if how == "cut" else None
+    cut = _jsontext.tokenize(was, False) if how != "ours" else None
     pieces, leaves = cut if cut is not None else (None, None)
-    return {5: module.JsonText(text, pieces, leaves)}
+    if how.endswith("offsets") and pieces is not None and leaves is not None:
+        return {5: module.JsonText(was, None, leaves, module.C_CUT(was, pieces, leaves))}
+    return {5: module.JsonText(was, pieces, leaves)}
+
+
+def _hows(module: ModuleType) -> list[str]:
+    hows = ["theirs", "before", "ours", "cut"]
+    return hows + ["offsets", "before offsets"] if module.C_CUT is not None else hows
+
+
+def _check_kept(kept: Any) -> None:
+    """The kept text and its cut (pieces or offsets) agree, and the cut is exact."""
+    pieces = kept.pieces if kept.cut is None else kept.cut.pieces(kept.text)
+    if kept.cut is not None:
+        assert kept.pieces is None
+    if pieces is not None:
+        assert "".join(pieces) == kept.text
+        _check_cut(json.loads(kept.text), pieces, kept.leaves)
 
 
 @settings(max_examples=2000, deadline=None)
@@ -153,7 +170,7 @@ def test_a_spliced_patch_is_exactly_the_encoded_patched_document(
     payload = json.dumps(ops, separators=separators, ensure_ascii=separators[0] == ",")
     expected = _reference(text, ops)
     for module in (_hotpath, interpreted):
-        for how in ("theirs", "before", "ours", "cut"):
+        for how in _hows(module):
             docs = _kept(module, text, how)
             got = module._patch(text, payload, docs, 5, BIG)
             assert got == expected
@@ -161,9 +178,7 @@ def test_a_spliced_patch_is_exactly_the_encoded_patched_document(
                 assert docs == {}
                 continue
             assert docs[5].text is got
-            if docs[5].pieces is not None:
-                assert "".join(docs[5].pieces) == got
-                _check_cut(json.loads(got), docs[5].pieces, docs[5].leaves)
+            _check_kept(docs[5])
     # Op by op, whatever the splicer applies equals the walker's result.
     current = text
     for op in ops:

@@ -18,7 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_hotpath_splice import SCALAR, interpreted_text, same_shape
+from tests.test_hotpath_splice import (
+    SCALAR,
+    _reference,
+    _rescalar,
+    interpreted_text,
+    same_shape,
+)
 from txlightstreamer.protocol import HOTPATH_COMPILED, _hotpath
 from txlightstreamer.protocol._jsonpatch import encode_json
 
@@ -247,3 +253,195 @@ def test_a_lookup_that_shrinks_the_pieces_is_refused() -> None:
     )
     assert _jsonpieces.replace(payload, pieces, leaves, None) is None
     assert pieces == ['{"a":']
+
+
+# The kept cut as offsets (``Cut``): what replace and recut do to pieces, without a str each.
+
+
+@needs_c
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(patches(), st.integers(0, 2))
+def test_cut_replace_is_pythons(case: tuple[list[str], dict[str, int], str], again: int) -> None:
+    pieces, leaves, payload = case
+    old = "".join(pieces)
+    cut = _jsonpieces.Cut(old, pieces, leaves)
+    for _ in range(again + 1):  # and again on the text it made
+        theirs = list(pieces)
+        expected = _python_replace(payload, theirs, leaves)
+        result = cut.replace(payload, old)
+        if result is None:
+            assert cut.pieces(old) == pieces  # unchanged: Python decides
+            return
+        assert result == expected
+        assert result.isascii() == expected.isascii()
+        assert cut.pieces(result) == theirs
+        pieces, old = theirs, result
+
+
+@needs_c
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(same_shape(), st.integers(0, 2))
+def test_cut_recut_is_pythons(docs: tuple[Any, Any], variant: int) -> None:
+    first = _cut(docs[0])
+    if first is None:
+        return
+    previous = "".join(first[0])
+    text = [encode_json(docs[1]), json.dumps(docs[1]), encode_json([docs[1]])][variant]
+    expected = _jsonpieces.recut(text, first[0])  # None also where only repr can tell
+    cut = _jsonpieces.Cut(previous, first[0], first[1])
+    if cut.recut(text, previous):
+        assert cut.pieces(text) == expected == interpreted_text.recut(text, first[0])
+    else:
+        assert expected is None
+        assert cut.pieces(previous) == first[0]
+
+
+@needs_c
+def test_cut_examples() -> None:
+    pieces = ['{"seq":', "1", ',"bids":[[', "1.5", ",", "100", "]]}"]
+    leaves = {"/seq": 1, "/bids/0/0": 3, "/bids/0/1": 5}
+    old = "".join(pieces)
+    cut = _jsonpieces.Cut(old, pieces, leaves)
+    payload = (
+        '[{"op":"replace","path":"/bids/0/1","value":7},'
+        '{"op":"replace","path":"/seq","value":22},{"op":"replace","path":"/seq","value":3}]'
+    )
+    text = cut.replace(payload, old)
+    assert text == '{"seq":3,"bids":[[1.5,7]]}'  # out of order, the last one wins
+    # Wider and narrower again: the text is as narrow as its widest character.
+    for value, expected in (('"é"', '"é"'), ('"€"', '"€"'), ('"😀"', '"😀"'), ("4", "4")):
+        patch = f'[{{"op":"replace","path":"/seq","value":{value}}}]'
+        made = cut.replace(patch, text)
+        assert made == f'{{"seq":{expected},"bids":[[1.5,7]]}}'
+        assert made.isascii() == expected.isascii()
+        assert cut.pieces(made)[1] == expected
+        text = made
+    # A wide old text, an ASCII patch.
+    wide = '{"seq":4,"bids":[["€",7]]}'
+    assert cut.recut(wide, text)
+    assert cut.replace('[{"op":"replace","path":"/seq","value":5}]', wide) == (
+        '{"seq":5,"bids":[["€",7]]}'
+    )
+    text = '{"seq":5,"bids":[["€",7]]}'
+    # Refused, the cut unchanged: not a leaf, not compact, an escape, a bad number, an old
+    # text of another length, a structure that is not the cut's.
+    for refused in (
+        '[{"op":"replace","path":"/bids","value":1}]',
+        '[{"op":"replace","path":"/seq","value":"a\\"b"}]',
+        '[{"op":"replace","path":"/seq","value":1.50}]',
+        '[{"op":"add","path":"/seq","value":1}]',
+    ):
+        assert cut.replace(refused, text) is None, refused
+    assert cut.replace('[{"op":"replace","path":"/seq","value":6}]', text + " ") is None
+    assert not cut.recut('{"seq":5,"bids":[["€",7],1]}', text)
+    assert not cut.recut('{"seq":5,"bids":[["€",7]]}', text + " ")
+    assert not cut.recut('{"seq":5.0e1,"bids":[["€",7]]}', text)  # repr decides
+    assert cut.pieces(text) == ['{"seq":', "5", ',"bids":[[', '"€"', ",", "7", "]]}"]
+    with pytest.raises(ValueError):
+        cut.pieces(text + " ")
+    # Built from pieces that are the text's, and at odd indexes only.
+    with pytest.raises(ValueError):
+        _jsonpieces.Cut(old + " ", pieces, leaves)
+    with pytest.raises(ValueError):
+        _jsonpieces.Cut('{"a":1', ['{"a":', "1"], {"/a": 1})
+    with pytest.raises(TypeError):
+        _jsonpieces.Cut('{"a":1}', ['{"a":', 1, "}"], {"/a": 1})  # type: ignore[list-item]
+    even = _jsonpieces.Cut('{"a":1}', ['{"a":', "1", "}"], {"/a": 0, "/b": -1, "/c": 9})
+    for pointer in ("/a", "/b", "/c"):
+        patch = f'[{{"op":"replace","path":"{pointer}","value":2}}]'
+        assert even.replace(patch, '{"a":1}') is None
+
+
+@needs_c
+@pytest.mark.parametrize("key", ["/é", "/€", "/😀", 7])
+def test_cut_leaves_of_any_kind(key: Any) -> None:
+    # Keys of one-byte characters are looked up in the cut's own table; others (or any key
+    # that is not a str) make it look up the dict, with the same answers.
+    pieces = ['{"a":', "1", ',"b":', "2", "}"]
+    leaves: dict[Any, int] = {"/a": 1, key: 3}
+    cut = _jsonpieces.Cut("".join(pieces), pieces, leaves)
+    text = cut.replace('[{"op":"replace","path":"/a","value":5}]', '{"a":1,"b":2}')
+    assert text == '{"a":5,"b":2}'
+    if isinstance(key, str):
+        patch = f'[{{"op":"replace","path":"{key}","value":6}}]'
+        assert cut.replace(patch, text) == '{"a":5,"b":6}'
+    assert cut.replace('[{"op":"replace","path":"/z","value":6}]', text) is None
+
+
+@needs_c
+def test_cut_lookup_running_python_code() -> None:
+    # A key that is not a str runs Python code in a lookup: here it replaces through the
+    # same cut midway. The cut only reads its offsets once the lookups are done.
+    cut: Any = None
+    armed = False
+
+    class Evil:
+        def __hash__(self) -> int:
+            return hash("/b")
+
+        def __eq__(self, other: object) -> bool:
+            nonlocal armed
+            if armed:
+                armed = False
+                assert cut.replace('[{"op":"replace","path":"/a","value":123}]', '{"a":1,"b":2}')
+            return False
+
+    pieces = ['{"a":', "1", ',"b":', "2", "}"]
+    leaves: dict[Any, int] = {Evil(): 0, "/a": 1, "/b": 3}
+    cut = _jsonpieces.Cut("".join(pieces), pieces, leaves)
+    armed = True
+    payload = '[{"op":"replace","path":"/b","value":8}]'
+    # The text it was given is no longer the one described: refused, not spliced.
+    assert cut.replace(payload, '{"a":1,"b":2}') is None
+    assert cut.replace(payload, '{"a":123,"b":2}') == '{"a":123,"b":8}'
+
+
+@needs_c
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(same_shape(), st.lists(st.integers(0, 3), min_size=1, max_size=8), st.data())
+def test_a_field_patched_and_replaced_in_turn(
+    start: tuple[Any, Any], steps: list[int], data: st.DataObject
+) -> None:
+    # The hot path keeps a field's cut across patches and across new values sent whole:
+    # compiled (offsets) and interpreted (pieces) give the same texts, step by step.
+    from tests.test_hotpath import interpreted
+
+    modules = (_hotpath, interpreted)
+    doc = start[0]
+    texts = [encode_json(doc)] * 2
+    docs: list[dict[int, Any]] = [{}, {}]
+    for step in steps:
+        new = _rescalar(doc, data.draw)
+        if step == 0:  # sent whole: a new str, of the same structure as the kept one
+            texts = [encode_json(new)] * 2
+            doc = new
+            continue
+        ops = _replaces(doc, new)
+        if step == 3:  # and one the cut does not take
+            ops.append({"op": "add", "path": "/-" if isinstance(doc, list) else "/k", "value": 1})
+            new = json.loads(_reference(encode_json(doc), ops) or "null")
+        payload = json.dumps(ops, separators=(",", ":"), ensure_ascii=step == 2)
+        got = [m._patch(texts[k], payload, docs[k], 3, 1 << 24) for k, m in enumerate(modules)]
+        assert got[0] == got[1] == _reference(texts[0], ops)
+        if got[0] is None:
+            return
+        texts = [got[0], got[1]]
+        kept = docs[0][3]
+        assert kept.text is got[0]
+        pieces = kept.pieces if kept.cut is None else kept.cut.pieces(kept.text)
+        assert pieces is None or "".join(pieces) == kept.text
+        doc = new
+
+
+def _replaces(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
+    if isinstance(old, dict):
+        return [op for k in old for op in _replaces(old[k], new[k], f"{path}/{_escape(k)}")]
+    if isinstance(old, list):
+        return [op for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for op in _replaces(a, b, f"{path}/{i}")]
+    return [] if old == new and type(old) is type(new) else [
+        {"op": "replace", "path": path, "value": new}]
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")

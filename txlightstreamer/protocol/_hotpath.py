@@ -14,7 +14,7 @@ walking and re-encoding it, and has the walker for ``add``/``replace``/``remove`
 `._jsonpatch` has the rest and the encoder. The compiled build adds three C modules, each
 checked against the Python it stands for: `._updateline` decodes a line's values from its
 bytes (``C_LINE``), `._tlcpdiff` applies a ``^T`` (``C_DIFF``) and `._jsonpieces` the
-commonest ``^P`` (``C_REPLACE``, ``C_RECUT``).
+commonest ``^P`` (``C_CUT``, on a field's cut kept as offsets; ``C_REPLACE``, ``C_RECUT``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ._jsontext import (
     patch_document,
     recut,
     replace_compact,
+    replace_cut,
     replace_leaves,
     splice,
     tokenize,
@@ -360,10 +361,12 @@ def _patch(
     old: str, payload: str, docs: dict[int, JsonText], key: int, max_result: int
 ) -> str | None:
     """A ``^P`` on the hot path. ``docs`` keeps, by field, the text it produced (exactly
-    encode_json of its document) and its pieces, which the next patch may change in place."""
+    encode_json of its document) and its cut (pieces, or offsets in the compiled build),
+    which the next patch may change in place."""
     kept = docs.get(key)
-    if kept is not None and kept.text is old:
-        quick = _replace_kept(kept, payload)
+    if kept is not None:
+        quick = (replace_cut(kept, old, payload) if kept.cut is not None
+                 else _replace_kept(kept, old, payload))
         if quick:
             if len(quick) > max_result:
                 del docs[key]
@@ -383,9 +386,9 @@ def _patch(
                 leaves = kept.leaves
                 canonical = True
         if pieces is None:
-            cut = tokenize(old, not canonical)  # not ours: it checks old is canonical
-            if cut is not None:
-                pieces, leaves = cut
+            made = tokenize(old, not canonical)  # not ours: it checks old is canonical
+            if made is not None:
+                pieces, leaves = made
                 canonical = True
         text: str | None = None
         if pieces is not None and leaves is not None:
@@ -410,24 +413,32 @@ def _patch(
     except Exception:  # any failure: the general decoder reports it
         return None
     if len(text) <= max_result:
+        cut: Any = None
         if pieces is None:
             leaves = None
+        elif C_CUT is not None and leaves is not None:
+            try:  # offsets in place of the pieces
+                cut = C_CUT(text, pieces, leaves)
+                pieces = None
+            except Exception:  # pieces that are not text's: keep them, as before
+                cut = None
         if kept is not None:  # one object per field, updated in place
             kept.text = text
             kept.pieces = pieces
             kept.leaves = leaves
+            kept.cut = cut
             docs[key] = kept
         else:
-            docs[key] = JsonText(text, pieces, leaves)
+            docs[key] = JsonText(text, pieces, leaves, cut)
     return text
 
 
-def _replace_kept(kept: JsonText, payload: str) -> str:
-    """The commonest patch, scalars replaced in the kept pieces, which are updated in place;
-    "" (nothing changed) for any other."""
+def _replace_kept(kept: JsonText, old: str, payload: str) -> str:
+    """The commonest patch, scalars replaced in the kept pieces of ``old``, which are updated
+    in place; "" (nothing changed) for any other, or when the field holds a new value."""
     pieces = kept.pieces
     leaves = kept.leaves
-    if pieces is None or leaves is None:
+    if pieces is None or leaves is None or kept.text is not old:
         return ""
     text = _replace_join(payload, pieces, leaves, kept.text)
     if text is None:
@@ -680,6 +691,9 @@ C_REPLACE: Final[Callable[..., str | None] | None] = c_function(
     f"{_PACKAGE}._jsonpieces", "replace")
 C_RECUT: Final[Callable[..., list[str] | None] | None] = c_function(
     f"{_PACKAGE}._jsonpieces", "recut")
+#: ``_jsonpieces.Cut``: a kept text's cut as offsets, which `replace`s and `recut`s it in
+#: place of a list of str (no str per piece), or None.
+C_CUT: Final[Callable[..., Any] | None] = c_function(f"{_PACKAGE}._jsonpieces", "Cut")
 #: The values of a line decoded from its bytes in C (``_updateline.c``), or None.
 C_LINE: Final[Callable[..., Row | None] | None] = c_function(
     f"{_PACKAGE}._updateline", "decode")

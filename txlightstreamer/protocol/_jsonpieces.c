@@ -7,10 +7,12 @@
  * ``old``, the join of ``pieces`` before the patch, the text is ``old`` spliced where the
  * pieces change, a few long copies instead of one per piece.
  * ``recut(text, template)`` is ``_jsontext.recut``: ``text`` cut as ``template`` was, or
- * None. Both answer None as well where only a float's repr can tell whether a number is
- * written as encode_json writes it; `._hotpath` then runs the Python version, which is
- * the reference (the tests compare the two). Pure code, no Twisted: built with the
- * compiled hot path, absent otherwise.
+ * None. ``Cut`` does both on a cut kept as offsets into the text instead of a list of str
+ * (no str per piece, and its own table of the leaves' pointers): what the compiled hot path
+ * keeps of a field once it is cut. All answer None (or False) as well where only a float's
+ * repr can tell whether a number is written as encode_json writes it; `._hotpath` then runs
+ * the Python version, which is the reference (the tests compare them). Pure code, no
+ * Twisted: built with the compiled hot path, absent otherwise.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,21 +22,23 @@
 
 #define AT(i) PyUnicode_READ(kind, data, (i))
 
-/* ``text`` holds the ASCII ``word`` at ``i``. */
-static int
-at_word(int kind, const void *data, Py_ssize_t n, Py_ssize_t i, const char *word)
+/* ``text`` holds the ASCII ``word`` (``length`` characters) at ``i``. */
+static inline int
+at_chars(int kind, const void *data, Py_ssize_t n, Py_ssize_t i, const char *word, size_t length)
 {
-    if (kind == PyUnicode_1BYTE_KIND) {
-        size_t length = strlen(word);
-        return i >= 0 && i <= n && (size_t)(n - i) >= length
-               && memcmp((const char *)data + i, word, length) == 0;
-    }
-    for (; *word; word++, i++) {
-        if (i >= n || AT(i) != (Py_UCS4)(unsigned char)*word)
+    if (i < 0 || i > n || (size_t)(n - i) < length)
+        return 0;
+    if (kind == PyUnicode_1BYTE_KIND)
+        return memcmp((const char *)data + i, word, length) == 0;
+    for (size_t k = 0; k < length; k++, i++) {
+        if (AT(i) != (Py_UCS4)(unsigned char)word[k])
             return 0;
     }
     return 1;
 }
+
+/* `at_chars` of a literal: its length is known when compiled, and so is the memcmp. */
+#define at_word(kind, data, n, i, word) at_chars((kind), (data), (n), (i), (word), sizeof(word) - 1)
 
 static int
 is_digit(Py_UCS4 c)
@@ -160,14 +164,198 @@ pointer_str(PyObject *module, PyObject *payload, Py_ssize_t start, Py_ssize_t en
     return pointer;
 }
 
-/* One replaced piece: its index, its new text (the last operation on it wins), and where
- * the piece it replaces starts in the old text, and its length. */
+/* One replaced piece: its index, its new text ``payload[start:end]`` and, for `replace`, that
+ * text's str (the last operation on a piece wins), and where the piece it replaces starts in
+ * the old text, and its length. */
 typedef struct {
     Py_ssize_t target;
+    Py_ssize_t start, end;
     PyObject *value;
     Py_ssize_t offset;
     Py_ssize_t old_length;
 } Splice;
+
+/* The pointers of a `Cut`'s leaves, by a hash of their characters, for a payload of one-byte
+ * characters: found without a str of each pointer, nor a dict lookup. */
+typedef struct {
+    size_t hash;
+    Py_ssize_t name, length; /* the pointer: ``names[name:name+length]`` */
+    Py_ssize_t index;        /* its piece; -1: an empty slot */
+} Leaf;
+
+typedef struct {
+    Leaf *slots;  /* NULL: no table (a key of another kind), the dict is looked up */
+    size_t mask;  /* slots - 1, a power of two */
+    char *names;
+} LeafTable;
+
+static size_t
+hash_chars(const Py_UCS1 *chars, Py_ssize_t length)
+{
+    size_t hash = 0;
+    for (Py_ssize_t k = 0; k < length; k++)
+        hash = hash * 31 + chars[k];
+    return hash ^ (size_t)length;
+}
+
+/* The index of the pointer ``payload[start:end]`` (found between quotes): -1 when ``payload``
+ * has no such leaf, or -2 when the index is not a usable one, as ``leaves[pointer]`` would. */
+static Py_ssize_t
+table_find(const LeafTable *table, const Py_UCS1 *chars, Py_ssize_t length, size_t hash)
+{
+    for (size_t slot = hash & table->mask;; slot = (slot + 1) & table->mask) {
+        const Leaf *leaf = &table->slots[slot];
+        if (leaf->index == -1)
+            return -1;
+        if (leaf->hash == hash && leaf->length == length
+            && memcmp(table->names + leaf->name, chars, (size_t)length) == 0)
+            return leaf->index;
+    }
+}
+
+/* ``leaves`` as a table (``table->slots`` left NULL when a key is not a str of one-byte
+ * characters or a value not an index; the dict serves then). -1 on a failed allocation. */
+static int
+table_build(LeafTable *table, PyObject *leaves)
+{
+    Py_ssize_t entries = PyDict_GET_SIZE(leaves), names = 0, pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(leaves, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || PyUnicode_KIND(key) != PyUnicode_1BYTE_KIND
+            || !PyLong_CheckExact(value))
+            return 0;
+        names += PyUnicode_GET_LENGTH(key);
+    }
+    size_t size = 8;
+    while (size < (size_t)entries * 2)
+        size *= 2;
+    Leaf *slots = PyMem_New(Leaf, size);
+    char *chars = PyMem_Malloc((size_t)names + 1);
+    if (slots == NULL || chars == NULL) {
+        PyMem_Free(slots);
+        PyMem_Free(chars);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t k = 0; k < size; k++)
+        slots[k].index = -1;
+    Py_ssize_t at = 0;
+    pos = 0;
+    while (PyDict_Next(leaves, &pos, &key, &value)) {
+        Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+        const Py_UCS1 *name = PyUnicode_1BYTE_DATA(key);
+        Py_ssize_t index = PyLong_AsSsize_t(value);
+        if (index < 0) { /* as the dict's lookup takes it: not an index */
+            PyErr_Clear();
+            index = -2;
+        }
+        memcpy(chars + at, name, (size_t)length);
+        size_t hash = hash_chars(name, length), slot = hash & (size - 1);
+        while (slots[slot].index != -1) /* keys are distinct */
+            slot = (slot + 1) & (size - 1);
+        slots[slot].hash = hash;
+        slots[slot].name = at;
+        slots[slot].length = length;
+        slots[slot].index = index;
+        at += length;
+    }
+    table->slots = slots;
+    table->mask = size - 1;
+    table->names = chars;
+    return 0;
+}
+
+/* The operations of ``payload`` when it is a compact run of scalar ``replace`` operations on
+ * pointers of ``leaves``: their count, with the index ``leaves`` gives each (unchecked: a
+ * lookup may run Python code, so the caller checks them all after the last one) and where
+ * its scalar is; 0 when the payload is not that (not taken), -1 with an exception set. */
+static int
+parse_replaces(PyObject *module, PyObject *payload, PyObject *leaves, const LeafTable *table,
+               Py_ssize_t *targets, Py_ssize_t *starts, Py_ssize_t *ends)
+{
+    int kind = PyUnicode_KIND(payload);
+    const void *data = PyUnicode_DATA(payload);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(payload);
+    int ops = 0;
+    if (n < 3 || AT(0) != '[')
+        return 0;
+    Py_ssize_t i = 1;
+    for (;;) {
+        if (ops == MAX_OPS || !at_word(kind, data, n, i, "{\"op\":\"replace\",\"path\":\""))
+            return 0;
+        i += 24;
+        /* A pointer of leaves has no escape nor control character: if found, it is as read. */
+        Py_ssize_t end, index;
+        if (table != NULL && table->slots != NULL && kind == PyUnicode_1BYTE_KIND) {
+            const Py_UCS1 *chars = (const Py_UCS1 *)data;
+            size_t hash = 0;
+            for (end = i; end < n && chars[end] != '"'; end++)
+                hash = hash * 31 + chars[end];
+            if (end == n)
+                return 0;
+            index = table_find(table, chars + i, end - i, hash ^ (size_t)(end - i));
+            if (index < 0)
+                return 0;
+        }
+        else {
+            end = PyUnicode_FindChar(payload, '"', i, n, 1);
+            if (end < 0)
+                return end == -2 ? -1 : 0;
+            PyObject *pointer = pointer_str(module, payload, i, end);
+            if (pointer == NULL)
+                return -1;
+            PyObject *found = PyDict_GetItemWithError(leaves, pointer);
+            Py_DECREF(pointer);
+            if (found == NULL)
+                return PyErr_Occurred() ? -1 : 0;
+            index = PyLong_Check(found) ? PyLong_AsSsize_t(found) : -1;
+            if (index < 0) {
+                PyErr_Clear();
+                return 0;
+            }
+        }
+        if (!at_word(kind, data, n, end, "\",\"value\":"))
+            return 0;
+        i = end + 10;
+        end = i < n ? scalar_end(kind, data, n, i) : -1;
+        if (end < 0 || end + 1 >= n || AT(end) != '}')
+            return 0;
+        targets[ops] = index;
+        starts[ops] = i;
+        ends[ops] = end;
+        ops++;
+        Py_UCS4 c = AT(end + 1);
+        i = end + 2;
+        if (c == ']')
+            return i == n ? ops : 0;
+        if (c != ',')
+            return 0;
+    }
+}
+
+/* The operations as splices, one per piece, in piece order (insertion: a patch has a few
+ * operations); their count. */
+static int
+order_splices(const Py_ssize_t *targets, const Py_ssize_t *starts, const Py_ssize_t *ends,
+              int ops, Splice *splices)
+{
+    int count = 0;
+    for (int k = 0; k < ops; k++) {
+        int at = count;
+        while (at > 0 && splices[at - 1].target > targets[k])
+            at--;
+        if (at == 0 || splices[at - 1].target != targets[k]) {
+            memmove(&splices[at + 1], &splices[at], (size_t)(count - at) * sizeof(Splice));
+            count++;
+            at++;
+        }
+        splices[at - 1].target = targets[k];
+        splices[at - 1].start = starts[k];
+        splices[at - 1].end = ends[k];
+        splices[at - 1].value = NULL;
+    }
+    return count;
+}
 
 /* Copy ``length`` characters of one kind: JSON pieces are short, and a loop beats a call to
  * memcpy for those. */
@@ -294,105 +482,43 @@ jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *payload = args[0], *pieces = args[1], *leaves = args[2];
     PyObject *old = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
-    int kind = PyUnicode_KIND(payload);
-    const void *data = PyUnicode_DATA(payload);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(payload);
     Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
-    int ops = 0;
-    if (n < 3 || AT(0) != '[')
-        Py_RETURN_NONE;
-    Py_ssize_t i = 1;
-    for (;;) {
-        if (ops == MAX_OPS || !at_word(kind, data, n, i, "{\"op\":\"replace\",\"path\":\""))
-            Py_RETURN_NONE;
-        i += 24;
-        Py_ssize_t end = PyUnicode_FindChar(payload, '"', i, n, 1);
-        if (end < 0) {
-            if (end == -2)
-                return NULL;
-            Py_RETURN_NONE;
-        }
-        /* A pointer of leaves has no escape nor control character: if found, it is as read. */
-        PyObject *pointer = pointer_str(module, payload, i, end);
-        if (pointer == NULL)
+    int ops = parse_replaces(module, payload, leaves, NULL, targets, starts, ends);
+    if (ops <= 0) {
+        if (ops < 0)
             return NULL;
-        PyObject *found = PyDict_GetItemWithError(leaves, pointer);
-        Py_DECREF(pointer);
-        if (found == NULL) {
-            if (PyErr_Occurred())
-                return NULL;
-            Py_RETURN_NONE;
-        }
-        Py_ssize_t index = PyLong_Check(found) ? PyLong_AsSsize_t(found) : -1;
-        if (index < 0 || index >= PyList_GET_SIZE(pieces)) {
-            PyErr_Clear();
-            Py_RETURN_NONE;
-        }
-        if (!at_word(kind, data, n, end, "\",\"value\":"))
-            Py_RETURN_NONE;
-        i = end + 10;
-        end = i < n ? scalar_end(kind, data, n, i) : -1;
-        if (end < 0 || end + 1 >= n || AT(end) != '}')
-            Py_RETURN_NONE;
-        targets[ops] = index;
-        starts[ops] = i;
-        ends[ops] = end;
-        ops++;
-        Py_UCS4 c = AT(end + 1);
-        i = end + 2;
-        if (c == ']')
-            break;
-        if (c != ',')
-            Py_RETURN_NONE;
-    }
-    if (i != n)
         Py_RETURN_NONE;
+    }
     /* A key of leaves that is not a str runs Python code in the lookups, which may have
-     * shrunk pieces since an index was checked (found by review; tokenize's are all str). */
+     * shrunk pieces since an index was read (found by review; tokenize's are all str). */
     for (int k = 0; k < ops; k++) {
         if (targets[k] >= PyList_GET_SIZE(pieces))
             Py_RETURN_NONE;
     }
-    PyObject *values[MAX_OPS];
-    for (int k = 0; k < ops; k++) {
-        values[k] = PyUnicode_Substring(payload, starts[k], ends[k]);
-        if (values[k] == NULL) {
-            while (k--)
-                Py_DECREF(values[k]);
+    Splice splices[MAX_OPS];
+    int count_splices = order_splices(targets, starts, ends, ops, splices);
+    for (int j = 0; j < count_splices; j++) {
+        splices[j].value = PyUnicode_Substring(payload, splices[j].start, splices[j].end);
+        if (splices[j].value == NULL) {
+            while (j--)
+                Py_DECREF(splices[j].value);
             return NULL;
         }
-    }
-    /* One splice per piece, in piece order (insertion: a patch has a few operations). */
-    Splice splices[MAX_OPS];
-    int count_splices = 0;
-    for (int k = 0; k < ops; k++) {
-        int at = count_splices;
-        while (at > 0 && splices[at - 1].target > targets[k])
-            at--;
-        if (at > 0 && splices[at - 1].target == targets[k]) {
-            splices[at - 1].value = values[k];
-            continue;
-        }
-        memmove(&splices[at + 1], &splices[at], (size_t)(count_splices - at) * sizeof(Splice));
-        splices[at].target = targets[k];
-        splices[at].value = values[k];
-        count_splices++;
     }
     /* The text first, so that a failure leaves pieces as they were. */
     PyObject *text = NULL;
     int made = old != NULL ? splice_old(old, pieces, splices, count_splices, &text) : 0;
     if (made == 0)
         text = join(pieces, splices, count_splices);
-    if (text != NULL) {
-        for (int j = 0; j < count_splices; j++) {
+    for (int j = 0; j < count_splices; j++) {
+        if (text != NULL) { /* the list takes the reference */
             PyObject *replaced = PyList_GET_ITEM(pieces, splices[j].target);
-            Py_INCREF(splices[j].value);
             PyList_SET_ITEM(pieces, splices[j].target, splices[j].value);
             Py_DECREF(replaced);
         }
+        else
+            Py_DECREF(splices[j].value);
     }
-    for (int k = 0; k < ops; k++)
-        Py_DECREF(values[k]);
     return text;
 }
 
@@ -478,6 +604,320 @@ fail:
     return NULL;
 }
 
+/* A field's text cut at its scalars as offsets: what `replace` and `recut` do to pieces, done
+ * without a str per piece. ``Cut(text, pieces, leaves)`` describes ``text`` (the join of
+ * ``pieces``, cut by ``_jsontext.tokenize`` with the ``leaves`` it gave); ``replace`` and
+ * ``recut`` change it to describe the text they take or make. The caller keeps that text
+ * beside it (`._jsontext.JsonText`): only its length is checked here. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *leaves;  /* JSON pointer -> index of a scalar piece (odd) */
+    Py_ssize_t count;  /* pieces: between, scalar, ..., between (an odd count) */
+    Py_ssize_t *ends;  /* where each piece ends in the text described */
+    Py_ssize_t *spare; /* as many: recut fills it, and keeps it only when the text fits */
+    LeafTable table;   /* leaves, for payloads of one-byte characters */
+} Cut;
+
+static int
+cut_traverse(Cut *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->leaves);
+    return 0;
+}
+
+static int
+cut_clear(Cut *self)
+{
+    Py_CLEAR(self->leaves);
+    return 0;
+}
+
+static void
+cut_dealloc(Cut *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    cut_clear(self);
+    PyMem_Free(self->ends);
+    PyMem_Free(self->spare);
+    PyMem_Free(self->table.slots);
+    PyMem_Free(self->table.names);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyObject *
+cut_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *text, *pieces, *leaves;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Cut() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "UO!O!:Cut", &text, &PyList_Type, &pieces, &PyDict_Type,
+                          &leaves))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(pieces);
+    if (count % 2 == 0) {
+        PyErr_SetString(PyExc_ValueError, "Cut(): pieces are between, scalar, ..., between");
+        return NULL;
+    }
+    Cut *self = (Cut *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->ends = PyMem_New(Py_ssize_t, count);
+    self->spare = PyMem_New(Py_ssize_t, count);
+    if (self->ends == NULL || self->spare == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, k);
+        if (!PyUnicode_CheckExact(piece)) {
+            Py_DECREF(self);
+            PyErr_SetString(PyExc_TypeError, "Cut(): pieces must be str");
+            return NULL;
+        }
+        at += PyUnicode_GET_LENGTH(piece);
+        self->ends[k] = at;
+    }
+    if (at != PyUnicode_GET_LENGTH(text)) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_ValueError, "Cut(): text is not the join of pieces");
+        return NULL;
+    }
+    self->count = count;
+    Py_INCREF(leaves);
+    self->leaves = leaves;
+    if (table_build(&self->table, leaves) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* The characters ``a[i:i+length]`` and ``b[j:j+length]`` are the same. */
+static int
+same_run(int a_kind, const void *a, Py_ssize_t i, int b_kind, const void *b, Py_ssize_t j,
+         Py_ssize_t length)
+{
+    if (a_kind == PyUnicode_1BYTE_KIND && b_kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *x = (const Py_UCS1 *)a + i, *y = (const Py_UCS1 *)b + j;
+        if (length > 16)
+            return memcmp(x, y, (size_t)length) == 0;
+        for (Py_ssize_t k = 0; k < length; k++) { /* between pieces are short: no call */
+            if (x[k] != y[k])
+                return 0;
+        }
+        return 1;
+    }
+    if (a_kind == b_kind)
+        return memcmp((const char *)a + i * a_kind, (const char *)b + j * b_kind,
+                      (size_t)(length * a_kind)) == 0;
+    for (Py_ssize_t k = 0; k < length; k++) {
+        if (PyUnicode_READ(a_kind, a, i + k) != PyUnicode_READ(b_kind, b, j + k))
+            return 0;
+    }
+    return 1;
+}
+
+/* ``recut(text, previous)``: True, the cut now describing ``text``, when ``text`` is cut as
+ * ``previous`` (the text described) was: the same pieces between its scalars, and scalars
+ * written as encode_json writes them (`recut`); False, the cut unchanged, otherwise (also
+ * where only a float's repr could tell). */
+static PyObject *
+cut_recut(Cut *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "recut(text: str, previous: str)");
+        return NULL;
+    }
+    PyObject *text = args[0], *previous = args[1];
+    Py_ssize_t count = self->count, *ends = self->ends, *spare = self->spare;
+    if (PyUnicode_GET_LENGTH(previous) != ends[count - 1])
+        Py_RETURN_FALSE;
+    int kind = PyUnicode_KIND(text), previous_kind = PyUnicode_KIND(previous);
+    const void *data = PyUnicode_DATA(text), *previous_data = PyUnicode_DATA(previous);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, start = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (k % 2 == 0) {
+            Py_ssize_t length = ends[k] - start;
+            if (length > n - i
+                || !same_run(kind, data, i, previous_kind, previous_data, start, length))
+                Py_RETURN_FALSE;
+            i += length;
+        }
+        else {
+            Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
+            if (end < 0)
+                Py_RETURN_FALSE;
+            i = end;
+        }
+        spare[k] = i;
+        start = ends[k];
+    }
+    if (i != n)
+        Py_RETURN_FALSE;
+    self->ends = spare;
+    self->spare = ends;
+    Py_RETURN_TRUE;
+}
+
+/* ``replace(payload, old)``: `replace` on the cut of ``old`` (the text described): the patched
+ * text, the cut now describing it; None, the cut unchanged, when the payload is not a
+ * compact run of scalar ``replace`` operations on known leaves. */
+static PyObject *
+cut_replace(Cut *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "replace(payload: str, old: str)");
+        return NULL;
+    }
+    PyObject *payload = args[0], *old = args[1];
+    PyObject *module = PyType_GetModule(Py_TYPE(self));
+    if (module == NULL)
+        return NULL;
+    Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
+    PyObject *leaves = self->leaves;
+    Py_INCREF(leaves); /* a lookup may run Python code */
+    int ops = parse_replaces(module, payload, leaves, &self->table, targets, starts, ends);
+    Py_DECREF(leaves);
+    if (ops <= 0) {
+        if (ops < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = self->count;
+    Py_ssize_t *at_end = self->ends;
+    Py_ssize_t size = PyUnicode_GET_LENGTH(old);
+    if (size != at_end[count - 1])
+        Py_RETURN_NONE;
+    for (int k = 0; k < ops; k++) {
+        if (targets[k] % 2 == 0 || targets[k] >= count)
+            Py_RETURN_NONE; /* not a scalar piece */
+    }
+    Splice splices[MAX_OPS];
+    int count_splices = order_splices(targets, starts, ends, ops, splices);
+    for (int j = 0; j < count_splices; j++) {
+        Py_ssize_t t = splices[j].target;
+        splices[j].offset = at_end[t - 1];
+        splices[j].old_length = at_end[t] - at_end[t - 1];
+        size += (splices[j].end - splices[j].start) - splices[j].old_length;
+    }
+    int old_kind = PyUnicode_KIND(old), payload_kind = PyUnicode_KIND(payload);
+    const void *old_data = PyUnicode_DATA(old), *payload_data = PyUnicode_DATA(payload);
+    int ascii = PyUnicode_IS_ASCII(old) && PyUnicode_IS_ASCII(payload);
+    /* ASCII: written in place. Otherwise in a buffer as wide as the widest, then made the
+     * str its characters call for (a patch may take away the only wide one). */
+    int kind = ascii ? PyUnicode_1BYTE_KIND : (old_kind > payload_kind ? old_kind : payload_kind);
+    PyObject *text = NULL;
+    void *to;
+    if (ascii) {
+        text = PyUnicode_New(size, 127);
+        if (text == NULL)
+            return NULL;
+        to = PyUnicode_1BYTE_DATA(text);
+    }
+    else {
+        to = PyMem_Malloc((size_t)(size > 0 ? size : 1) * (size_t)kind);
+        if (to == NULL)
+            return PyErr_NoMemory();
+    }
+    Py_ssize_t at = 0, kept = 0;
+    for (int j = 0; j <= count_splices; j++) {
+        Py_ssize_t run = (j < count_splices ? splices[j].offset : PyUnicode_GET_LENGTH(old))
+                         - kept;
+        if (old_kind == kind)
+            memcpy((char *)to + at * kind, (const char *)old_data + kept * kind,
+                   (size_t)(run * kind));
+        else {
+            for (Py_ssize_t k = 0; k < run; k++)
+                PyUnicode_WRITE(kind, to, at + k, PyUnicode_READ(old_kind, old_data, kept + k));
+        }
+        at += run;
+        if (j == count_splices)
+            break;
+        Py_ssize_t length = splices[j].end - splices[j].start;
+        if (payload_kind == kind)
+            copy_same_kind((char *)to + at * kind,
+                           (const char *)payload_data + splices[j].start * kind, length, kind);
+        else {
+            for (Py_ssize_t k = 0; k < length; k++)
+                PyUnicode_WRITE(kind, to, at + k,
+                                PyUnicode_READ(payload_kind, payload_data, splices[j].start + k));
+        }
+        at += length;
+        kept = splices[j].offset + splices[j].old_length;
+    }
+    if (!ascii) {
+        text = PyUnicode_FromKindAndData(kind, to, size);
+        PyMem_Free(to);
+        if (text == NULL)
+            return NULL;
+    }
+    /* The text is made: move the ends of the pieces from the first spliced one on. */
+    Py_ssize_t shift = 0;
+    int next = 0;
+    for (Py_ssize_t k = splices[0].target; k < count; k++) {
+        if (next < count_splices && splices[next].target == k) {
+            shift += (splices[next].end - splices[next].start) - splices[next].old_length;
+            next++;
+        }
+        at_end[k] += shift;
+    }
+    return text;
+}
+
+/* ``pieces(text)``: the pieces of ``text`` (the text described), a list of str. */
+static PyObject *
+cut_pieces(Cut *self, PyObject *text)
+{
+    if (!PyUnicode_CheckExact(text) || PyUnicode_GET_LENGTH(text) != self->ends[self->count - 1]) {
+        PyErr_SetString(PyExc_ValueError, "pieces(text): text is not the one described");
+        return NULL;
+    }
+    PyObject *pieces = PyList_New(self->count);
+    if (pieces == NULL)
+        return NULL;
+    Py_ssize_t start = 0;
+    for (Py_ssize_t k = 0; k < self->count; k++) {
+        PyObject *piece = PyUnicode_Substring(text, start, self->ends[k]);
+        if (piece == NULL) {
+            Py_DECREF(pieces);
+            return NULL;
+        }
+        PyList_SET_ITEM(pieces, k, piece);
+        start = self->ends[k];
+    }
+    return pieces;
+}
+
+static PyMethodDef cut_methods[] = {
+    {"replace", (PyCFunction)(void (*)(void))cut_replace, METH_FASTCALL,
+     "replace(payload, old): the patched text, the cut describing it; None if not taken."},
+    {"recut", (PyCFunction)(void (*)(void))cut_recut, METH_FASTCALL,
+     "recut(text, previous): True, the cut describing text, if it is cut as previous was."},
+    {"pieces", (PyCFunction)cut_pieces, METH_O, "pieces(text): the pieces of the text described."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot cut_slots[] = {
+    {Py_tp_new, cut_new},
+    {Py_tp_dealloc, cut_dealloc},
+    {Py_tp_traverse, cut_traverse},
+    {Py_tp_clear, cut_clear},
+    {Py_tp_methods, cut_methods},
+    {Py_tp_doc, "Cut(text, pieces, leaves): a field's text cut at its scalars, as offsets."},
+    {0, NULL},
+};
+
+static PyType_Spec cut_spec = {
+    "txlightstreamer.protocol._jsonpieces.Cut", sizeof(Cut), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, cut_slots,
+};
+
 static PyMethodDef jsonpieces_methods[] = {
     {"replace", (PyCFunction)(void (*)(void))jsonpieces_replace, METH_FASTCALL,
      "replace(payload, pieces, leaves): the patched text, pieces updated; None if not taken."},
@@ -501,9 +941,25 @@ jsonpieces_free(void *module)
     jsonpieces_clear((PyObject *)module);
 }
 
+static int
+jsonpieces_exec(PyObject *module)
+{
+    PyObject *cut_type = PyType_FromModuleAndSpec(module, &cut_spec, NULL);
+    if (cut_type == NULL)
+        return -1;
+    int failed = PyModule_AddObjectRef(module, "Cut", cut_type);
+    Py_DECREF(cut_type);
+    return failed;
+}
+
+static PyModuleDef_Slot jsonpieces_slots[] = {
+    {Py_mod_exec, jsonpieces_exec},
+    {0, NULL},
+};
+
 static struct PyModuleDef jsonpieces_module = {
     PyModuleDef_HEAD_INIT, "_jsonpieces", "The hot path's ^P on a field's text cut at its scalars.",
-    sizeof(State), jsonpieces_methods, NULL, NULL, jsonpieces_clear, jsonpieces_free,
+    sizeof(State), jsonpieces_methods, jsonpieces_slots, NULL, jsonpieces_clear, jsonpieces_free,
 };
 
 PyMODINIT_FUNC
