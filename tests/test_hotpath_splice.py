@@ -141,7 +141,7 @@ def _kept(module: ModuleType, text: str, how: str) -> dict[int, Any]:
     cut = _jsontext.tokenize(was, False) if how != "ours" else None
     pieces, leaves = cut if cut is not None else (None, None)
     if how.endswith("offsets") and pieces is not None and leaves is not None:
-        return {5: module.JsonText(was, None, leaves, module.C_CUT(was, pieces, leaves))}
+        return {5: module.C_CUT(was, pieces, leaves)}
     return {5: module.JsonText(was, pieces, leaves)}
 
 
@@ -151,10 +151,8 @@ def _hows(module: ModuleType) -> list[str]:
 
 
 def _check_kept(kept: Any) -> None:
-    """The kept text and its cut (pieces or offsets) agree, and the cut is exact."""
-    pieces = kept.pieces if kept.cut is None else kept.cut.pieces(kept.text)
-    if kept.cut is not None:
-        assert kept.pieces is None
+    """The kept text and its cut (pieces, or offsets in a C `Cut`) agree, and it is exact."""
+    pieces = kept.pieces() if callable(kept.pieces) else kept.pieces
     if pieces is not None:
         assert "".join(pieces) == kept.text
         _check_cut(json.loads(kept.text), pieces, kept.leaves)

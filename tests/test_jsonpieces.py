@@ -255,7 +255,8 @@ def test_a_lookup_that_shrinks_the_pieces_is_refused() -> None:
     assert pieces == ['{"a":']
 
 
-# The kept cut as offsets (``Cut``): what replace and recut do to pieces, without a str each.
+# The kept cut as offsets (``Cut``): what replace and recut do to pieces, without a str each;
+# ``cut(old, payload)`` recuts (when old is a new value) and replaces.
 
 
 @needs_c
@@ -268,20 +269,22 @@ def test_cut_replace_is_pythons(case: tuple[list[str], dict[str, int], str], aga
     for _ in range(again + 1):  # and again on the text it made
         theirs = list(pieces)
         expected = _python_replace(payload, theirs, leaves)
-        result = cut.replace(payload, old)
+        result = cut(old, payload)
         if result is None:
-            assert cut.pieces(old) == pieces  # unchanged: Python decides
+            if expected is not None:  # only where repr decides, as replace leaves it too
+                assert _jsonpieces.replace(payload, list(pieces), leaves, old) is None
+            assert cut.text is old and cut.pieces() == pieces  # unchanged: Python decides
             return
         assert result == expected
         assert result.isascii() == expected.isascii()
-        assert cut.pieces(result) == theirs
+        assert cut.text is result and cut.pieces() == theirs
         pieces, old = theirs, result
 
 
 @needs_c
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(same_shape(), st.integers(0, 2))
-def test_cut_recut_is_pythons(docs: tuple[Any, Any], variant: int) -> None:
+@given(same_shape(), st.integers(0, 2), st.booleans())
+def test_cut_recut_is_pythons(docs: tuple[Any, Any], variant: int, replaced: bool) -> None:
     first = _cut(docs[0])
     if first is None:
         return
@@ -289,11 +292,21 @@ def test_cut_recut_is_pythons(docs: tuple[Any, Any], variant: int) -> None:
     text = [encode_json(docs[1]), json.dumps(docs[1]), encode_json([docs[1]])][variant]
     expected = _jsonpieces.recut(text, first[0])  # None also where only repr can tell
     cut = _jsonpieces.Cut(previous, first[0], first[1])
-    if cut.recut(text, previous):
-        assert cut.pieces(text) == expected == interpreted_text.recut(text, first[0])
+    # A patch of no leaf: the cut follows the new value (when it can), nothing else.
+    pointer = min(first[1], default="/none") if replaced else "/none"
+    payload = f'[{{"op":"replace","path":{json.dumps(pointer)},"value":0}}]'
+    result = cut(text, payload)
+    if expected is None:
+        assert result is None
+        assert cut.text is previous and cut.pieces() == first[0]
+        return
+    assert expected == interpreted_text.recut(text, first[0])
+    if result is None:
+        assert cut.text is text and cut.pieces() == expected
     else:
-        assert expected is None
-        assert cut.pieces(previous) == first[0]
+        assert pointer != "/none"
+        assert cut.text is result and result == _python_replace(payload, expected, first[1])
+        assert cut.pieces() == expected
 
 
 @needs_c
@@ -302,43 +315,44 @@ def test_cut_examples() -> None:
     leaves = {"/seq": 1, "/bids/0/0": 3, "/bids/0/1": 5}
     old = "".join(pieces)
     cut = _jsonpieces.Cut(old, pieces, leaves)
+    assert cut.text is old and cut.leaves is leaves
     payload = (
         '[{"op":"replace","path":"/bids/0/1","value":7},'
         '{"op":"replace","path":"/seq","value":22},{"op":"replace","path":"/seq","value":3}]'
     )
-    text = cut.replace(payload, old)
+    text = cut(old, payload)
     assert text == '{"seq":3,"bids":[[1.5,7]]}'  # out of order, the last one wins
     # Wider and narrower again: the text is as narrow as its widest character.
-    for value, expected in (('"é"', '"é"'), ('"€"', '"€"'), ('"😀"', '"😀"'), ("4", "4")):
-        patch = f'[{{"op":"replace","path":"/seq","value":{value}}}]'
-        made = cut.replace(patch, text)
-        assert made == f'{{"seq":{expected},"bids":[[1.5,7]]}}'
-        assert made.isascii() == expected.isascii()
-        assert cut.pieces(made)[1] == expected
+    for value in ('"é"', '"€"', '"😀"', "4"):
+        made = cut(text, f'[{{"op":"replace","path":"/seq","value":{value}}}]')
+        assert made == f'{{"seq":{value},"bids":[[1.5,7]]}}'
+        assert made is not None and made.isascii() == value.isascii()
+        assert cut.pieces()[1] == value
         text = made
-    # A wide old text, an ASCII patch.
+    # A new value (another str) cut as the last one was: recut, then patched.
     wide = '{"seq":4,"bids":[["€",7]]}'
-    assert cut.recut(wide, text)
-    assert cut.replace('[{"op":"replace","path":"/seq","value":5}]', wide) == (
-        '{"seq":5,"bids":[["€",7]]}'
-    )
-    text = '{"seq":5,"bids":[["€",7]]}'
-    # Refused, the cut unchanged: not a leaf, not compact, an escape, a bad number, an old
-    # text of another length, a structure that is not the cut's.
+    text = cut(wide, '[{"op":"replace","path":"/seq","value":5}]')
+    assert text == '{"seq":5,"bids":[["€",7]]}'
+    # Refused, the cut as it was: not a leaf, not compact, an escape, a bad number, another
+    # structure, a number only repr can tell.
     for refused in (
         '[{"op":"replace","path":"/bids","value":1}]',
         '[{"op":"replace","path":"/seq","value":"a\\"b"}]',
         '[{"op":"replace","path":"/seq","value":1.50}]',
         '[{"op":"add","path":"/seq","value":1}]',
     ):
-        assert cut.replace(refused, text) is None, refused
-    assert cut.replace('[{"op":"replace","path":"/seq","value":6}]', text + " ") is None
-    assert not cut.recut('{"seq":5,"bids":[["€",7],1]}', text)
-    assert not cut.recut('{"seq":5,"bids":[["€",7]]}', text + " ")
-    assert not cut.recut('{"seq":5.0e1,"bids":[["€",7]]}', text)  # repr decides
-    assert cut.pieces(text) == ['{"seq":', "5", ',"bids":[[', '"€"', ",", "7", "]]}"]
-    with pytest.raises(ValueError):
-        cut.pieces(text + " ")
+        assert cut(text, refused) is None, refused
+        assert cut.text is text
+    payload = '[{"op":"replace","path":"/seq","value":6}]'
+    for other in ('{"seq":5,"bids":[["€",7],1]}', '{"seq":5,"bids":[["€",7]]} ',
+                  '{"seq":5.0e1,"bids":[["€",7]]}'):
+        assert cut(other, payload) is None
+        assert cut.text is text
+    assert cut.pieces() == ['{"seq":', "5", ',"bids":[[', '"€"', ",", "7", "]]}"]
+    with pytest.raises(TypeError):
+        cut(text, b"[]")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        cut(text)  # type: ignore[call-arg]
     # Built from pieces that are the text's, and at odd indexes only.
     with pytest.raises(ValueError):
         _jsonpieces.Cut(old + " ", pieces, leaves)
@@ -348,8 +362,7 @@ def test_cut_examples() -> None:
         _jsonpieces.Cut('{"a":1}', ['{"a":', 1, "}"], {"/a": 1})  # type: ignore[list-item]
     even = _jsonpieces.Cut('{"a":1}', ['{"a":', "1", "}"], {"/a": 0, "/b": -1, "/c": 9})
     for pointer in ("/a", "/b", "/c"):
-        patch = f'[{{"op":"replace","path":"{pointer}","value":2}}]'
-        assert even.replace(patch, '{"a":1}') is None
+        assert even('{"a":1}', f'[{{"op":"replace","path":"{pointer}","value":2}}]') is None
 
 
 @needs_c
@@ -360,18 +373,18 @@ def test_cut_leaves_of_any_kind(key: Any) -> None:
     pieces = ['{"a":', "1", ',"b":', "2", "}"]
     leaves: dict[Any, int] = {"/a": 1, key: 3}
     cut = _jsonpieces.Cut("".join(pieces), pieces, leaves)
-    text = cut.replace('[{"op":"replace","path":"/a","value":5}]', '{"a":1,"b":2}')
+    text = cut('{"a":1,"b":2}', '[{"op":"replace","path":"/a","value":5}]')
     assert text == '{"a":5,"b":2}'
     if isinstance(key, str):
-        patch = f'[{{"op":"replace","path":"{key}","value":6}}]'
-        assert cut.replace(patch, text) == '{"a":5,"b":6}'
-    assert cut.replace('[{"op":"replace","path":"/z","value":6}]', text) is None
+        assert cut(text, f'[{{"op":"replace","path":"{key}","value":6}}]') == '{"a":5,"b":6}'
+        text = '{"a":5,"b":6}'
+    assert cut(text, '[{"op":"replace","path":"/z","value":6}]') is None
 
 
 @needs_c
 def test_cut_lookup_running_python_code() -> None:
-    # A key that is not a str runs Python code in a lookup: here it replaces through the
-    # same cut midway. The cut only reads its offsets once the lookups are done.
+    # A key that is not a str runs Python code in a lookup: here it patches through the same
+    # cut midway. The cut reads its text and offsets again once the lookups are done.
     cut: Any = None
     armed = False
 
@@ -383,17 +396,19 @@ def test_cut_lookup_running_python_code() -> None:
             nonlocal armed
             if armed:
                 armed = False
-                assert cut.replace('[{"op":"replace","path":"/a","value":123}]', '{"a":1,"b":2}')
+                assert cut('{"a":1,"b":2}', '[{"op":"replace","path":"/a","value":123}]')
             return False
 
     pieces = ['{"a":', "1", ',"b":', "2", "}"]
     leaves: dict[Any, int] = {Evil(): 0, "/a": 1, "/b": 3}
-    cut = _jsonpieces.Cut("".join(pieces), pieces, leaves)
+    first = "".join(pieces)
+    cut = _jsonpieces.Cut(first, pieces, leaves)
     armed = True
     payload = '[{"op":"replace","path":"/b","value":8}]'
     # The text it was given is no longer the one described: refused, not spliced.
-    assert cut.replace(payload, '{"a":1,"b":2}') is None
-    assert cut.replace(payload, '{"a":123,"b":2}') == '{"a":123,"b":8}'
+    assert cut(first, payload) is None
+    assert cut.text == '{"a":123,"b":2}'
+    assert cut(cut.text, payload) == '{"a":123,"b":8}'
 
 
 @needs_c
@@ -428,7 +443,7 @@ def test_a_field_patched_and_replaced_in_turn(
         texts = [got[0], got[1]]
         kept = docs[0][3]
         assert kept.text is got[0]
-        pieces = kept.pieces if kept.cut is None else kept.cut.pieces(kept.text)
+        pieces = kept.pieces() if callable(kept.pieces) else kept.pieces
         assert pieces is None or "".join(pieces) == kept.text
         doc = new
 

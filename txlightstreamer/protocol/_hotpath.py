@@ -24,13 +24,13 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from ._jsonpatch import COPY_ALLOWANCE, encode_json, scan_json
+from ._jsonpatch import COPY_ALLOWANCE, encode_json
 from ._jsontext import (
     JsonText,
+    loads,
     patch_document,
     recut,
     replace_compact,
-    replace_cut,
     replace_leaves,
     splice,
     tokenize,
@@ -100,7 +100,7 @@ def decode_rich(
     raw: str,
     previous: Sequence[Any],
     num_fields: int,
-    docs: dict[int, JsonText] | None,
+    docs: dict[int, Any] | None,
     base: int,
     max_result: int = MAX_DIFF_RESULT,
 ) -> list[Value] | None:
@@ -121,7 +121,7 @@ def _decode_tokens(
     escaped: bool,
     before: tuple[Any, ...],
     num_fields: int,
-    docs: dict[int, JsonText] | None,
+    docs: dict[int, Any] | None,
     base: int,
     max_result: int,
 ) -> list[Value] | None:
@@ -281,7 +281,7 @@ def tlcp_diff_bmp(old: str, diff: str) -> str | None:
     return _apply_diff(old, diff)
 
 
-def _diff_kept(old: str, diff: str, docs: dict[int, JsonText], key: int) -> str | None:
+def _diff_kept(old: str, diff: str, docs: dict[int, Any], key: int) -> str | None:
     """`tlcp_diff_bmp` on a non-ASCII field: ``docs[key]`` keeps its last result, which
     (made of BMP-only pieces) needs no check when it is still the field's value."""
     kept = docs.get(key)
@@ -345,33 +345,18 @@ def _apply_diff(old: str, diff: str) -> str | None:
     return "".join(out)
 
 
-def _loads(payload: str) -> Any:
-    """json.loads(payload), without its Python wrapper when nothing surrounds the value."""
-    if payload and ord(payload[0]) > 32:
-        try:
-            doc, end = scan_json(payload, 0)
-        except StopIteration:
-            end = -1
-        if end == len(payload):
-            return doc
-    return json.loads(payload)
-
-
 def _patch(
-    old: str, payload: str, docs: dict[int, JsonText], key: int, max_result: int
+    old: str, payload: str, docs: dict[int, Any], key: int, max_result: int
 ) -> str | None:
     """A ``^P`` on the hot path. ``docs`` keeps, by field, the text it produced (exactly
-    encode_json of its document) and its cut (pieces, or offsets in the compiled build),
-    which the next patch may change in place."""
-    kept = docs.get(key)
-    if kept is not None:
-        quick = (replace_cut(kept, old, payload) if kept.cut is not None
-                 else _replace_kept(kept, old, payload))
-        if quick:
-            if len(quick) > max_result:
-                del docs[key]
-            return quick
-    kept = docs.pop(key, None)
+    encode_json of its document) and its cut, which the next patch may change in place: a
+    `JsonText` with its pieces, or in the compiled build a ``_jsonpieces.Cut``."""
+    quick = _patch_kept(docs, key, old, payload)
+    if quick:
+        if len(quick) > max_result:
+            del docs[key]
+        return quick
+    kept: JsonText | None = docs.pop(key, None)
     canonical = kept is not None and kept.text is old
     pieces: list[str] | None = None
     leaves: dict[str, int] | None = None
@@ -394,7 +379,7 @@ def _patch(
         if pieces is not None and leaves is not None:
             text = _replace_join(payload, pieces, leaves, old)
         if text is None:
-            ops = _loads(payload)
+            ops = loads(payload)
             if canonical and type(ops) is list:
                 done = 0
                 if pieces is not None and leaves is not None:
@@ -413,24 +398,38 @@ def _patch(
     except Exception:  # any failure: the general decoder reports it
         return None
     if len(text) <= max_result:
-        cut: Any = None
         if pieces is None:
             leaves = None
         elif C_CUT is not None and leaves is not None:
-            try:  # offsets in place of the pieces
-                cut = C_CUT(text, pieces, leaves)
-                pieces = None
-            except Exception:  # pieces that are not text's: keep them, as before
-                cut = None
+            try:  # the cut as offsets, which the C line decoder patches itself
+                docs[key] = C_CUT(text, pieces, leaves)
+                return text
+            except Exception:  # pieces that are not text's: kept as they are
+                pass
         if kept is not None:  # one object per field, updated in place
             kept.text = text
             kept.pieces = pieces
             kept.leaves = leaves
-            kept.cut = cut
             docs[key] = kept
         else:
-            docs[key] = JsonText(text, pieces, leaves, cut)
+            docs[key] = JsonText(text, pieces, leaves)
     return text
+
+
+def _patch_kept(docs: dict[int, Any], key: int, old: str, payload: str) -> str:
+    """The commonest patch, on the field's kept cut; "" for any other, ``docs[key]`` then a
+    `JsonText` (or nothing) for the general path."""
+    kept = docs.get(key)
+    if kept is None or type(kept) is JsonText:
+        return _replace_kept(kept, old, payload) if kept is not None else ""
+    try:  # a C cut (compiled build), which patches the text it keeps itself
+        quick: str | None = kept(old, payload)
+        if quick is not None:
+            return quick
+        docs[key] = JsonText(kept.text, kept.pieces(), kept.leaves)  # its pieces, for Python
+    except Exception:
+        del docs[key]
+    return ""
 
 
 def _replace_kept(kept: JsonText, old: str, payload: str) -> str:
@@ -512,9 +511,10 @@ class Lane:
         self.first_update: Callable[[int], None] | None = None
         self.open = False
         #: The last ``^P`` result of each patched field, by ``(item - 1) * num_fields + field``
-        #: (exactly encode_json of its document, so the next patch may change the text),
-        #: and the last non-ASCII ``^T`` result, by ``-1 -`` that (BMP-only, known).
-        self.docs: dict[int, JsonText] = {}
+        #: (exactly encode_json of its document, so the next patch may change the text: a
+        #: `JsonText`, or a ``_jsonpieces.Cut`` that the C line decoder calls), and the last
+        #: non-ASCII ``^T`` result, by ``-1 -`` that (BMP-only, known).
+        self.docs: dict[int, Any] = {}
 
 
 class UpdateRouter:

@@ -611,6 +611,7 @@ fail:
  * beside it (`._jsontext.JsonText`): only its length is checked here. */
 typedef struct {
     PyObject_HEAD
+    PyObject *text;    /* the text described */
     PyObject *leaves;  /* JSON pointer -> index of a scalar piece (odd) */
     Py_ssize_t count;  /* pieces: between, scalar, ..., between (an odd count) */
     Py_ssize_t *ends;  /* where each piece ends in the text described */
@@ -622,6 +623,7 @@ static int
 cut_traverse(Cut *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->text);
     Py_VISIT(self->leaves);
     return 0;
 }
@@ -629,6 +631,7 @@ cut_traverse(Cut *self, visitproc visit, void *arg)
 static int
 cut_clear(Cut *self)
 {
+    Py_CLEAR(self->text);
     Py_CLEAR(self->leaves);
     return 0;
 }
@@ -689,6 +692,8 @@ cut_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     self->count = count;
+    Py_INCREF(text);
+    self->text = text;
     Py_INCREF(leaves);
     self->leaves = leaves;
     if (table_build(&self->table, leaves) < 0) {
@@ -723,21 +728,17 @@ same_run(int a_kind, const void *a, Py_ssize_t i, int b_kind, const void *b, Py_
     return 1;
 }
 
-/* ``recut(text, previous)``: True, the cut now describing ``text``, when ``text`` is cut as
- * ``previous`` (the text described) was: the same pieces between its scalars, and scalars
- * written as encode_json writes them (`recut`); False, the cut unchanged, otherwise (also
- * where only a float's repr could tell). */
-static PyObject *
-cut_recut(Cut *self, PyObject *const *args, Py_ssize_t nargs)
+/* `recut` on the cut: 1, the cut now describing ``text``, when ``text`` is cut as the text
+ * described was: the same pieces between its scalars, and scalars written as encode_json
+ * writes them; 0, the cut unchanged, otherwise (also where only a float's repr could tell).
+ * Only the cut's ends change: the caller makes ``text`` the text described. */
+static int
+recut_into(Cut *self, PyObject *text)
 {
-    if (nargs != 2 || !PyUnicode_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "recut(text: str, previous: str)");
-        return NULL;
-    }
-    PyObject *text = args[0], *previous = args[1];
+    PyObject *previous = self->text;
     Py_ssize_t count = self->count, *ends = self->ends, *spare = self->spare;
     if (PyUnicode_GET_LENGTH(previous) != ends[count - 1])
-        Py_RETURN_FALSE;
+        return 0;
     int kind = PyUnicode_KIND(text), previous_kind = PyUnicode_KIND(previous);
     const void *data = PyUnicode_DATA(text), *previous_data = PyUnicode_DATA(previous);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, start = 0;
@@ -746,36 +747,32 @@ cut_recut(Cut *self, PyObject *const *args, Py_ssize_t nargs)
             Py_ssize_t length = ends[k] - start;
             if (length > n - i
                 || !same_run(kind, data, i, previous_kind, previous_data, start, length))
-                Py_RETURN_FALSE;
+                return 0;
             i += length;
         }
         else {
             Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
             if (end < 0)
-                Py_RETURN_FALSE;
+                return 0;
             i = end;
         }
         spare[k] = i;
         start = ends[k];
     }
     if (i != n)
-        Py_RETURN_FALSE;
+        return 0;
     self->ends = spare;
     self->spare = ends;
-    Py_RETURN_TRUE;
+    return 1;
 }
 
-/* ``replace(payload, old)``: `replace` on the cut of ``old`` (the text described): the patched
- * text, the cut now describing it; None, the cut unchanged, when the payload is not a
- * compact run of scalar ``replace`` operations on known leaves. */
+/* `replace` on the cut of ``old``, the text described: a new reference to the patched
+ * text, the cut's ends now describing it (the caller makes it the text described); None, the
+ * cut unchanged, when the payload is not a compact run of scalar ``replace`` operations on
+ * known leaves; NULL with an exception set. */
 static PyObject *
-cut_replace(Cut *self, PyObject *const *args, Py_ssize_t nargs)
+replace_text(Cut *self, PyObject *old, PyObject *payload)
 {
-    if (nargs != 2 || !PyUnicode_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "replace(payload: str, old: str)");
-        return NULL;
-    }
-    PyObject *payload = args[0], *old = args[1];
     PyObject *module = PyType_GetModule(Py_TYPE(self));
     if (module == NULL)
         return NULL;
@@ -789,6 +786,9 @@ cut_replace(Cut *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         Py_RETURN_NONE;
     }
+    /* A lookup running Python code may have patched through this cut meanwhile. */
+    if (old != self->text)
+        Py_RETURN_NONE;
     Py_ssize_t count = self->count;
     Py_ssize_t *at_end = self->ends;
     Py_ssize_t size = PyUnicode_GET_LENGTH(old);
@@ -870,20 +870,16 @@ cut_replace(Cut *self, PyObject *const *args, Py_ssize_t nargs)
     return text;
 }
 
-/* ``pieces(text)``: the pieces of ``text`` (the text described), a list of str. */
+/* ``pieces()``: the pieces of the text described, a list of str. */
 static PyObject *
-cut_pieces(Cut *self, PyObject *text)
+cut_pieces(Cut *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!PyUnicode_CheckExact(text) || PyUnicode_GET_LENGTH(text) != self->ends[self->count - 1]) {
-        PyErr_SetString(PyExc_ValueError, "pieces(text): text is not the one described");
-        return NULL;
-    }
     PyObject *pieces = PyList_New(self->count);
     if (pieces == NULL)
         return NULL;
     Py_ssize_t start = 0;
     for (Py_ssize_t k = 0; k < self->count; k++) {
-        PyObject *piece = PyUnicode_Substring(text, start, self->ends[k]);
+        PyObject *piece = PyUnicode_Substring(self->text, start, self->ends[k]);
         if (piece == NULL) {
             Py_DECREF(pieces);
             return NULL;
@@ -894,12 +890,56 @@ cut_pieces(Cut *self, PyObject *text)
     return pieces;
 }
 
+/* ``cut(old, payload)``: the ``^P`` ``payload`` on ``old``, the field's value, when it is the
+ * text described, or a new value cut as it was (recut first): the patched text, which the
+ * cut then describes; None (the cut describing the text it described, or ``old``) for any
+ * patch but a compact run of scalar ``replace`` operations on known leaves. */
+static PyObject *
+cut_call(Cut *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *old, *payload;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs)) || PyTuple_GET_SIZE(args) != 2
+        || !PyUnicode_CheckExact(old = PyTuple_GET_ITEM(args, 0))
+        || !PyUnicode_CheckExact(payload = PyTuple_GET_ITEM(args, 1))) {
+        PyErr_SetString(PyExc_TypeError, "cut(old: str, payload: str)");
+        return NULL;
+    }
+    if (old != self->text) {
+        if (!recut_into(self, old))
+            Py_RETURN_NONE;
+        Py_INCREF(old);
+        Py_SETREF(self->text, old);
+    }
+    PyObject *text = replace_text(self, old, payload); /* the tuple keeps old alive */
+    if (text != NULL && text != Py_None) {
+        Py_INCREF(text);
+        Py_SETREF(self->text, text);
+    }
+    return text;
+}
+
+static PyObject *
+cut_get_text(Cut *self, void *Py_UNUSED(closure))
+{
+    Py_INCREF(self->text);
+    return self->text;
+}
+
+static PyObject *
+cut_get_leaves(Cut *self, void *Py_UNUSED(closure))
+{
+    Py_INCREF(self->leaves);
+    return self->leaves;
+}
+
+static PyGetSetDef cut_getset[] = {
+    {"text", (getter)cut_get_text, NULL, "The text described.", NULL},
+    {"leaves", (getter)cut_get_leaves, NULL, "JSON pointer -> index of its scalar piece.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMethodDef cut_methods[] = {
-    {"replace", (PyCFunction)(void (*)(void))cut_replace, METH_FASTCALL,
-     "replace(payload, old): the patched text, the cut describing it; None if not taken."},
-    {"recut", (PyCFunction)(void (*)(void))cut_recut, METH_FASTCALL,
-     "recut(text, previous): True, the cut describing text, if it is cut as previous was."},
-    {"pieces", (PyCFunction)cut_pieces, METH_O, "pieces(text): the pieces of the text described."},
+    {"pieces", (PyCFunction)cut_pieces, METH_NOARGS, "pieces(): the pieces of the text described."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -909,7 +949,10 @@ static PyType_Slot cut_slots[] = {
     {Py_tp_traverse, cut_traverse},
     {Py_tp_clear, cut_clear},
     {Py_tp_methods, cut_methods},
-    {Py_tp_doc, "Cut(text, pieces, leaves): a field's text cut at its scalars, as offsets."},
+    {Py_tp_getset, cut_getset},
+    {Py_tp_call, cut_call},
+    {Py_tp_doc, "Cut(text, pieces, leaves): a field's text cut at its scalars, as offsets; "
+                "cut(old, payload) patches it."},
     {0, NULL},
 };
 

@@ -8,11 +8,12 @@ this module) and re-encoding otherwise.
 
 from __future__ import annotations
 
+import json
 from copy import deepcopy
 from math import isfinite
 from typing import Any, Final
 
-from ._jsonpatch import PatchError, apply_other, encode_json, quote_json
+from ._jsonpatch import PatchError, apply_other, encode_json, quote_json, scan_json
 
 # Deepest nesting `tokenize` accepts (json.loads and encode_json recurse; this stays far below).
 _MAX_DEPTH: Final = 64
@@ -24,46 +25,24 @@ _INDEXES: Final = [f"/{index}" for index in range(64)]
 
 class JsonText:
     """A field's text that is exactly encode_json of its document, with, when `tokenize` cut
-    it, its pieces (scalars at the indexes ``leaves`` gives by JSON pointer), or in the
-    compiled build the same cut as offsets (``cut``, a ``_jsonpieces.Cut``; then no pieces)."""
+    it, its pieces (scalars at the indexes ``leaves`` gives by JSON pointer)."""
 
-    def __init__(
-        self,
-        text: str,
-        pieces: list[str] | None,
-        leaves: dict[str, int] | None,
-        cut: Any = None,
-    ) -> None:
+    def __init__(self, text: str, pieces: list[str] | None, leaves: dict[str, int] | None) -> None:
         self.text = text
         self.pieces = pieces
         self.leaves = leaves
-        self.cut = cut
 
 
-def replace_cut(kept: JsonText, old: str, payload: str) -> str:
-    """The commonest patch on a field kept with a cut (compiled build): scalars replaced, the
-    cut following the text it made; when the field holds a new value cut as the kept text
-    was, the cut follows it first. "" for any other patch, the kept text then cut into
-    pieces again for the general path (`._hotpath._patch`)."""
-    cut = kept.cut
-    try:
-        if kept.text is not old:
-            if not cut.recut(old, kept.text):  # the last text: the template of a recut
-                kept.pieces = cut.pieces(kept.text)
-                kept.cut = None
-                return ""
-            kept.text = old
-        text: str | None = cut.replace(payload, old)
-        if text is None:
-            kept.pieces = cut.pieces(old)
-            kept.cut = None
-            return ""
-    except Exception:  # no cut kept: the general path cuts the text again
-        kept.pieces = None
-        kept.cut = None
-        return ""
-    kept.text = text
-    return text
+def loads(payload: str) -> Any:
+    """json.loads(payload), without its Python wrapper when nothing surrounds the value."""
+    if payload and ord(payload[0]) > 32:
+        try:
+            doc, end = scan_json(payload, 0)
+        except StopIteration:
+            end = -1
+        if end == len(payload):
+            return doc
+    return json.loads(payload)
 
 
 def _at(text: str, i: int, word: str) -> bool:

@@ -6,8 +6,9 @@
  * ``U,<sub>,<item>,``) for an item whose last row is the tuple ``before``: plain and
  * percent-escaped tokens, ``#``/``$``, empty tokens and ``^n`` runs (the last row's values),
  * ``^T`` (TLCP-diff, `_tlcpdiff.h`; an ASCII one without escapes read from the line's
- * bytes) and ``^P`` (``patch(old, payload, docs, base + field, limit)``, `._hotpath._patch`,
- * which keeps the field's text in ``docs``), no diff's value longer than ``limit``. It
+ * bytes) and ``^P`` (the field's ``_jsonpieces.Cut`` in ``docs`` when it takes the patch,
+ * else ``patch(old, payload, docs, base + field, limit)``, `._hotpath._patch`, which keeps
+ * the field's text in ``docs``), no diff's value longer than ``limit``. It
  * returns the new row as a tuple, or None for anything the general decoder must decode or
  * report (bad UTF-8, a bad escape, run or diff, a wrong count). Each token is decoded once,
  * from the bytes: no decoded copy of the line, no list of tokens, no list of values. Pure
@@ -135,6 +136,38 @@ run_length(const char *bytes, Py_ssize_t size)
     return n;
 }
 
+/* A ``^P``: the field's kept cut patches it when it can (a callable ``docs`` entry, a
+ * ``_jsonpieces.Cut``: ``cut(old, payload)``, None for what it leaves to ``patch``), or
+ * ``patch(old, payload, docs, key, limit)``. A new reference, NULL on an error. */
+static PyObject *
+apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, PyObject *payload, PyObject *patch,
+            PyObject *limit, Py_ssize_t longest)
+{
+    PyObject *key = PyLong_FromSsize_t(field);
+    if (key == NULL)
+        return NULL;
+    PyObject *kept = PyDict_GetItemWithError(docs, key);
+    PyObject *value = NULL;
+    if (kept != NULL && Py_TYPE(kept)->tp_call != NULL) {
+        Py_INCREF(kept);
+        PyObject *args[2] = {old, payload};
+        value = PyObject_Vectorcall(kept, args, 2, NULL);
+        Py_DECREF(kept);
+        if (value == Py_None)
+            Py_CLEAR(value);
+        else if (value != NULL && PyUnicode_Check(value) && PyUnicode_GET_LENGTH(value) > longest
+                 && PyDict_DelItem(docs, key) < 0) /* refused: not kept either, as patch does */
+            PyErr_Clear();
+    }
+    if (value == NULL) {
+        PyErr_Clear(); /* patch decides, and reports */
+        PyObject *call[5] = {old, payload, docs, key, limit};
+        value = PyObject_Vectorcall(patch, call, 5, NULL);
+    }
+    Py_DECREF(key);
+    return value;
+}
+
 static PyObject *
 updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -203,12 +236,8 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     }
                     if (kind == 'T')
                         value = tlcp_diff(old, payload);
-                    else {
-                        PyObject *key = PyLong_FromSsize_t(base + i);
-                        PyObject *call[5] = {old, payload, docs, key, limit};
-                        value = key ? PyObject_Vectorcall(patch, call, 5, NULL) : NULL;
-                        Py_XDECREF(key);
-                    }
+                    else
+                        value = apply_patch(docs, base + i, old, payload, patch, limit, longest);
                     Py_DECREF(payload);
                 }
                 if (value == NULL)
