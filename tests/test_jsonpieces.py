@@ -460,3 +460,41 @@ def _replaces(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
+
+
+@needs_c
+@pytest.mark.parametrize("call", ["Cut", "recut"])
+def test_a_collection_that_empties_the_pieces_midway(call: str) -> None:
+    # Found by review: an allocation may collect garbage, and a finalizer may then empty the
+    # list being read. Cut() reads it all before it allocates; recut checks it again after.
+    import gc
+
+    text = '{"a":1,"b":2,"c":3,"d":4}'
+    first = ['{"a":', "1", ',"b":', "2", ',"c":', "3", ',"d":', "4", "}"]
+    leaves = {"/a": 1, "/b": 3, "/c": 5, "/d": 7}
+
+    class Trap:
+        def __init__(self, victim: list[str]) -> None:
+            self.me = self  # a cycle: only a collection finalizes it
+            self.victim = victim
+
+        def __del__(self) -> None:
+            self.victim.clear()
+
+    threshold = gc.get_threshold()
+    try:
+        for spare in range(20):  # one of these puts the collection on C's own allocation
+            gc.collect()
+            gc.set_threshold(20)
+            pieces = list(first)
+            args = (text, pieces, leaves) if call == "Cut" else (text, pieces)
+            keep = [[] for _ in range(spare)]
+            Trap(pieces)
+            try:
+                getattr(_jsonpieces, call)(*args)
+            except (TypeError, ValueError):
+                pass
+            gc.set_threshold(*threshold)
+            del keep
+    finally:
+        gc.set_threshold(*threshold)

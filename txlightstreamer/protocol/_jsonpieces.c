@@ -565,6 +565,14 @@ jsonpieces_recut(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *pieces = PyList_New(count);
     if (pieces == NULL)
         return NULL;
+    /* Checked again: the allocation may collect garbage, whose finalizers may change the
+     * template (found by review). Nothing below collects. */
+    if (PyList_GET_SIZE(template) != count)
+        goto no;
+    for (Py_ssize_t k = 0; k < count; k += 2) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(template, k)))
+            goto no;
+    }
     Py_ssize_t i = 0;
     for (Py_ssize_t k = 0;; k += 2) {
         PyObject *between = PyList_GET_ITEM(template, k);
@@ -654,53 +662,60 @@ static PyObject *
 cut_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *text, *pieces, *leaves;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
-        PyErr_SetString(PyExc_TypeError, "Cut() takes no keyword arguments");
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs))
+        || !PyArg_UnpackTuple(args, "Cut", 3, 3, &text, &pieces, &leaves)
+        || !PyUnicode_CheckExact(text) || !PyList_CheckExact(pieces)
+        || !PyDict_CheckExact(leaves)) {
+        PyErr_SetString(PyExc_TypeError, "Cut(text: str, pieces: list, leaves: dict)");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "UO!O!:Cut", &text, &PyList_Type, &pieces, &PyDict_Type,
-                          &leaves))
-        return NULL;
     Py_ssize_t count = PyList_GET_SIZE(pieces);
     if (count % 2 == 0) {
         PyErr_SetString(PyExc_ValueError, "Cut(): pieces are between, scalar, ..., between");
         return NULL;
     }
-    Cut *self = (Cut *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->ends = PyMem_New(Py_ssize_t, count);
-    self->spare = PyMem_New(Py_ssize_t, count);
-    if (self->ends == NULL || self->spare == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
+    /* All is read before the object is allocated: an allocation may collect garbage, whose
+     * finalizers may change pieces (found by review). */
+    Py_ssize_t *ends = PyMem_New(Py_ssize_t, count), *spare = PyMem_New(Py_ssize_t, count);
+    LeafTable table = {NULL, 0, NULL};
+    if (ends == NULL || spare == NULL) {
+        PyErr_NoMemory();
+        goto fail;
     }
     Py_ssize_t at = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *piece = PyList_GET_ITEM(pieces, k);
         if (!PyUnicode_CheckExact(piece)) {
-            Py_DECREF(self);
             PyErr_SetString(PyExc_TypeError, "Cut(): pieces must be str");
-            return NULL;
+            goto fail;
         }
         at += PyUnicode_GET_LENGTH(piece);
-        self->ends[k] = at;
+        ends[k] = at;
     }
     if (at != PyUnicode_GET_LENGTH(text)) {
-        Py_DECREF(self);
         PyErr_SetString(PyExc_ValueError, "Cut(): text is not the join of pieces");
-        return NULL;
+        goto fail;
     }
+    if (table_build(&table, leaves) < 0)
+        goto fail;
+    Cut *self = (Cut *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        goto fail;
     self->count = count;
+    self->ends = ends;
+    self->spare = spare;
+    self->table = table;
     Py_INCREF(text);
     self->text = text;
     Py_INCREF(leaves);
     self->leaves = leaves;
-    if (table_build(&self->table, leaves) < 0) {
-        Py_DECREF(self);
-        return NULL;
-    }
     return (PyObject *)self;
+fail:
+    PyMem_Free(ends);
+    PyMem_Free(spare);
+    PyMem_Free(table.slots);
+    PyMem_Free(table.names);
+    return NULL;
 }
 
 /* The characters ``a[i:i+length]`` and ``b[j:j+length]`` are the same. */
@@ -963,7 +978,7 @@ static PyType_Spec cut_spec = {
 
 static PyMethodDef jsonpieces_methods[] = {
     {"replace", (PyCFunction)(void (*)(void))jsonpieces_replace, METH_FASTCALL,
-     "replace(payload, pieces, leaves): the patched text, pieces updated; None if not taken."},
+     "replace(payload, pieces, leaves, old): the patched text, pieces updated; None if not taken."},
     {"recut", (PyCFunction)(void (*)(void))jsonpieces_recut, METH_FASTCALL,
      "recut(text, template): text cut as template was; None if it is not."},
     {NULL, NULL, 0, NULL},
