@@ -14,7 +14,7 @@ walking and re-encoding it, and has the walker for ``add``/``replace``/``remove`
 `._jsonpatch` has the rest and the encoder. The compiled build adds three C modules, each
 checked against the Python it stands for: `._updateline` decodes a line's values from its
 bytes (``C_LINE``), `._tlcpdiff` applies a ``^T`` (``C_DIFF``) and `._jsonpieces` the
-commonest ``^P`` (``C_CUT``, on a field's cut kept as offsets; ``C_REPLACE``, ``C_RECUT``).
+commonest ``^P`` (``C_CUT``, a field's text kept with its cut as offsets).
 """
 
 from __future__ import annotations
@@ -366,7 +366,7 @@ def _patch(
     try:
         if pieces is None and kept is not None and kept.pieces is not None:
             # A new value from the server: most often the last one's structure again.
-            pieces = _recut(old, kept.pieces)
+            pieces = recut(old, kept.pieces)
             if pieces is not None:
                 leaves = kept.leaves
                 canonical = True
@@ -377,7 +377,7 @@ def _patch(
                 canonical = True
         text: str | None = None
         if pieces is not None and leaves is not None:
-            text = _replace_join(payload, pieces, leaves, old)
+            text = _replace_join(payload, pieces, leaves)
         if text is None:
             ops = loads(payload)
             if canonical and type(ops) is list:
@@ -439,39 +439,22 @@ def _replace_kept(kept: JsonText, old: str, payload: str) -> str:
     leaves = kept.leaves
     if pieces is None or leaves is None or kept.text is not old:
         return ""
-    text = _replace_join(payload, pieces, leaves, kept.text)
+    text = _replace_join(payload, pieces, leaves)
     if text is None:
         return ""
     kept.text = text
     return text
 
 
-def _replace_join(
-    payload: str, pieces: list[str], leaves: dict[str, int], old: str | None = None
-) -> str | None:
-    """`replace_compact` and the join of the pieces it changed; None (pieces unchanged) when
-    the payload is not that simple patch. ``old``, the join of ``pieces`` (exactly: C
-    checks only its length), spares C the join of the pieces that stay."""
-    c_replace = C_REPLACE
+def _replace_join(payload: str, pieces: list[str], leaves: dict[str, int]) -> str | None:
+    """`replace_compact` and the join of the pieces; None (pieces unchanged) when the payload
+    is not that simple patch."""
     try:
-        if c_replace is not None:
-            text: str | None = c_replace(payload, pieces, leaves, old)
-            if text is not None:
-                return text
         if not replace_compact(payload, pieces, leaves):
             return None
     except Exception:  # the slow path tells what is wrong
         return None
     return "".join(pieces)
-
-
-def _recut(text: str, template: list[str]) -> list[str] | None:
-    c_recut = C_RECUT
-    if c_recut is not None:
-        pieces: list[str] | None = c_recut(text, template)
-        if pieces is not None:
-            return pieces
-    return recut(text, template)
 
 
 def _digits(text: str) -> bool:
@@ -686,13 +669,8 @@ _PACKAGE: Final = __name__.rpartition(".")[0]
 #: `_apply_diff` in C (``_tlcpdiff.c``), or None.
 C_DIFF: Final[Callable[[str, str], str | None] | None] = c_function(
     f"{_PACKAGE}._tlcpdiff", "apply")
-#: `replace_compact` (with the join) and `recut` in C (``_jsonpieces.c``), or None.
-C_REPLACE: Final[Callable[..., str | None] | None] = c_function(
-    f"{_PACKAGE}._jsonpieces", "replace")
-C_RECUT: Final[Callable[..., list[str] | None] | None] = c_function(
-    f"{_PACKAGE}._jsonpieces", "recut")
-#: ``_jsonpieces.Cut``: a kept text's cut as offsets, which `replace`s and `recut`s it in
-#: place of a list of str (no str per piece), or None.
+#: ``_jsonpieces.Cut``: a field's kept text and its cut as offsets, which patches the text
+#: itself (`recut`, then `replace_compact`, in C), or None.
 C_CUT: Final[Callable[..., Any] | None] = c_function(f"{_PACKAGE}._jsonpieces", "Cut")
 #: The values of a line decoded from its bytes in C (``_updateline.c``), or None.
 C_LINE: Final[Callable[..., Row | None] | None] = c_function(

@@ -1,16 +1,14 @@
 /*
- * The hot path's ``^P`` on a field's text cut at its scalars (`._jsontext.JsonText`), in C.
+ * The hot path's ``^P`` on a field's JSON text cut at its scalars, in C: ``Cut``.
  *
- * ``replace(payload, pieces, leaves, old)`` is ``_jsontext.replace_compact`` followed by the
- * ``"".join(pieces)`` of its caller: the patched text, or None (``pieces`` unchanged) when
- * the payload is not a compact run of scalar ``replace`` operations on known leaves. Given
- * ``old``, the join of ``pieces`` before the patch, the text is ``old`` spliced where the
- * pieces change, a few long copies instead of one per piece.
- * ``recut(text, template)`` is ``_jsontext.recut``: ``text`` cut as ``template`` was, or
- * None. ``Cut`` does both on a cut kept as offsets into the text instead of a list of str
- * (no str per piece, and its own table of the leaves' pointers): what the compiled hot path
- * keeps of a field once it is cut. All answer None (or False) as well where only a float's
- * repr can tell whether a number is written as encode_json writes it; `._hotpath` then runs
+ * ``Cut(text, pieces, leaves)`` keeps the cut ``_jsontext.tokenize`` made of ``text``
+ * (``pieces``: between, scalar, ..., between; ``leaves``: each scalar's piece by JSON
+ * pointer) as offsets into the text, with its own table of the leaves' pointers.
+ * ``cut(old, payload)`` is ``_jsontext.recut`` (when ``old`` is a new value, not the text it
+ * keeps) then ``_jsontext.replace_compact`` and the join: the patched text, which it then
+ * keeps, a few long copies of the old text and none per piece; or None for any patch but a
+ * compact run of scalar ``replace`` operations on known leaves, and where only a float's
+ * repr can tell whether a number is written as encode_json writes it. `._hotpath` then runs
  * the Python version, which is the reference (the tests compare them). Pure code, no
  * Twisted: built with the compiled hot path, absent otherwise.
  */
@@ -164,13 +162,11 @@ pointer_str(PyObject *module, PyObject *payload, Py_ssize_t start, Py_ssize_t en
     return pointer;
 }
 
-/* One replaced piece: its index, its new text ``payload[start:end]`` and, for `replace`, that
- * text's str (the last operation on a piece wins), and where the piece it replaces starts in
- * the old text, and its length. */
+/* One replaced piece: its index, its new text ``payload[start:end]`` (the last operation on a
+ * piece wins), and where the piece it replaces starts in the old text, and its length. */
 typedef struct {
     Py_ssize_t target;
     Py_ssize_t start, end;
-    PyObject *value;
     Py_ssize_t offset;
     Py_ssize_t old_length;
 } Splice;
@@ -352,7 +348,6 @@ order_splices(const Py_ssize_t *targets, const Py_ssize_t *starts, const Py_ssiz
         splices[at - 1].target = targets[k];
         splices[at - 1].start = starts[k];
         splices[at - 1].end = ends[k];
-        splices[at - 1].value = NULL;
     }
     return count;
 }
@@ -370,246 +365,6 @@ copy_same_kind(void *to, const void *from, Py_ssize_t length, int kind)
     }
     else
         memcpy(to, from, (size_t)(length * kind));
-}
-
-/* "".join(pieces), each spliced piece replaced by its value; NULL with TypeError if a piece is
- * not a str. */
-static PyObject *
-join(PyObject *pieces, const Splice *splices, int count_splices)
-{
-    Py_ssize_t count = PyList_GET_SIZE(pieces), size = 0;
-    Py_UCS4 widest = 127;
-    int next = 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *piece = PyList_GET_ITEM(pieces, k);
-        if (next < count_splices && splices[next].target == k)
-            piece = splices[next++].value;
-        if (!PyUnicode_CheckExact(piece)) {
-            PyErr_SetString(PyExc_TypeError, "pieces must be str");
-            return NULL;
-        }
-        size += PyUnicode_GET_LENGTH(piece);
-        Py_UCS4 most = PyUnicode_MAX_CHAR_VALUE(piece);
-        if (most > widest)
-            widest = most;
-    }
-    PyObject *out = PyUnicode_New(size, widest);
-    if (out == NULL)
-        return NULL;
-    int out_kind = PyUnicode_KIND(out);
-    void *out_data = PyUnicode_DATA(out);
-    Py_ssize_t at = 0;
-    next = 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *piece = PyList_GET_ITEM(pieces, k);
-        if (next < count_splices && splices[next].target == k)
-            piece = splices[next++].value;
-        Py_ssize_t length = PyUnicode_GET_LENGTH(piece);
-        int kind = PyUnicode_KIND(piece);
-        const void *data = PyUnicode_DATA(piece);
-        if (kind == out_kind)
-            copy_same_kind((char *)out_data + at * kind, data, length, kind);
-        else {
-            for (Py_ssize_t j = 0; j < length; j++)
-                PyUnicode_WRITE(out_kind, out_data, at + j, AT(j));
-        }
-        at += length;
-    }
-    return out;
-}
-
-/* The ASCII ``old`` (the join of ``pieces``) with the spliced pieces replaced by their ASCII
- * values: a few copies of long runs instead of one per piece. 0 (nothing made) when ``old``
- * or a value is not ASCII, or when the pieces do not add up to ``old``. Only the length is
- * checked: the caller keeps ``old`` and ``pieces`` together (`._hotpath._patch`). */
-static int
-splice_old(PyObject *old, PyObject *pieces, Splice *splices, int count_splices, PyObject **out)
-{
-    if (!PyUnicode_IS_ASCII(old))
-        return 0;
-    for (int j = 0; j < count_splices; j++) {
-        if (!PyUnicode_IS_ASCII(splices[j].value))
-            return 0;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(pieces), offset = 0;
-    int next = 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *piece = PyList_GET_ITEM(pieces, k);
-        if (!PyUnicode_CheckExact(piece))
-            return 0;
-        Py_ssize_t length = PyUnicode_GET_LENGTH(piece);
-        if (next < count_splices && splices[next].target == k) {
-            splices[next].offset = offset;
-            splices[next++].old_length = length;
-        }
-        offset += length;
-    }
-    Py_ssize_t size = PyUnicode_GET_LENGTH(old);
-    if (offset != size)
-        return 0;
-    for (int j = 0; j < count_splices; j++)
-        size += PyUnicode_GET_LENGTH(splices[j].value) - splices[j].old_length;
-    PyObject *text = PyUnicode_New(size, 127);
-    if (text == NULL)
-        return -1;
-    Py_UCS1 *to = PyUnicode_1BYTE_DATA(text);
-    const Py_UCS1 *from = PyUnicode_1BYTE_DATA(old);
-    Py_ssize_t at = 0, kept = 0;
-    for (int j = 0; j < count_splices; j++) {
-        Py_ssize_t run = splices[j].offset - kept;
-        memcpy(to + at, from + kept, (size_t)run);
-        at += run;
-        Py_ssize_t length = PyUnicode_GET_LENGTH(splices[j].value);
-        copy_same_kind(to + at, PyUnicode_1BYTE_DATA(splices[j].value), length,
-                       PyUnicode_1BYTE_KIND);
-        at += length;
-        kept = splices[j].offset + splices[j].old_length;
-    }
-    memcpy(to + at, from + kept, (size_t)(PyUnicode_GET_LENGTH(old) - kept));
-    *out = text;
-    return 1;
-}
-
-static PyObject *
-jsonpieces_replace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if ((nargs != 3 && nargs != 4) || !PyUnicode_CheckExact(args[0])
-        || !PyList_CheckExact(args[1]) || !PyDict_CheckExact(args[2])
-        || (nargs == 4 && args[3] != Py_None && !PyUnicode_CheckExact(args[3]))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "replace(payload: str, pieces: list, leaves: dict, old: str | None)");
-        return NULL;
-    }
-    PyObject *payload = args[0], *pieces = args[1], *leaves = args[2];
-    PyObject *old = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
-    Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
-    int ops = parse_replaces(module, payload, leaves, NULL, targets, starts, ends);
-    if (ops <= 0) {
-        if (ops < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    /* A key of leaves that is not a str runs Python code in the lookups, which may have
-     * shrunk pieces since an index was read (found by review; tokenize's are all str). */
-    for (int k = 0; k < ops; k++) {
-        if (targets[k] >= PyList_GET_SIZE(pieces))
-            Py_RETURN_NONE;
-    }
-    Splice splices[MAX_OPS];
-    int count_splices = order_splices(targets, starts, ends, ops, splices);
-    for (int j = 0; j < count_splices; j++) {
-        splices[j].value = PyUnicode_Substring(payload, splices[j].start, splices[j].end);
-        if (splices[j].value == NULL) {
-            while (j--)
-                Py_DECREF(splices[j].value);
-            return NULL;
-        }
-    }
-    /* The text first, so that a failure leaves pieces as they were. */
-    PyObject *text = NULL;
-    int made = old != NULL ? splice_old(old, pieces, splices, count_splices, &text) : 0;
-    if (made == 0)
-        text = join(pieces, splices, count_splices);
-    for (int j = 0; j < count_splices; j++) {
-        if (text != NULL) { /* the list takes the reference */
-            PyObject *replaced = PyList_GET_ITEM(pieces, splices[j].target);
-            PyList_SET_ITEM(pieces, splices[j].target, splices[j].value);
-            Py_DECREF(replaced);
-        }
-        else
-            Py_DECREF(splices[j].value);
-    }
-    return text;
-}
-
-/* The text (``kind``, ``data``) holds ``word`` at ``i``, ``word`` fitting in it. A str is as
- * narrow as its widest character: one wider than the text cannot be in it. */
-static int
-same_chars(int kind, const void *data, Py_ssize_t i, PyObject *word)
-{
-    int word_kind = PyUnicode_KIND(word);
-    Py_ssize_t length = PyUnicode_GET_LENGTH(word);
-    const void *word_data = PyUnicode_DATA(word);
-    if (word_kind == kind)
-        return memcmp((const char *)data + i * kind, word_data, (size_t)(length * kind)) == 0;
-    if (word_kind > kind)
-        return 0;
-    for (Py_ssize_t j = 0; j < length; j++) {
-        if (AT(i + j) != PyUnicode_READ(word_kind, word_data, j))
-            return 0;
-    }
-    return 1;
-}
-
-static PyObject *
-jsonpieces_recut(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 2 || !PyUnicode_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "recut(text: str, template: list)");
-        return NULL;
-    }
-    PyObject *text = args[0], *template = args[1];
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    Py_ssize_t count = PyList_GET_SIZE(template);
-    if (count % 2 == 0) /* tokenize's pieces: between, scalar, ..., between */
-        Py_RETURN_NONE;
-    for (Py_ssize_t k = 0; k < count; k += 2) {
-        if (!PyUnicode_CheckExact(PyList_GET_ITEM(template, k))) {
-            PyErr_SetString(PyExc_TypeError, "template pieces must be str");
-            return NULL;
-        }
-    }
-    PyObject *pieces = PyList_New(count);
-    if (pieces == NULL)
-        return NULL;
-    /* Checked again: the allocation may collect garbage, whose finalizers may change the
-     * template (found by review). Nothing below collects. */
-    if (PyList_GET_SIZE(template) != count)
-        goto no;
-    for (Py_ssize_t k = 0; k < count; k += 2) {
-        if (!PyUnicode_CheckExact(PyList_GET_ITEM(template, k)))
-            goto no;
-    }
-    Py_ssize_t i = 0;
-    for (Py_ssize_t k = 0;; k += 2) {
-        PyObject *between = PyList_GET_ITEM(template, k);
-        Py_ssize_t length = PyUnicode_GET_LENGTH(between);
-        if (k == count - 1 && i + length != n)
-            goto no;
-        if (i + length > n)
-            goto no;
-        if (length && !same_chars(kind, data, i, between))
-            goto no;
-        Py_INCREF(between);
-        PyList_SET_ITEM(pieces, k, between);
-        i += length;
-        if (k == count - 1)
-            return pieces;
-        Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
-        if (end < 0)
-            goto no;
-        /* Most scalars of a new value are the last one's: share those. */
-        PyObject *scalar = PyList_GET_ITEM(template, k + 1);
-        if (PyUnicode_CheckExact(scalar) && PyUnicode_GET_LENGTH(scalar) == end - i
-            && same_chars(kind, data, i, scalar))
-            Py_INCREF(scalar);
-        else {
-            scalar = PyUnicode_Substring(text, i, end);
-            if (scalar == NULL)
-                goto fail;
-        }
-        PyList_SET_ITEM(pieces, k + 1, scalar);
-        i = end;
-    }
-no:
-    Py_DECREF(pieces); /* unset items are NULL, which list_dealloc skips */
-    Py_RETURN_NONE;
-fail:
-    Py_DECREF(pieces);
-    return NULL;
 }
 
 /* A field's text cut at its scalars as offsets: what `replace` and `recut` do to pieces, done
@@ -977,10 +732,6 @@ static PyType_Spec cut_spec = {
 };
 
 static PyMethodDef jsonpieces_methods[] = {
-    {"replace", (PyCFunction)(void (*)(void))jsonpieces_replace, METH_FASTCALL,
-     "replace(payload, pieces, leaves, old): the patched text, pieces updated; None if not taken."},
-    {"recut", (PyCFunction)(void (*)(void))jsonpieces_recut, METH_FASTCALL,
-     "recut(text, template): text cut as template was; None if it is not."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1016,7 +767,7 @@ static PyModuleDef_Slot jsonpieces_slots[] = {
 };
 
 static struct PyModuleDef jsonpieces_module = {
-    PyModuleDef_HEAD_INIT, "_jsonpieces", "The hot path's ^P on a field's text cut at its scalars.",
+    PyModuleDef_HEAD_INIT, "_jsonpieces", "The hot path's ^P on a JSON text cut at its scalars.",
     sizeof(State), jsonpieces_methods, jsonpieces_slots, NULL, jsonpieces_clear, jsonpieces_free,
 };
 

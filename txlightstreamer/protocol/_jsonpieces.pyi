@@ -1,8 +1,3 @@
-def replace(
-    payload: str, pieces: list[str], leaves: dict[str, int], old: str | None = None, /
-) -> str | None: ...
-def recut(text: str, template: list[str], /) -> list[str] | None: ...
-
 class Cut:
     text: str
     leaves: dict[str, int]
