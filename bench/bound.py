@@ -27,8 +27,7 @@ STUBS = {
     '    """The TLCP-diff ``diff`` applied to ``old``, counting characters; None if it is '
     'bad."""\n':
         "    return old  # bench.bound: free ^T\n",
-    '    `JsonText` with its pieces, or in the compiled build a ``_jsonpieces.Cut``."""\n':
-        "    return old  # bench.bound: free ^P\n",
+    '    the C line decoder called it already)."""\n': "    return old  # bench.bound: free ^P\n",
 }
 # The C line decoder: both diff kinds return the old value (a payload it decodes is still
 # decoded; an ASCII ^T it applies from the line's bytes has none)...

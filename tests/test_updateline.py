@@ -154,7 +154,9 @@ def test_a_str_subclass_is_a_str() -> None:
 def test_no_diff_makes_a_value_longer_than_the_limit() -> None:
     limits: list[int] = []
 
-    def patch(old: str, payload: str, docs: dict[int, Any], key: int, limit: int) -> str:
+    def patch(
+        old: str, payload: str, docs: dict[int, Any], key: int, limit: int, tried: bool
+    ) -> str:
         limits.append(limit)
         return "y" * 6
 
@@ -167,3 +169,61 @@ def test_no_diff_makes_a_value_longer_than_the_limit() -> None:
     assert limits == [6, 5]  # the limit is handed on to the patch
     with pytest.raises(TypeError):
         decode(b"U,1,1,|", 6, before, {}, 0, patch)  # type: ignore[call-arg]
+
+
+@needs_c
+def test_a_kept_cut_patches_the_field_itself() -> None:
+    # The compiled hot path keeps a patched field as a _jsonpieces.Cut in docs: the line
+    # decoder calls it first, and the Python patch (told it was tried) only when it refuses.
+    from txlightstreamer.protocol import _jsonpieces, _jsontext
+
+    text = '{"a":1,"b":[2,3]}'
+    cut_of = _jsontext.tokenize(text, False)
+    assert cut_of is not None
+    calls: list[tuple[str, bool]] = []
+
+    def patch(
+        old: str, payload: str, docs: dict[int, Any], key: int, limit: int, tried: bool
+    ) -> str | None:
+        calls.append((payload, tried))
+        return _hotpath._patch(old, payload, docs, key, limit, tried)
+
+    docs: dict[int, Any] = {4: _jsonpieces.Cut(text, *cut_of)}
+    replace = b'U,1,1,|^P[{"op":"replace","path":"/b/1","value":30}]'
+    row = _updateline.decode(replace, 6, ("x", text), docs, 3, patch, LIMIT)
+    assert row == ("x", '{"a":1,"b":[2,30]}') and calls == []
+    assert docs[4].text is row[1]
+    # Not a compact replace: the cut refuses, the Python patch decides (on pieces).
+    add = b'U,1,1,|^P[{"op":"add","path":"/c","value":true}]'
+    row = _updateline.decode(add, 6, row, docs, 3, patch, LIMIT)
+    assert row == ("x", '{"a":1,"b":[2,30],"c":true}')
+    assert calls == [('[{"op":"add","path":"/c","value":true}]', True)]
+    # Cut again; a result longer than the limit is refused and not kept.
+    row = _updateline.decode(replace, 6, row, docs, 3, patch, LIMIT)
+    assert type(docs[4]) is _jsonpieces.Cut
+    assert _updateline.decode(replace.replace(b"30", b"300"), 6, row, docs, 3, patch, 25) is None
+    assert 4 not in docs
+
+
+@needs_c
+def test_an_interrupt_in_a_kept_cut_goes_through() -> None:
+    # Found by review: the line decoder cleared any exception from the cut, an interrupt too.
+    from txlightstreamer.protocol import _jsonpieces
+
+    armed = False
+
+    class Interrupting:
+        def __hash__(self) -> int:
+            return hash("/a")
+
+        def __eq__(self, other: object) -> bool:
+            if armed:
+                raise KeyboardInterrupt
+            return False
+
+    leaves: dict[Any, int] = {Interrupting(): 1, "/a": 1}
+    docs: dict[int, Any] = {0: _jsonpieces.Cut('{"a":1}', ['{"a":', "1", "}"], leaves)}
+    line = b'U,1,1,^P[{"op":"replace","path":"/a","value":2}]'
+    armed = True
+    with pytest.raises(KeyboardInterrupt):
+        _updateline.decode(line, 6, ('{"a":1}',), docs, 0, _hotpath._patch, LIMIT)

@@ -346,12 +346,13 @@ def _apply_diff(old: str, diff: str) -> str | None:
 
 
 def _patch(
-    old: str, payload: str, docs: dict[int, Any], key: int, max_result: int
+    old: str, payload: str, docs: dict[int, Any], key: int, max_result: int, tried: bool = False
 ) -> str | None:
     """A ``^P`` on the hot path. ``docs`` keeps, by field, the text it produced (exactly
     encode_json of its document) and its cut, which the next patch may change in place: a
-    `JsonText` with its pieces, or in the compiled build a ``_jsonpieces.Cut``."""
-    quick = _patch_kept(docs, key, old, payload)
+    `JsonText` with its pieces, or in the compiled build a ``_jsonpieces.Cut`` (``tried``:
+    the C line decoder called it already)."""
+    quick = _patch_kept(docs, key, old, payload, tried)
     if quick:
         if len(quick) > max_result:
             del docs[key]
@@ -416,14 +417,14 @@ def _patch(
     return text
 
 
-def _patch_kept(docs: dict[int, Any], key: int, old: str, payload: str) -> str:
+def _patch_kept(docs: dict[int, Any], key: int, old: str, payload: str, tried: bool) -> str:
     """The commonest patch, on the field's kept cut; "" for any other, ``docs[key]`` then a
     `JsonText` (or nothing) for the general path."""
     kept = docs.get(key)
     if kept is None or type(kept) is JsonText:
         return _replace_kept(kept, old, payload) if kept is not None else ""
     try:  # a C cut (compiled build), which patches the text it keeps itself
-        quick: str | None = kept(old, payload)
+        quick: str | None = None if tried else kept(old, payload)
         if quick is not None:
             return quick
         docs[key] = JsonText(kept.text, kept.pieces(), kept.leaves)  # its pieces, for Python

@@ -367,11 +367,11 @@ copy_same_kind(void *to, const void *from, Py_ssize_t length, int kind)
         memcpy(to, from, (size_t)(length * kind));
 }
 
-/* A field's text cut at its scalars as offsets: what `replace` and `recut` do to pieces, done
- * without a str per piece. ``Cut(text, pieces, leaves)`` describes ``text`` (the join of
- * ``pieces``, cut by ``_jsontext.tokenize`` with the ``leaves`` it gave); ``replace`` and
- * ``recut`` change it to describe the text they take or make. The caller keeps that text
- * beside it (`._jsontext.JsonText`): only its length is checked here. */
+/* A field's text and its cut at its scalars as offsets: what ``replace_compact`` and
+ * ``recut`` do to pieces, done without a str per piece. ``Cut(text, pieces, leaves)`` keeps
+ * ``text`` (the join of ``pieces``, cut by ``_jsontext.tokenize`` with the ``leaves`` it
+ * gave); a call moves it to the text it takes or makes. ``leaves`` is read once, into the
+ * table: nothing changes it after tokenize. */
 typedef struct {
     PyObject_HEAD
     PyObject *text;    /* the text described */

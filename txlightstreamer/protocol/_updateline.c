@@ -7,8 +7,8 @@
  * percent-escaped tokens, ``#``/``$``, empty tokens and ``^n`` runs (the last row's values),
  * ``^T`` (TLCP-diff, `_tlcpdiff.h`; an ASCII one without escapes read from the line's
  * bytes) and ``^P`` (the field's ``_jsonpieces.Cut`` in ``docs`` when it takes the patch,
- * else ``patch(old, payload, docs, base + field, limit)``, `._hotpath._patch`, which keeps
- * the field's text in ``docs``), no diff's value longer than ``limit``. It
+ * else ``patch(old, payload, docs, base + field, limit, tried)``, `._hotpath._patch`,
+ * which keeps the field's text in ``docs``), no diff's value longer than ``limit``. It
  * returns the new row as a tuple, or None for anything the general decoder must decode or
  * report (bad UTF-8, a bad escape, run or diff, a wrong count). Each token is decoded once,
  * from the bytes: no decoded copy of the line, no list of tokens, no list of values. Pure
@@ -138,7 +138,8 @@ run_length(const char *bytes, Py_ssize_t size)
 
 /* A ``^P``: the field's kept cut patches it when it can (a callable ``docs`` entry, a
  * ``_jsonpieces.Cut``: ``cut(old, payload)``, None for what it leaves to ``patch``), or
- * ``patch(old, payload, docs, key, limit)``. A new reference, NULL on an error. */
+ * ``patch(old, payload, docs, key, limit, tried)`` (``tried``: the cut was called, and is
+ * not called again). A new reference, NULL on an error. */
 static PyObject *
 apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, PyObject *payload, PyObject *patch,
             PyObject *limit, Py_ssize_t longest)
@@ -147,8 +148,9 @@ apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, PyObject *payload, 
     if (key == NULL)
         return NULL;
     PyObject *kept = PyDict_GetItemWithError(docs, key);
-    PyObject *value = NULL;
+    PyObject *value = NULL, *tried = Py_False;
     if (kept != NULL && Py_TYPE(kept)->tp_call != NULL) {
+        tried = Py_True;
         Py_INCREF(kept);
         PyObject *args[2] = {old, payload};
         value = PyObject_Vectorcall(kept, args, 2, NULL);
@@ -160,9 +162,15 @@ apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, PyObject *payload, 
             PyErr_Clear();
     }
     if (value == NULL) {
-        PyErr_Clear(); /* patch decides, and reports */
-        PyObject *call[5] = {old, payload, docs, key, limit};
-        value = PyObject_Vectorcall(patch, call, 5, NULL);
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) { /* an interrupt goes through */
+                Py_DECREF(key);
+                return NULL;
+            }
+            PyErr_Clear(); /* patch decides, and reports */
+        }
+        PyObject *call[6] = {old, payload, docs, key, limit, tried};
+        value = PyObject_Vectorcall(patch, call, 6, NULL);
     }
     Py_DECREF(key);
     return value;
