@@ -35,7 +35,7 @@ typedef struct {
 /* ``run`` into ``to`` at ``at``: the result's width was made to fit it. Not
  * PyUnicode_CopyCharacters: it refuses an ASCII run of a Latin-1 string copied into an
  * ASCII string. */
-static void
+static inline void
 copy_run(PyObject *to, Py_ssize_t at, const Run *run)
 {
     int to_kind = PyUnicode_KIND(to), from_kind = run->source->kind;
@@ -70,7 +70,7 @@ walk_start(Walk *w, const Text *old, const Text *diff)
 
 /* The next non-empty run of the result into ``run``: 1, 0 at the end of the diff, -1 if the
  * diff is bad. */
-static int
+static inline int
 walk_next(Walk *w, Run *run)
 {
     const Text *diff = w->diff;
@@ -79,7 +79,10 @@ walk_next(Walk *w, Run *run)
         for (;;) {
             if (w->i >= diff->length)
                 return -1;
-            Py_UCS4 c = PyUnicode_READ(diff->kind, diff->data, w->i);
+            /* A diff's numbers are ASCII: most diffs are one-byte, read without a switch. */
+            Py_UCS4 c = diff->kind == PyUnicode_1BYTE_KIND
+                            ? ((const Py_UCS1 *)diff->data)[w->i]
+                            : PyUnicode_READ(diff->kind, diff->data, w->i);
             w->i++;
             if (c >= 'A' && c <= 'Z') {
                 count = count * 26 + (Py_ssize_t)(c - 'A');
@@ -150,79 +153,6 @@ run_widest(const Run *run, Py_UCS4 widest)
 /* Runs kept from the first walk: a diff with more walks again for its width and its copy. */
 #define KEPT_RUNS 16
 
-/* `tlcp_diff_text` of two ASCII texts, the commonest: the same walk without a switch on the
- * characters' width, its runs copied with memcpy. 0 when the diff has more runs than kept
- * (``*out`` unset: the general walk takes it), else 1 with ``*out`` as tlcp_diff_text. */
-static int
-tlcp_diff_ascii(const Text *old, const Text *diff, PyObject **out)
-{
-    const Py_UCS1 *from = old->data, *text = diff->data;
-    Py_ssize_t old_length = old->length, length = diff->length;
-    Py_ssize_t limit = old_length > length ? old_length : length;
-    const Py_UCS1 *sources[KEPT_RUNS];
-    Py_ssize_t counts[KEPT_RUNS], size = 0, i = 0, cursor = 0;
-    int runs = 0, section = 0; /* 0 COPY, 1 ADD, 2 DEL */
-    while (i < length) {
-        Py_ssize_t count = 0;
-        for (;;) {
-            if (i >= length)
-                goto bad;
-            unsigned int c = text[i++];
-            if (c - 'A' < 26u) {
-                count = count * 26 + (Py_ssize_t)(c - 'A');
-                if (count > limit)
-                    goto bad;
-            }
-            else if (c - 'a' < 26u) {
-                count = count * 26 + (Py_ssize_t)(c - 'a');
-                break;
-            }
-            else
-                goto bad;
-        }
-        const Py_UCS1 *source;
-        if (section == 1) { /* ADD */
-            if (count > length - i)
-                goto bad;
-            source = text + i;
-            i += count;
-            section = 2;
-        }
-        else {
-            if (count > old_length - cursor)
-                goto bad;
-            source = from + cursor;
-            cursor += count;
-            if (section == 2) { /* DEL: nothing written */
-                section = 0;
-                continue;
-            }
-            section = 1;
-        }
-        if (count) {
-            if (runs == KEPT_RUNS)
-                return 0;
-            sources[runs] = source;
-            counts[runs++] = count;
-            size += count;
-        }
-    }
-    PyObject *result = PyUnicode_New(size, 127);
-    if (result != NULL) {
-        Py_UCS1 *to = PyUnicode_1BYTE_DATA(result);
-        for (int k = 0; k < runs; k++) {
-            memcpy(to, sources[k], (size_t)counts[k]);
-            to += counts[k];
-        }
-    }
-    *out = result;
-    return 1;
-bad:
-    Py_INCREF(Py_None);
-    *out = Py_None;
-    return 1;
-}
-
 /* The TLCP-diff ``diff`` applied to the str ``old``: a new reference to the result, to None
  * when the diff is bad or either text holds a character outside the BMP, NULL on a failed
  * allocation. */
@@ -230,9 +160,6 @@ static PyObject *
 tlcp_diff_text(PyObject *old_str, const Text *diff)
 {
     Text old = text_of(old_str);
-    PyObject *out;
-    if (old.ascii && diff->ascii && tlcp_diff_ascii(&old, diff, &out))
-        return out;
     if (old.kind == PyUnicode_4BYTE_KIND || diff->kind == PyUnicode_4BYTE_KIND)
         Py_RETURN_NONE; /* a character outside the BMP: counted in UTF-16 units */
     Run runs[KEPT_RUNS], run;
@@ -259,7 +186,7 @@ tlcp_diff_text(PyObject *old_str, const Text *diff)
                 widest = run_widest(&run, widest);
         }
     }
-    out = PyUnicode_New(size, widest);
+    PyObject *out = PyUnicode_New(size, widest);
     if (out == NULL)
         return NULL;
     Py_ssize_t at = 0;
