@@ -218,8 +218,8 @@ def test_cut_examples() -> None:
 @needs_c
 @pytest.mark.parametrize("key", ["/é", "/€", "/😀", 7])
 def test_cut_leaves_of_any_kind(key: Any) -> None:
-    # Keys of one-byte characters are looked up in the cut's own table; others (or any key
-    # that is not a str) make it look up the dict, with the same answers.
+    # Keys of one-byte characters are looked up in the cut's own table, wider ones in the
+    # dict; a key that is not a str makes it look up the dict for all: the same answers.
     pieces = ['{"a":', "1", ',"b":', "2", "}"]
     leaves: dict[Any, int] = {"/a": 1, key: 3}
     cut = _jsonpieces.Cut("".join(pieces), pieces, leaves)
@@ -234,8 +234,8 @@ def test_cut_leaves_of_any_kind(key: Any) -> None:
 @needs_c
 @pytest.mark.parametrize("wide", [False, True])
 def test_cut_many_pointers(wide: bool) -> None:
-    # More pointers than C keeps of those read lately; with wide ones the cut looks up the
-    # dict (its table takes one-byte keys only), else its own table.
+    # Many pointers, found in the cut's own table (one-byte ones) or, for a payload of wider
+    # characters, in the dict.
     names = [f"/k{n}" for n in range(200)] + (["/é", "/€", "/😀"] if wide else ["/~0"])
     pieces: list[str] = []
     leaves = {}

@@ -126,42 +126,6 @@ scalar_end(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
     return i;
 }
 
-/* JSON pointers read lately, by a hash of their characters: the patches of a field name the
- * same few leaves, and a str from here is neither made again nor hashed again. */
-#define POINTERS 64
-
-typedef struct {
-    PyObject *pointers[POINTERS];
-} State;
-
-/* The str of ``payload[start:end]``, a pointer: a new reference, NULL on a failed
- * allocation. */
-static PyObject *
-pointer_str(PyObject *module, PyObject *payload, Py_ssize_t start, Py_ssize_t end)
-{
-    if (PyUnicode_KIND(payload) != PyUnicode_1BYTE_KIND)
-        return PyUnicode_Substring(payload, start, end);
-    const Py_UCS1 *chars = PyUnicode_1BYTE_DATA(payload) + start;
-    Py_ssize_t length = end - start;
-    size_t hash = (size_t)length;
-    for (Py_ssize_t k = 0; k < length; k++)
-        hash = hash * 31 + chars[k];
-    PyObject **slot = &((State *)PyModule_GetState(module))->pointers[hash % POINTERS];
-    PyObject *kept = *slot;
-    if (kept != NULL && PyUnicode_GET_LENGTH(kept) == length
-        && PyUnicode_KIND(kept) == PyUnicode_1BYTE_KIND
-        && memcmp(PyUnicode_1BYTE_DATA(kept), chars, (size_t)length) == 0) {
-        Py_INCREF(kept);
-        return kept;
-    }
-    PyObject *pointer = PyUnicode_Substring(payload, start, end);
-    if (pointer != NULL) {
-        Py_INCREF(pointer);
-        Py_XSETREF(*slot, pointer);
-    }
-    return pointer;
-}
-
 /* One replaced piece: its index, its new text ``payload[start:end]`` (the last operation on a
  * piece wins), and where the piece it replaces starts in the old text, and its length. */
 typedef struct {
@@ -172,7 +136,8 @@ typedef struct {
 } Splice;
 
 /* The pointers of a `Cut`'s leaves, by a hash of their characters, for a payload of one-byte
- * characters: found without a str of each pointer, nor a dict lookup. */
+ * characters: found without a str of each pointer, nor a dict lookup. Only one-byte keys are
+ * in it: a wider str is never equal to a run of one-byte characters. */
 typedef struct {
     size_t hash;
     Py_ssize_t name, length; /* the pointer: ``names[name:name+length]`` */
@@ -209,16 +174,15 @@ table_find(const LeafTable *table, const Py_UCS1 *chars, Py_ssize_t length, size
     }
 }
 
-/* ``leaves`` as a table (``table->slots`` left NULL when a key is not a str of one-byte
- * characters or a value not an index; the dict serves then). -1 on a failed allocation. */
+/* ``leaves`` as a table (``table->slots`` left NULL when a key is not a str or a value not
+ * an int; the dict serves then). -1 on a failed allocation. */
 static int
 table_build(LeafTable *table, PyObject *leaves)
 {
     Py_ssize_t entries = PyDict_GET_SIZE(leaves), names = 0, pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(leaves, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key) || PyUnicode_KIND(key) != PyUnicode_1BYTE_KIND
-            || !PyLong_CheckExact(value))
+        if (!PyUnicode_CheckExact(key) || !PyLong_CheckExact(value))
             return 0;
         names += PyUnicode_GET_LENGTH(key);
     }
@@ -238,6 +202,8 @@ table_build(LeafTable *table, PyObject *leaves)
     Py_ssize_t at = 0;
     pos = 0;
     while (PyDict_Next(leaves, &pos, &key, &value)) {
+        if (PyUnicode_KIND(key) != PyUnicode_1BYTE_KIND)
+            continue;
         Py_ssize_t length = PyUnicode_GET_LENGTH(key);
         const Py_UCS1 *name = PyUnicode_1BYTE_DATA(key);
         Py_ssize_t index = PyLong_AsSsize_t(value);
@@ -266,8 +232,8 @@ table_build(LeafTable *table, PyObject *leaves)
  * lookup may run Python code, so the caller checks them all after the last one) and where
  * its scalar is; 0 when the payload is not that (not taken), -1 with an exception set. */
 static int
-parse_replaces(PyObject *module, PyObject *payload, PyObject *leaves, const LeafTable *table,
-               Py_ssize_t *targets, Py_ssize_t *starts, Py_ssize_t *ends)
+parse_replaces(PyObject *payload, PyObject *leaves, const LeafTable *table, Py_ssize_t *targets,
+               Py_ssize_t *starts, Py_ssize_t *ends)
 {
     int kind = PyUnicode_KIND(payload);
     const void *data = PyUnicode_DATA(payload);
@@ -282,14 +248,13 @@ parse_replaces(PyObject *module, PyObject *payload, PyObject *leaves, const Leaf
         i += 24;
         /* A pointer of leaves has no escape nor control character: if found, it is as read. */
         Py_ssize_t end, index;
-        if (table != NULL && table->slots != NULL && kind == PyUnicode_1BYTE_KIND) {
-            const Py_UCS1 *chars = (const Py_UCS1 *)data;
-            size_t hash = 0;
-            for (end = i; end < n && chars[end] != '"'; end++)
-                hash = hash * 31 + chars[end];
-            if (end == n)
+        if (table->slots != NULL && kind == PyUnicode_1BYTE_KIND) {
+            const Py_UCS1 *chars = (const Py_UCS1 *)data + i;
+            const Py_UCS1 *quote = memchr(chars, '"', (size_t)(n - i));
+            if (quote == NULL)
                 return 0;
-            index = table_find(table, chars + i, end - i, hash ^ (size_t)(end - i));
+            end = i + (quote - chars);
+            index = table_find(table, chars, end - i, hash_chars(chars, end - i));
             if (index < 0)
                 return 0;
         }
@@ -297,7 +262,7 @@ parse_replaces(PyObject *module, PyObject *payload, PyObject *leaves, const Leaf
             end = PyUnicode_FindChar(payload, '"', i, n, 1);
             if (end < 0)
                 return end == -2 ? -1 : 0;
-            PyObject *pointer = pointer_str(module, payload, i, end);
+            PyObject *pointer = PyUnicode_Substring(payload, i, end);
             if (pointer == NULL)
                 return -1;
             PyObject *found = PyDict_GetItemWithError(leaves, pointer);
@@ -352,19 +317,25 @@ order_splices(const Py_ssize_t *targets, const Py_ssize_t *starts, const Py_ssiz
     return count;
 }
 
-/* Copy ``length`` characters of one kind: JSON pieces are short, and a loop beats a call to
- * memcpy for those. */
-static void
-copy_same_kind(void *to, const void *from, Py_ssize_t length, int kind)
+/* ``from[start:start+length]`` (characters of ``from_kind``) into ``to`` (of ``kind``, at
+ * least as wide) at ``at``. Scalars are short: one-byte ones are copied by a loop, which
+ * beats a call to memcpy for those. */
+static inline void
+copy_chars(void *to, int kind, Py_ssize_t at, const void *from, int from_kind, Py_ssize_t start,
+           Py_ssize_t length)
 {
-    if (kind == PyUnicode_1BYTE_KIND && length <= 16) {
-        Py_UCS1 *t = (Py_UCS1 *)to;
-        const Py_UCS1 *f = (const Py_UCS1 *)from;
-        for (Py_ssize_t j = 0; j < length; j++)
-            t[j] = f[j];
+    if (from_kind != kind) {
+        for (Py_ssize_t k = 0; k < length; k++)
+            PyUnicode_WRITE(kind, to, at + k, PyUnicode_READ(from_kind, from, start + k));
+    }
+    else if (kind == PyUnicode_1BYTE_KIND && length <= 16) {
+        Py_UCS1 *t = (Py_UCS1 *)to + at;
+        const Py_UCS1 *f = (const Py_UCS1 *)from + start;
+        for (Py_ssize_t k = 0; k < length; k++)
+            t[k] = f[k];
     }
     else
-        memcpy(to, from, (size_t)(length * kind));
+        memcpy((char *)to + at * kind, (const char *)from + start * kind, (size_t)(length * kind));
 }
 
 /* A field's text and its cut at its scalars as offsets: what ``replace_compact`` and
@@ -543,13 +514,10 @@ recut_into(Cut *self, PyObject *text)
 static PyObject *
 replace_text(Cut *self, PyObject *old, PyObject *payload)
 {
-    PyObject *module = PyType_GetModule(Py_TYPE(self));
-    if (module == NULL)
-        return NULL;
     Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
     PyObject *leaves = self->leaves;
     Py_INCREF(leaves); /* a lookup may run Python code */
-    int ops = parse_replaces(module, payload, leaves, &self->table, targets, starts, ends);
+    int ops = parse_replaces(payload, leaves, &self->table, targets, starts, ends);
     Py_DECREF(leaves);
     if (ops <= 0) {
         if (ops < 0)
@@ -599,25 +567,12 @@ replace_text(Cut *self, PyObject *old, PyObject *payload)
     for (int j = 0; j <= count_splices; j++) {
         Py_ssize_t run = (j < count_splices ? splices[j].offset : PyUnicode_GET_LENGTH(old))
                          - kept;
-        if (old_kind == kind)
-            memcpy((char *)to + at * kind, (const char *)old_data + kept * kind,
-                   (size_t)(run * kind));
-        else {
-            for (Py_ssize_t k = 0; k < run; k++)
-                PyUnicode_WRITE(kind, to, at + k, PyUnicode_READ(old_kind, old_data, kept + k));
-        }
+        copy_chars(to, kind, at, old_data, old_kind, kept, run);
         at += run;
         if (j == count_splices)
             break;
         Py_ssize_t length = splices[j].end - splices[j].start;
-        if (payload_kind == kind)
-            copy_same_kind((char *)to + at * kind,
-                           (const char *)payload_data + splices[j].start * kind, length, kind);
-        else {
-            for (Py_ssize_t k = 0; k < length; k++)
-                PyUnicode_WRITE(kind, to, at + k,
-                                PyUnicode_READ(payload_kind, payload_data, splices[j].start + k));
-        }
+        copy_chars(to, kind, at, payload_data, payload_kind, splices[j].start, length);
         at += length;
         kept = splices[j].offset + splices[j].old_length;
     }
@@ -736,21 +691,6 @@ static PyMethodDef jsonpieces_methods[] = {
 };
 
 static int
-jsonpieces_clear(PyObject *module)
-{
-    State *state = PyModule_GetState(module);
-    for (int k = 0; k < POINTERS; k++)
-        Py_CLEAR(state->pointers[k]);
-    return 0;
-}
-
-static void
-jsonpieces_free(void *module)
-{
-    jsonpieces_clear((PyObject *)module);
-}
-
-static int
 jsonpieces_exec(PyObject *module)
 {
     PyObject *cut_type = PyType_FromModuleAndSpec(module, &cut_spec, NULL);
@@ -768,7 +708,7 @@ static PyModuleDef_Slot jsonpieces_slots[] = {
 
 static struct PyModuleDef jsonpieces_module = {
     PyModuleDef_HEAD_INIT, "_jsonpieces", "The hot path's ^P on a JSON text cut at its scalars.",
-    sizeof(State), jsonpieces_methods, jsonpieces_slots, NULL, jsonpieces_clear, jsonpieces_free,
+    0, jsonpieces_methods, jsonpieces_slots, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
