@@ -421,8 +421,10 @@ def _patch_kept(docs: dict[int, Any], key: int, old: str, payload: str, tried: b
     """The commonest patch, on the field's kept cut; "" for any other, ``docs[key]`` then a
     `JsonText` (or nothing) for the general path."""
     kept = docs.get(key)
-    if kept is None or type(kept) is JsonText:
-        return _replace_kept(kept, old, payload) if kept is not None else ""
+    if kept is None:
+        return ""
+    if type(kept) is JsonText:
+        return _replace_kept(kept, old, payload)
     try:  # a C cut (compiled build), which patches the text it keeps itself
         quick: str | None = None if tried else kept(old, payload)
         if quick is not None:
