@@ -33,16 +33,17 @@ HOT_PATH = ["txlightstreamer/protocol/_hotpath.py", "txlightstreamer/protocol/_j
 # ^T (TLCP-diff) in one allocation, which the compiled hot path calls (hand-written C).
 TLCP_DIFF = Extension(
     "txlightstreamer.protocol._tlcpdiff", ["txlightstreamer/protocol/_tlcpdiff.c"],
-    depends=["txlightstreamer/protocol/_tlcpdiff.h"],
+    depends=["txlightstreamer/protocol/_tlcpdiff.h", "txlightstreamer/protocol/_chars.h"],
 )
 # A U line's values decoded from its bytes, ^T included (hand-written C).
 UPDATE_LINE = Extension(
     "txlightstreamer.protocol._updateline", ["txlightstreamer/protocol/_updateline.c"],
-    depends=["txlightstreamer/protocol/_tlcpdiff.h"],
+    depends=["txlightstreamer/protocol/_tlcpdiff.h", "txlightstreamer/protocol/_chars.h"],
 )
 # ^P's commonest patches on a field's text cut at its scalars (hand-written C).
 JSON_PIECES = Extension(
-    "txlightstreamer.protocol._jsonpieces", ["txlightstreamer/protocol/_jsonpieces.c"]
+    "txlightstreamer.protocol._jsonpieces", ["txlightstreamer/protocol/_jsonpieces.c"],
+    depends=["txlightstreamer/protocol/_chars.h"],
 )
 # The transports' reads cut at CRLF, memchr for each LF (hand-written C).
 CRLF = Extension("txlightstreamer.transport._crlf", ["txlightstreamer/transport/_crlf.c"])

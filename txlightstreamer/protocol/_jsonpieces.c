@@ -12,8 +12,7 @@
  * the Python version, which is the reference (the tests compare them). Pure code, no
  * Twisted: built with the compiled hot path, absent otherwise.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_chars.h"
 
 /* Most operations one compact payload may carry here; longer ones go to Python. */
 #define MAX_OPS 64
@@ -315,27 +314,6 @@ order_splices(const Py_ssize_t *targets, const Py_ssize_t *starts, const Py_ssiz
         splices[at - 1].end = ends[k];
     }
     return count;
-}
-
-/* ``from[start:start+length]`` (characters of ``from_kind``) into ``to`` (of ``kind``, at
- * least as wide) at ``at``. Scalars are short: one-byte ones are copied by a loop, which
- * beats a call to memcpy for those. */
-static inline void
-copy_chars(void *to, int kind, Py_ssize_t at, const void *from, int from_kind, Py_ssize_t start,
-           Py_ssize_t length)
-{
-    if (from_kind != kind) {
-        for (Py_ssize_t k = 0; k < length; k++)
-            PyUnicode_WRITE(kind, to, at + k, PyUnicode_READ(from_kind, from, start + k));
-    }
-    else if (kind == PyUnicode_1BYTE_KIND && length <= 16) {
-        Py_UCS1 *t = (Py_UCS1 *)to + at;
-        const Py_UCS1 *f = (const Py_UCS1 *)from + start;
-        for (Py_ssize_t k = 0; k < length; k++)
-            t[k] = f[k];
-    }
-    else
-        memcpy((char *)to + at * kind, (const char *)from + start * kind, (size_t)(length * kind));
 }
 
 /* A field's text and its cut at its scalars as offsets: what ``replace_compact`` and

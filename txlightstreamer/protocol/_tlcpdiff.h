@@ -7,8 +7,7 @@
 #ifndef TXLIGHTSTREAMER_TLCPDIFF_H
 #define TXLIGHTSTREAMER_TLCPDIFF_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_chars.h"
 
 /* The characters of a str, or of an ASCII token still in its line's bytes. */
 typedef struct {
@@ -32,23 +31,12 @@ typedef struct {
     Py_ssize_t start, count;
 } Run;
 
-/* ``run`` into ``to`` at ``at``: the result's width was made to fit it. Not
- * PyUnicode_CopyCharacters: it refuses an ASCII run of a Latin-1 string copied into an
- * ASCII string. */
+/* ``run`` into ``to`` at ``at``: the result's width was made to fit it. */
 static inline void
 copy_run(PyObject *to, Py_ssize_t at, const Run *run)
 {
-    int to_kind = PyUnicode_KIND(to), from_kind = run->source->kind;
-    void *to_data = PyUnicode_DATA(to);
-    const void *from_data = run->source->data;
-    if (to_kind == from_kind) {
-        memcpy((char *)to_data + at * to_kind, (const char *)from_data + run->start * from_kind,
-               (size_t)(run->count * to_kind));
-        return;
-    }
-    for (Py_ssize_t k = 0; k < run->count; k++)
-        PyUnicode_WRITE(to_kind, to_data, at + k,
-                        PyUnicode_READ(from_kind, from_data, run->start + k));
+    copy_chars(PyUnicode_DATA(to), PyUnicode_KIND(to), at, run->source->data, run->source->kind,
+               run->start, run->count);
 }
 
 /* Where a walk over the sections of a diff (COPY, ADD, DEL, COPY...) stands. */
