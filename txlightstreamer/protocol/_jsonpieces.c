@@ -13,11 +13,20 @@
  * Twisted: built with the compiled hot path, absent otherwise.
  */
 #include "_chars.h"
+#include <stddef.h>
+#include <structmember.h>
 
 /* Most operations one compact payload may carry here; longer ones go to Python. */
 #define MAX_OPS 64
 
 #define AT(i) PyUnicode_READ(kind, data, (i))
+
+/* Inlined where ``kind`` is a constant, so that AT reads bytes without a switch. */
+#if defined(__GNUC__) || defined(__clang__)
+#define KIND_INLINE static inline __attribute__((always_inline))
+#else
+#define KIND_INLINE static inline
+#endif
 
 /* ``text`` holds the ASCII ``word`` (``length`` characters) at ``i``. */
 static inline int
@@ -45,7 +54,7 @@ is_digit(Py_UCS4 c)
 
 /* ``_jsontext._shortest``: the number text[digits:end] (a dot at ``point``, no exponent) is
  * surely how repr writes its float. */
-static int
+KIND_INLINE int
 shortest(int kind, const void *data, Py_ssize_t digits, Py_ssize_t point, Py_ssize_t end)
 {
     if (point >= end || AT(point) != '.')
@@ -67,8 +76,8 @@ shortest(int kind, const void *data, Py_ssize_t digits, Py_ssize_t point, Py_ssi
 
 /* ``_jsontext._scalar_end(text, i, True)`` for ``i < n``: the index after the scalar, -1
  * if it is not one written as encode_json writes it, -2 if only repr could tell. */
-static Py_ssize_t
-scalar_end(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
+KIND_INLINE Py_ssize_t
+scalar_end_of(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
 {
     Py_UCS4 c = AT(i);
     if (c == '"') {
@@ -123,6 +132,15 @@ scalar_end(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
     if (exponent || !shortest(kind, data, digits, whole, i))
         return -2;
     return i;
+}
+
+/* `scalar_end_of`, its one-byte case compiled on its own: most JSON texts are one-byte. */
+static Py_ssize_t
+scalar_end(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
+{
+    if (kind == PyUnicode_1BYTE_KIND)
+        return scalar_end_of(PyUnicode_1BYTE_KIND, data, n, i);
+    return scalar_end_of(kind, data, n, i);
 }
 
 /* One replaced piece: its index, its new text ``payload[start:end]`` (the last operation on a
@@ -329,7 +347,11 @@ typedef struct {
     Py_ssize_t *ends;  /* where each piece ends in the text described */
     Py_ssize_t *spare; /* as many: recut fills it, and keeps it only when the text fits */
     LeafTable table;   /* leaves, for payloads of one-byte characters */
+    vectorcallfunc vectorcall; /* cut_vectorcall: called with no tuple of arguments */
 } Cut;
+
+static PyObject *cut_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames);
 
 static int
 cut_traverse(Cut *self, visitproc visit, void *arg)
@@ -409,6 +431,7 @@ cut_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->ends = ends;
     self->spare = spare;
     self->table = table;
+    self->vectorcall = cut_vectorcall;
     Py_INCREF(text);
     self->text = text;
     Py_INCREF(leaves);
@@ -461,8 +484,25 @@ recut_into(Cut *self, PyObject *text)
     int kind = PyUnicode_KIND(text), previous_kind = PyUnicode_KIND(previous);
     const void *data = PyUnicode_DATA(text), *previous_data = PyUnicode_DATA(previous);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, start = 0;
+    int bytes = kind == PyUnicode_1BYTE_KIND && previous_kind == PyUnicode_1BYTE_KIND;
     for (Py_ssize_t k = 0; k < count; k++) {
-        if (k % 2 == 0) {
+        if (bytes && k % 2 == 1) {
+            /* A scalar as it was, then a piece that no scalar goes on into: the same scalar,
+             * known to be written as encode_json writes it (as every scalar of a cut is). */
+            const Py_UCS1 *t = (const Py_UCS1 *)data, *p = (const Py_UCS1 *)previous_data;
+            Py_ssize_t length = ends[k] - start;
+            Py_UCS1 next = ends[k + 1] > ends[k] ? p[ends[k]] : 0;
+            if ((next == ',' || next == '}' || next == ']') && length < n - i
+                && t[i + length] == next && same_run(kind, data, i, kind, previous_data, start, length))
+                i += length;
+            else {
+                Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
+                if (end < 0)
+                    return 0;
+                i = end;
+            }
+        }
+        else if (k % 2 == 0) {
             Py_ssize_t length = ends[k] - start;
             if (length > n - i
                 || !same_run(kind, data, i, previous_kind, previous_data, start, length))
@@ -562,13 +602,13 @@ replace_text(Cut *self, PyObject *old, PyObject *payload)
     }
     /* The text is made: move the ends of the pieces from the first spliced one on. */
     Py_ssize_t shift = 0;
-    int next = 0;
-    for (Py_ssize_t k = splices[0].target; k < count; k++) {
-        if (next < count_splices && splices[next].target == k) {
-            shift += (splices[next].end - splices[next].start) - splices[next].old_length;
-            next++;
+    for (int j = 0; j < count_splices; j++) {
+        shift += (splices[j].end - splices[j].start) - splices[j].old_length;
+        Py_ssize_t stop = j + 1 < count_splices ? splices[j + 1].target : count;
+        if (shift) { /* a number of the same length moves nothing */
+            for (Py_ssize_t k = splices[j].target; k < stop; k++)
+                at_end[k] += shift;
         }
-        at_end[k] += shift;
     }
     return text;
 }
@@ -598,12 +638,12 @@ cut_pieces(Cut *self, PyObject *Py_UNUSED(ignored))
  * cut then describes; None (the cut describing the text it described, or ``old``) for any
  * patch but a compact run of scalar ``replace`` operations on known leaves. */
 static PyObject *
-cut_call(Cut *self, PyObject *args, PyObject *kwargs)
+cut_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
+    Cut *self = (Cut *)callable;
     PyObject *old, *payload;
-    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs)) || PyTuple_GET_SIZE(args) != 2
-        || !PyUnicode_CheckExact(old = PyTuple_GET_ITEM(args, 0))
-        || !PyUnicode_CheckExact(payload = PyTuple_GET_ITEM(args, 1))) {
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || PyVectorcall_NARGS(nargsf) != 2
+        || !PyUnicode_CheckExact(old = args[0]) || !PyUnicode_CheckExact(payload = args[1])) {
         PyErr_SetString(PyExc_TypeError, "cut(old: str, payload: str)");
         return NULL;
     }
@@ -613,7 +653,9 @@ cut_call(Cut *self, PyObject *args, PyObject *kwargs)
         Py_INCREF(old);
         Py_SETREF(self->text, old);
     }
-    PyObject *text = replace_text(self, old, payload); /* the tuple keeps old alive */
+    Py_INCREF(old); /* the text may be replaced while a lookup runs Python code */
+    PyObject *text = replace_text(self, old, payload);
+    Py_DECREF(old);
     if (text != NULL && text != Py_None) {
         Py_INCREF(text);
         Py_SETREF(self->text, text);
@@ -641,6 +683,11 @@ static PyGetSetDef cut_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyMemberDef cut_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Cut, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyMethodDef cut_methods[] = {
     {"pieces", (PyCFunction)cut_pieces, METH_NOARGS, "pieces(): the pieces of the text described."},
     {NULL, NULL, 0, NULL},
@@ -653,7 +700,8 @@ static PyType_Slot cut_slots[] = {
     {Py_tp_clear, cut_clear},
     {Py_tp_methods, cut_methods},
     {Py_tp_getset, cut_getset},
-    {Py_tp_call, cut_call},
+    {Py_tp_members, cut_members},
+    {Py_tp_call, PyVectorcall_Call},
     {Py_tp_doc, "Cut(text, pieces, leaves): a field's text cut at its scalars, as offsets; "
                 "cut(old, payload) patches it."},
     {0, NULL},
@@ -661,7 +709,7 @@ static PyType_Slot cut_slots[] = {
 
 static PyType_Spec cut_spec = {
     "txlightstreamer.protocol._jsonpieces.Cut", sizeof(Cut), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, cut_slots,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, cut_slots,
 };
 
 static PyMethodDef jsonpieces_methods[] = {

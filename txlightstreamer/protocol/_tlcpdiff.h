@@ -138,6 +138,29 @@ run_widest(const Run *run, Py_UCS4 widest)
     return widest;
 }
 
+/* 255 or 0xFFFF: what the characters the ``runs`` keep of ``old`` (not ASCII) need, told by
+ * those they leave out: a str holds a character of its width's class (above 127 in one byte,
+ * above 255 in two), so when none left out is one, a kept one is. 0 when they do not tell. A
+ * diff changes a little of a long text: this reads the little, not the long. */
+static Py_UCS4
+kept_widest(const Text *old, const Run *runs, int count)
+{
+    Py_UCS4 above = old->kind == PyUnicode_1BYTE_KIND ? 127 : 255;
+    Py_ssize_t from = 0;
+    for (int k = 0; k <= count; k++) {
+        if (k < count && runs[k].source != old)
+            continue;
+        Py_ssize_t to = k < count ? runs[k].start : old->length;
+        for (Py_ssize_t j = from; j < to; j++) {
+            if (PyUnicode_READ(old->kind, old->data, j) > above)
+                return 0;
+        }
+        if (k < count)
+            from = runs[k].start + runs[k].count;
+    }
+    return above == 127 ? 255 : 0xFFFF;
+}
+
 /* Runs kept from the first walk: a diff with more walks again for its width and its copy. */
 #define KEPT_RUNS 16
 
@@ -166,8 +189,13 @@ tlcp_diff_text(PyObject *old_str, const Text *diff)
         Py_RETURN_NONE;
     Py_UCS4 widest = 127;
     if (!(old.ascii && diff->ascii)) {
-        for (int k = 0; k < count && widest < 0xFFFF; k++)
-            widest = run_widest(&runs[k], widest);
+        Py_UCS4 kept = more || old.ascii ? 0 : kept_widest(&old, runs, count);
+        if (kept)
+            widest = kept;
+        for (int k = 0; k < count && widest < 0xFFFF; k++) {
+            if (!kept || runs[k].source != &old)
+                widest = run_widest(&runs[k], widest);
+        }
         if (more) {
             walk_start(&w, &old, diff);
             while (widest < 0xFFFF && walk_next(&w, &run) == 1)
