@@ -244,6 +244,49 @@ table_build(LeafTable *table, PyObject *leaves)
     return 0;
 }
 
+/* `parse_replaces` of a payload of one-byte characters ``d[0:n]``, its pointers looked up in
+ * the cut's ``table``: each pointer hashed as its closing quote is looked for, each word
+ * compared whole. */
+static int
+parse_replaces_bytes(const Py_UCS1 *d, Py_ssize_t n, const LeafTable *table, Py_ssize_t *targets,
+                     Py_ssize_t *starts, Py_ssize_t *ends)
+{
+    static const char op[] = "{\"op\":\"replace\",\"path\":\"", value[] = "\",\"value\":";
+    int ops = 0;
+    if (n < 3 || d[0] != '[')
+        return 0;
+    Py_ssize_t i = 1;
+    for (;;) {
+        if (ops == MAX_OPS || n - i < (Py_ssize_t)sizeof(op) - 1 || memcmp(d + i, op, sizeof(op) - 1))
+            return 0;
+        i += sizeof(op) - 1;
+        size_t hash = 0;
+        Py_ssize_t end = i;
+        while (end < n && d[end] != '"') /* hash_chars, on the way to the quote */
+            hash = hash * 31 + d[end++];
+        if (end == n)
+            return 0;
+        Py_ssize_t index = table_find(table, d + i, end - i, hash ^ (size_t)(end - i));
+        if (index < 0 || n - end < (Py_ssize_t)sizeof(value) - 1
+            || memcmp(d + end, value, sizeof(value) - 1))
+            return 0;
+        i = end + sizeof(value) - 1;
+        end = i < n ? scalar_end_of(PyUnicode_1BYTE_KIND, d, n, i) : -1;
+        if (end < 0 || end + 1 >= n || d[end] != '}')
+            return 0;
+        targets[ops] = index;
+        starts[ops] = i;
+        ends[ops] = end;
+        ops++;
+        Py_UCS1 c = d[end + 1];
+        i = end + 2;
+        if (c == ']')
+            return i == n ? ops : 0;
+        if (c != ',')
+            return 0;
+    }
+}
+
 /* The operations of ``payload`` when it is a compact run of scalar ``replace`` operations on
  * pointers of ``leaves``: their count, with the index ``leaves`` gives each (unchecked: a
  * lookup may run Python code, so the caller checks them all after the last one) and where
@@ -255,6 +298,8 @@ parse_replaces(PyObject *payload, PyObject *leaves, const LeafTable *table, Py_s
     int kind = PyUnicode_KIND(payload);
     const void *data = PyUnicode_DATA(payload);
     Py_ssize_t n = PyUnicode_GET_LENGTH(payload);
+    if (table->slots != NULL && kind == PyUnicode_1BYTE_KIND)
+        return parse_replaces_bytes(data, n, table, targets, starts, ends);
     int ops = 0;
     if (n < 3 || AT(0) != '[')
         return 0;
@@ -264,33 +309,20 @@ parse_replaces(PyObject *payload, PyObject *leaves, const LeafTable *table, Py_s
             return 0;
         i += 24;
         /* A pointer of leaves has no escape nor control character: if found, it is as read. */
-        Py_ssize_t end, index;
-        if (table->slots != NULL && kind == PyUnicode_1BYTE_KIND) {
-            const Py_UCS1 *chars = (const Py_UCS1 *)data + i;
-            const Py_UCS1 *quote = memchr(chars, '"', (size_t)(n - i));
-            if (quote == NULL)
-                return 0;
-            end = i + (quote - chars);
-            index = table_find(table, chars, end - i, hash_chars(chars, end - i));
-            if (index < 0)
-                return 0;
-        }
-        else {
-            end = PyUnicode_FindChar(payload, '"', i, n, 1);
-            if (end < 0)
-                return end == -2 ? -1 : 0;
-            PyObject *pointer = PyUnicode_Substring(payload, i, end);
-            if (pointer == NULL)
-                return -1;
-            PyObject *found = PyDict_GetItemWithError(leaves, pointer);
-            Py_DECREF(pointer);
-            if (found == NULL)
-                return PyErr_Occurred() ? -1 : 0;
-            index = PyLong_Check(found) ? PyLong_AsSsize_t(found) : -1;
-            if (index < 0) {
-                PyErr_Clear();
-                return 0;
-            }
+        Py_ssize_t end = PyUnicode_FindChar(payload, '"', i, n, 1);
+        if (end < 0)
+            return end == -2 ? -1 : 0;
+        PyObject *pointer = PyUnicode_Substring(payload, i, end);
+        if (pointer == NULL)
+            return -1;
+        PyObject *found = PyDict_GetItemWithError(leaves, pointer);
+        Py_DECREF(pointer);
+        if (found == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        Py_ssize_t index = PyLong_Check(found) ? PyLong_AsSsize_t(found) : -1;
+        if (index < 0) {
+            PyErr_Clear();
+            return 0;
         }
         if (!at_word(kind, data, n, end, "\",\"value\":"))
             return 0;
@@ -323,7 +355,8 @@ order_splices(const Py_ssize_t *targets, const Py_ssize_t *starts, const Py_ssiz
         while (at > 0 && splices[at - 1].target > targets[k])
             at--;
         if (at == 0 || splices[at - 1].target != targets[k]) {
-            memmove(&splices[at + 1], &splices[at], (size_t)(count - at) * sizeof(Splice));
+            for (int m = count; m > at; m--) /* a few: no call to memmove */
+                splices[m] = splices[m - 1];
             count++;
             at++;
         }
