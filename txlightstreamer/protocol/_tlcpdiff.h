@@ -164,6 +164,78 @@ kept_widest(const Text *old, const Run *runs, int count)
 /* Runs kept from the first walk: a diff with more walks again for its width and its copy. */
 #define KEPT_RUNS 16
 
+/* `tlcp_diff_text` of two ASCII texts, the commonest case: bytes read and copied as they are,
+ * no width to work out. 1 with ``*out`` set (None for a bad diff, NULL on a failed
+ * allocation); 0 for a diff of more runs than it keeps, which the general walk takes. */
+static int
+tlcp_diff_ascii(const Text *old, const Text *diff, PyObject **out)
+{
+    const Py_UCS1 *o = old->data, *d = diff->data;
+    Py_ssize_t old_length = old->length, length = diff->length;
+    Py_ssize_t limit = old_length > length ? old_length : length;
+    const Py_UCS1 *from[KEPT_RUNS];
+    Py_ssize_t counts[KEPT_RUNS], size = 0, i = 0, cursor = 0;
+    int count = 0, section = 0; /* 0 COPY, 1 ADD, 2 DEL */
+    while (i < length) {
+        Py_ssize_t n = 0;
+        for (;;) {
+            if (i >= length)
+                goto bad;
+            unsigned int c = d[i++];
+            if (c - 'A' < 26u) {
+                n = n * 26 + (Py_ssize_t)(c - 'A');
+                if (n > limit)
+                    goto bad;
+            }
+            else if (c - 'a' < 26u) {
+                n = n * 26 + (Py_ssize_t)(c - 'a');
+                break;
+            }
+            else
+                goto bad;
+        }
+        const Py_UCS1 *run;
+        if (section == 1) { /* ADD */
+            if (n > length - i)
+                goto bad;
+            run = d + i;
+            i += n;
+            section = 2;
+        }
+        else {
+            if (n > old_length - cursor)
+                goto bad;
+            run = o + cursor;
+            cursor += n;
+            if (section == 2) { /* DEL: nothing written */
+                section = 0;
+                continue;
+            }
+            section = 1;
+        }
+        if (n) {
+            if (count == KEPT_RUNS)
+                return 0;
+            from[count] = run;
+            counts[count++] = n;
+            size += n;
+        }
+    }
+    *out = PyUnicode_New(size, 127);
+    if (*out != NULL) {
+        Py_UCS1 *to = PyUnicode_1BYTE_DATA(*out);
+        for (int k = 0; k < count; k++) {
+            memcpy(to, from[k], (size_t)counts[k]);
+            to += counts[k];
+        }
+    }
+    return 1;
+bad:
+    Py_INCREF(Py_None);
+    *out = Py_None;
+    return 1;
+}
+
 /* The TLCP-diff ``diff`` applied to the str ``old``: a new reference to the result, to None
  * when the diff is bad or either text holds a character outside the BMP, NULL on a failed
  * allocation. */
@@ -171,6 +243,9 @@ static PyObject *
 tlcp_diff_text(PyObject *old_str, const Text *diff)
 {
     Text old = text_of(old_str);
+    PyObject *out;
+    if (old.ascii && diff->ascii && tlcp_diff_ascii(&old, diff, &out))
+        return out;
     if (old.kind == PyUnicode_4BYTE_KIND || diff->kind == PyUnicode_4BYTE_KIND)
         Py_RETURN_NONE; /* a character outside the BMP: counted in UTF-16 units */
     Run runs[KEPT_RUNS], run;
@@ -202,7 +277,7 @@ tlcp_diff_text(PyObject *old_str, const Text *diff)
                 widest = run_widest(&run, widest);
         }
     }
-    PyObject *out = PyUnicode_New(size, widest);
+    out = PyUnicode_New(size, widest);
     if (out == NULL)
         return NULL;
     Py_ssize_t at = 0;
