@@ -38,12 +38,13 @@ TLCP_DIFF = Extension(
 # A U line's values decoded from its bytes, ^T included (hand-written C).
 UPDATE_LINE = Extension(
     "txlightstreamer.protocol._updateline", ["txlightstreamer/protocol/_updateline.c"],
-    depends=["txlightstreamer/protocol/_tlcpdiff.h", "txlightstreamer/protocol/_chars.h"],
+    depends=["txlightstreamer/protocol/_tlcpdiff.h", "txlightstreamer/protocol/_chars.h",
+             "txlightstreamer/protocol/_jsonpieces.h"],
 )
 # ^P's commonest patches on a field's text cut at its scalars (hand-written C).
 JSON_PIECES = Extension(
     "txlightstreamer.protocol._jsonpieces", ["txlightstreamer/protocol/_jsonpieces.c"],
-    depends=["txlightstreamer/protocol/_chars.h"],
+    depends=["txlightstreamer/protocol/_chars.h", "txlightstreamer/protocol/_jsonpieces.h"],
 )
 # The transports' reads cut at CRLF, memchr for each LF (hand-written C).
 CRLF = Extension("txlightstreamer.transport._crlf", ["txlightstreamer/transport/_crlf.c"])

@@ -9,6 +9,7 @@ escape, run or diff, a wrong count), which leaves the line to the general decode
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -17,7 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_hotpath import interpreted
+from tests.test_hotpath_splice import _reference, _rescalar, same_shape
+from tests.test_jsonpieces import _replaces
 from txlightstreamer.protocol import HOTPATH_COMPILED, _hotpath
+from txlightstreamer.protocol._jsonpatch import encode_json
 
 try:
     from txlightstreamer.protocol import _updateline
@@ -227,3 +231,48 @@ def test_an_interrupt_in_a_kept_cut_goes_through() -> None:
     armed = True
     with pytest.raises(KeyboardInterrupt):
         _updateline.decode(line, 6, ('{"a":1}',), docs, 0, _hotpath._patch, LIMIT)
+
+
+def _token(text: str) -> bytes:
+    """``text`` as a TLCP value token: its UTF-8 with ``%``, ``|``, CR and LF escaped."""
+    return (text.replace("%", "%25").replace("|", "%7C").replace("\r", "%0D")
+            .replace("\n", "%0A").encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.skipif(_hotpath.C_CUT is None, reason="only the compiled hot path keeps cuts")
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(same_shape(), st.lists(st.integers(0, 3), min_size=1, max_size=8), st.data())
+def test_patch_lines_in_turn_give_pythons_rows(
+    start: tuple[Any, Any], steps: list[int], data: st.DataObject
+) -> None:
+    # A field patched line after line, and sent whole in between: the C line decoder hands
+    # the kept cut a plain ASCII payload straight from the line's bytes, and the rows are
+    # the interpreted decoder's, step by step (escaped and non-ASCII payloads take a str).
+    assert _updateline.CUT_BYTES
+    doc = start[0]
+    before: tuple[str | None, ...] = (encode_json(doc),)
+    docs: list[dict[int, Any]] = [{}, {}]
+    header = b"U,7,3,"
+    for step in steps:
+        new = _rescalar(doc, data.draw)
+        if step == 0:  # sent whole
+            token = _token(encode_json(new))
+        else:
+            ops = _replaces(doc, new)
+            if step == 3:  # and an operation the cut does not take
+                ops.append({"op": "add", "path": "/-" if isinstance(doc, list) else "/k",
+                            "value": 1})
+                new = json.loads(_reference(encode_json(doc), ops) or "null")
+            token = b"^P" + _token(json.dumps(ops, separators=(",", ":"),
+                                              ensure_ascii=step == 1))
+        line = header + token
+        expected = _python_row(line, len(header), before, docs[1], 3)
+        row = _updateline.decode(line, len(header), before, docs[0], 3, _hotpath._patch, LIMIT)
+        assert row == expected
+        if row is None:
+            return
+        kept = docs[0].get(3)
+        if kept is not None and step:
+            assert kept.text is row[0]
+        before = row
+        doc = new

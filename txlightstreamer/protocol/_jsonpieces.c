@@ -12,7 +12,7 @@
  * the Python version, which is the reference (the tests compare them). Pure code, no
  * Twisted: built with the compiled hot path, absent otherwise.
  */
-#include "_chars.h"
+#include "_jsonpieces.h"
 #include <stddef.h>
 #include <structmember.h>
 
@@ -292,14 +292,12 @@ parse_replaces_bytes(const Py_UCS1 *d, Py_ssize_t n, const LeafTable *table, Py_
  * lookup may run Python code, so the caller checks them all after the last one) and where
  * its scalar is; 0 when the payload is not that (not taken), -1 with an exception set. */
 static int
-parse_replaces(PyObject *payload, PyObject *leaves, const LeafTable *table, Py_ssize_t *targets,
-               Py_ssize_t *starts, Py_ssize_t *ends)
+parse_replaces(PyObject *payload, PyObject *leaves, Py_ssize_t *targets, Py_ssize_t *starts,
+               Py_ssize_t *ends)
 {
     int kind = PyUnicode_KIND(payload);
     const void *data = PyUnicode_DATA(payload);
     Py_ssize_t n = PyUnicode_GET_LENGTH(payload);
-    if (table->slots != NULL && kind == PyUnicode_1BYTE_KIND)
-        return parse_replaces_bytes(data, n, table, targets, starts, ends);
     int ops = 0;
     if (n < 3 || AT(0) != '[')
         return 0;
@@ -558,18 +556,29 @@ recut_into(Cut *self, PyObject *text)
     return 1;
 }
 
-/* `replace` on the cut of ``old``, the text described: a new reference to the patched
- * text, the cut's ends now describing it (the caller makes it the text described); None, the
- * cut unchanged, when the payload is not a compact run of scalar ``replace`` operations on
- * known leaves; NULL with an exception set. */
+/* `replace` on the cut of ``old``, the text described, of the ``payload`` (the characters of
+ * ``payload_str``, or NULL: ASCII bytes of a line): a new reference to the patched text, the
+ * cut's ends now describing it (the caller makes it the text described); None, the cut
+ * unchanged, when the payload is not a compact run of scalar ``replace`` operations on known
+ * leaves; NULL with an exception set. */
 static PyObject *
-replace_text(Cut *self, PyObject *old, PyObject *payload)
+replace_text(Cut *self, PyObject *old, const Text *payload, PyObject *payload_str)
 {
     Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
-    PyObject *leaves = self->leaves;
-    Py_INCREF(leaves); /* a lookup may run Python code */
-    int ops = parse_replaces(payload, leaves, &self->table, targets, starts, ends);
-    Py_DECREF(leaves);
+    int ops;
+    if (self->table.slots != NULL && payload->kind == PyUnicode_1BYTE_KIND)
+        ops = parse_replaces_bytes(payload->data, payload->length, &self->table, targets, starts,
+                                   ends);
+    else {
+        PyObject *str = payload_str != NULL ? Py_NewRef(payload_str)
+                        : PyUnicode_FromKindAndData(payload->kind, payload->data, payload->length);
+        if (str == NULL)
+            return NULL;
+        PyObject *leaves = Py_NewRef(self->leaves); /* a lookup may run Python code */
+        ops = parse_replaces(str, leaves, targets, starts, ends);
+        Py_DECREF(leaves);
+        Py_DECREF(str);
+    }
     if (ops <= 0) {
         if (ops < 0)
             return NULL;
@@ -595,9 +604,9 @@ replace_text(Cut *self, PyObject *old, PyObject *payload)
         splices[j].old_length = at_end[t] - at_end[t - 1];
         size += (splices[j].end - splices[j].start) - splices[j].old_length;
     }
-    int old_kind = PyUnicode_KIND(old), payload_kind = PyUnicode_KIND(payload);
-    const void *old_data = PyUnicode_DATA(old), *payload_data = PyUnicode_DATA(payload);
-    int ascii = PyUnicode_IS_ASCII(old) && PyUnicode_IS_ASCII(payload);
+    int old_kind = PyUnicode_KIND(old), payload_kind = payload->kind;
+    const void *old_data = PyUnicode_DATA(old), *payload_data = payload->data;
+    int ascii = PyUnicode_IS_ASCII(old) && payload->ascii;
     /* ASCII: written in place. Otherwise in a buffer as wide as the widest, then made the
      * str its characters call for (a patch may take away the only wide one). */
     int kind = ascii ? PyUnicode_1BYTE_KIND : (old_kind > payload_kind ? old_kind : payload_kind);
@@ -666,20 +675,13 @@ cut_pieces(Cut *self, PyObject *Py_UNUSED(ignored))
     return pieces;
 }
 
-/* ``cut(old, payload)``: the ``^P`` ``payload`` on ``old``, the field's value, when it is the
- * text described, or a new value cut as it was (recut first): the patched text, which the
- * cut then describes; None (the cut describing the text it described, or ``old``) for any
- * patch but a compact run of scalar ``replace`` operations on known leaves. */
+/* The ``^P`` ``payload`` (of ``payload_str``, or NULL) on ``old``, the field's value, when it
+ * is the text described, or a new value cut as it was (recut first): the patched text, which
+ * the cut then describes; None (the cut describing the text it described, or ``old``) for
+ * any patch but a compact run of scalar ``replace`` operations on known leaves. */
 static PyObject *
-cut_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+cut_patch(Cut *self, PyObject *old, const Text *payload, PyObject *payload_str)
 {
-    Cut *self = (Cut *)callable;
-    PyObject *old, *payload;
-    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || PyVectorcall_NARGS(nargsf) != 2
-        || !PyUnicode_CheckExact(old = args[0]) || !PyUnicode_CheckExact(payload = args[1])) {
-        PyErr_SetString(PyExc_TypeError, "cut(old: str, payload: str)");
-        return NULL;
-    }
     if (old != self->text) {
         if (!recut_into(self, old))
             Py_RETURN_NONE;
@@ -687,13 +689,37 @@ cut_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObjec
         Py_SETREF(self->text, old);
     }
     Py_INCREF(old); /* the text may be replaced while a lookup runs Python code */
-    PyObject *text = replace_text(self, old, payload);
+    PyObject *text = replace_text(self, old, payload, payload_str);
     Py_DECREF(old);
     if (text != NULL && text != Py_None) {
         Py_INCREF(text);
         Py_SETREF(self->text, text);
     }
     return text;
+}
+
+/* ``cut(old, payload)``: `cut_patch`. */
+static PyObject *
+cut_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *old, *payload;
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || PyVectorcall_NARGS(nargsf) != 2
+        || !PyUnicode_CheckExact(old = args[0]) || !PyUnicode_CheckExact(payload = args[1])) {
+        PyErr_SetString(PyExc_TypeError, "cut(old: str, payload: str)");
+        return NULL;
+    }
+    Text characters = text_of(payload);
+    return cut_patch((Cut *)callable, old, &characters, payload);
+}
+
+/* `cut_patch` of a payload still in its line: ASCII bytes without escapes (the capsule's). */
+static PyObject *
+cut_patch_ascii(PyObject *cut, PyObject *old, const char *payload, Py_ssize_t length)
+{
+    if (!PyUnicode_CheckExact(old))
+        Py_RETURN_NONE; /* as cut(old, payload) would refuse it */
+    Text characters = {payload, PyUnicode_1BYTE_KIND, 1, length};
+    return cut_patch((Cut *)cut, old, &characters, NULL);
 }
 
 static PyObject *
@@ -749,6 +775,16 @@ static PyMethodDef jsonpieces_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static void
+api_free(PyObject *capsule)
+{
+    JsonPiecesApi *api = PyCapsule_GetPointer(capsule, JSONPIECES_CAPSULE);
+    if (api != NULL) {
+        Py_XDECREF(api->cut_type);
+        PyMem_Free(api);
+    }
+}
+
 static int
 jsonpieces_exec(PyObject *module)
 {
@@ -756,7 +792,23 @@ jsonpieces_exec(PyObject *module)
     if (cut_type == NULL)
         return -1;
     int failed = PyModule_AddObjectRef(module, "Cut", cut_type);
-    Py_DECREF(cut_type);
+    JsonPiecesApi *api = failed ? NULL : PyMem_Malloc(sizeof(JsonPiecesApi));
+    if (api == NULL) {
+        Py_DECREF(cut_type);
+        if (!failed)
+            PyErr_NoMemory();
+        return -1;
+    }
+    api->cut_type = (PyTypeObject *)cut_type; /* the capsule's reference */
+    api->patch_ascii = cut_patch_ascii;
+    PyObject *capsule = PyCapsule_New(api, JSONPIECES_CAPSULE, api_free);
+    if (capsule == NULL) {
+        Py_DECREF(cut_type);
+        PyMem_Free(api);
+        return -1;
+    }
+    failed = PyModule_AddObjectRef(module, "_C_API", capsule);
+    Py_DECREF(capsule);
     return failed;
 }
 

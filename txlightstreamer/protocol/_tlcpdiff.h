@@ -9,22 +9,6 @@
 
 #include "_chars.h"
 
-/* The characters of a str, or of an ASCII token still in its line's bytes. */
-typedef struct {
-    const void *data;
-    int kind;
-    int ascii;
-    Py_ssize_t length;
-} Text;
-
-static Text
-text_of(PyObject *str)
-{
-    Text text = {PyUnicode_DATA(str), PyUnicode_KIND(str), PyUnicode_IS_ASCII(str),
-                 PyUnicode_GET_LENGTH(str)};
-    return text;
-}
-
 /* A run of the result: ``count`` characters of ``source`` from ``start``. */
 typedef struct {
     const Text *source;

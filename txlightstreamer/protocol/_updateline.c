@@ -16,6 +16,10 @@
  * decodes the same way in Python).
  */
 #include "_tlcpdiff.h"
+#include "_jsonpieces.h"
+
+/* `_jsonpieces`'s capsule, or NULL when it was not built: a ``^P`` then takes a str. */
+static const JsonPiecesApi *pieces_api;
 
 /* Escaped tokens up to this size are unescaped on the stack. */
 #define STACK_TOKEN 512
@@ -139,28 +143,41 @@ run_length(const char *bytes, Py_ssize_t size)
 /* A ``^P``: the field's kept cut patches it when it can (a callable ``docs`` entry, a
  * ``_jsonpieces.Cut``: ``cut(old, payload)``, None for what it leaves to ``patch``), or
  * ``patch(old, payload, docs, key, limit, tried)`` (``tried``: the cut was called, and is
- * not called again). A new reference, NULL on an error. */
+ * not called again). The payload is ``payload``, or when NULL the ASCII bytes without
+ * escapes ``bytes[0:size]``, which a cut takes as they are: a str of them is made only for
+ * ``patch``. A new reference, NULL on an error. */
 static PyObject *
-apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, PyObject *payload, PyObject *patch,
-            PyObject *limit, Py_ssize_t longest)
+apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, const char *bytes, Py_ssize_t size,
+            PyObject *payload, PyObject *patch, PyObject *limit, Py_ssize_t longest)
 {
     PyObject *key = PyLong_FromSsize_t(field);
     if (key == NULL)
         return NULL;
     PyObject *kept = PyDict_GetItemWithError(docs, key);
-    PyObject *value = NULL, *tried = Py_False;
-    if (kept != NULL && Py_TYPE(kept)->tp_call != NULL) {
+    PyObject *value = NULL, *tried = Py_False, *made = NULL;
+    if (kept != NULL && payload == NULL && pieces_api != NULL
+        && Py_TYPE(kept) == pieces_api->cut_type) {
+        tried = Py_True;
+        Py_INCREF(kept);
+        value = pieces_api->patch_ascii(kept, old, bytes, size);
+        Py_DECREF(kept);
+    }
+    else if (kept != NULL && Py_TYPE(kept)->tp_call != NULL) {
+        if (payload == NULL && (payload = made = token_str(bytes, size)) == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
         tried = Py_True;
         Py_INCREF(kept);
         PyObject *args[2] = {old, payload};
         value = PyObject_Vectorcall(kept, args, 2, NULL);
         Py_DECREF(kept);
-        if (value == Py_None)
-            Py_CLEAR(value);
-        else if (value != NULL && PyUnicode_Check(value) && PyUnicode_GET_LENGTH(value) > longest
-                 && PyDict_DelItem(docs, key) < 0) /* refused: not kept either, as patch does */
-            PyErr_Clear();
     }
+    if (value == Py_None)
+        Py_CLEAR(value);
+    else if (value != NULL && PyUnicode_Check(value) && PyUnicode_GET_LENGTH(value) > longest
+             && PyDict_DelItem(docs, key) < 0) /* refused: not kept either, as patch does */
+        PyErr_Clear();
     if (value == NULL) {
         if (PyErr_Occurred()) {
             if (!PyErr_ExceptionMatches(PyExc_Exception)) { /* an interrupt goes through */
@@ -169,9 +186,14 @@ apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, PyObject *payload, 
             }
             PyErr_Clear(); /* patch decides, and reports */
         }
+        if (payload == NULL && (payload = made = token_str(bytes, size)) == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
         PyObject *call[6] = {old, payload, docs, key, limit, tried};
         value = PyObject_Vectorcall(patch, call, 6, NULL);
     }
+    Py_XDECREF(made);
     Py_DECREF(key);
     return value;
 }
@@ -228,12 +250,16 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 PyObject *old = PyTuple_GET_ITEM(before, i);
                 if (!PyUnicode_Check(old))
                     goto refuse; /* a diff of null */
-                if (kind == 'T' && memchr(token + 2, '%', (size_t)(size - 2)) == NULL
-                    && is_ascii(token + 2, size - 2)) {
+                int plain = memchr(token + 2, '%', (size_t)(size - 2)) == NULL
+                            && is_ascii(token + 2, size - 2);
+                if (plain && kind == 'T') {
                     /* The commonest diff: applied from the line's bytes, no str of it. */
                     Text diff = {token + 2, PyUnicode_1BYTE_KIND, 1, size - 2};
                     value = tlcp_diff_text(old, &diff);
                 }
+                else if (plain) /* a cut takes it from the line's bytes too */
+                    value = apply_patch(docs, base + i, old, token + 2, size - 2, NULL, patch,
+                                        limit, longest);
                 else {
                     PyObject *payload = token_str(token + 2, size - 2);
                     if (payload == NULL)
@@ -245,7 +271,8 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     if (kind == 'T')
                         value = tlcp_diff(old, payload);
                     else
-                        value = apply_patch(docs, base + i, old, payload, patch, limit, longest);
+                        value = apply_patch(docs, base + i, old, NULL, 0, payload, patch, limit,
+                                            longest);
                     Py_DECREF(payload);
                 }
                 if (value == NULL)
@@ -320,9 +347,39 @@ static PyMethodDef updateline_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+updateline_exec(PyObject *module)
+{
+    /* Not PyCapsule_Import: it looks the module up as attributes of its package, which the
+     * package being imported (this module is imported from it) does not have yet. */
+    PyObject *pieces = PyImport_ImportModule(JSONPIECES_MODULE);
+    if (pieces != NULL) {
+        PyObject *capsule = PyObject_GetAttrString(pieces, "_C_API");
+        Py_DECREF(pieces);
+        if (capsule != NULL) {
+            pieces_api = PyCapsule_GetPointer(capsule, JSONPIECES_CAPSULE);
+            Py_DECREF(capsule); /* the module, in sys.modules, keeps it */
+            if (pieces_api == NULL)
+                return -1;
+        }
+    }
+    if (pieces_api == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError))
+            return -1;
+        PyErr_Clear(); /* built without it: a ^P takes a str */
+    }
+    /* For the tests: whether a cut takes a ^P from the line's bytes. */
+    return PyModule_AddObjectRef(module, "CUT_BYTES", pieces_api != NULL ? Py_True : Py_False);
+}
+
+static PyModuleDef_Slot updateline_slots[] = {
+    {Py_mod_exec, updateline_exec},
+    {0, NULL},
+};
+
 static struct PyModuleDef updateline_module = {
     PyModuleDef_HEAD_INIT, "_updateline", "The values of a U line decoded from its bytes.",
-    0, updateline_methods, NULL, NULL, NULL, NULL,
+    0, updateline_methods, updateline_slots, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

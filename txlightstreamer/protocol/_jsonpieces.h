@@ -1,0 +1,21 @@
+/*
+ * What `_jsonpieces.c` gives other C modules (`_updateline.c`) through a capsule: a ``^P``
+ * whose payload is still ASCII bytes in its line patched by the field's `Cut`, with no str
+ * made of the payload.
+ */
+#ifndef TXLIGHTSTREAMER_JSONPIECES_H
+#define TXLIGHTSTREAMER_JSONPIECES_H
+
+#include "_chars.h"
+
+#define JSONPIECES_MODULE "txlightstreamer.protocol._jsonpieces"
+#define JSONPIECES_CAPSULE JSONPIECES_MODULE "._C_API"
+
+typedef struct {
+    /* The type of a cut: what ``patch_ascii`` takes. */
+    PyTypeObject *cut_type;
+    /* ``cut(old, payload)`` for ``payload``: ASCII, no escape, ``length`` bytes. */
+    PyObject *(*patch_ascii)(PyObject *cut, PyObject *old, const char *payload, Py_ssize_t length);
+} JsonPiecesApi;
+
+#endif
