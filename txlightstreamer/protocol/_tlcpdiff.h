@@ -148,17 +148,31 @@ kept_widest(const Text *old, const Run *runs, int count)
 /* Runs kept from the first walk: a diff with more walks again for its width and its copy. */
 #define KEPT_RUNS 16
 
-/* `tlcp_diff_text` of two ASCII texts, the commonest case: bytes read and copied as they are,
- * no width to work out. 1 with ``*out`` set (None for a bad diff, NULL on a failed
- * allocation); 0 for a diff of more runs than it keeps, which the general walk takes. */
+/* Whether ``old[start:start+count]`` holds a character above ``above``. */
+static inline int
+holds_above(const Text *old, Py_ssize_t start, Py_ssize_t count, Py_UCS4 above)
+{
+    for (Py_ssize_t k = start; k < start + count; k++) {
+        if (PyUnicode_READ(old->kind, old->data, k) > above)
+            return 1;
+    }
+    return 0;
+}
+
+/* `tlcp_diff_text` of an ASCII diff (the commonest: read from the line's bytes) on a one- or
+ * two-byte ``old``: one walk over bytes, the result as wide as ``old`` (told by the
+ * characters the diff deletes, `kept_widest`'s way), old runs copied by memcpy. 1 with
+ * ``*out`` set (None for a bad diff, NULL on a failed allocation); 0 when the general walk
+ * decides: more runs than it keeps, or a deleted character as wide as any of ``old``. */
 static int
 tlcp_diff_ascii(const Text *old, const Text *diff, PyObject **out)
 {
-    const Py_UCS1 *o = old->data, *d = diff->data;
+    const Py_UCS1 *d = diff->data;
     Py_ssize_t old_length = old->length, length = diff->length;
     Py_ssize_t limit = old_length > length ? old_length : length;
-    const Py_UCS1 *from[KEPT_RUNS];
-    Py_ssize_t counts[KEPT_RUNS], size = 0, i = 0, cursor = 0;
+    Py_UCS4 above = old->kind == PyUnicode_1BYTE_KIND ? 127 : 255; /* not ASCII: its class */
+    Py_ssize_t starts[KEPT_RUNS], counts[KEPT_RUNS], size = 0, i = 0, cursor = 0;
+    unsigned int from_diff = 0; /* bit k: run k is the diff's */
     int count = 0, section = 0; /* 0 COPY, 1 ADD, 2 DEL */
     while (i < length) {
         Py_ssize_t n = 0;
@@ -178,20 +192,24 @@ tlcp_diff_ascii(const Text *old, const Text *diff, PyObject **out)
             else
                 goto bad;
         }
-        const Py_UCS1 *run;
+        Py_ssize_t start;
         if (section == 1) { /* ADD */
             if (n > length - i)
                 goto bad;
-            run = d + i;
+            start = i;
             i += n;
             section = 2;
+            if (n && count < KEPT_RUNS)
+                from_diff |= 1u << count;
         }
         else {
             if (n > old_length - cursor)
                 goto bad;
-            run = o + cursor;
+            start = cursor;
             cursor += n;
             if (section == 2) { /* DEL: nothing written */
+                if (!old->ascii && holds_above(old, start, n, above))
+                    return 0;
                 section = 0;
                 continue;
             }
@@ -200,18 +218,28 @@ tlcp_diff_ascii(const Text *old, const Text *diff, PyObject **out)
         if (n) {
             if (count == KEPT_RUNS)
                 return 0;
-            from[count] = run;
+            starts[count] = start;
             counts[count++] = n;
             size += n;
         }
     }
-    *out = PyUnicode_New(size, 127);
-    if (*out != NULL) {
-        Py_UCS1 *to = PyUnicode_1BYTE_DATA(*out);
-        for (int k = 0; k < count; k++) {
-            memcpy(to, from[k], (size_t)counts[k]);
-            to += counts[k];
+    if (!old->ascii && holds_above(old, cursor, old_length - cursor, above)) /* the end too */
+        return 0;
+    int kind = old->kind;
+    *out = PyUnicode_New(size, old->ascii ? 127 : kind == PyUnicode_1BYTE_KIND ? 255 : 0xFFFF);
+    if (*out == NULL)
+        return 1;
+    char *to = PyUnicode_DATA(*out);
+    for (int k = 0; k < count; k++) {
+        if (!(from_diff & (1u << k)))
+            memcpy(to, (const char *)old->data + starts[k] * kind, (size_t)(counts[k] * kind));
+        else if (kind == PyUnicode_1BYTE_KIND)
+            memcpy(to, d + starts[k], (size_t)counts[k]);
+        else {
+            for (Py_ssize_t j = 0; j < counts[k]; j++)
+                ((Py_UCS2 *)to)[j] = d[starts[k] + j];
         }
+        to += counts[k] * kind;
     }
     return 1;
 bad:
@@ -228,7 +256,7 @@ tlcp_diff_text(PyObject *old_str, const Text *diff)
 {
     Text old = text_of(old_str);
     PyObject *out;
-    if (old.ascii && diff->ascii && tlcp_diff_ascii(&old, diff, &out))
+    if (diff->ascii && old.kind != PyUnicode_4BYTE_KIND && tlcp_diff_ascii(&old, diff, &out))
         return out;
     if (old.kind == PyUnicode_4BYTE_KIND || diff->kind == PyUnicode_4BYTE_KIND)
         Py_RETURN_NONE; /* a character outside the BMP: counted in UTF-16 units */

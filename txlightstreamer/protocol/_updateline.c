@@ -36,22 +36,30 @@ hex_digit(unsigned char c)
     return -1;
 }
 
-/* No byte of ``bytes[0:size]`` above 127 (eight at a time: diffs and JSON are long). */
+/* No byte of ``bytes[0:size]`` above 127: eight at a time (diffs and JSON are long), the last
+ * eight or four read overlapping what was read rather than one by one. */
 static int
 is_ascii(const char *bytes, Py_ssize_t size)
 {
-    Py_ssize_t k = 0;
-    for (; k + 8 <= size; k += 8) {
-        uint64_t word;
-        memcpy(&word, bytes + k, 8);
-        if (word & UINT64_C(0x8080808080808080))
-            return 0;
+    if (size >= 8) {
+        uint64_t word, seen = 0;
+        for (Py_ssize_t k = 0; k + 8 < size; k += 8) {
+            memcpy(&word, bytes + k, 8);
+            seen |= word;
+        }
+        memcpy(&word, bytes + size - 8, 8);
+        return !((seen | word) & UINT64_C(0x8080808080808080));
     }
-    for (; k < size; k++) {
-        if ((unsigned char)bytes[k] > 127)
-            return 0;
+    if (size >= 4) {
+        uint32_t head, tail;
+        memcpy(&head, bytes, 4);
+        memcpy(&tail, bytes + size - 4, 4);
+        return !((head | tail) & UINT32_C(0x80808080));
     }
-    return 1;
+    unsigned char seen = 0;
+    for (Py_ssize_t k = 0; k < size; k++)
+        seen |= (unsigned char)bytes[k];
+    return seen < 128;
 }
 
 /* The str of the token ``bytes[0:size]`` (UTF-8 with ``%XX`` escapes of UTF-8 bytes): a new
