@@ -501,6 +501,55 @@ same_run(int a_kind, const void *a, Py_ssize_t i, int b_kind, const void *b, Py_
     return 1;
 }
 
+/* How many bytes ``a`` and ``b`` have the same from the start, at most ``most``: eight at a
+ * time, then the first differing one. */
+static Py_ssize_t
+same_length(const Py_UCS1 *a, const Py_UCS1 *b, Py_ssize_t most)
+{
+    Py_ssize_t k = 0;
+    for (; k + 8 <= most; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + k, 8);
+        memcpy(&y, b + k, 8);
+        if (x != y)
+            break;
+    }
+    while (k < most && a[k] == b[k])
+        k++;
+    return k;
+}
+
+/* `recut_into` of one-byte texts, by runs: where ``text`` reads as the text described did
+ * (found eight bytes at a time), its pieces are those pieces, moved; only a scalar where they
+ * part is read. A scalar in such a run is the one the cut holds, which is written as
+ * encode_json writes it, and ends there: in JSON what follows a scalar never goes on one. */
+static int
+recut_bytes(Cut *self, const Py_UCS1 *t, Py_ssize_t n, const Py_UCS1 *p)
+{
+    Py_ssize_t count = self->count, *ends = self->ends, *spare = self->spare;
+    Py_ssize_t k = 0, start = 0, moved = 0; /* piece k starts at start (p), start + moved (t) */
+    for (;;) {
+        Py_ssize_t i = start + moved, most = ends[count - 1] - start;
+        Py_ssize_t edge = start + same_length(t + i, p + start, n - i < most ? n - i : most);
+        while (k < count && (k % 2 == 0 ? ends[k] <= edge : ends[k] < edge)) {
+            spare[k] = ends[k] + moved;
+            start = ends[k++];
+        }
+        if (k == count)
+            break;
+        if (k % 2 == 0)
+            return 0; /* a piece between scalars is not the same */
+        i = start + moved;
+        Py_ssize_t end = i < n ? scalar_end_of(PyUnicode_1BYTE_KIND, t, n, i) : -1;
+        if (end < 0)
+            return 0;
+        spare[k] = end;
+        moved = end - ends[k];
+        start = ends[k++];
+    }
+    return ends[count - 1] + moved == n;
+}
+
 /* `recut` on the cut: 1, the cut now describing ``text``, when ``text`` is cut as the text
  * described was: the same pieces between its scalars, and scalars written as encode_json
  * writes them; 0, the cut unchanged, otherwise (also where only a float's repr could tell).
@@ -515,42 +564,31 @@ recut_into(Cut *self, PyObject *text)
     int kind = PyUnicode_KIND(text), previous_kind = PyUnicode_KIND(previous);
     const void *data = PyUnicode_DATA(text), *previous_data = PyUnicode_DATA(previous);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, start = 0;
-    int bytes = kind == PyUnicode_1BYTE_KIND && previous_kind == PyUnicode_1BYTE_KIND;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        if (bytes && k % 2 == 1) {
-            /* A scalar as it was, then a piece that no scalar goes on into: the same scalar,
-             * known to be written as encode_json writes it (as every scalar of a cut is). */
-            const Py_UCS1 *t = (const Py_UCS1 *)data, *p = (const Py_UCS1 *)previous_data;
-            Py_ssize_t length = ends[k] - start;
-            Py_UCS1 next = ends[k + 1] > ends[k] ? p[ends[k]] : 0;
-            if ((next == ',' || next == '}' || next == ']') && length < n - i
-                && t[i + length] == next && same_run(kind, data, i, kind, previous_data, start, length))
+    if (kind == PyUnicode_1BYTE_KIND && previous_kind == PyUnicode_1BYTE_KIND) {
+        if (!recut_bytes(self, data, n, previous_data))
+            return 0;
+    }
+    else {
+        for (Py_ssize_t k = 0; k < count; k++) {
+            if (k % 2 == 0) {
+                Py_ssize_t length = ends[k] - start;
+                if (length > n - i
+                    || !same_run(kind, data, i, previous_kind, previous_data, start, length))
+                    return 0;
                 i += length;
+            }
             else {
                 Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
                 if (end < 0)
                     return 0;
                 i = end;
             }
+            spare[k] = i;
+            start = ends[k];
         }
-        else if (k % 2 == 0) {
-            Py_ssize_t length = ends[k] - start;
-            if (length > n - i
-                || !same_run(kind, data, i, previous_kind, previous_data, start, length))
-                return 0;
-            i += length;
-        }
-        else {
-            Py_ssize_t end = i < n ? scalar_end(kind, data, n, i) : -1;
-            if (end < 0)
-                return 0;
-            i = end;
-        }
-        spare[k] = i;
-        start = ends[k];
+        if (i != n)
+            return 0;
     }
-    if (i != n)
-        return 0;
     self->ends = spare;
     self->spare = ends;
     return 1;
