@@ -48,6 +48,9 @@ def c_stubs(value: str) -> list[tuple[str, str]]:
          f"                    {value}\n"),
         ("                    if (kind == 'T')\n",
          f"                    if (1) {value}\n                    else if (kind == 'T')\n"),
+        # a plain ^P, handed to the field's cut from the line's bytes
+        ("                else if (plain) /* a cut takes it from the line's bytes too */\n",
+         f"                else if (plain) {value}\n                else if (0)\n"),
     ]
 
 

@@ -26,3 +26,7 @@ def test_every_stub_finds_its_anchor_once() -> None:
     for value in (bound.FREE, bound.COPY):
         for anchor, _ in bound.c_stubs(value):
             assert line_decoder.count(anchor) == 1, anchor
+    # Every diff the line decoder applies is one the stubs reach: a new path needs its stub.
+    assert line_decoder.count("value = tlcp_diff_text(old, &diff);") == 1
+    assert line_decoder.count("value = tlcp_diff(old, payload);") == 1
+    assert line_decoder.count("value = apply_patch(docs,") == 2
