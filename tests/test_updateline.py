@@ -276,3 +276,26 @@ def test_patch_lines_in_turn_give_pythons_rows(
             assert kept.text is row[0]
         before = row
         doc = new
+
+
+@pytest.mark.skipif(_hotpath.C_CUT is None, reason="only the compiled hot path keeps cuts")
+def test_the_line_decoder_holds_the_capsule_it_reads() -> None:
+    # Found by review: the line decoder kept a pointer into _jsonpieces' capsule without a
+    # reference, so the capsule's end (its attribute deleted, another interpreter ending)
+    # freed what each plain ^P then read (an error under AddressSanitizer).
+    from txlightstreamer.protocol import _jsonpieces
+
+    docs: dict[int, Any] = {}
+    line = b'U,1,1,^P[{"op":"replace","path":"/a","value":2}]'
+    assert _updateline.decode(line, 6, ('{"a":1}',), docs, 0, _hotpath._patch, LIMIT) == (
+        '{"a":2}',)
+    capsule = _jsonpieces._C_API  # type: ignore[attr-defined]
+    del _jsonpieces._C_API  # type: ignore[attr-defined]
+    try:
+        junk = [bytearray(48) for _ in range(1000)]  # what may take a freed block
+        again = line.replace(b"2}", b"3}")
+        assert _updateline.decode(again, 6, ('{"a":2}',), docs, 0, _hotpath._patch, LIMIT) == (
+            '{"a":3}',)
+        del junk
+    finally:
+        _jsonpieces._C_API = capsule  # type: ignore[attr-defined]

@@ -369,7 +369,9 @@ order_splices(const Py_ssize_t *targets, const Py_ssize_t *starts, const Py_ssiz
  * ``recut`` do to pieces, done without a str per piece. ``Cut(text, pieces, leaves)`` keeps
  * ``text`` (the join of ``pieces``, cut by ``_jsontext.tokenize`` with the ``leaves`` it
  * gave); a call moves it to the text it takes or makes. ``leaves`` is read once, into the
- * table: nothing changes it after tokenize. */
+ * table: nothing changes it after tokenize. The text is written as encode_json writes it
+ * (the hot path's texts are: its own, or checked by tokenize), so every scalar it holds is
+ * one `recut_bytes` may take again without reading it. */
 typedef struct {
     PyObject_HEAD
     PyObject *text;    /* the text described */
@@ -800,7 +802,9 @@ static PyType_Slot cut_slots[] = {
     {Py_tp_members, cut_members},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_doc, "Cut(text, pieces, leaves): a field's text cut at its scalars, as offsets; "
-                "cut(old, payload) patches it."},
+                "cut(old, payload) patches it. pieces and leaves are _jsontext.tokenize's of "
+                "text, which is written as encode_json writes it: a re-cut takes the scalars "
+                "it keeps as they are."},
     {0, NULL},
 };
 

@@ -18,8 +18,12 @@
 #include "_tlcpdiff.h"
 #include "_jsonpieces.h"
 
-/* `_jsonpieces`'s capsule, or NULL when it was not built: a ``^P`` then takes a str. */
+/* What `_jsonpieces`'s capsule holds, or NULL when it was not built: a ``^P`` then takes a
+ * str. The capsule is held for the life of the process (found by review: a pointer into a
+ * capsule held by nothing else was freed with it), and the first found is kept: a module
+ * executed again (another interpreter) does not replace it. */
 static const JsonPiecesApi *pieces_api;
+static PyObject *pieces_capsule;
 
 /* Escaped tokens up to this size are unescaped on the stack. */
 #define STACK_TOKEN 512
@@ -360,21 +364,25 @@ updateline_exec(PyObject *module)
 {
     /* Not PyCapsule_Import: it looks the module up as attributes of its package, which the
      * package being imported (this module is imported from it) does not have yet. */
-    PyObject *pieces = PyImport_ImportModule(JSONPIECES_MODULE);
-    if (pieces != NULL) {
-        PyObject *capsule = PyObject_GetAttrString(pieces, "_C_API");
-        Py_DECREF(pieces);
+    if (pieces_capsule == NULL) {
+        PyObject *pieces = PyImport_ImportModule(JSONPIECES_MODULE), *capsule = NULL;
+        if (pieces != NULL) {
+            capsule = PyObject_GetAttrString(pieces, "_C_API");
+            Py_DECREF(pieces);
+        }
         if (capsule != NULL) {
             pieces_api = PyCapsule_GetPointer(capsule, JSONPIECES_CAPSULE);
-            Py_DECREF(capsule); /* the module, in sys.modules, keeps it */
-            if (pieces_api == NULL)
+            if (pieces_api == NULL) {
+                Py_DECREF(capsule);
                 return -1;
+            }
+            pieces_capsule = capsule; /* never released */
         }
-    }
-    if (pieces_api == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_ImportError))
+        else if (PyErr_ExceptionMatches(PyExc_ImportError)
+                 || PyErr_ExceptionMatches(PyExc_AttributeError))
+            PyErr_Clear(); /* built without it (or another build of it): a ^P takes a str */
+        else
             return -1;
-        PyErr_Clear(); /* built without it: a ^P takes a str */
     }
     /* For the tests: whether a cut takes a ^P from the line's bytes. */
     return PyModule_AddObjectRef(module, "CUT_BYTES", pieces_api != NULL ? Py_True : Py_False);
