@@ -23,6 +23,33 @@ copy_run(PyObject *to, Py_ssize_t at, const Run *run)
                run->start, run->count);
 }
 
+/* The number of ``diff`` at ``*at`` (base 26: upper-case digits, then a lower-case last
+ * one), ``*at`` moved past it; -1 if it is bad, cut short or above ``limit``. */
+static inline Py_ssize_t
+read_count(const Text *diff, Py_ssize_t *at, Py_ssize_t limit)
+{
+    Py_ssize_t count = 0, i = *at;
+    for (;;) {
+        if (i >= diff->length)
+            return -1;
+        /* A diff's numbers are ASCII: most diffs are one-byte, read without a switch. */
+        Py_UCS4 c = diff->kind == PyUnicode_1BYTE_KIND ? ((const Py_UCS1 *)diff->data)[i]
+                                                       : PyUnicode_READ(diff->kind, diff->data, i);
+        i++;
+        if (c - 'A' < 26u) {
+            count = count * 26 + (Py_ssize_t)(c - 'A');
+            if (count > limit)
+                return -1;
+        }
+        else if (c - 'a' < 26u) {
+            *at = i;
+            return count * 26 + (Py_ssize_t)(c - 'a');
+        }
+        else
+            return -1;
+    }
+}
+
 /* Where a walk over the sections of a diff (COPY, ADD, DEL, COPY...) stands. */
 typedef struct {
     const Text *old, *diff;
@@ -47,27 +74,9 @@ walk_next(Walk *w, Run *run)
 {
     const Text *diff = w->diff;
     while (w->i < diff->length) {
-        Py_ssize_t count = 0;
-        for (;;) {
-            if (w->i >= diff->length)
-                return -1;
-            /* A diff's numbers are ASCII: most diffs are one-byte, read without a switch. */
-            Py_UCS4 c = diff->kind == PyUnicode_1BYTE_KIND
-                            ? ((const Py_UCS1 *)diff->data)[w->i]
-                            : PyUnicode_READ(diff->kind, diff->data, w->i);
-            w->i++;
-            if (c >= 'A' && c <= 'Z') {
-                count = count * 26 + (Py_ssize_t)(c - 'A');
-                if (count > w->limit)
-                    return -1;
-            }
-            else if (c >= 'a' && c <= 'z') {
-                count = count * 26 + (Py_ssize_t)(c - 'a');
-                break;
-            }
-            else
-                return -1;
-        }
+        Py_ssize_t count = read_count(diff, &w->i, w->limit);
+        if (count < 0)
+            return -1;
         if (w->section == 1) { /* ADD */
             if (count > diff->length - w->i)
                 return -1;
@@ -122,6 +131,17 @@ run_widest(const Run *run, Py_UCS4 widest)
     return widest;
 }
 
+/* Whether ``old[start:start+count]`` holds a character above ``above``. */
+static inline int
+holds_above(const Text *old, Py_ssize_t start, Py_ssize_t count, Py_UCS4 above)
+{
+    for (Py_ssize_t k = start; k < start + count; k++) {
+        if (PyUnicode_READ(old->kind, old->data, k) > above)
+            return 1;
+    }
+    return 0;
+}
+
 /* 255 or 0xFFFF: what the characters the ``runs`` keep of ``old`` (not ASCII) need, told by
  * those they leave out: a str holds a character of its width's class (above 127 in one byte,
  * above 255 in two), so when none left out is one, a kept one is. 0 when they do not tell. A
@@ -135,10 +155,8 @@ kept_widest(const Text *old, const Run *runs, int count)
         if (k < count && runs[k].source != old)
             continue;
         Py_ssize_t to = k < count ? runs[k].start : old->length;
-        for (Py_ssize_t j = from; j < to; j++) {
-            if (PyUnicode_READ(old->kind, old->data, j) > above)
-                return 0;
-        }
+        if (holds_above(old, from, to - from, above))
+            return 0;
         if (k < count)
             from = runs[k].start + runs[k].count;
     }
@@ -147,17 +165,6 @@ kept_widest(const Text *old, const Run *runs, int count)
 
 /* Runs kept from the first walk: a diff with more walks again for its width and its copy. */
 #define KEPT_RUNS 16
-
-/* Whether ``old[start:start+count]`` holds a character above ``above``. */
-static inline int
-holds_above(const Text *old, Py_ssize_t start, Py_ssize_t count, Py_UCS4 above)
-{
-    for (Py_ssize_t k = start; k < start + count; k++) {
-        if (PyUnicode_READ(old->kind, old->data, k) > above)
-            return 1;
-    }
-    return 0;
-}
 
 /* `tlcp_diff_text` of an ASCII diff (the commonest: read from the line's bytes) on a one- or
  * two-byte ``old``: one walk over bytes, the result as wide as ``old`` (told by the
@@ -175,23 +182,9 @@ tlcp_diff_ascii(const Text *old, const Text *diff, PyObject **out)
     unsigned int from_diff = 0; /* bit k: run k is the diff's */
     int count = 0, section = 0; /* 0 COPY, 1 ADD, 2 DEL */
     while (i < length) {
-        Py_ssize_t n = 0;
-        for (;;) {
-            if (i >= length)
-                goto bad;
-            unsigned int c = d[i++];
-            if (c - 'A' < 26u) {
-                n = n * 26 + (Py_ssize_t)(c - 'A');
-                if (n > limit)
-                    goto bad;
-            }
-            else if (c - 'a' < 26u) {
-                n = n * 26 + (Py_ssize_t)(c - 'a');
-                break;
-            }
-            else
-                goto bad;
-        }
+        Py_ssize_t n = read_count(diff, &i, limit);
+        if (n < 0)
+            goto bad;
         Py_ssize_t start;
         if (section == 1) { /* ADD */
             if (n > length - i)
