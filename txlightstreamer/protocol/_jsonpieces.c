@@ -9,8 +9,10 @@
  * keeps, a few long copies of the old text and none per piece; or None for any patch but a
  * compact run of scalar ``replace`` operations on known leaves, and where only a float's
  * repr can tell whether a number is written as encode_json writes it. `._hotpath` then runs
- * the Python version, which is the reference (the tests compare them). Pure code, no
- * Twisted: built with the compiled hot path, absent otherwise.
+ * the Python version, which is the reference (the tests compare them). The line decoder
+ * (`_updateline.c`) calls it through the capsule ``_C_API`` (`_jsonpieces.h`) with a
+ * payload still in the line's bytes. Pure code, no Twisted: built with the compiled hot
+ * path, absent otherwise.
  */
 #include "_jsonpieces.h"
 #include <stddef.h>

@@ -7,13 +7,14 @@
  * percent-escaped tokens, ``#``/``$``, empty tokens and ``^n`` runs (the last row's values),
  * ``^T`` (TLCP-diff, `_tlcpdiff.h`; an ASCII one without escapes read from the line's
  * bytes) and ``^P`` (the field's ``_jsonpieces.Cut`` in ``docs`` when it takes the patch,
- * else ``patch(old, payload, docs, base + field, limit, tried)``, `._hotpath._patch`,
- * which keeps the field's text in ``docs``), no diff's value longer than ``limit``. It
- * returns the new row as a tuple, or None for anything the general decoder must decode or
- * report (bad UTF-8, a bad escape, run or diff, a wrong count). Each token is decoded once,
- * from the bytes: no decoded copy of the line, no list of tokens, no list of values. Pure
- * code, no Twisted: built with the compiled hot path, absent otherwise (`._hotpath` then
- * decodes the same way in Python).
+ * an ASCII payload without escapes handed to it from the line's bytes through the module's
+ * capsule, `_jsonpieces.h`; else ``patch(old, payload, docs, base + field, limit, tried)``,
+ * `._hotpath._patch`, which keeps the field's text in ``docs``), no diff's value longer
+ * than ``limit``. It returns the new row as a tuple, or None for anything the general
+ * decoder must decode or report (bad UTF-8, a bad escape, run or diff, a wrong count). Each
+ * token is decoded once, from the bytes: no decoded copy of the line, no list of tokens, no
+ * list of values. Pure code, no Twisted: built with the compiled hot path, absent otherwise
+ * (`._hotpath` then decodes the same way in Python).
  */
 #include "_tlcpdiff.h"
 #include "_jsonpieces.h"
