@@ -25,6 +25,7 @@ text_of(PyObject *str)
                  PyUnicode_GET_LENGTH(str)};
     return text;
 }
+
 /* ``from[start:start+length]`` (characters of ``from_kind``) into ``to`` (of ``kind``, at
  * least as wide) at ``at``. Not PyUnicode_CopyCharacters: it refuses an ASCII run of a
  * Latin-1 string copied into an ASCII string. Short one-byte runs (a JSON scalar) are copied

@@ -246,60 +246,39 @@ table_build(LeafTable *table, PyObject *leaves)
     return 0;
 }
 
-/* `parse_replaces` of a payload of one-byte characters ``d[0:n]``, its pointers looked up in
- * the cut's ``table``: each pointer hashed as its closing quote is looked for, each word
- * compared whole. */
-static int
-parse_replaces_bytes(const Py_UCS1 *d, Py_ssize_t n, const LeafTable *table, Py_ssize_t *targets,
-                     Py_ssize_t *starts, Py_ssize_t *ends)
+/* The index of the pointer ``data[start:end]`` in ``leaves`` (a dict lookup, which may run
+ * Python code); -1 when it has none or not an index, -2 with an exception set. */
+static Py_ssize_t
+dict_find(PyObject *leaves, int kind, const void *data, Py_ssize_t start, Py_ssize_t end)
 {
-    static const char op[] = "{\"op\":\"replace\",\"path\":\"", value[] = "\",\"value\":";
-    int ops = 0;
-    if (n < 3 || d[0] != '[')
-        return 0;
-    Py_ssize_t i = 1;
-    for (;;) {
-        if (ops == MAX_OPS || n - i < (Py_ssize_t)sizeof(op) - 1 || memcmp(d + i, op, sizeof(op) - 1))
-            return 0;
-        i += sizeof(op) - 1;
-        size_t hash = 0;
-        Py_ssize_t end = i;
-        while (end < n && d[end] != '"') /* hash_chars, on the way to the quote */
-            hash = hash * 31 + d[end++];
-        if (end == n)
-            return 0;
-        Py_ssize_t index = table_find(table, d + i, end - i, hash ^ (size_t)(end - i));
-        if (index < 0 || n - end < (Py_ssize_t)sizeof(value) - 1
-            || memcmp(d + end, value, sizeof(value) - 1))
-            return 0;
-        i = end + sizeof(value) - 1;
-        end = i < n ? scalar_end_of(PyUnicode_1BYTE_KIND, d, n, i) : -1;
-        if (end < 0 || end + 1 >= n || d[end] != '}')
-            return 0;
-        targets[ops] = index;
-        starts[ops] = i;
-        ends[ops] = end;
-        ops++;
-        Py_UCS1 c = d[end + 1];
-        i = end + 2;
-        if (c == ']')
-            return i == n ? ops : 0;
-        if (c != ',')
-            return 0;
+    PyObject *pointer = PyUnicode_FromKindAndData(kind, (const char *)data + start * kind,
+                                                  end - start);
+    if (pointer == NULL)
+        return -2;
+    PyObject *found = PyDict_GetItemWithError(leaves, pointer);
+    Py_DECREF(pointer);
+    if (found == NULL)
+        return PyErr_Occurred() ? -2 : -1;
+    Py_ssize_t index = PyLong_Check(found) ? PyLong_AsSsize_t(found) : -1;
+    if (index < 0) {
+        PyErr_Clear();
+        return -1;
     }
+    return index;
 }
 
-/* The operations of ``payload`` when it is a compact run of scalar ``replace`` operations on
- * pointers of ``leaves``: their count, with the index ``leaves`` gives each (unchecked: a
- * lookup may run Python code, so the caller checks them all after the last one) and where
- * its scalar is; 0 when the payload is not that (not taken), -1 with an exception set. */
-static int
-parse_replaces(PyObject *payload, PyObject *leaves, Py_ssize_t *targets, Py_ssize_t *starts,
-               Py_ssize_t *ends)
+/* The operations of the payload ``data[0:n]`` when it is a compact run of scalar ``replace``
+ * operations on pointers of ``leaves``: their count, with the index ``leaves`` gives each
+ * (unchecked: a lookup may run Python code, so the caller checks them all after the last
+ * one) and where its scalar is; 0 when the payload is not that (not taken), -1 with an
+ * exception set. A one-byte payload's pointers are found in the cut's ``table`` when it has
+ * one, each hashed on the way to its closing quote (`hash_chars`); the dict serves
+ * otherwise. Inlined with the one-byte kind a constant (`parse_replaces`). */
+KIND_INLINE int
+parse_replaces_of(int kind, const void *data, Py_ssize_t n, PyObject *leaves,
+                  const LeafTable *table, Py_ssize_t *targets, Py_ssize_t *starts,
+                  Py_ssize_t *ends)
 {
-    int kind = PyUnicode_KIND(payload);
-    const void *data = PyUnicode_DATA(payload);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(payload);
     int ops = 0;
     if (n < 3 || AT(0) != '[')
         return 0;
@@ -309,25 +288,29 @@ parse_replaces(PyObject *payload, PyObject *leaves, Py_ssize_t *targets, Py_ssiz
             return 0;
         i += 24;
         /* A pointer of leaves has no escape nor control character: if found, it is as read. */
-        Py_ssize_t end = PyUnicode_FindChar(payload, '"', i, n, 1);
-        if (end < 0)
-            return end == -2 ? -1 : 0;
-        PyObject *pointer = PyUnicode_Substring(payload, i, end);
-        if (pointer == NULL)
-            return -1;
-        PyObject *found = PyDict_GetItemWithError(leaves, pointer);
-        Py_DECREF(pointer);
-        if (found == NULL)
-            return PyErr_Occurred() ? -1 : 0;
-        Py_ssize_t index = PyLong_Check(found) ? PyLong_AsSsize_t(found) : -1;
-        if (index < 0) {
-            PyErr_Clear();
-            return 0;
+        Py_ssize_t end = i, index;
+        if (kind == PyUnicode_1BYTE_KIND && table->slots != NULL) {
+            const Py_UCS1 *chars = data;
+            size_t hash = 0;
+            while (end < n && chars[end] != '"')
+                hash = hash * 31 + chars[end++];
+            if (end == n)
+                return 0;
+            index = table_find(table, chars + i, end - i, hash ^ (size_t)(end - i));
         }
-        if (!at_word(kind, data, n, end, "\",\"value\":"))
+        else {
+            while (end < n && AT(end) != '"')
+                end++;
+            if (end == n)
+                return 0;
+            index = dict_find(leaves, kind, data, i, end);
+            if (index == -2)
+                return -1;
+        }
+        if (index < 0 || !at_word(kind, data, n, end, "\",\"value\":"))
             return 0;
         i = end + 10;
-        end = i < n ? scalar_end(kind, data, n, i) : -1;
+        end = i < n ? scalar_end_of(kind, data, n, i) : -1;
         if (end < 0 || end + 1 >= n || AT(end) != '}')
             return 0;
         targets[ops] = index;
@@ -341,6 +324,18 @@ parse_replaces(PyObject *payload, PyObject *leaves, Py_ssize_t *targets, Py_ssiz
         if (c != ',')
             return 0;
     }
+}
+
+/* `parse_replaces_of` of ``payload``, its one-byte case compiled on its own. */
+static int
+parse_replaces(const Text *payload, PyObject *leaves, const LeafTable *table,
+               Py_ssize_t *targets, Py_ssize_t *starts, Py_ssize_t *ends)
+{
+    if (payload->kind == PyUnicode_1BYTE_KIND)
+        return parse_replaces_of(PyUnicode_1BYTE_KIND, payload->data, payload->length, leaves,
+                                 table, targets, starts, ends);
+    return parse_replaces_of(payload->kind, payload->data, payload->length, leaves, table,
+                             targets, starts, ends);
 }
 
 /* The operations as splices, one per piece, in piece order (insertion: a patch has a few
@@ -598,29 +593,18 @@ recut_into(Cut *self, PyObject *text)
     return 1;
 }
 
-/* `replace` on the cut of ``old``, the text described, of the ``payload`` (the characters of
- * ``payload_str``, or NULL: ASCII bytes of a line): a new reference to the patched text, the
- * cut's ends now describing it (the caller makes it the text described); None, the cut
- * unchanged, when the payload is not a compact run of scalar ``replace`` operations on known
- * leaves; NULL with an exception set. */
+/* `replace` on the cut of ``old``, the text described, of the ``payload`` (a str's characters,
+ * or ASCII bytes of a line): a new reference to the patched text, the cut's ends now
+ * describing it (the caller makes it the text described); None, the cut unchanged, when the
+ * payload is not a compact run of scalar ``replace`` operations on known leaves; NULL with an
+ * exception set. */
 static PyObject *
-replace_text(Cut *self, PyObject *old, const Text *payload, PyObject *payload_str)
+replace_text(Cut *self, PyObject *old, const Text *payload)
 {
     Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
-    int ops;
-    if (self->table.slots != NULL && payload->kind == PyUnicode_1BYTE_KIND)
-        ops = parse_replaces_bytes(payload->data, payload->length, &self->table, targets, starts,
-                                   ends);
-    else {
-        PyObject *str = payload_str != NULL ? Py_NewRef(payload_str)
-                        : PyUnicode_FromKindAndData(payload->kind, payload->data, payload->length);
-        if (str == NULL)
-            return NULL;
-        PyObject *leaves = Py_NewRef(self->leaves); /* a lookup may run Python code */
-        ops = parse_replaces(str, leaves, targets, starts, ends);
-        Py_DECREF(leaves);
-        Py_DECREF(str);
-    }
+    PyObject *leaves = Py_NewRef(self->leaves); /* a lookup may run Python code */
+    int ops = parse_replaces(payload, leaves, &self->table, targets, starts, ends);
+    Py_DECREF(leaves);
     if (ops <= 0) {
         if (ops < 0)
             return NULL;
@@ -717,12 +701,12 @@ cut_pieces(Cut *self, PyObject *Py_UNUSED(ignored))
     return pieces;
 }
 
-/* The ``^P`` ``payload`` (of ``payload_str``, or NULL) on ``old``, the field's value, when it
- * is the text described, or a new value cut as it was (recut first): the patched text, which
- * the cut then describes; None (the cut describing the text it described, or ``old``) for
- * any patch but a compact run of scalar ``replace`` operations on known leaves. */
+/* The ``^P`` ``payload`` on ``old``, the field's value, when it is the text described, or a
+ * new value cut as it was (recut first): the patched text, which the cut then describes;
+ * None (the cut describing the text it described, or ``old``) for any patch but a compact
+ * run of scalar ``replace`` operations on known leaves. */
 static PyObject *
-cut_patch(Cut *self, PyObject *old, const Text *payload, PyObject *payload_str)
+cut_patch(Cut *self, PyObject *old, const Text *payload)
 {
     if (old != self->text) {
         if (!recut_into(self, old))
@@ -731,7 +715,7 @@ cut_patch(Cut *self, PyObject *old, const Text *payload, PyObject *payload_str)
         Py_SETREF(self->text, old);
     }
     Py_INCREF(old); /* the text may be replaced while a lookup runs Python code */
-    PyObject *text = replace_text(self, old, payload, payload_str);
+    PyObject *text = replace_text(self, old, payload);
     Py_DECREF(old);
     if (text != NULL && text != Py_None) {
         Py_INCREF(text);
@@ -751,7 +735,7 @@ cut_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObjec
         return NULL;
     }
     Text characters = text_of(payload);
-    return cut_patch((Cut *)callable, old, &characters, payload);
+    return cut_patch((Cut *)callable, old, &characters);
 }
 
 /* `cut_patch` of a payload still in its line: ASCII bytes without escapes (the capsule's). */
@@ -761,7 +745,7 @@ cut_patch_ascii(PyObject *cut, PyObject *old, const char *payload, Py_ssize_t le
     if (!PyUnicode_CheckExact(old))
         Py_RETURN_NONE; /* as cut(old, payload) would refuse it */
     Text characters = {payload, PyUnicode_1BYTE_KIND, 1, length};
-    return cut_patch((Cut *)cut, old, &characters, NULL);
+    return cut_patch((Cut *)cut, old, &characters);
 }
 
 static PyObject *
