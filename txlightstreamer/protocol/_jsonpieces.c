@@ -480,16 +480,6 @@ static int
 same_run(int a_kind, const void *a, Py_ssize_t i, int b_kind, const void *b, Py_ssize_t j,
          Py_ssize_t length)
 {
-    if (a_kind == PyUnicode_1BYTE_KIND && b_kind == PyUnicode_1BYTE_KIND) {
-        const Py_UCS1 *x = (const Py_UCS1 *)a + i, *y = (const Py_UCS1 *)b + j;
-        if (length > 16)
-            return memcmp(x, y, (size_t)length) == 0;
-        for (Py_ssize_t k = 0; k < length; k++) { /* between pieces are short: no call */
-            if (x[k] != y[k])
-                return 0;
-        }
-        return 1;
-    }
     if (a_kind == b_kind)
         return memcmp((const char *)a + i * a_kind, (const char *)b + j * b_kind,
                       (size_t)(length * a_kind)) == 0;
