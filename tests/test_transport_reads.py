@@ -1,7 +1,7 @@
 """
-A stream's socket reads nearly 128 KiB at a time while reads come back full, and Twisted's
-64 KiB otherwise (`SocketReads`); the HTTP and WebSocket streams tell it the size of every
-socket read, and it sizes nothing but a socket connection.
+A WebSocket stream's socket reads nearly 128 KiB at a time while reads come back full, and
+Twisted's 64 KiB otherwise (`SocketReads`): the stream tells it the size of every socket
+read, and it sizes nothing but a socket connection.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from txlightstreamer import MODE_MERGE, LsClient, Table
 from txlightstreamer.testing import TlcpServer
-from txlightstreamer.transport import http
 from txlightstreamer.transport._reads import BURST_READ, DEFAULT_READ, SocketReads
 
 from .support import wait_until
-from .test_transport_http_reads import _chunks, _run, _Sink
 
 
 @pytest.fixture
@@ -95,41 +93,14 @@ class _Recorded(SocketReads):
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[_Recorded]:
     made: list[_Recorded] = []
     monkeypatch.setattr(_Recorded, "made", made)
-    monkeypatch.setattr(http, "SocketReads", _Recorded)
-    if _has_autobahn():
-        from txlightstreamer.transport import ws
-
-        monkeypatch.setattr(ws, "SocketReads", _Recorded)
+    ws = pytest.importorskip("txlightstreamer.transport.ws")
+    monkeypatch.setattr(ws, "SocketReads", _Recorded)
     return made
-
-
-def _has_autobahn() -> bool:
-    try:
-        import autobahn  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest_twisted.ensureDeferred
-async def test_an_http_stream_sizes_its_socket_from_every_read(
-        recorded: list[_Recorded]) -> None:
-    lines = [b"U,1,%d,%s" % (i % 5 + 1, b"v" * 300) for i in range(1000)]
-    body = _chunks(lines)
-    sink = _Sink()
-    await _run(body, sink, lambda s: len(s.lines) >= len(lines))
-    assert sink.lines == lines
-    (reads,) = recorded
-    # The socket under the HTTP protocol, told every read after the response's head.
-    assert isinstance(reads.socket, tcp.Connection)
-    assert 0 < sum(reads.sizes) <= len(body)
-    assert max(reads.sizes) <= BURST_READ
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_websocket_stream_sizes_its_socket_from_every_read(
         recorded: list[_Recorded]) -> None:
-    pytest.importorskip("autobahn")
     server = TlcpServer()
     await server.listen(reactor, port=0, interface="127.0.0.1")
     client = LsClient(server.url, forced_transport="WS-STREAMING")

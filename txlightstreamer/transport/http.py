@@ -30,7 +30,6 @@ from txlightstreamer.protocol import Request, http_body, protocol_param
 from txlightstreamer.protocol.errors import redact_line
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
 from txlightstreamer.transport._lines import split_lines
-from txlightstreamer.transport._reads import SocketReads
 from txlightstreamer.transport.interfaces import IControlTransport, StreamClosed, StreamSink
 
 __all__ = ["HttpStream", "HttpTransport", "server_url"]
@@ -93,13 +92,6 @@ def _request(client: Any, url: str, params: Sequence[tuple[str, str]], **kwargs:
     return d
 
 
-def _connection_of(response: Any) -> Any:
-    """The transport under the HTTP protocol that reads ``response`` (a socket, TLS), or None:
-    the producer of the body's transport, a private attribute of Twisted's."""
-    response = getattr(response, "original", response)  # treq's wrapper of Twisted's
-    return getattr(getattr(response, "_transport", None), "_producer", None)
-
-
 def _chunk_decoder(response: Any) -> Any:
     """
     Twisted's chunked-body decoder of ``response``, or None where it is not found (another
@@ -107,7 +99,7 @@ def _chunk_decoder(response: Any) -> Any:
     attributes, checked at each step: without them the body is read chunk by chunk.
     """
     response = getattr(response, "original", response)  # treq's wrapper of Twisted's
-    node = _connection_of(response)
+    node = getattr(getattr(response, "_transport", None), "_producer", None)
     parser = None
     for _ in range(5):  # socket -> endpoint's wrapper (TLS -> wrapper) -> HTTP protocol
         parser = getattr(node, "_parser", None)
@@ -136,20 +128,13 @@ class _LineReceiver(LineOnlyReceiver):
         #: The chunks of the TCP read being decoded (None: each chunk is read alone).
         self._pieces: list[bytes] | None = None
 
-    def gather_reads(self, decoder: Any, reads: SocketReads) -> None:
+    def gather_reads(self, decoder: Any) -> None:
         """
         Read what ``decoder`` (Twisted's chunked decoder of this body) decodes from one TCP
-        read as one piece: one split and one hand-over per read, not per HTTP chunk. Each
-        read's size goes to ``reads``, which sizes the next ones.
+        read as one piece: one split and one hand-over per read, not per HTTP chunk.
         """
         decode = decoder.dataReceived
-        saw = reads.saw
-
-        def one_read(data: bytes) -> None:
-            saw(len(data))
-            self.as_one_read(decode, data)
-
-        decoder.dataReceived = one_read
+        decoder.dataReceived = lambda data: self.as_one_read(decode, data)
 
     def as_one_read(self, deliver: Callable[..., object], *args: Any) -> None:
         """Call ``deliver``; the chunks it hands this receiver are read as one piece."""
@@ -347,7 +332,7 @@ class HttpStream(StreamBase):
         # What came with the headers was kept chunk by chunk: one piece as well.
         receiver.as_one_read(response.deliverBody, receiver)
         if decoder is not None:
-            receiver.gather_reads(decoder, SocketReads(_connection_of(response)))
+            receiver.gather_reads(decoder)
         self._body_transport = receiver.transport
         self._producer_ready()
 
