@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet import reactor, task
 
-from txlightstreamer import MODE_RAW, LsClient, Table
+from txlightstreamer import MODE_MERGE, MODE_RAW, LsClient, Table
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 15.0,
@@ -41,3 +41,17 @@ async def stream_sequence(client: LsClient, server: Any, count: int,
             await task.deferLater(reactor, 0.01, lambda: None)
     await wait_until(lambda: len(got) >= count)
     return got
+
+
+async def one_update(client: LsClient, server: Any, value: str) -> None:
+    """
+    Open ``client``'s session, subscribe item ``t`` (MERGE, field ``v``), publish ``value``
+    on ``server`` and return once the client has it.
+    """
+    await client.create_session()
+    table = Table(client, mode=MODE_MERGE, item_ids=["t"], schema=["v"])
+    got: list[Any] = []
+    table.on_update(lambda item, row: got.append(row[0]))
+    await table.when_subscribed()
+    server.data.update("t", {"v": value})
+    await wait_until(lambda: got == [value])

@@ -23,7 +23,7 @@ from txlightstreamer.transport import HttpTransport
 from txlightstreamer.transport.http import _chunk_decoder
 from txlightstreamer.transport.interfaces import StreamClosed
 
-from .support import wait_until
+from .support import one_update, wait_until
 
 
 def _chunks(lines: list[bytes]) -> bytes:
@@ -145,7 +145,7 @@ async def test_the_decoder_is_found_on_a_real_response() -> None:
 async def test_the_decoder_is_found_over_tls_too(monkeypatch: pytest.MonkeyPatch) -> None:
     from twisted.internet import ssl
 
-    from txlightstreamer import MODE_MERGE, LsClient, Table
+    from txlightstreamer import LsClient
     from txlightstreamer.testing import TlcpServer
     from txlightstreamer.transport import TransportOptions, http
 
@@ -169,13 +169,7 @@ async def test_the_decoder_is_found_over_tls_too(monkeypatch: pytest.MonkeyPatch
         transport_options=TransportOptions(trust_roots=ca_pem),
     )
     try:
-        await client.create_session()
-        table = Table(client, mode=MODE_MERGE, item_ids=["t"], schema=["v"])
-        got: list[Any] = []
-        table.on_update(lambda item, row: got.append(row[0]))
-        await table.when_subscribed()
-        server.data.update("t", {"v": "over tls"})
-        await wait_until(lambda: got == ["over tls"])
+        await one_update(client, server, "over tls")
     finally:
         await client.destroy()
         await server.stop()

@@ -16,11 +16,11 @@ from twisted.internet import reactor, ssl, tcp
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from txlightstreamer import MODE_MERGE, LsClient, Table
+from txlightstreamer import LsClient
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.transport._reads import BURST_READ, DEFAULT_READ, SocketReads
 
-from .support import wait_until
+from .support import one_update
 
 
 @pytest.fixture
@@ -105,13 +105,7 @@ async def test_a_websocket_stream_sizes_its_socket_from_every_read(
     await server.listen(reactor, port=0, interface="127.0.0.1")
     client = LsClient(server.url, forced_transport="WS-STREAMING")
     try:
-        await client.create_session()
-        table = Table(client, mode=MODE_MERGE, item_ids=["t"], schema=["v"])
-        got: list[Any] = []
-        table.on_update(lambda item, row: got.append(row[0]))
-        await table.when_subscribed()
-        server.data.update("t", {"v": "x" * 1000})
-        await wait_until(lambda: len(got) == 1)
+        await one_update(client, server, "x" * 1000)
     finally:
         await client.destroy()
         await server.stop()
