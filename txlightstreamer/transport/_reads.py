@@ -9,10 +9,10 @@ read takes only what has arrived, so a stream that trickles is read as before.
 
 The larger size stays under glibc's mmap threshold (128 KiB): ``recv`` allocates a fresh
 buffer of the full size for each read, and above the threshold each read mapped its
-buffer, or grew and trimmed the heap, and faulted its pages in (256 KiB reads cost more CPU
-than 64 KiB ones). HTTP streams keep Twisted's size: there the gain measured 1.5-3%, about
-the noise, and the larger buffers left 0.1-0.6 MB more resident after the snapshots of
-100,000 items.
+buffer, or grew and trimmed the heap, and faulted its pages in (256 KiB reads mostly cost
+more CPU than 64 KiB ones). HTTP streams keep Twisted's size: there the gain measured
+1.5-4.5%, near the noise, and the larger buffers left 0.1-0.6 MB more resident after the
+snapshots of 100,000 items.
 
 Only a socket read directly counts: under TLS the layer above sees records of at most
 32 KiB, never a full read, and the size stays Twisted's.
