@@ -169,13 +169,27 @@ typedef struct {
     char *names;
 } LeafTable;
 
+/* A pointer's hash, one character at a time (`hash_step`), then its length (`hash_end`):
+ * `hash_chars` of a name, or on the way to a payload's closing quote in `parse_replaces_of`. */
+static inline size_t
+hash_step(size_t hash, Py_UCS1 c)
+{
+    return hash * 31 + c;
+}
+
+static inline size_t
+hash_end(size_t hash, Py_ssize_t length)
+{
+    return hash ^ (size_t)length;
+}
+
 static size_t
 hash_chars(const Py_UCS1 *chars, Py_ssize_t length)
 {
     size_t hash = 0;
     for (Py_ssize_t k = 0; k < length; k++)
-        hash = hash * 31 + chars[k];
-    return hash ^ (size_t)length;
+        hash = hash_step(hash, chars[k]);
+    return hash_end(hash, length);
 }
 
 /* The index of the pointer ``payload[start:end]`` (found between quotes): -1 when ``payload``
@@ -272,7 +286,7 @@ dict_find(PyObject *leaves, int kind, const void *data, Py_ssize_t start, Py_ssi
  * (unchecked: a lookup may run Python code, so the caller checks them all after the last
  * one) and where its scalar is; 0 when the payload is not that (not taken), -1 with an
  * exception set. A one-byte payload's pointers are found in the cut's ``table`` when it has
- * one, each hashed on the way to its closing quote (`hash_chars`); the dict serves
+ * one, each hashed on the way to its closing quote (`hash_step`); the dict serves
  * otherwise. Inlined with the one-byte kind a constant (`parse_replaces`). */
 KIND_INLINE int
 parse_replaces_of(int kind, const void *data, Py_ssize_t n, PyObject *leaves,
@@ -293,10 +307,10 @@ parse_replaces_of(int kind, const void *data, Py_ssize_t n, PyObject *leaves,
             const Py_UCS1 *chars = data;
             size_t hash = 0;
             while (end < n && chars[end] != '"')
-                hash = hash * 31 + chars[end++];
+                hash = hash_step(hash, chars[end++]);
             if (end == n)
                 return 0;
-            index = table_find(table, chars + i, end - i, hash ^ (size_t)(end - i));
+            index = table_find(table, chars + i, end - i, hash_end(hash, end - i));
         }
         else {
             while (end < n && AT(end) != '"')
