@@ -125,17 +125,23 @@ def test_compiled_and_interpreted_decoders_agree(tokens: list[str],
 
 class Recipient:
     def __init__(self) -> None:
-        self.rows: dict[int, tuple[str | None, ...]] = {}
+        self.row_list: list[tuple[str | None, ...] | None] = []
         self.calls: list[tuple[int, Any]] = []
         self.failures: list[tuple[Any, BaseException]] = []
 
     def lane(self, module: Any = _hotpath, num_items: int = 3, num_fields: int = 2,
              row_factory: Callable[[list[Any]], Any] | None = None) -> Any:
-        lane = module.Lane(num_items, num_fields, self.rows,
+        self.row_list[:] = [None] * num_items
+        lane = module.Lane(num_items, num_fields, self.row_list,
                            [lambda item, row: self.calls.append((item, row))],
                            lambda cb, exc: self.failures.append((cb, exc)), row_factory)
         lane.open = True
         return lane
+
+    @property
+    def rows(self) -> dict[int, tuple[str | None, ...]]:
+        """The rows delivered, by item position (the lane keeps them by ``item - 1``)."""
+        return {k + 1: row for k, row in enumerate(self.row_list) if row is not None}
 
 
 def router_with(lane: Any, module: Any = _hotpath) -> Any:

@@ -94,6 +94,33 @@ def test_merge_snapshot_flag_is_first_update_only() -> None:
     assert dict(table.rows) == {1: ("2",), 2: ("3",)}
 
 
+def test_rows_is_a_live_read_only_mapping_by_position() -> None:
+    table, _, _ = make_table(mode=MODE_MERGE, item_ids="a b c", schema="x y")
+    rows = table.rows
+    assert dict(rows) == {} and len(rows) == 0 and 1 not in rows
+    table._subok(3, 2)
+    table._update(3, "c|3")
+    table._update(1, "a|1")
+    # Live, and in position order whatever order the items arrived in.
+    assert list(rows) == [1, 3] and len(rows) == 2
+    assert rows[3] == ("c", "3") and rows.get(2) is None and 2 not in rows
+    assert table["a"] == {"x": "a", "y": "1"} and table[3]["y"] == "3"
+    for missing in (0, 2, 4, -1, "1", True):
+        with pytest.raises(KeyError):
+            rows[missing]  # type: ignore[index]
+    with pytest.raises(KeyError):
+        table["b"]
+    with pytest.raises(TypeError):
+        rows[1] = ("z", "z")  # type: ignore[index]
+    assert repr(rows) == "RowsView({1: ('a', '1'), 3: ('c', '3')})"
+    # A new subscription (a reconnection) starts new baselines; the rows stay until the
+    # new snapshot replaces them, as before.
+    table._subok(3, 2)
+    assert dict(rows) == {1: ("a", "1"), 3: ("c", "3")}
+    table._update(1, "b|2")
+    assert rows[1] == ("b", "2")
+
+
 def test_distinct_snapshot_until_eos_and_clear_snapshot() -> None:
     table, updates, _ = make_table(mode=MODE_DISTINCT, item_ids="a", schema="x", snapshot=5)
     cleared: list[int] = []

@@ -5,7 +5,7 @@ What a `Table` holds now, read-only: the current row of each item (``table[item]
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -13,7 +13,36 @@ from txlightstreamer._command import CommandKeys
 from txlightstreamer._item_update import Row, RowView
 from txlightstreamer.states import TableState
 
-__all__ = ["TableView"]
+__all__ = ["RowsView", "TableView"]
+
+
+class RowsView(Mapping[int, Row]):
+    """
+    A live, read-only mapping item position -> row over a table's rows, which are kept
+    in a list by ``position - 1`` (None: no row yet); iterated in position order.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Row | None]) -> None:
+        self._rows = rows
+
+    def __getitem__(self, position: int) -> Row:
+        rows = self._rows
+        if type(position) is int and 1 <= position <= len(rows):
+            row = rows[position - 1]
+            if row is not None:
+                return row
+        raise KeyError(position)
+
+    def __iter__(self) -> Iterator[int]:
+        return (k + 1 for k, row in enumerate(self._rows) if row is not None)
+
+    def __len__(self) -> int:
+        return len(self._rows) - self._rows.count(None)
+
+    def __repr__(self) -> str:
+        return f"RowsView({dict(self)!r})"
 
 
 class TableView:
@@ -24,7 +53,7 @@ class TableView:
     item_names: tuple[str, ...] | None
     field_names: tuple[str, ...] | None
     num_items: int
-    _rows: dict[int, Row]
+    _rows: list[Row | None]
     _command: CommandKeys[Any] | None
 
     def __getitem__(self, item: str | int) -> RowView:
@@ -36,7 +65,8 @@ class TableView:
         """
         if self._command is not None:
             raise TypeError("a COMMAND item has one row per key: use table.command_rows(item)")
-        row = self._rows.get(self._position(item))
+        position = self._position(item)
+        row = self._rows[position - 1] if position <= len(self._rows) else None
         if row is None:
             raise KeyError(item)
         return RowView(self.field_names, row)
@@ -51,8 +81,11 @@ class TableView:
 
     @property
     def rows(self) -> Mapping[int, Row]:
-        """Current row per item position (MERGE state; last update in DISTINCT/RAW)."""
-        return MappingProxyType(self._rows)
+        """
+        Current row per item position (MERGE state; last update in DISTINCT/RAW): a
+        live, read-only mapping, iterated in position order.
+        """
+        return RowsView(self._rows)
 
     def command_rows(self, item_pos: int) -> Mapping[str, Row]:
         """The current key table of one COMMAND item (read-only), key -> row."""

@@ -468,9 +468,10 @@ class Lane:
     """
     What the hot path needs of one subscription: its decoded rows and whom to call.
 
-    ``baselines`` (each item's last row, a list or a tuple) and ``rows`` are shared with
-    the subscription, which decodes whatever the lane leaves to it; ``callbacks`` is the
-    live list of its ``on_update`` callbacks.
+    ``baselines`` (each item's last row, a list or a tuple) and ``rows`` (the rows
+    delivered, by ``item - 1``: at least ``num_items`` of them, kept across lanes) are
+    shared with the subscription, which decodes whatever the lane leaves to it;
+    ``callbacks`` is the live list of its ``on_update`` callbacks.
     While ``open`` is false (a snapshot in progress, richer callbacks, COMMAND mode...)
     every update of the subscription takes the general path.
     """
@@ -479,7 +480,7 @@ class Lane:
         self,
         num_items: int,
         num_fields: int,
-        rows: dict[int, Row],
+        rows: list[Row | None],
         callbacks: list[Callable[..., Any]],
         callback_failed: Callable[[Callable[..., Any], BaseException], None],
         row_factory: Callable[[list[Value]], Any] | None = None,
@@ -617,7 +618,7 @@ def _deliver_row(lane: Lane, item: int, row: Row, first: bool) -> None:
     lane.baselines[item - 1] = row
     if first and lane.first_update is not None:
         lane.first_update(item)
-    lane.rows[item] = row
+    lane.rows[item - 1] = row
     callbacks = lane.callbacks
     if callbacks:
         if len(callbacks) == 1 and lane.row_factory is None:
