@@ -37,6 +37,7 @@ from txlightstreamer.protocol import WSOK_MESSAGE, Request, ws_message, ws_subpr
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
 from txlightstreamer.transport._endpoints import EndpointRouter
 from txlightstreamer.transport._lines import split_lines
+from txlightstreamer.transport._reads import SocketReads
 from txlightstreamer.transport._wsframes import text_frames
 from txlightstreamer.transport.interfaces import (
     IRequestStream,
@@ -91,6 +92,15 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
 
     stream: WsStream
     lost_reason: Failure | None = None
+    reads = SocketReads(None)
+
+    def connectionMade(self) -> None:  # noqa: N802
+        self.reads = SocketReads(self.transport)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.reads.saw(len(data))  # sizes the socket's next reads
+        super().dataReceived(data)
 
     def onConnect(self, response: Any) -> None:  # noqa: N802
         self.stream._handshake(self, response)
