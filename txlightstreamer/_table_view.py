@@ -65,8 +65,7 @@ class TableView:
         """
         if self._command is not None:
             raise TypeError("a COMMAND item has one row per key: use table.command_rows(item)")
-        position = self._position(item)
-        row = self._rows[position - 1] if position <= len(self._rows) else None
+        row = self.rows.get(self._position(item))
         if row is None:
             raise KeyError(item)
         return RowView(self.field_names, row)
