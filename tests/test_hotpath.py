@@ -214,8 +214,9 @@ def test_router_decodes_escapes_and_diffs_as_the_general_decoder_does() -> None:
         expected = decode_update(raw, expected, 3).values
     assert r.calls[-1] == (1, tuple(expected))
     assert list(lane.baselines[0]) == expected == ['{"a":"|","b":[2,3]}', "", None]
-    # The router kept the text it produced for the patched field: its current value.
-    assert list(lane.docs) == [0]
+    # The router kept the text it produced for the patched field: its current value (and,
+    # compiled, that cut as the field's shape, far below the fields' keys).
+    assert [key for key in lane.docs if key > -(1 << 40)] == [0]
     assert lane.docs[0].text is lane.baselines[0][0]
     assert router.feed(lines, 2) == 2
     assert list(lane.baselines[0]) == expected

@@ -1,7 +1,7 @@
 """
-A WebSocket stream's socket reads nearly 128 KiB at a time while reads come back full, and
-Twisted's 64 KiB otherwise (`SocketReads`): the stream tells it the size of every socket
-read, and it sizes nothing but a socket connection.
+A stream's socket (WebSocket, or an HTTP stream's chunked body) reads nearly 128 KiB at a
+time while reads come back full, and Twisted's 64 KiB otherwise (`SocketReads`): the stream
+tells it the size of every socket read, and it sizes nothing but a socket connection.
 """
 
 from __future__ import annotations
@@ -95,15 +95,21 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[_Recorded]:
     monkeypatch.setattr(_Recorded, "made", made)
     ws = pytest.importorskip("txlightstreamer.transport.ws")
     monkeypatch.setattr(ws, "SocketReads", _Recorded)
+    from txlightstreamer.transport import http
+
+    monkeypatch.setattr(http, "SocketReads", _Recorded)
     return made
 
 
+@pytest.mark.parametrize("transport", ["WS-STREAMING", "HTTP-STREAMING"])
 @pytest_twisted.ensureDeferred
-async def test_a_websocket_stream_sizes_its_socket_from_every_read(
-        recorded: list[_Recorded]) -> None:
+async def test_a_stream_sizes_its_socket_from_every_read(
+        recorded: list[_Recorded], transport: str) -> None:
+    # HTTP: the chunked decoder is handed each read whole (one split per read), and so is
+    # the sizer.
     server = TlcpServer()
     await server.listen(reactor, port=0, interface="127.0.0.1")
-    client = LsClient(server.url, forced_transport="WS-STREAMING")
+    client = LsClient(server.url, forced_transport=transport)
     try:
         await one_update(client, server, "x" * 1000)
     finally:

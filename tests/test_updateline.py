@@ -210,6 +210,37 @@ def test_a_kept_cut_patches_the_field_itself() -> None:
 
 
 @pytest.mark.skipif(_hotpath.C_CUT is None, reason="only the compiled hot path keeps cuts")
+def test_a_fields_first_cut_is_made_like_another_items() -> None:
+    # The first patch of a field goes to Python, which cuts the text (tokenize); the line
+    # decoder keeps that cut as the field's shape, and makes another item's first cut of the
+    # field like it: its first patch does not go to Python. A text of another shape does.
+    from txlightstreamer.protocol import _jsonpieces
+
+    calls: list[int] = []
+
+    def patch(
+        old: str, payload: str, docs: dict[int, Any], key: int, limit: int, tried: bool
+    ) -> str | None:
+        calls.append(key)
+        return _hotpath._patch(old, payload, docs, key, limit, tried)
+
+    docs: dict[int, Any] = {}
+    line = b'U,1,1,|^P[{"op":"replace","path":"/b/1","value":30}]'
+    texts = {1: '{"a":1,"b":[2,3]}', 2: '{"a":10,"b":[20,3]}', 3: '{"a":1,"b":[2,3],"c":0}'}
+    rows = {}
+    for item, text in texts.items():  # items 1-3 of a two-field table: base 2 * (item - 1)
+        base = 2 * (item - 1)
+        rows[item] = _updateline.decode(line, 6, ("x", text), docs, base, patch, LIMIT)
+        assert rows[item] == ("x", _hotpath._patch(text, line[9:].decode(), {}, 0, LIMIT))
+        assert type(docs[base + 1]) is _jsonpieces.Cut and docs[base + 1].text is rows[item][1]
+    assert calls == [1, 5]  # item 2's was made like item 1's; item 3's is another shape
+    shapes = [key for key in docs if key < -(1 << 40)]
+    assert len(shapes) == 1 and docs[shapes[0]] is docs[1]  # the first cut made, field 1
+    again = _updateline.decode(line.replace(b"30", b"31"), 6, rows[2], docs, 2, patch, LIMIT)
+    assert again == ("x", '{"a":10,"b":[20,31]}') and calls == [1, 5]
+
+
+@pytest.mark.skipif(_hotpath.C_CUT is None, reason="only the compiled hot path keeps cuts")
 def test_an_interrupt_in_a_kept_cut_goes_through() -> None:
     # Found by review: the line decoder cleared any exception from the cut, an interrupt too.
     from txlightstreamer.protocol import _jsonpieces

@@ -499,8 +499,9 @@ class Lane:
         self.open = False
         #: The last ``^P`` result of each patched field, by ``(item - 1) * num_fields + field``
         #: (exactly encode_json of its document, so the next patch may change the text: a
-        #: `JsonText`, or a ``_jsonpieces.Cut`` that the C line decoder calls), and the last
-        #: non-ASCII ``^T`` result, by ``-1 -`` that (BMP-only, known).
+        #: `JsonText`, or a ``_jsonpieces.Cut`` that the C line decoder calls), the last
+        #: non-ASCII ``^T`` result, by ``-1 -`` that (BMP-only, known), and by field, far
+        #: below those keys, the cut the C line decoder makes a field's first one like.
         self.docs: dict[int, Any] = {}
 
 

@@ -597,6 +597,89 @@ recut_into(Cut *self, PyObject *text)
     return 1;
 }
 
+/* A copy of ``table`` into ``copy``: its names up to the end of the last one. -1 on a failed
+ * allocation. */
+static int
+table_copy(LeafTable *copy, const LeafTable *table)
+{
+    *copy = (LeafTable){NULL, 0, NULL};
+    if (table->slots == NULL)
+        return 0;
+    size_t size = table->mask + 1;
+    Py_ssize_t names = 0;
+    for (size_t k = 0; k < size; k++) {
+        const Leaf *leaf = &table->slots[k];
+        if (leaf->index != -1 && leaf->name + leaf->length > names)
+            names = leaf->name + leaf->length;
+    }
+    Leaf *slots = PyMem_New(Leaf, size);
+    char *chars = PyMem_Malloc((size_t)names + 1);
+    if (slots == NULL || chars == NULL) {
+        PyMem_Free(slots);
+        PyMem_Free(chars);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(slots, table->slots, size * sizeof(Leaf));
+    memcpy(chars, table->names, (size_t)names);
+    copy->slots = slots;
+    copy->mask = table->mask;
+    copy->names = chars;
+    return 0;
+}
+
+/* ``shape.like(text)``: a new cut of ``text`` with the pieces and leaves of the text ``shape``
+ * describes, when ``text`` is cut as that text is (`recut_into`: the same pieces between its
+ * scalars, each scalar written as encode_json writes it); None otherwise. A field's first
+ * patch takes its cut from another item's cut of the field this way, not from tokenize: the
+ * items of a table mostly hold documents of one shape. */
+static PyObject *
+cut_like(PyObject *shape_object, PyObject *text)
+{
+    Cut *shape = (Cut *)shape_object;
+    if (!PyUnicode_CheckExact(text))
+        Py_RETURN_NONE;
+    /* All is read before the object is allocated: an allocation may collect garbage, whose
+     * finalizers may patch through ``shape``. */
+    Py_ssize_t count = shape->count;
+    Py_ssize_t *ends = PyMem_New(Py_ssize_t, count), *spare = PyMem_New(Py_ssize_t, count);
+    LeafTable table = {NULL, 0, NULL};
+    if (ends == NULL || spare == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    if (table_copy(&table, &shape->table) < 0)
+        goto fail;
+    memcpy(ends, shape->ends, (size_t)count * sizeof(Py_ssize_t));
+    PyObject *described = Py_NewRef(shape->text), *leaves = Py_NewRef(shape->leaves);
+    Cut *self = (Cut *)Py_TYPE(shape)->tp_alloc(Py_TYPE(shape), 0);
+    if (self == NULL) {
+        Py_DECREF(described);
+        Py_DECREF(leaves);
+        goto fail;
+    }
+    self->count = count;
+    self->ends = ends;
+    self->spare = spare;
+    self->table = table;
+    self->vectorcall = cut_vectorcall;
+    self->text = described;
+    self->leaves = leaves;
+    if (!recut_into(self, text)) {
+        Py_DECREF(self);
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(text);
+    Py_SETREF(self->text, text);
+    return (PyObject *)self;
+fail:
+    PyMem_Free(ends);
+    PyMem_Free(spare);
+    PyMem_Free(table.slots);
+    PyMem_Free(table.names);
+    return NULL;
+}
+
 /* `replace` on the cut of ``old``, the text described, of the ``payload`` (a str's characters,
  * or ASCII bytes of a line): a new reference to the patched text, the cut's ends now
  * describing it (the caller makes it the text described); None, the cut unchanged, when the
@@ -779,6 +862,9 @@ static PyMemberDef cut_members[] = {
 
 static PyMethodDef cut_methods[] = {
     {"pieces", (PyCFunction)cut_pieces, METH_NOARGS, "pieces(): the pieces of the text described."},
+    {"like", (PyCFunction)cut_like, METH_O,
+     "like(text): a new cut of text with this cut's pieces and leaves, when text is cut as "
+     "the text described is; None otherwise."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -833,6 +919,7 @@ jsonpieces_exec(PyObject *module)
     }
     api->cut_type = (PyTypeObject *)cut_type; /* the capsule's reference */
     api->patch_ascii = cut_patch_ascii;
+    api->like = cut_like;
     PyObject *capsule = PyCapsule_New(api, JSONPIECES_CAPSULE, api_free);
     if (capsule == NULL) {
         Py_DECREF(cut_type);

@@ -1,7 +1,7 @@
 /*
  * What `_jsonpieces.c` gives other C modules (`_updateline.c`) through a capsule: a ``^P``
  * whose payload is still ASCII bytes in its line patched by the field's `Cut`, with no str
- * made of the payload.
+ * made of the payload; a field's first cut made like another item's.
  */
 #ifndef TXLIGHTSTREAMER_JSONPIECES_H
 #define TXLIGHTSTREAMER_JSONPIECES_H
@@ -16,6 +16,8 @@ typedef struct {
     PyTypeObject *cut_type;
     /* ``cut(old, payload)`` for ``payload``: ASCII, no escape, ``length`` bytes. */
     PyObject *(*patch_ascii)(PyObject *cut, PyObject *old, const char *payload, Py_ssize_t length);
+    /* ``shape.like(text)``: a new cut of ``text`` like ``shape``'s, or None. */
+    PyObject *(*like)(PyObject *shape, PyObject *text);
 } JsonPiecesApi;
 
 #endif

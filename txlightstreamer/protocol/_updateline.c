@@ -153,21 +153,70 @@ run_length(const char *bytes, Py_ssize_t size)
     return n;
 }
 
-/* A ``^P``: the field's kept cut patches it when it can (a callable ``docs`` entry, a
- * ``_jsonpieces.Cut``: ``cut(old, payload)``, None for what it leaves to ``patch``), or
- * ``patch(old, payload, docs, key, limit, tried)`` (``tried``: the cut was called, and is
- * not called again). The payload is ``payload``, or when NULL the ASCII bytes without
+/* Where ``docs`` keeps the cut a field's first patch may be made like (by the field's index
+ * in the row): far below every other key (a field's, and ``-1 -`` that). */
+#define SHAPE_KEY(index) (PY_SSIZE_T_MIN + (index))
+
+/* A cut of ``old`` made like the one ``docs`` keeps as the shape of field ``index``, then kept
+ * in ``docs`` at ``key``: a new reference, or NULL for none (an exception set on an error). */
+static PyObject *
+shaped_cut(PyObject *docs, PyObject *key, Py_ssize_t index, PyObject *old)
+{
+    PyObject *shape_key = PyLong_FromSsize_t(SHAPE_KEY(index));
+    if (shape_key == NULL)
+        return NULL;
+    PyObject *shape = PyDict_GetItemWithError(docs, shape_key);
+    Py_DECREF(shape_key);
+    if (shape == NULL || Py_TYPE(shape) != pieces_api->cut_type)
+        return NULL;
+    Py_INCREF(shape);
+    PyObject *cut = pieces_api->like(shape, old);
+    Py_DECREF(shape);
+    if (cut == Py_None)
+        Py_CLEAR(cut);
+    else if (cut != NULL && PyDict_SetItem(docs, key, cut) < 0)
+        Py_CLEAR(cut);
+    return cut;
+}
+
+/* The cut ``patch`` left in ``docs`` at ``key``, if it did, kept as the shape of field
+ * ``index`` when that has none yet. -1 with an exception set. */
+static int
+keep_shape(PyObject *docs, PyObject *key, Py_ssize_t index)
+{
+    PyObject *cut = PyDict_GetItemWithError(docs, key);
+    if (cut == NULL || Py_TYPE(cut) != pieces_api->cut_type)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *shape_key = PyLong_FromSsize_t(SHAPE_KEY(index));
+    if (shape_key == NULL)
+        return -1;
+    Py_INCREF(cut);
+    PyObject *shape = PyDict_SetDefault(docs, shape_key, cut);
+    Py_DECREF(cut);
+    Py_DECREF(shape_key);
+    return shape == NULL ? -1 : 0;
+}
+
+/* A ``^P`` of field ``index``: the field's kept cut patches it when it can (a callable
+ * ``docs`` entry, a ``_jsonpieces.Cut``: ``cut(old, payload)``, None for what it leaves to
+ * ``patch``), or ``patch(old, payload, docs, key, limit, tried)`` (``tried``: the cut was
+ * called, and is not called again). A field with no kept cut takes one made like another
+ * item's (`shaped_cut`), and the first cut ``patch`` makes of a field is kept for that
+ * (`keep_shape`). The payload is ``payload``, or when NULL the ASCII bytes without
  * escapes ``bytes[0:size]``, which a cut takes as they are: a str of them is made only for
  * ``patch``. A new reference, NULL on an error. */
 static PyObject *
-apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, const char *bytes, Py_ssize_t size,
-            PyObject *payload, PyObject *patch, PyObject *limit, Py_ssize_t longest)
+apply_patch(PyObject *docs, Py_ssize_t index, Py_ssize_t field, PyObject *old,
+            const char *bytes, Py_ssize_t size, PyObject *payload, PyObject *patch,
+            PyObject *limit, Py_ssize_t longest)
 {
     PyObject *key = PyLong_FromSsize_t(field);
     if (key == NULL)
         return NULL;
     PyObject *kept = PyDict_GetItemWithError(docs, key);
-    PyObject *value = NULL, *tried = Py_False, *made = NULL;
+    PyObject *value = NULL, *tried = Py_False, *made = NULL, *shaped = NULL;
+    if (kept == NULL && !PyErr_Occurred() && pieces_api != NULL)
+        kept = shaped = shaped_cut(docs, key, index, old);
     if (kept != NULL && payload == NULL && pieces_api != NULL
         && Py_TYPE(kept) == pieces_api->cut_type) {
         tried = Py_True;
@@ -205,7 +254,10 @@ apply_patch(PyObject *docs, Py_ssize_t field, PyObject *old, const char *bytes, 
         }
         PyObject *call[6] = {old, payload, docs, key, limit, tried};
         value = PyObject_Vectorcall(patch, call, 6, NULL);
+        if (value != NULL && pieces_api != NULL && keep_shape(docs, key, index) < 0)
+            Py_CLEAR(value);
     }
+    Py_XDECREF(shaped);
     Py_XDECREF(made);
     Py_DECREF(key);
     return value;
@@ -271,8 +323,8 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     value = tlcp_diff_text(old, &diff);
                 }
                 else if (plain) /* a cut takes it from the line's bytes too */
-                    value = apply_patch(docs, base + i, old, token + 2, size - 2, NULL, patch,
-                                        limit, longest);
+                    value = apply_patch(docs, i, base + i, old, token + 2, size - 2, NULL,
+                                        patch, limit, longest);
                 else {
                     PyObject *payload = token_str(token + 2, size - 2);
                     if (payload == NULL)
@@ -284,8 +336,8 @@ updateline_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     if (kind == 'T')
                         value = tlcp_diff(old, payload);
                     else
-                        value = apply_patch(docs, base + i, old, NULL, 0, payload, patch, limit,
-                                            longest);
+                        value = apply_patch(docs, i, base + i, old, NULL, 0, payload, patch,
+                                            limit, longest);
                     Py_DECREF(payload);
                 }
                 if (value == NULL)

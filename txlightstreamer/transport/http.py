@@ -30,6 +30,7 @@ from txlightstreamer.protocol import Request, http_body, protocol_param
 from txlightstreamer.protocol.errors import redact_line
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
 from txlightstreamer.transport._lines import split_lines
+from txlightstreamer.transport._reads import SocketReads
 from txlightstreamer.transport.interfaces import IControlTransport, StreamClosed, StreamSink
 
 __all__ = ["HttpStream", "HttpTransport", "server_url"]
@@ -99,7 +100,7 @@ def _chunk_decoder(response: Any) -> Any:
     attributes, checked at each step: without them the body is read chunk by chunk.
     """
     response = getattr(response, "original", response)  # treq's wrapper of Twisted's
-    node = getattr(getattr(response, "_transport", None), "_producer", None)
+    node = _socket_of(response)
     parser = None
     for _ in range(5):  # socket -> endpoint's wrapper (TLS -> wrapper) -> HTTP protocol
         parser = getattr(node, "_parser", None)
@@ -117,6 +118,12 @@ def _chunk_decoder(response: Any) -> Any:
     return decoder
 
 
+def _socket_of(response: Any) -> Any:
+    """The connection ``response`` is read from (Twisted's private attribute), or None."""
+    response = getattr(response, "original", response)
+    return getattr(getattr(response, "_transport", None), "_producer", None)
+
+
 class _LineReceiver(LineOnlyReceiver):
     """Splits the response body into lines for one `HttpStream`."""
 
@@ -128,13 +135,19 @@ class _LineReceiver(LineOnlyReceiver):
         #: The chunks of the TCP read being decoded (None: each chunk is read alone).
         self._pieces: list[bytes] | None = None
 
-    def gather_reads(self, decoder: Any) -> None:
+    def gather_reads(self, decoder: Any, reads: SocketReads) -> None:
         """
         Read what ``decoder`` (Twisted's chunked decoder of this body) decodes from one TCP
-        read as one piece: one split and one hand-over per read, not per HTTP chunk.
+        read as one piece: one split and one hand-over per read, not per HTTP chunk. The
+        decoder is handed each read whole, so ``reads`` sizes the socket's next reads by it.
         """
         decode = decoder.dataReceived
-        decoder.dataReceived = lambda data: self.as_one_read(decode, data)
+
+        def read(data: bytes) -> None:
+            reads.saw(len(data))
+            self.as_one_read(decode, data)
+
+        decoder.dataReceived = read
 
     def as_one_read(self, deliver: Callable[..., object], *args: Any) -> None:
         """Call ``deliver``; the chunks it hands this receiver are read as one piece."""
@@ -332,7 +345,7 @@ class HttpStream(StreamBase):
         # What came with the headers was kept chunk by chunk: one piece as well.
         receiver.as_one_read(response.deliverBody, receiver)
         if decoder is not None:
-            receiver.gather_reads(decoder)
+            receiver.gather_reads(decoder, SocketReads(_socket_of(response)))
         self._body_transport = receiver.transport
         self._producer_ready()
 
