@@ -9,7 +9,9 @@
 #include "_chars.h"
 
 #define JSONPIECES_MODULE "txlightstreamer.protocol._jsonpieces"
-#define JSONPIECES_CAPSULE JSONPIECES_MODULE "._C_API"
+/* The capsule's name says its layout: a build of another layout is not read (`_updateline.c`
+ * then gives a ^P a str). */
+#define JSONPIECES_CAPSULE JSONPIECES_MODULE "._C_API.2"
 
 typedef struct {
     /* The type of a cut: what ``patch_ascii`` takes. */

@@ -242,21 +242,24 @@ apply_patch(PyObject *docs, Py_ssize_t index, Py_ssize_t field, PyObject *old,
         PyErr_Clear();
     if (value == NULL) {
         if (PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_Exception)) { /* an interrupt goes through */
-                Py_DECREF(key);
-                return NULL;
-            }
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) /* an interrupt goes through */
+                goto done;
             PyErr_Clear(); /* patch decides, and reports */
         }
-        if (payload == NULL && (payload = made = token_str(bytes, size)) == NULL) {
-            Py_DECREF(key);
-            return NULL;
-        }
+        if (payload == NULL && (payload = made = token_str(bytes, size)) == NULL)
+            goto done;
         PyObject *call[6] = {old, payload, docs, key, limit, tried};
         value = PyObject_Vectorcall(patch, call, 6, NULL);
-        if (value != NULL && pieces_api != NULL && keep_shape(docs, key, index) < 0)
-            Py_CLEAR(value);
+        /* The shape only saves later work: a failure to keep it leaves the value as it is
+         * (an interrupt still goes through). */
+        if (value != NULL && pieces_api != NULL && keep_shape(docs, key, index) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_Exception))
+                PyErr_Clear();
+            else
+                Py_CLEAR(value);
+        }
     }
+done:
     Py_XDECREF(shaped);
     Py_XDECREF(made);
     Py_DECREF(key);
@@ -423,7 +426,9 @@ updateline_exec(PyObject *module)
             capsule = PyObject_GetAttrString(pieces, "_C_API");
             Py_DECREF(pieces);
         }
-        if (capsule != NULL) {
+        if (capsule != NULL && !PyCapsule_IsValid(capsule, JSONPIECES_CAPSULE))
+            Py_CLEAR(capsule); /* another build's layout: a ^P takes a str */
+        else if (capsule != NULL) {
             pieces_api = PyCapsule_GetPointer(capsule, JSONPIECES_CAPSULE);
             if (pieces_api == NULL) {
                 Py_DECREF(capsule);
