@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import reactor, task, tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -59,12 +59,19 @@ class SseReader(Protocol):
     _buffer: bytes = b""
 
     @classmethod
-    async def open(cls, url: str, headers: dict[str, str] | None = None) -> SseReader:
+    async def open(cls, url: str, headers: dict[str, str] | None = None,
+                   read_size: int | None = None) -> SseReader:
+        """``read_size``: how much its socket reads at a time (Twisted's 64 KiB if None)."""
         response = await treq.get(url, headers=headers, unbuffered=True, persistent=False)
         assert response.code == 200, response.code
         assert response.headers.getRawHeaders("content-type") == [
             "text/event-stream; charset=utf-8"]
         reader = cls(response=response)
+        if read_size is not None:
+            # Twisted's private attributes: treq's response -> Twisted's -> its socket.
+            socket = response.original._transport._producer
+            assert isinstance(socket, tcp.Connection)
+            socket.bufferSize = read_size
         response.deliverBody(reader)
         return reader
 
