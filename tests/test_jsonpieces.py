@@ -124,16 +124,25 @@ def test_cut_replace_is_pythons(case: tuple[list[str], dict[str, int], str], aga
         pieces, old = theirs, result
 
 
+def _cut_and_another(docs: tuple[Any, Any], variant: int) -> tuple[
+        tuple[list[str], dict[str, int]], str, str, list[str] | None] | None:
+    """The cut of the first document and its text; the second written one way or another
+    (canonical, with spaces, or nested once more) and Python's recut of it by that cut."""
+    first = _cut(docs[0])
+    if first is None:
+        return None
+    text = [encode_json(docs[1]), json.dumps(docs[1]), encode_json([docs[1]])][variant]
+    return first, "".join(first[0]), text, interpreted_text.recut(text, first[0])
+
+
 @needs_c
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(same_shape(), st.integers(0, 2), st.booleans())
 def test_cut_recut_is_pythons(docs: tuple[Any, Any], variant: int, replaced: bool) -> None:
-    first = _cut(docs[0])
-    if first is None:
+    texts = _cut_and_another(docs, variant)
+    if texts is None:
         return
-    previous = "".join(first[0])
-    text = [encode_json(docs[1]), json.dumps(docs[1]), encode_json([docs[1]])][variant]
-    expected = interpreted_text.recut(text, first[0])
+    first, previous, text, expected = texts
     cut = _jsonpieces.Cut(previous, first[0], first[1])
     # A patch of no leaf: the cut follows the new value (when it can), nothing else.
     pointer = min(first[1], default="/none") if replaced else "/none"
@@ -159,12 +168,10 @@ def test_cut_like_is_pythons_recut(docs: tuple[Any, Any], variant: int) -> None:
     # Another item's field of the same shape: like(text) cuts it as recut does with the
     # pieces of the cut's text (None where recut refuses, or where only repr can tell); the
     # cut it was made like is left as it was, and the two patch on their own.
-    first = _cut(docs[0])
-    if first is None:
+    texts = _cut_and_another(docs, variant)
+    if texts is None:
         return
-    previous = "".join(first[0])
-    text = [encode_json(docs[1]), json.dumps(docs[1]), encode_json([docs[1]])][variant]
-    expected = interpreted_text.recut(text, first[0])
+    first, previous, text, expected = texts
     shape = _jsonpieces.Cut(previous, first[0], first[1])
     made = shape.like(text)
     assert shape.text is previous and shape.pieces() == first[0]

@@ -207,6 +207,25 @@ table_find(const LeafTable *table, const Py_UCS1 *chars, Py_ssize_t length, size
     }
 }
 
+/* Room in ``table`` for ``size`` slots (a power of two) and ``names`` characters of pointers.
+ * -1 on a failed allocation, ``table`` unchanged. */
+static int
+table_alloc(LeafTable *table, size_t size, Py_ssize_t names)
+{
+    Leaf *slots = PyMem_New(Leaf, size);
+    char *chars = PyMem_Malloc((size_t)names + 1);
+    if (slots == NULL || chars == NULL) {
+        PyMem_Free(slots);
+        PyMem_Free(chars);
+        PyErr_NoMemory();
+        return -1;
+    }
+    table->slots = slots;
+    table->mask = size - 1;
+    table->names = chars;
+    return 0;
+}
+
 /* ``leaves`` as a table (``table->slots`` left NULL when a key is not a str or a value not
  * an int; the dict serves then). -1 on a failed allocation. */
 static int
@@ -222,14 +241,10 @@ table_build(LeafTable *table, PyObject *leaves)
     size_t size = 8;
     while (size < (size_t)entries * 2)
         size *= 2;
-    Leaf *slots = PyMem_New(Leaf, size);
-    char *chars = PyMem_Malloc((size_t)names + 1);
-    if (slots == NULL || chars == NULL) {
-        PyMem_Free(slots);
-        PyMem_Free(chars);
-        PyErr_NoMemory();
+    if (table_alloc(table, size, names) < 0)
         return -1;
-    }
+    Leaf *slots = table->slots;
+    char *chars = table->names;
     for (size_t k = 0; k < size; k++)
         slots[k].index = -1;
     Py_ssize_t at = 0;
@@ -254,9 +269,6 @@ table_build(LeafTable *table, PyObject *leaves)
         slots[slot].index = index;
         at += length;
     }
-    table->slots = slots;
-    table->mask = size - 1;
-    table->names = chars;
     return 0;
 }
 
@@ -397,6 +409,16 @@ typedef struct {
 static PyObject *cut_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames);
 
+/* What a cut holds apart from its objects, freed. */
+static void
+parts_free(Py_ssize_t *ends, Py_ssize_t *spare, LeafTable *table)
+{
+    PyMem_Free(ends);
+    PyMem_Free(spare);
+    PyMem_Free(table->slots);
+    PyMem_Free(table->names);
+}
+
 static int
 cut_traverse(Cut *self, visitproc visit, void *arg)
 {
@@ -420,12 +442,32 @@ cut_dealloc(Cut *self)
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     cut_clear(self);
-    PyMem_Free(self->ends);
-    PyMem_Free(self->spare);
-    PyMem_Free(self->table.slots);
-    PyMem_Free(self->table.names);
+    parts_free(self->ends, self->spare, &self->table);
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
+}
+
+/* A new cut of ``type`` that takes ``ends``, ``spare``, ``table`` and the references to
+ * ``text`` and ``leaves``: all given up when it cannot be made (NULL). */
+static Cut *
+cut_make(PyTypeObject *type, Py_ssize_t count, Py_ssize_t *ends, Py_ssize_t *spare,
+         LeafTable table, PyObject *text, PyObject *leaves)
+{
+    Cut *self = (Cut *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        parts_free(ends, spare, &table);
+        Py_DECREF(text);
+        Py_DECREF(leaves);
+        return NULL;
+    }
+    self->count = count;
+    self->ends = ends;
+    self->spare = spare;
+    self->table = table;
+    self->vectorcall = cut_vectorcall;
+    self->text = text;
+    self->leaves = leaves;
+    return self;
 }
 
 static PyObject *
@@ -468,24 +510,10 @@ cut_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     if (table_build(&table, leaves) < 0)
         goto fail;
-    Cut *self = (Cut *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        goto fail;
-    self->count = count;
-    self->ends = ends;
-    self->spare = spare;
-    self->table = table;
-    self->vectorcall = cut_vectorcall;
-    Py_INCREF(text);
-    self->text = text;
-    Py_INCREF(leaves);
-    self->leaves = leaves;
-    return (PyObject *)self;
+    return (PyObject *)cut_make(type, count, ends, spare, table, Py_NewRef(text),
+                                Py_NewRef(leaves));
 fail:
-    PyMem_Free(ends);
-    PyMem_Free(spare);
-    PyMem_Free(table.slots);
-    PyMem_Free(table.names);
+    parts_free(ends, spare, &table);
     return NULL;
 }
 
@@ -612,19 +640,10 @@ table_copy(LeafTable *copy, const LeafTable *table)
         if (leaf->index != -1 && leaf->name + leaf->length > names)
             names = leaf->name + leaf->length;
     }
-    Leaf *slots = PyMem_New(Leaf, size);
-    char *chars = PyMem_Malloc((size_t)names + 1);
-    if (slots == NULL || chars == NULL) {
-        PyMem_Free(slots);
-        PyMem_Free(chars);
-        PyErr_NoMemory();
+    if (table_alloc(copy, size, names) < 0)
         return -1;
-    }
-    memcpy(slots, table->slots, size * sizeof(Leaf));
-    memcpy(chars, table->names, (size_t)names);
-    copy->slots = slots;
-    copy->mask = table->mask;
-    copy->names = chars;
+    memcpy(copy->slots, table->slots, size * sizeof(Leaf));
+    memcpy(copy->names, table->names, (size_t)names);
     return 0;
 }
 
@@ -651,20 +670,10 @@ cut_like(PyObject *shape_object, PyObject *text)
     if (table_copy(&table, &shape->table) < 0)
         goto fail;
     memcpy(ends, shape->ends, (size_t)count * sizeof(Py_ssize_t));
-    PyObject *described = Py_NewRef(shape->text), *leaves = Py_NewRef(shape->leaves);
-    Cut *self = (Cut *)Py_TYPE(shape)->tp_alloc(Py_TYPE(shape), 0);
-    if (self == NULL) {
-        Py_DECREF(described);
-        Py_DECREF(leaves);
-        goto fail;
-    }
-    self->count = count;
-    self->ends = ends;
-    self->spare = spare;
-    self->table = table;
-    self->vectorcall = cut_vectorcall;
-    self->text = described;
-    self->leaves = leaves;
+    Cut *self = cut_make(Py_TYPE(shape), count, ends, spare, table, Py_NewRef(shape->text),
+                         Py_NewRef(shape->leaves));
+    if (self == NULL)
+        return NULL;
     if (!recut_into(self, text)) {
         Py_DECREF(self);
         Py_RETURN_NONE;
@@ -673,10 +682,7 @@ cut_like(PyObject *shape_object, PyObject *text)
     Py_SETREF(self->text, text);
     return (PyObject *)self;
 fail:
-    PyMem_Free(ends);
-    PyMem_Free(spare);
-    PyMem_Free(table.slots);
-    PyMem_Free(table.names);
+    parts_free(ends, spare, &table);
     return NULL;
 }
 
