@@ -149,9 +149,9 @@ class RelayOptions(TypedDict, total=False):
     #: not take more) before it is dropped; its browser then reconnects and resumes from
     #: the backlog. Nothing is copied per client: a client is a position in the shared
     #: backlog. 1 MiB by default. The events of one read of the upstream stream (up to
-    #: 128 KiB of TLCP over WebSocket) go out in one reactor turn, before any client can
-    #: take them: keep it above what they weigh, or a client reading at full speed is
-    #: dropped too.
+    #: 128 KiB of TLCP, over WebSocket or HTTP) go out in one reactor turn, before any
+    #: client can take them: keep it above what they weigh, or a client reading at full
+    #: speed is dropped too.
     client_buffer: int
     #: Seconds between comment lines keeping idle streams alive (15 by default).
     heartbeat: float
