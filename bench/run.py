@@ -290,12 +290,19 @@ def traffic_ratios(out: dict[str, Any]) -> dict[str, Any]:
         # Updates per CPU second: steadier than wall-clock rates on a shared machine.
         return 1e5 / out[kind]["ours"][tr][piece]["cpu_s_per_100k"]
 
+    def ceiling(kind: str, ck: str, name: str) -> float:
+        r = out[kind][f"ceiling_{ck}"]
+        return float(r["updates_per_s"]) if name == "wall" else 1e5 / r["cpu_s_per_100k"]
+
     ratios: dict[str, Any] = {}
     cpu: dict[str, Any] = {}
     for name, fn, digits in (("wall", rate, 3), ("cpu", speed, 3)):
         r = ratios if name == "wall" else cpu
         r["mixed_over_plain"] = round(fn("mixed") / fn("plain"), digits)
         r["mixed_over_plain_ws"] = round(fn("mixed", "ws") / fn("plain", "ws"), digits)
+        for ck in ("raw", "http"):  # what the bytes alone cost: a reader that only splits
+            r[f"ceiling_{ck}_mixed_over_plain"] = round(
+                ceiling("mixed", ck, name) / ceiling("plain", ck, name), digits)
         for kind in ("plain", "mixed"):
             for tr in TRANSPORTS:
                 sdk = out[kind]["sdk"].get(tr, {})
@@ -544,7 +551,9 @@ def traffic_table(tr: dict[str, Any]) -> list[str]:
     lines += [
         "  ratios as wall-clock/CPU-per-update; targets judged by CPU per update:",
         f"  mixed/plain (HTTP, 32 KB) = {both('mixed_over_plain')} (target >= 60%: "
-        f"{tg['mixed>=60%_of_plain']}); WS {both('mixed_over_plain_ws')}",
+        f"{tg['mixed>=60%_of_plain']}); WS {both('mixed_over_plain_ws')}; the line-splitting "
+        f"ceilings' own mixed/plain: raw {both('ceiling_raw_mixed_over_plain')}, Twisted HTTP "
+        f"{both('ceiling_http_mixed_over_plain')}",
         f"  ours/SDK: mixed HTTP {both('mixed_http_over_sdk', False)} (target >= 100x: "
         f"{tg['mixed>=100x_sdk']}), mixed WS {both('mixed_ws_over_sdk', False)}, "
         f"plain HTTP {both('plain_http_over_sdk', False)}, "
