@@ -652,10 +652,12 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         for ax, kind in ((axes[0][2], "plain"), (axes[1][2], "mixed")):
             res = tr[kind]
             width = 0.38
+            top = 1.0
             for i, tname in enumerate(TRANSPORTS):
                 vals = [res["ours"][tname][p]["updates_per_s"] for p in PIECES]
                 pos = [j + (i - 0.5) * width for j in range(len(PIECES))]
                 bars = ax.bar(pos, vals, width, label=f"ours {tname.upper()}")
+                top = max([top, *vals])
                 for bar, v in zip(bars, vals, strict=True):
                     ax.annotate(f"{v / 1000:,.0f}k", (bar.get_x() + bar.get_width() / 2, v),
                                 ha="center", va="bottom", fontsize=7)
@@ -670,7 +672,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
             ax.set_title(f"{kind} burst, {res['burst']['updates']:,} updates "
                          f"(raw ceiling {res['ceiling_raw']['updates_per_s'] / 1e6:.1f}M/s)",
                          fontsize=10)
-            ax.legend(fontsize=7)
+            ax.set_ylim(top=top * 20)  # a decade above the bars for the legend
+            ax.legend(fontsize=7, ncol=2, loc="upper center")
     sc = results.get("scale")
     if sc:
         fig.text(0.01, 0.01,
