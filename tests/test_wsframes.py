@@ -1,6 +1,7 @@
 """
 `txlightstreamer.transport._wsframes.text_frames`: the run of whole final text frames at the
-start of a buffer, cut in one pass; everything else is left to autobahn, byte for byte.
+start of a buffer, cut in one pass; everything else is left to autobahn, byte for byte, but
+such a frame not yet all there, which waits for the rest (`cut_short`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txlightstreamer.transport._wsframes import text_frames
+from txlightstreamer.transport._wsframes import cut_short, text_frames
 
 
 def frame(payload: bytes, first: int = 0x81, mask: bool = False, wide: bool = False) -> bytes:
@@ -71,3 +72,30 @@ def test_payloads_and_count_match_the_frames(payloads: list[bytes], tail: bytes)
     assert got[: len(valid)] == valid  # every whole valid frame up to the first bad one
     assert len(got) == len(valid) or len(valid) == len(payloads)  # more only from the tail
     assert used == sum(len(frame(p)) for p in got)
+
+
+def test_a_frame_not_yet_all_there_is_cut_short() -> None:
+    for payload in (b"y" * 20, b"y" * 200, "é€".encode() * 40):
+        whole = frame(payload)
+        for cut in range(len(whole)):
+            assert cut_short(whole[:cut], 0)
+            assert cut_short(whole[:cut], len(payload))
+        assert not cut_short(whole, 0)  # whole: text_frames takes it
+        assert not cut_short(whole[:-1], len(payload) - 1)  # too large: autobahn fails it
+
+
+def test_anything_else_is_not_cut_short() -> None:
+    for other in (
+        frame(b"", first=0x89),  # ping
+        frame(b"part", first=0x01),  # a first fragment
+        frame(b"bin", first=0x82),  # binary
+        frame(b"rsv", first=0xC1),  # RSV1 (compression)
+        frame(b"masked", mask=True),
+        frame(b"wide" * 40, wide=True),
+        bytes([0x81, 126, 0, 5]) + b"short",  # not the shortest length
+    ):
+        # Its first byte, or its header's first four, say it is not such a frame; until
+        # then it may be one, and waiting is what autobahn would do too.
+        for cut in range(1 if other[0] != 0x81 else 4, len(other) + 1):
+            assert not cut_short(other[:cut], 0)
+    assert cut_short(b"\x81", 0) and cut_short(bytes([0x81, 126, 0]), 0)

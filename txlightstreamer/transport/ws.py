@@ -38,7 +38,7 @@ from txlightstreamer.transport._base import StreamBase, connection_error, descri
 from txlightstreamer.transport._endpoints import EndpointRouter
 from txlightstreamer.transport._lines import split_lines
 from txlightstreamer.transport._reads import SocketReads
-from txlightstreamer.transport._wsframes import text_frames
+from txlightstreamer.transport._wsframes import cut_short, text_frames
 from txlightstreamer.transport.interfaces import (
     IRequestStream,
     ITransport,
@@ -126,8 +126,11 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
             plain = False
         if not plain:
             return bool(super().processData())
-        payloads, used = text_frames(self.data, min(limits) if limits else 0)
+        limit = min(limits) if limits else 0
+        payloads, used = text_frames(self.data, limit)
         if not used:
+            if cut_short(self.data, limit):
+                return False  # the rest of the frame comes with a later read
             return bool(super().processData())
         self.data = self.data[used:]
         stats = self.trafficStats
