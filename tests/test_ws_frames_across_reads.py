@@ -66,12 +66,12 @@ def _frame(payload: bytes, first: int = 0x81) -> bytes:
     return bytes([first, 126]) + struct.pack("!H", size) + payload
 
 
-def _open_client(limit: int = 0) -> tuple[_TlcpClientProtocol, _Stream, _Transport]:
+def _open_client(**limits: int) -> tuple[_TlcpClientProtocol, _Stream, _Transport]:
     stream = _Stream()
     factory = _Factory(stream, "ws://127.0.0.1:8080/lightstreamer", protocols=[_SUBPROTOCOL])
     factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0,
                                serverConnectionDropTimeout=0, autoPingInterval=0,
-                               perMessageCompressionOffers=[], maxFramePayloadSize=limit)
+                               perMessageCompressionOffers=[], **limits)
     proto = factory.buildProtocol(None)
     transport = _Transport()
     proto.makeConnection(transport)
@@ -137,9 +137,10 @@ def test_a_frame_of_bad_utf8_split_across_reads_still_fails_the_connection(
     assert transport.disconnecting  # autobahn drops the connection
 
 
+@pytest.mark.parametrize("option", ["maxFramePayloadSize", "maxMessagePayloadSize"])
 def test_a_frame_over_the_limit_goes_to_autobahn_at_once(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    proto, stream, _ = _open_client(limit=1000)
+        monkeypatch: pytest.MonkeyPatch, option: str) -> None:
+    proto, stream, _ = _open_client(**{option: 1000})
     begun = _frames_begun(monkeypatch, proto)
     data = _frame(b"U,1,1," + b"x" * 2000 + b"\r\n")
     proto.dataReceived(data[:100])  # no waiting for a frame autobahn must refuse

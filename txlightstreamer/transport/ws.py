@@ -113,8 +113,9 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
 
     def processData(self) -> bool:  # noqa: N802
         # Whole final text frames, nearly all a stream receives, are cut from the buffer in
-        # one pass; anything else (control frames, fragments, limits, compression, logs,
-        # timings) goes through autobahn as before.
+        # one pass, and one not yet whole waits in the buffer for the rest; anything else
+        # (control frames, fragments, limits, compression, logs, timings) goes through
+        # autobahn as before.
         try:
             plain = (self.current_frame is None and not self.inside_message
                      and self.state == WebSocketProtocol.STATE_OPEN and not self.logFrames
