@@ -63,7 +63,9 @@ def _frame(payload: bytes, first: int = 0x81) -> bytes:
     size = len(payload)
     if size < 126:
         return bytes([first, size]) + payload
-    return bytes([first, 126]) + struct.pack("!H", size) + payload
+    if size < 65536:
+        return bytes([first, 126]) + struct.pack("!H", size) + payload
+    return bytes([first, 127]) + struct.pack("!Q", size) + payload
 
 
 def _open_client(**limits: int) -> tuple[_TlcpClientProtocol, _Stream, _Transport]:
@@ -100,7 +102,8 @@ def _frames_begun(monkeypatch: pytest.MonkeyPatch, proto: _TlcpClientProtocol) -
     return begun
 
 
-@pytest.mark.parametrize("payload", [b"U,1,1,x\r\n" * 3000, "U,1,1,€ üè\r\n".encode() * 2000])
+@pytest.mark.parametrize("payload", [b"U,1,1,x\r\n" * 3000, "U,1,1,€ üè\r\n".encode() * 2000,
+                                     b"U,1,1,y\r\n" * 20000])  # a 64-bit length
 def test_a_frame_split_across_reads_waits_for_its_rest(
         monkeypatch: pytest.MonkeyPatch, payload: bytes) -> None:
     proto, stream, _ = _open_client()

@@ -49,6 +49,16 @@ def test_stops_at_anything_else() -> None:
         assert text_frames(other, 0) == ([], 0)
 
 
+def test_a_frame_with_a_64_bit_length() -> None:
+    payload = b"U,1,1,x\r\n" * 8000  # 72,000 bytes: over what 16 bits hold
+    data = frame(payload, wide=True) + frame(b"ok")
+    assert text_frames(data, 0) == ([payload, b"ok"], len(data))
+    assert text_frames(data, len(payload) - 1) == ([], 0)  # over the limit: autobahn's
+    for top in (bytes([0x81, 127]) + struct.pack("!Q", 1 << 63) + b"x",  # top bit set
+                frame(b"x" * 65535, wide=True)):  # not the shortest encoding
+        assert text_frames(top, 0) == ([], 0) and not cut_short(top, 0)
+
+
 def test_incomplete_and_oversized_frames_wait_for_autobahn() -> None:
     whole = frame(b"y" * 200)
     for cut in range(len(whole)):
@@ -75,9 +85,10 @@ def test_payloads_and_count_match_the_frames(payloads: list[bytes], tail: bytes)
 
 
 def test_a_frame_not_yet_all_there_is_cut_short() -> None:
-    for payload in (b"y" * 20, b"y" * 200, "é€".encode() * 40):
-        whole = frame(payload)
-        for cut in range(len(whole)):
+    for payload, wide in ((b"y" * 20, False), (b"y" * 200, False),
+                          ("é€".encode() * 40, False), (b"z" * 70000, True)):
+        whole = frame(payload, wide=wide)
+        for cut in [*range(min(len(whole), 300)), len(whole) // 2, len(whole) - 1]:
             assert cut_short(whole[:cut], 0)
             assert cut_short(whole[:cut], len(payload))
         assert not cut_short(whole, 0)  # whole: text_frames takes it
@@ -85,17 +96,16 @@ def test_a_frame_not_yet_all_there_is_cut_short() -> None:
 
 
 def test_anything_else_is_not_cut_short() -> None:
-    for other in (
-        frame(b"", first=0x89),  # ping
-        frame(b"part", first=0x01),  # a first fragment
-        frame(b"bin", first=0x82),  # binary
-        frame(b"rsv", first=0xC1),  # RSV1 (compression)
-        frame(b"masked", mask=True),
-        frame(b"wide" * 40, wide=True),
-        bytes([0x81, 126, 0, 5]) + b"short",  # not the shortest length
+    # Each says it is not such a frame from its first ``known`` bytes; until then it may be
+    # one, and waiting is what autobahn would do too.
+    for other, known in (
+        (frame(b"", first=0x89), 1),  # ping
+        (frame(b"part", first=0x01), 1),  # a first fragment
+        (frame(b"bin", first=0x82), 1),  # binary
+        (frame(b"rsv", first=0xC1), 1),  # RSV1 (compression)
+        (frame(b"masked", mask=True), 2),
+        (frame(b"wide" * 40, wide=True), 10),  # a 64-bit length not the shortest
+        (bytes([0x81, 126, 0, 5]) + b"short", 4),  # a 16-bit length not the shortest
     ):
-        # Its first byte, or its header's first four, say it is not such a frame; until
-        # then it may be one, and waiting is what autobahn would do too.
-        for cut in range(1 if other[0] != 0x81 else 4, len(other) + 1):
-            assert not cut_short(other[:cut], 0)
-    assert cut_short(b"\x81", 0) and cut_short(bytes([0x81, 126, 0]), 0)
+        for cut in range(1, len(other) + 1):
+            assert cut_short(other[:cut], 0) == (cut < known)

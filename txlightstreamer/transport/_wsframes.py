@@ -52,8 +52,15 @@ def _frame_at(data: bytes, pos: int, limit: int) -> tuple[int, int]:
         if length < 126:
             return -1, -1  # not the shortest encoding: autobahn reports it
         header = 4
-    elif length > 126:
-        return -1, -1  # masked, or a 64-bit length (larger than any stream message)
+    elif length == 127:
+        if size - pos < 10:
+            return 0, 0
+        length = int.from_bytes(data[pos + 2:pos + 10], "big")
+        if length < 65536 or length >> 63:
+            return -1, -1  # not the shortest encoding, or the top bit set: autobahn reports it
+        header = 10
+    elif length > 127:
+        return -1, -1  # masked: not from a server
     if 0 < limit < length:
         return -1, -1
     return pos + header, pos + header + length
