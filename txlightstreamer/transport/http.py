@@ -29,6 +29,7 @@ from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import Request, http_body, protocol_param
 from txlightstreamer.protocol.errors import redact_line
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
+from txlightstreamer.transport._chunks import can_cut_into, cut_into
 from txlightstreamer.transport._lines import split_lines
 from txlightstreamer.transport._reads import SocketReads
 from txlightstreamer.transport.interfaces import IControlTransport, StreamClosed, StreamSink
@@ -140,12 +141,18 @@ class _LineReceiver(LineOnlyReceiver):
         Read what ``decoder`` (Twisted's chunked decoder of this body) decodes from one TCP
         read as one piece: one split and one hand-over per read, not per HTTP chunk. The
         decoder is handed each read whole, so ``reads`` sizes the socket's next reads by it.
+        Its plain chunks are cut in one pass (`cut_into`), the rest left to the decoder.
         """
         decode = decoder.dataReceived
+        if can_cut_into(decoder):
+            def cut(data: bytes) -> None:
+                cut_into(decoder, decode, data)
+        else:  # a decoder of another shape: its own reading only
+            cut = decode
 
         def read(data: bytes) -> None:
             reads.saw(len(data))
-            self.as_one_read(decode, data)
+            self.as_one_read(cut, data)
 
         decoder.dataReceived = read
 
