@@ -77,35 +77,38 @@ class Received:
     def __init__(self) -> None:
         self.data = bytearray()
         self.finished: bytes | None = None
-        self.error: tuple[int, type[BaseException]] | None = None
+        self.error: tuple[int, type[BaseException], str] | None = None
 
     def finish(self, rest: bytes) -> None:
         self.finished = rest
 
 
-def run(reads: list[bytes], cut_here: bool) -> Received:
+def run(reads: list[bytes], cut_here: bool) -> tuple[Received, list[Any]]:
+    """Every read through a decoder (reads after the end too); its state after each."""
     got = Received()
     decoder = _ChunkedTransferDecoder(got.data.extend, got.finish)
     assert can_cut_into(decoder)
     decode = decoder.dataReceived
+    states: list[Any] = []
     for i, read in enumerate(reads):
-        if got.finished is not None:
-            break  # nothing is read after the end
         try:
             if cut_here:
                 cut_into(decoder, decode, read)
             else:
                 decode(read)
         except Exception as e:
-            got.error = (i, type(e))
+            got.error = (i, type(e), str(e))
             break
-    return got
+        states.append((decoder.state, decoder.length if decoder.state == BODY else None,
+                       bytes(decoder._buffer), decoder._start))
+    return got, states
 
 
 def same(reads: list[bytes]) -> None:
-    alone, cutting = run(reads, False), run(reads, True)
+    (alone, alone_states), (cutting, cutting_states) = run(reads, False), run(reads, True)
     assert (bytes(cutting.data), cutting.finished, cutting.error) == (
         bytes(alone.data), alone.finished, alone.error)
+    assert cutting_states == alone_states
 
 
 pieces = st.one_of(
@@ -114,7 +117,13 @@ pieces = st.one_of(
     st.binary(min_size=1, max_size=40).map(lambda d: chunk(d, f"{len(d):06x}")),
     st.binary(min_size=1, max_size=40).map(lambda d: chunk(d, f"{len(d):x};ext=1")),
     st.sampled_from([b"0\r\n\r\n", b"0\r\nX-Trailer: 1\r\n\r\nafter", b"000\r\n\r\n",
-                     b"zz\r\n", b"3\r\nabcXY", b"\r\n", b"-1\r\n", b"2 \r\nab\r\n"]),
+                     b"zz\r\n", b"3\r\nabcXY", b"\r\n", b"-1\r\n", b"2 \r\nab\r\n",
+                     b"2\r\nab\n\r", b"2\r\nab\r", b"2\n\rab\r\n"]),
+    # Size lines near Twisted's limit of 1024 bytes: leading zeros, an extension.
+    st.tuples(st.integers(14, 20) | st.integers(1015, 1030), st.binary(min_size=1, max_size=9))
+    .map(lambda z: chunk(z[1], "0" * z[0] + f"{len(z[1]):x}")),
+    st.tuples(st.integers(1000, 1030), st.binary(min_size=1, max_size=9)).map(
+        lambda z: chunk(z[1], f"{len(z[1]):x};" + "e" * z[0])),
 )
 
 
@@ -135,8 +144,9 @@ def test_one_byte_at_a_time() -> None:
     stream = b"".join(chunk(bytes([65 + k % 26]) * k) for k in range(1, 40)) + b"0\r\n\r\nz"
     same([stream[k:k + 1] for k in range(len(stream))])
     same([stream])
-    got = run([stream[k:k + 3] for k in range(0, len(stream), 3)], True)
+    got, _ = run([stream[k:k + 3] for k in range(0, len(stream), 3)], True)
     assert got.finished == b"z" and got.error is None
+    same([stream, b"", b"more"])  # after the end: nothing, then Twisted's error
 
 
 def test_a_decoder_of_another_shape_is_not_cut_into() -> None:

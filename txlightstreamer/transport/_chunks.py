@@ -70,7 +70,6 @@ def cut_chunks(read: bytes, state: str, length: int) -> Cut:
             break  # an extension, or not a size: Twisted's
         length = int(digits, 16)
         if not length:
-            length = 0
             break  # the last chunk, its trailers and what follows: Twisted's
         pos, state = eol + 2, BODY
     return Cut(data, pos, state, length if state == BODY else 0)
@@ -94,7 +93,9 @@ def cut_into(decoder: Any, decode: Callable[[bytes], object], read: bytes) -> No
     whose own ``dataReceived`` is ``decode``: the plain chunks are cut here and their data
     handed to its ``dataCallback`` in one piece; the decoder then reads the rest from the
     state they leave. What it holds of a size line or a CRLF begun in the last read is
-    read again here, from its start.
+    read again here, from its start. The state is set before ``dataCallback`` runs: should
+    that raise, the rest of the read is dropped (Twisted would keep it in its buffer), and
+    the body fails either way.
     """
     state = decoder.state
     if state not in _CUT_FROM:

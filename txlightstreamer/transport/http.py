@@ -139,9 +139,10 @@ class _LineReceiver(LineOnlyReceiver):
     def gather_reads(self, decoder: Any, reads: SocketReads) -> None:
         """
         Read what ``decoder`` (Twisted's chunked decoder of this body) decodes from one TCP
-        read as one piece: one split and one hand-over per read, not per HTTP chunk. The
-        decoder is handed each read whole, so ``reads`` sizes the socket's next reads by it.
-        Its plain chunks are cut in one pass (`cut_into`), the rest left to the decoder.
+        read as one piece: one split and one hand-over per read, not per HTTP chunk. Each
+        read reaches this wrapper of the decoder whole, so ``reads`` sizes the socket's next
+        reads by it. Its plain chunks are cut in one pass (`cut_into`); the decoder's own
+        ``dataReceived`` reads only the rest.
         """
         decode = decoder.dataReceived
         if can_cut_into(decoder):
