@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -55,3 +56,20 @@ async def one_update(client: LsClient, server: Any, value: str) -> None:
     await table.when_subscribed()
     server.data.update("t", {"v": value})
     await wait_until(lambda: got == [value])
+
+
+def ws_frame(payload: bytes, first: int = 0x81, mask: bool = False, wide: bool = False) -> bytes:
+    """
+    A WebSocket frame of ``payload`` as a server writes it (RFC 6455 §5.2): ``first`` is its
+    first byte (final text by default); the length in its shortest form, or in 64 bits when
+    ``wide`` (which is the shortest from 64 KiB on); ``mask`` adds the MASK bit and a zero key.
+    """
+    size = len(payload)
+    masked = 0x80 if mask else 0
+    if wide or size >= 65536:
+        head = bytes([first, 127 | masked]) + struct.pack("!Q", size)
+    elif size < 126:
+        head = bytes([first, size | masked])
+    else:
+        head = bytes([first, 126 | masked]) + struct.pack("!H", size)
+    return head + (b"\0\0\0\0" if mask else b"") + payload

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import struct
 from typing import Any
 
 import pytest
@@ -20,6 +19,8 @@ from twisted.internet.testing import StringTransport
 pytest.importorskip("autobahn")
 
 from txlightstreamer.transport.ws import _Factory, _TlcpClientProtocol  # noqa: E402
+
+from .support import ws_frame as _frame  # noqa: E402
 
 _SUBPROTOCOL = "TLCP-2.5.0.lightstreamer.com"
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -57,15 +58,6 @@ class _Stream:
 class _Transport(StringTransport):
     def unregisterProducer(self) -> None:  # noqa: N802 (autobahn's drop calls it regardless)
         self.producer = None
-
-
-def _frame(payload: bytes, first: int = 0x81) -> bytes:
-    size = len(payload)
-    if size < 126:
-        return bytes([first, size]) + payload
-    if size < 65536:
-        return bytes([first, 126]) + struct.pack("!H", size) + payload
-    return bytes([first, 127]) + struct.pack("!Q", size) + payload
 
 
 def _open_client(**limits: int) -> tuple[_TlcpClientProtocol, _Stream, _Transport]:

@@ -13,17 +13,7 @@ from hypothesis import strategies as st
 
 from txlightstreamer.transport._wsframes import cut_short, text_frames
 
-
-def frame(payload: bytes, first: int = 0x81, mask: bool = False, wide: bool = False) -> bytes:
-    size = len(payload)
-    masked = 0x80 if mask else 0
-    if wide:
-        head = bytes([first, 127 | masked]) + struct.pack("!Q", size)
-    elif size < 126:
-        head = bytes([first, size | masked])
-    else:
-        head = bytes([first, 126 | masked]) + struct.pack("!H", size)
-    return head + (b"\0\0\0\0" if mask else b"") + payload
+from .support import ws_frame as frame
 
 
 def test_a_run_of_text_frames() -> None:
