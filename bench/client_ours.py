@@ -28,7 +28,7 @@ from twisted.internet import defer, reactor, task
 
 from bench.burst import SAMPLE_EVERY
 from bench.common import cpu_seconds, emit, peak_rss_mb, rss_mb
-from bench.mixed import shape
+from bench.mixed import KINDS, shape
 from txlightstreamer import MODE_MERGE, LsClient, Table
 from txlightstreamer.protocol import _hotpath
 
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("throughput", "endurance", "latency"),
                         default="throughput")
     parser.add_argument("--expect", type=int, required=True)
-    parser.add_argument("--burst", choices=("plain", "mixed"), default="plain")
+    parser.add_argument("--burst", choices=KINDS, default="plain")
     parser.add_argument("--transport", choices=("http", "ws"), default="http")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--content-length", type=int, default=50_000_000,

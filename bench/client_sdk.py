@@ -23,7 +23,7 @@ from lightstreamer.client import LightstreamerClient, Subscription, Subscription
 
 from bench.burst import SAMPLE_EVERY
 from bench.common import cpu_seconds, emit, peak_rss_mb, rss_mb
-from bench.mixed import shape
+from bench.mixed import KINDS, shape
 
 
 class Counter(SubscriptionListener):  # type: ignore[misc]
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--burst", choices=("plain", "mixed"), default="plain")
+    parser.add_argument("--burst", choices=KINDS, default="plain")
     parser.add_argument("--transport", choices=("http", "ws"), default="http")
     args = parser.parse_args()
     rss_start = rss_mb()

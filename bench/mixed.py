@@ -186,8 +186,9 @@ class _Instrument:
 
 def encode_mixed(new: list[str | None], old: list[str | None] | None,
                  rng: random.Random, counts: dict[str, int],
-                 ops: list[dict[str, Any]] | None = None) -> str:
-    """Tokens of ``new`` against ``old``: empties, ``^n``, ``^T``/``^P`` when shorter."""
+                 ops: list[dict[str, Any]] | None = None, *, diffs: bool = True) -> str:
+    """Tokens of ``new`` against ``old``: empties, ``^n``, ``^T``/``^P`` when shorter (and
+    ``diffs``; otherwise every changed value is sent whole)."""
     if old is None:
         return "|".join(_encode_value(v) for v in new)
     tokens: list[str] = []
@@ -209,7 +210,7 @@ def encode_mixed(new: list[str | None], old: list[str | None] | None,
             continue
         value, before = new[i], old[i]
         token = _encode_value(value)
-        if value is not None and before is not None:
+        if diffs and value is not None and before is not None:
             if i in TEXT_FIELDS:
                 diff = "^T" + _escape_payload(tlcp_diff(before, value))
                 if len(diff) < len(token):
@@ -227,8 +228,10 @@ def encode_mixed(new: list[str | None], old: list[str | None] | None,
     return "|".join(tokens)
 
 
-def make_mixed_burst(updates: int, seed: int = 16) -> Burst:
-    """``updates`` mixed updates over 100 items (each item's first update is complete)."""
+def make_mixed_burst(updates: int, seed: int = 16, *, diffs: bool = True) -> Burst:
+    """``updates`` mixed updates over 100 items (each item's first update is complete);
+    without ``diffs``, the same updates (the same rows, empty tokens and ``^n`` runs) with
+    every changed value sent whole: the ``whole`` burst."""
     rng = random.Random(seed)
     nitems = len(MIXED_ITEMS)
     instruments = [_Instrument(rng, i) for i in range(nitems)]
@@ -243,7 +246,7 @@ def make_mixed_burst(updates: int, seed: int = 16) -> Burst:
         inst = instruments[idx]
         row = list(inst.row) if last[idx] is None else inst.step(k * 7)
         before = dict(counts)
-        text = encode_mixed(row, last[idx], rng, counts, inst.ops)
+        text = encode_mixed(row, last[idx], rng, counts, inst.ops, diffs=diffs)
         for key in lines_with:
             lines_with[key] += counts[key] > before[key]
         last[idx] = row
@@ -269,18 +272,23 @@ def make_mixed_burst(updates: int, seed: int = 16) -> Burst:
                  samples=samples, json_fields=(JSON_FIELD,))
 
 
+#: The bursts: ``whole`` is the mixed burst's updates with no ``^T`` nor ``^P``.
+KINDS = ("plain", "mixed", "whole")
+
+
 def shape(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Item names and schema of the ``plain`` or ``mixed`` burst."""
+    """Item names and schema of the ``plain``, ``mixed`` or ``whole`` burst."""
     from bench.burst import ITEMS, SCHEMA
 
-    return (MIXED_ITEMS, MIXED_SCHEMA) if kind == "mixed" else (ITEMS, SCHEMA)
+    return (ITEMS, SCHEMA) if kind == "plain" else (MIXED_ITEMS, MIXED_SCHEMA)
 
 
 CACHE = Path(tempfile.gettempdir()) / "txlightstreamer-bench-cache"
 
 
 def load_burst(kind: str, updates: int) -> Burst:
-    """The ``plain`` or ``mixed`` burst, cached on disk (encoding the mixed one takes s)."""
+    """The ``plain``, ``mixed`` or ``whole`` burst, cached on disk (encoding the mixed one
+    takes seconds)."""
     from bench.burst import make_burst
 
     path = CACHE / f"{kind}-{updates}-v1.pickle"
@@ -290,7 +298,8 @@ def load_burst(kind: str, updates: int) -> Burst:
         return found
     except (OSError, EOFError, pickle.UnpicklingError):
         pass
-    burst = make_mixed_burst(updates) if kind == "mixed" else make_burst(updates)
+    burst = (make_burst(updates) if kind == "plain"
+             else make_mixed_burst(updates, diffs=kind == "mixed"))
     CACHE.mkdir(exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with tmp.open("wb") as f:
@@ -400,4 +409,8 @@ if __name__ == "__main__":
     burst = make_mixed_burst(200_000)
     print("encoded in %.2f s" % (time.perf_counter() - t), burst.stats)
     assert decode_reference(burst.bodies) == burst.final
+    whole = make_mixed_burst(200_000, diffs=False)
+    assert whole.stats["tlcp_diffs_per_update"] == whole.stats["json_patches_per_update"] == 0
+    assert decode_reference(whole.bodies) == whole.final == burst.final
+    assert whole.samples == burst.samples
     print(burst.lines(1)[150:154])

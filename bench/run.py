@@ -275,9 +275,35 @@ def bench_traffic(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
         finally:
             sender.stop()
         out[kind] = res
+    out["whole"] = _traffic_whole(cfg, log)
     checks_ok = all(v for res in out.values() for c in res["checks"].values()
                     for k, v in c.items() if k != "samples_checked")
     return {**out, **traffic_ratios(out), "checks_ok": checks_ok}
+
+
+def _traffic_whole(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    """The mixed burst's updates with every value sent whole (no ``^T`` nor ``^P``), ours
+    only, 32 KB writes: what the diffs cost against the bytes they save."""
+    from bench.mixed import load_burst
+
+    n = cfg["mixed_updates"]
+    log(f"traffic: whole burst (the mixed updates without diffs), {n} updates")
+    burst = load_burst("whole", n)
+    sender = Server("bench.sender", "--burst", "whole", "--updates", str(n), timeout=120)
+    res: dict[str, Any] = {"burst": burst.stats, "ours": {}, "checks": {}}
+    try:
+        for tr in TRANSPORTS:
+            runs = []
+            for _ in range(cfg["repeats"]):
+                r = client("bench.client_ours", f"{sender.url}/block", "--expect", str(n),
+                           "--burst", "whole", "--transport", tr, server=sender)
+                res["checks"][f"ours_{tr}_block"] = check_rows(r, burst)
+                runs.append(r)
+            res["ours"][tr] = {"block": _median_run(runs)}
+            log(f"  ours {tr} block: {res['ours'][tr]['block']['updates_per_s']:,}/s")
+    finally:
+        sender.stop()
+    return res
 
 
 def traffic_ratios(out: dict[str, Any]) -> dict[str, Any]:
@@ -300,6 +326,9 @@ def traffic_ratios(out: dict[str, Any]) -> dict[str, Any]:
         r = ratios if name == "wall" else cpu
         r["mixed_over_plain"] = round(fn("mixed") / fn("plain"), digits)
         r["mixed_over_plain_ws"] = round(fn("mixed", "ws") / fn("plain", "ws"), digits)
+        if "whole" in out:  # the same updates with no diff: above 1 when diffs pay
+            for tr in TRANSPORTS:
+                r[f"mixed_over_whole_{tr}"] = round(fn("mixed", tr) / fn("whole", tr), digits)
         for ck in ("raw", "http"):  # what the bytes alone cost: a reader that only splits
             r[f"ceiling_{ck}_mixed_over_plain"] = round(
                 ceiling("mixed", ck, name) / ceiling("plain", ck, name), digits)
@@ -540,6 +569,21 @@ def traffic_table(tr: dict[str, Any]) -> list[str]:
         verdict = "all equal" if not bad else "MISMATCH in " + ", ".join(bad)
         lines.append(f"  rows checked against the encoder (final rows and every "
                      f"997th update): {verdict}")
+    wh = tr.get("whole")
+    if wh:
+        b = wh["burst"]
+        lines.append(f"Traffic, whole burst: the mixed burst's {b['updates']:,} updates with "
+                     f"every changed value sent whole (no ^T, no ^P), {b['avg_line_bytes']} B/line")
+        for tr_name in TRANSPORTS:
+            r = wh["ours"][tr_name]["block"]
+            lines.append(f"  {'txlightstreamer ' + tr_name.upper() + ', ' + names['block']:<34}"
+                         f"{_fmt(r.get('updates_per_s')):>12}"
+                         f"{_fmt(r.get('cpu_s_per_100k'), 3):>12}"
+                         f"{_fmt(r.get('server_cpu_s'), 2) + ' s':>12}")
+        bad = [k for k, c in wh["checks"].items()
+               if not all(v for n, v in c.items() if n != "samples_checked")]
+        lines.append("  rows checked against the encoder: "
+                     + ("all equal" if not bad else "MISMATCH in " + ", ".join(bad)))
     ra, tg = tr["ratios"], tr["targets"]
     rc = tr.get("ratios_cpu", ra)
 
@@ -554,6 +598,10 @@ def traffic_table(tr: dict[str, Any]) -> list[str]:
         f"{tg['mixed>=60%_of_plain']}); WS {both('mixed_over_plain_ws')}; the line-splitting "
         f"ceilings' own mixed/plain: raw {both('ceiling_raw_mixed_over_plain')}, Twisted HTTP "
         f"{both('ceiling_http_mixed_over_plain')}",
+        *([f"  mixed/whole (the same updates, every value sent whole: "
+            f"{tr['whole']['burst']['avg_line_bytes']} B/line): "
+            f"HTTP {both('mixed_over_whole_http')}, WS {both('mixed_over_whole_ws')}"]
+          if "mixed_over_whole_http" in ra else []),
         f"  ours/SDK: mixed HTTP {both('mixed_http_over_sdk', False)} (target >= 100x: "
         f"{tg['mixed>=100x_sdk']}), mixed WS {both('mixed_ws_over_sdk', False)}, "
         f"plain HTTP {both('plain_http_over_sdk', False)}, "

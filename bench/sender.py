@@ -34,7 +34,7 @@ import threading
 import time
 from urllib.parse import unquote
 
-from bench.mixed import load_burst
+from bench.mixed import KINDS, load_burst
 from bench.wsframes import WsConnection
 
 CHUNK_TARGET = 32 * 1024
@@ -458,7 +458,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--scenario", choices=("burst", "paced"), default="burst")
-    parser.add_argument("--burst", choices=("plain", "mixed"), default="plain")
+    parser.add_argument("--burst", choices=KINDS, default="plain")
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seed", type=int, default=10)
