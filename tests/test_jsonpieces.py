@@ -212,6 +212,60 @@ def test_cut_like_examples() -> None:
 
 
 @needs_c
+def test_cuts_made_like_a_shape_outlive_it() -> None:
+    # The cuts made like another share its table of pointers: it lives while any holds it.
+    import gc
+
+    pieces = ['{"seq":', "1", ',"bids":[[', "1.5", ",", "100", ']],"venue":', '"X"', "}"]
+    leaves = {"/seq": 1, "/bids/0/0": 3, "/bids/0/1": 5, "/venue": 7}
+    shape = _jsonpieces.Cut("".join(pieces), pieces, leaves)
+    texts = [f'{{"seq":{n},"bids":[[{n}.5,{n * 100}]],"venue":"V{n}"}}' for n in range(50)]
+    made = [shape.like(text) for text in texts]
+    second = made[7].like(texts[8])  # made like one that was made like the shape
+    del shape
+    made[3:20] = []  # some let go of it first
+    gc.collect()
+    payload = ('[{"op":"replace","path":"/bids/0/1","value":4},'
+               '{"op":"replace","path":"/seq","value":9}]')
+    for cut, text in [*zip(made, texts[:3] + texts[20:], strict=True), (second, texts[8])]:
+        assert cut is not None
+        patched = cut(text, payload)
+        want = json.loads(text)
+        want["bids"][0][1], want["seq"] = 4, 9
+        assert patched == encode_json(want)
+        assert cut(patched, '[{"op":"replace","path":"/zz","value":1}]') is None  # not a leaf
+
+
+@needs_c
+def test_cuts_made_like_a_shape_take_little_memory() -> None:
+    # An order book of 22 leaves: each item's cut held a 2 KB copy of the table of pointers
+    # and two arrays of its 45 pieces' ends (3.1 KB a cut in all); now the table is the
+    # shape's, a recut fills a buffer of its own, and a cut holds one array and itself.
+    import tracemalloc
+
+    book = {
+        "seq": 170,
+        "bids": [[183.92, 400], [183.93, 2700], [183.92, 2200], [183.91, 3700], [183.9, 4200]],
+        "asks": [[183.96, 4300], [183.97, 2600], [183.98, 2400], [183.99, 200], [184.0, 3000]],
+        "venue": "XLON",
+    }
+    cut = _cut(book)
+    assert cut is not None and len(cut[1]) == 22
+    text = encode_json(book)
+    shape = _jsonpieces.Cut(text, *cut)
+    texts = [text.replace('"seq":170', f'"seq":{1000 + n}') for n in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        made = [shape.like(t) for t in texts]
+        per_cut = (tracemalloc.get_traced_memory()[0] - before) / len(made)
+    finally:
+        tracemalloc.stop()
+    assert all(m is not None for m in made)
+    assert per_cut < 700, per_cut
+
+
+@needs_c
 def test_cut_like_with_a_collection_that_patches_the_shape_midway() -> None:
     # like() reads the cut it copies before it allocates: a finalizer that runs in that
     # allocation and patches the shape cannot leave it a text and ends of two moments.

@@ -3,7 +3,8 @@
  *
  * ``Cut(text, pieces, leaves)`` keeps the cut ``_jsontext.tokenize`` made of ``text``
  * (``pieces``: between, scalar, ..., between; ``leaves``: each scalar's piece by JSON
- * pointer) as offsets into the text, with its own table of the leaves' pointers.
+ * pointer) as offsets into the text, with a table of the leaves' pointers that the cuts made
+ * like it (``like``) share.
  * ``cut(old, payload)`` is ``_jsontext.recut`` (when ``old`` is a new value, not the text it
  * keeps) then ``_jsontext.replace_compact`` and the join: the patched text, which it then
  * keeps, a few long copies of the old text and none per piece; or None for any patch but a
@@ -163,10 +164,14 @@ typedef struct {
     Py_ssize_t index;        /* its piece; -1: an empty slot */
 } Leaf;
 
+/* One block, never changed once built, shared by every cut made like the one it was built
+ * for: the items of a table mostly hold documents of one shape (2 KB of slots for an order
+ * book of 22 leaves, which each item's cut copied before). */
 typedef struct {
-    Leaf *slots;  /* NULL: no table (a key of another kind), the dict is looked up */
-    size_t mask;  /* slots - 1, a power of two */
-    char *names;
+    Py_ssize_t refs; /* the cuts holding it */
+    size_t mask;     /* slots - 1, a power of two */
+    char *names;     /* the pointers' characters, after the slots */
+    Leaf slots[];
 } LeafTable;
 
 /* A pointer's hash, one character at a time (`hash_step`), then its length (`hash_end`):
@@ -207,29 +212,47 @@ table_find(const LeafTable *table, const Py_UCS1 *chars, Py_ssize_t length, size
     }
 }
 
-/* Room in ``table`` for ``size`` slots (a power of two) and ``names`` characters of pointers.
- * -1 on a failed allocation, ``table`` unchanged. */
-static int
-table_alloc(LeafTable *table, size_t size, Py_ssize_t names)
+/* A table of ``size`` slots (a power of two) and room for ``names`` characters of pointers,
+ * held once; NULL on a failed allocation (an exception set). */
+static LeafTable *
+table_alloc(size_t size, Py_ssize_t names)
 {
-    Leaf *slots = PyMem_New(Leaf, size);
-    char *chars = PyMem_Malloc((size_t)names + 1);
-    if (slots == NULL || chars == NULL) {
-        PyMem_Free(slots);
-        PyMem_Free(chars);
+    if (size > ((size_t)PY_SSIZE_T_MAX - sizeof(LeafTable) - (size_t)names - 1) / sizeof(Leaf)) {
         PyErr_NoMemory();
-        return -1;
+        return NULL;
     }
-    table->slots = slots;
+    LeafTable *table = PyMem_Malloc(sizeof(LeafTable) + size * sizeof(Leaf) + (size_t)names + 1);
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    table->refs = 1;
     table->mask = size - 1;
-    table->names = chars;
-    return 0;
+    table->names = (char *)(table->slots + size);
+    return table;
 }
 
-/* ``leaves`` as a table (``table->slots`` left NULL when a key is not a str or a value not
- * an int; the dict serves then). -1 on a failed allocation. */
+/* Another holder of ``table`` (NULL: none). */
+static LeafTable *
+table_share(LeafTable *table)
+{
+    if (table != NULL)
+        table->refs++;
+    return table;
+}
+
+/* A holder of ``table`` (NULL: none) lets it go; the last one frees it. */
+static void
+table_release(LeafTable *table)
+{
+    if (table != NULL && --table->refs == 0)
+        PyMem_Free(table);
+}
+
+/* ``leaves`` as a table in ``*out``, left NULL when a key is not a str or a value not an int
+ * (the dict serves then). -1 on a failed allocation. */
 static int
-table_build(LeafTable *table, PyObject *leaves)
+table_build(LeafTable **out, PyObject *leaves)
 {
     Py_ssize_t entries = PyDict_GET_SIZE(leaves), names = 0, pos = 0;
     PyObject *key, *value;
@@ -241,8 +264,10 @@ table_build(LeafTable *table, PyObject *leaves)
     size_t size = 8;
     while (size < (size_t)entries * 2)
         size *= 2;
-    if (table_alloc(table, size, names) < 0)
+    LeafTable *table = table_alloc(size, names);
+    if (table == NULL)
         return -1;
+    *out = table;
     Leaf *slots = table->slots;
     char *chars = table->names;
     for (size_t k = 0; k < size; k++)
@@ -315,7 +340,7 @@ parse_replaces_of(int kind, const void *data, Py_ssize_t n, PyObject *leaves,
         i += 24;
         /* A pointer of leaves has no escape nor control character: if found, it is as read. */
         Py_ssize_t end = i, index;
-        if (kind == PyUnicode_1BYTE_KIND && table->slots != NULL) {
+        if (kind == PyUnicode_1BYTE_KIND && table != NULL) {
             const Py_UCS1 *chars = data;
             size_t hash = 0;
             while (end < n && chars[end] != '"')
@@ -401,8 +426,7 @@ typedef struct {
     PyObject *leaves;  /* JSON pointer -> index of a scalar piece (odd) */
     Py_ssize_t count;  /* pieces: between, scalar, ..., between (an odd count) */
     Py_ssize_t *ends;  /* where each piece ends in the text described */
-    Py_ssize_t *spare; /* as many: recut fills it, and keeps it only when the text fits */
-    LeafTable table;   /* leaves, for payloads of one-byte characters */
+    LeafTable *table;  /* leaves, for payloads of one-byte characters (shared); NULL: none */
     vectorcallfunc vectorcall; /* cut_vectorcall: called with no tuple of arguments */
 } Cut;
 
@@ -411,12 +435,10 @@ static PyObject *cut_vectorcall(PyObject *callable, PyObject *const *args, size_
 
 /* What a cut holds apart from its objects, freed. */
 static void
-parts_free(Py_ssize_t *ends, Py_ssize_t *spare, LeafTable *table)
+parts_free(Py_ssize_t *ends, LeafTable *table)
 {
     PyMem_Free(ends);
-    PyMem_Free(spare);
-    PyMem_Free(table->slots);
-    PyMem_Free(table->names);
+    table_release(table);
 }
 
 static int
@@ -442,27 +464,26 @@ cut_dealloc(Cut *self)
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     cut_clear(self);
-    parts_free(self->ends, self->spare, &self->table);
+    parts_free(self->ends, self->table);
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
 }
 
-/* A new cut of ``type`` that takes ``ends``, ``spare``, ``table`` and the references to
+/* A new cut of ``type`` that takes ``ends``, ``table`` and the references to
  * ``text`` and ``leaves``: all given up when it cannot be made (NULL). */
 static Cut *
-cut_make(PyTypeObject *type, Py_ssize_t count, Py_ssize_t *ends, Py_ssize_t *spare,
-         LeafTable table, PyObject *text, PyObject *leaves)
+cut_make(PyTypeObject *type, Py_ssize_t count, Py_ssize_t *ends, LeafTable *table,
+         PyObject *text, PyObject *leaves)
 {
     Cut *self = (Cut *)type->tp_alloc(type, 0);
     if (self == NULL) {
-        parts_free(ends, spare, &table);
+        parts_free(ends, table);
         Py_DECREF(text);
         Py_DECREF(leaves);
         return NULL;
     }
     self->count = count;
     self->ends = ends;
-    self->spare = spare;
     self->table = table;
     self->vectorcall = cut_vectorcall;
     self->text = text;
@@ -488,9 +509,9 @@ cut_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     /* All is read before the object is allocated: an allocation may collect garbage, whose
      * finalizers may change pieces (found by review). */
-    Py_ssize_t *ends = PyMem_New(Py_ssize_t, count), *spare = PyMem_New(Py_ssize_t, count);
-    LeafTable table = {NULL, 0, NULL};
-    if (ends == NULL || spare == NULL) {
+    Py_ssize_t *ends = PyMem_New(Py_ssize_t, count);
+    LeafTable *table = NULL;
+    if (ends == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -510,10 +531,9 @@ cut_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     if (table_build(&table, leaves) < 0)
         goto fail;
-    return (PyObject *)cut_make(type, count, ends, spare, table, Py_NewRef(text),
-                                Py_NewRef(leaves));
+    return (PyObject *)cut_make(type, count, ends, table, Py_NewRef(text), Py_NewRef(leaves));
 fail:
-    parts_free(ends, spare, &table);
+    parts_free(ends, table);
     return NULL;
 }
 
@@ -550,14 +570,14 @@ same_length(const Py_UCS1 *a, const Py_UCS1 *b, Py_ssize_t most)
     return k;
 }
 
-/* `recut_into` of one-byte texts, by runs: where ``text`` reads as the text described did
- * (found eight bytes at a time), its pieces are those pieces, moved; only a scalar where they
- * part is read. A scalar in such a run is the one the cut holds, which is written as
- * encode_json writes it, and ends there: in JSON what follows a scalar never goes on one. */
+/* `recut` of one-byte texts, by runs: where ``t`` reads as ``p`` (found eight bytes at a
+ * time), its pieces are those pieces, moved; only a scalar where they part is read. A scalar
+ * in such a run is one the cut holds, which is written as encode_json writes it, and ends
+ * there: in JSON what follows a scalar never goes on one. */
 static int
-recut_bytes(Cut *self, const Py_UCS1 *t, Py_ssize_t n, const Py_UCS1 *p)
+recut_bytes(Py_ssize_t count, const Py_ssize_t *ends, const Py_UCS1 *t, Py_ssize_t n,
+            const Py_UCS1 *p, Py_ssize_t *spare)
 {
-    Py_ssize_t count = self->count, *ends = self->ends, *spare = self->spare;
     Py_ssize_t k = 0, start = 0, moved = 0; /* piece k starts at start (p), start + moved (t) */
     for (;;) {
         Py_ssize_t i = start + moved, most = ends[count - 1] - start;
@@ -581,22 +601,21 @@ recut_bytes(Cut *self, const Py_UCS1 *t, Py_ssize_t n, const Py_UCS1 *p)
     return ends[count - 1] + moved == n;
 }
 
-/* `recut` on the cut: 1, the cut now describing ``text``, when ``text`` is cut as the text
- * described was: the same pieces between its scalars, and scalars written as encode_json
- * writes them; 0, the cut unchanged, otherwise (also where only a float's repr could tell).
- * Only the cut's ends change: the caller makes ``text`` the text described. */
+/* `_jsontext.recut` of the ``count`` pieces that end at ``ends`` in ``previous``: 1, with
+ * where the pieces of ``text`` end in ``spare``, when ``text`` is cut as ``previous`` is: the
+ * same pieces between its scalars, and scalars written as encode_json writes them; 0
+ * otherwise (also where only a float's repr could tell). No Python code runs. */
 static int
-recut_into(Cut *self, PyObject *text)
+recut(Py_ssize_t count, const Py_ssize_t *ends, PyObject *previous, PyObject *text,
+      Py_ssize_t *spare)
 {
-    PyObject *previous = self->text;
-    Py_ssize_t count = self->count, *ends = self->ends, *spare = self->spare;
     if (PyUnicode_GET_LENGTH(previous) != ends[count - 1])
         return 0;
     int kind = PyUnicode_KIND(text), previous_kind = PyUnicode_KIND(previous);
     const void *data = PyUnicode_DATA(text), *previous_data = PyUnicode_DATA(previous);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, start = 0;
     if (kind == PyUnicode_1BYTE_KIND && previous_kind == PyUnicode_1BYTE_KIND) {
-        if (!recut_bytes(self, data, n, previous_data))
+        if (!recut_bytes(count, ends, data, n, previous_data, spare))
             return 0;
     }
     else {
@@ -620,35 +639,34 @@ recut_into(Cut *self, PyObject *text)
         if (i != n)
             return 0;
     }
-    self->ends = spare;
-    self->spare = ends;
     return 1;
 }
 
-/* A copy of ``table`` into ``copy``: its names up to the end of the last one. -1 on a failed
- * allocation. */
+/* Most pieces recut into a buffer on the stack (an order book has a few dozen). */
+#define STACK_PIECES 256
+
+/* `recut` on the cut: 1, the cut now describing ``text``, when ``text`` is cut as the text
+ * described was; 0, the cut unchanged, otherwise. Only the cut's ends change: the caller
+ * makes ``text`` the text described. -1 on a failed allocation (an exception set). */
 static int
-table_copy(LeafTable *copy, const LeafTable *table)
+recut_into(Cut *self, PyObject *text)
 {
-    *copy = (LeafTable){NULL, 0, NULL};
-    if (table->slots == NULL)
-        return 0;
-    size_t size = table->mask + 1;
-    Py_ssize_t names = 0;
-    for (size_t k = 0; k < size; k++) {
-        const Leaf *leaf = &table->slots[k];
-        if (leaf->index != -1 && leaf->name + leaf->length > names)
-            names = leaf->name + leaf->length;
-    }
-    if (table_alloc(copy, size, names) < 0)
+    Py_ssize_t count = self->count, local[STACK_PIECES];
+    Py_ssize_t *spare = count <= STACK_PIECES ? local : PyMem_New(Py_ssize_t, count);
+    if (spare == NULL) {
+        PyErr_NoMemory();
         return -1;
-    memcpy(copy->slots, table->slots, size * sizeof(Leaf));
-    memcpy(copy->names, table->names, (size_t)names);
-    return 0;
+    }
+    int same = recut(count, self->ends, self->text, text, spare);
+    if (same)
+        memcpy(self->ends, spare, (size_t)count * sizeof(Py_ssize_t));
+    if (spare != local)
+        PyMem_Free(spare);
+    return same;
 }
 
 /* ``shape.like(text)``: a new cut of ``text`` with the pieces and leaves of the text ``shape``
- * describes, when ``text`` is cut as that text is (`recut_into`: the same pieces between its
+ * describes, when ``text`` is cut as that text is (`recut`: the same pieces between its
  * scalars, each scalar written as encode_json writes it); None otherwise. A field's first
  * patch takes its cut from another item's cut of the field this way, not from tokenize: the
  * items of a table mostly hold documents of one shape. */
@@ -661,29 +679,15 @@ cut_like(PyObject *shape_object, PyObject *text)
     /* All is read before the object is allocated: an allocation may collect garbage, whose
      * finalizers may patch through ``shape``. */
     Py_ssize_t count = shape->count;
-    Py_ssize_t *ends = PyMem_New(Py_ssize_t, count), *spare = PyMem_New(Py_ssize_t, count);
-    LeafTable table = {NULL, 0, NULL};
-    if (ends == NULL || spare == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    if (table_copy(&table, &shape->table) < 0)
-        goto fail;
-    memcpy(ends, shape->ends, (size_t)count * sizeof(Py_ssize_t));
-    Cut *self = cut_make(Py_TYPE(shape), count, ends, spare, table, Py_NewRef(shape->text),
-                         Py_NewRef(shape->leaves));
-    if (self == NULL)
-        return NULL;
-    if (!recut_into(self, text)) {
-        Py_DECREF(self);
+    Py_ssize_t *ends = PyMem_New(Py_ssize_t, count);
+    if (ends == NULL)
+        return PyErr_NoMemory();
+    if (!recut(count, shape->ends, shape->text, text, ends)) {
+        PyMem_Free(ends);
         Py_RETURN_NONE;
     }
-    Py_INCREF(text);
-    Py_SETREF(self->text, text);
-    return (PyObject *)self;
-fail:
-    parts_free(ends, spare, &table);
-    return NULL;
+    return (PyObject *)cut_make(Py_TYPE(shape), count, ends, table_share(shape->table),
+                                Py_NewRef(text), Py_NewRef(shape->leaves));
 }
 
 /* `replace` on the cut of ``old``, the text described, of the ``payload`` (a str's characters,
@@ -696,7 +700,7 @@ replace_text(Cut *self, PyObject *old, const Text *payload)
 {
     Py_ssize_t targets[MAX_OPS], starts[MAX_OPS], ends[MAX_OPS];
     PyObject *leaves = Py_NewRef(self->leaves); /* a lookup may run Python code */
-    int ops = parse_replaces(payload, leaves, &self->table, targets, starts, ends);
+    int ops = parse_replaces(payload, leaves, self->table, targets, starts, ends);
     Py_DECREF(leaves);
     if (ops <= 0) {
         if (ops < 0)
@@ -802,8 +806,12 @@ static PyObject *
 cut_patch(Cut *self, PyObject *old, const Text *payload)
 {
     if (old != self->text) {
-        if (!recut_into(self, old))
+        int same = recut_into(self, old);
+        if (same <= 0) {
+            if (same < 0)
+                return NULL;
             Py_RETURN_NONE;
+        }
         Py_INCREF(old);
         Py_SETREF(self->text, old);
     }
