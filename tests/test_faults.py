@@ -226,6 +226,30 @@ def test_recovery_is_accepted_with_prog_by_default(run: Run) -> None:
     assert run.fired("refuse_recovery") == 0
 
 
+def test_delete_while_the_session_is_away_fires_at_once_and_reaches_the_server(
+    run: Run,
+) -> None:
+    # Found by a docs review: with the server unreachable, delete() waited for it forever.
+    run.subscribe()
+    assert run.table is not None
+    run.publish(range(3))
+    run.until(lambda: len(run.got) == 3)
+    run.server.faults.fail_next(503, count=1000)  # every bind fails: the session stays away
+    run.server.faults.close_after(0)
+    run.until(lambda: run.fired("fail_next") >= 2)
+    deleted = run.table.delete()
+    assert deleted.called and run.table.state == "deleted"
+    assert run.table not in run.client.tables
+    run.publish(range(3, 6))  # kept for the recovery, for the deleted subscription
+    run.server.faults.reset()
+    run.until(lambda: "recovered" in run.continuity)
+    (session,) = run.server.sessions.values()
+    run.until(lambda: not session.subscriptions)  # the deletion reached the server
+    run.sleep(0.5)
+    assert run.got == [0, 1, 2]
+    assert [type(e) for e in run.errors] == [TransportError]  # the 503s, reported once
+
+
 def test_http_500_on_create_is_retried(run: Run) -> None:
     run.server.faults.fail_next(500, count=2)
     run.subscribe()
