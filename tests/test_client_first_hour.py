@@ -22,6 +22,7 @@ from twisted.web.resource import Resource
 from txlightstreamer import MODE_COMMAND, MODE_DISTINCT, LsClient, Table
 from txlightstreamer.errors import SessionLostError, TransportError
 from txlightstreamer.testing import TlcpServer
+from txlightstreamer.transport import TransportOptions
 
 from .memory import URL, MemoryNetwork
 from .support import wait_until
@@ -107,9 +108,11 @@ def pki() -> tuple[bytes, bytes, bytes]:
     return make_pki()
 
 
-@pytest.mark.parametrize("form", ["path", "list"])
+@pytest.mark.parametrize("form", ["path", "list", "options"])
 @pytest_twisted.ensureDeferred
 async def test_trust_roots_from_pem_files(pki: Any, tmp_path: Path, form: str) -> None:
+    # "options": TransportOptions takes a path too (found by a docs review: it took the
+    # path for PEM text and failed in OpenSSL).
     from twisted.internet import reactor
 
     ca_pem, cert_pem, key_pem = pki
@@ -121,7 +124,10 @@ async def test_trust_roots_from_pem_files(pki: Any, tmp_path: Path, form: str) -
     options = ssl.PrivateCertificate.loadPEM(cert_pem + key_pem).options()
     await server.listen(reactor, port=0, interface="127.0.0.1", tls=options)
     assert server.url is not None
-    client = LsClient(server.url, forced_transport="HTTP-STREAMING", trust_roots=roots)
+    given: dict[str, Any] = (
+        {"transport_options": TransportOptions(trust_roots=str(ca_file))} if form == "options"
+        else {"trust_roots": roots})
+    client = LsClient(server.url, forced_transport="HTTP-STREAMING", **given)
     try:
         await client.create_session()
         assert client.status == "CONNECTED:HTTP-STREAMING"
@@ -137,6 +143,11 @@ def test_trust_roots_errors_are_clear(tmp_path: Path) -> None:
     empty.write_text("not a certificate\n")
     with pytest.raises(ValueError, match="no PEM certificate"):
         LsClient(URL, trust_roots=[empty])
+    with pytest.raises(ValueError, match="cannot read .*missing.pem"):
+        LsClient(URL, transport_options=TransportOptions(
+            trust_roots=str(tmp_path / "missing.pem")))
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        LsClient(URL, transport_options=TransportOptions(trust_roots=empty))
     assert "SSL_CERT_FILE" in (LsClient.__doc__ or "")
 
 

@@ -356,11 +356,7 @@ class Table(TableEvents, TableView):
             self._owner.ready(self._link)
 
     def delete(self) -> Deferred[None]:
-        """
-        Unsubscribe; the Deferred fires once no more updates can arrive: on the server's
-        answer, or at once while the session is away (reconnecting, its stream paused or
-        between binds), the server then told if the session comes back.
-        """
+        """Unsubscribe; fires once no more updates can arrive (at once if the session is away)."""
         if self.state == DELETED:
             return succeed(None)
         d: Deferred[None] = Deferred()

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from txlightstreamer import _session
 from txlightstreamer._client_events import ClientEvents, SessionInfo
-from txlightstreamer._connect import CreateWaiters, read_trust_roots
+from txlightstreamer._connect import CreateWaiters
 from txlightstreamer._control import ControlChannel
 from txlightstreamer._heartbeat import ReverseHeartbeat
 from txlightstreamer._messages import MessageManager
@@ -49,6 +49,7 @@ from txlightstreamer.protocol import (
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.states import ConnectionState, Continuity, Status
 from txlightstreamer.transport import TransportOptions, make_transports
+from txlightstreamer.transport._trust import read_trust_roots
 
 __all__ = [
     "STATE_CONNECTED",

@@ -21,6 +21,7 @@ from txlightstreamer.transport._endpoints import (
     hostname_endpoints,
     parse_proxy,
 )
+from txlightstreamer.transport._trust import trust_root
 from txlightstreamer.transport.http import HttpTransport
 from txlightstreamer.transport.interfaces import ITransport
 
@@ -53,9 +54,9 @@ class TransportOptions:
     #: creation only.
     headers: dict[str, str] = field(default_factory=dict)
     create_headers: dict[str, str] = field(default_factory=dict)
-    #: Certificates trusted instead of the platform's (PEM text or bytes, possibly several
-    #: certificates, a ``twisted.internet.ssl.Certificate``, a list of them, or an
-    #: ``IOpenSSLTrustRoot``). Mutually exclusive with ``tls_policy``.
+    #: Certificates trusted instead of the platform's: a PEM file path, PEM text or bytes
+    #: (possibly several certificates), a ``twisted.internet.ssl.Certificate``, a list of
+    #: these, or an ``IOpenSSLTrustRoot``. Mutually exclusive with ``tls_policy``.
     trust_roots: Any = None
     #: ``http://host:port`` of an HTTP proxy: plain-HTTP requests go through it with
     #: absolute URIs, TLS and WebSocket connections through a ``CONNECT`` tunnel.
@@ -121,28 +122,10 @@ def tls_policy(options: TransportOptions) -> Any:
     if options.trust_roots is not None:
         if options.tls_policy is not None:
             raise ValueError("give either tls_policy or trust_roots, not both")
-        return BrowserLikePolicyForHTTPS(trustRoot=_trust_root(options.trust_roots))
+        return BrowserLikePolicyForHTTPS(trustRoot=trust_root(options.trust_roots))
     if options.tls_policy is not None:
         return options.tls_policy
     return BrowserLikePolicyForHTTPS()
-
-
-def _trust_root(roots: Any) -> Any:
-    from twisted.internet import ssl
-
-    if isinstance(roots, str):
-        roots = roots.encode("ascii")
-    if isinstance(roots, bytes):
-        marker = b"-----END CERTIFICATE-----"
-        pems = [block + marker for block in roots.split(marker) if block.strip()]
-        if not pems:
-            raise ValueError("trust_roots holds no PEM certificate")
-        roots = [ssl.Certificate.loadPEM(pem) for pem in pems]
-    if isinstance(roots, ssl.Certificate):
-        roots = [roots]
-    if isinstance(roots, list | tuple):
-        return ssl.trustRootFromCertificates(list(roots))
-    return roots  # an IOpenSSLTrustRoot
 
 
 def _router(reactor: Any, options: TransportOptions, policy: Any) -> EndpointRouter:
