@@ -321,3 +321,16 @@ def test_the_readme_links_into_the_docs() -> None:
     assert len(links) >= 15
     missing = [link for link in links if not (ROOT / link).is_file()]
     assert not missing, f"README.rst links to missing pages: {missing}"
+
+
+def test_the_metrics_reference_lists_every_metric() -> None:
+    # The table in reference/web.rst is the metrics' documentation: the same names as
+    # web._metrics.METRICS, counters with their _total suffix.
+    pytest.importorskip("prometheus_client")
+    from txlightstreamer.web._metrics import METRICS
+
+    text = (DOCS / "reference" / "web.rst").read_text(encoding="utf-8")
+    documented = re.findall(r"^``(txls_\w+)(?:\{\w+\})?``\s+(gauge|counter)\s", text, re.M)
+    expected = [(name + "_total" if kind == "counter" else name, kind)
+                for name, (kind, _) in METRICS.items()]
+    assert sorted(documented) == sorted(expected)

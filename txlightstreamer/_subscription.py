@@ -340,7 +340,7 @@ class Table(TableEvents, TableView):
         self._lane.row_factory = None if self._row_factory is tuple else self._row_factory
 
     def when_subscribed(self) -> Deferred[Table]:
-        """A Deferred that fires with this table once the server confirms it."""
+        """Fires with this table once the server confirms it (SUBOK), before any data."""
         if self.state == ACTIVE:
             return succeed(self)
         d: Deferred[Table] = Deferred()

@@ -3,29 +3,8 @@
 HTTP port. Values are read from the service when scraped: nothing is counted twice and the
 hot path pays nothing. Each service has its own ``CollectorRegistry``.
 
-==================================== ======= ===========================================
-Metric                               Type    Meaning
-==================================== ======= ===========================================
-``txls_healthy``                     gauge   1 while ``/healthz`` answers 200
-``txls_updates_received_total``      counter ``update`` events from Lightstreamer
-``txls_lost_updates_total``          counter updates the server reported lost (``lost``)
-``txls_sessions_total{continuity}``  counter ``session`` events by continuity (new,
-                                             preserved, recovered, replaced)
-``txls_sink_events_written_total``   counter events written to the Redis stream
-``txls_sink_events_dropped_total``   counter events dropped (buffer full; reported by
-                                             an ``error`` event in the stream)
-``txls_sink_buffer_depth``           gauge   events waiting for Redis
-``txls_sink_pauses_total``           counter times the sink paused the Lightstreamer
-                                             stream (back-pressure)
-``txls_sink_connected``              gauge   1 while the last write to Redis succeeded
-``txls_lease_held``                  gauge   1 while this bridge holds ``--lease``
-``txls_source_events_read_total``    counter entries read from the stream (``--source``)
-``txls_source_connected``            gauge   1 while the stream is being read
-``txls_relay_clients``               gauge   open ``/events`` streams
-``txls_relay_dropped_clients_total`` counter ``/events`` clients dropped for being slow
-==================================== ======= ===========================================
-
-A metric is present only where it applies (no ``txls_sink_*`` without ``--sink``).
+The metrics and what they mean: ``docs/reference/web.rst``, whose table `METRICS` must
+match (``tests/test_docs.py``).
 """
 
 from __future__ import annotations
