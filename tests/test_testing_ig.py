@@ -385,7 +385,7 @@ async def test_the_official_node_client_is_refused_with_conerr_65(
 def test_the_recipe_page_shows_the_tested_program() -> None:
     text = (ROOT / "docs" / "howto" / "ig.rst").read_text(encoding="utf-8")
     assert ".. literalinclude:: ../ig_stream.py" in text
-    assert "twistd -n lightstreamer --demo-profile ig" in text
+    assert "twistd -n --pidfile= lightstreamer --demo-profile ig" in text
 
 
 @pytest_twisted.ensureDeferred
