@@ -250,6 +250,39 @@ def test_delete_while_the_session_is_away_fires_at_once_and_reaches_the_server(
     assert [type(e) for e in run.errors] == [TransportError]  # the 503s, reported once
 
 
+def test_create_session_again_after_a_refusal(run: Run) -> None:
+    # Found by a review of the migration guides: py-lightstreamer and the official SDK
+    # connect again after a session ended for good; create_session refused to.
+    run.server.refuse_sessions(1, "User/password check failed")
+    with pytest.raises(ServerError) as refused:
+        run.net.wait(run.client.create_session(), TIMEOUT)
+    assert refused.value.code == 1
+    table = Table(run.client, mode=MODE_RAW, item_ids=["x"], schema=["v"])
+    table.on_update(lambda item, row: run.got.append(int(row[0])))
+    run.server.accept_sessions()
+    run.create()
+    run.net.wait(table.when_subscribed(), TIMEOUT)
+    run.publish(range(3))
+    run.until(lambda: len(run.got) == 3)
+    assert run.continuity == ["new"]
+
+
+def test_create_session_again_after_the_server_ended_the_session(run: Run) -> None:
+    run.subscribe()
+    assert run.table is not None
+    run.publish(range(2))
+    run.until(lambda: len(run.got) == 2)
+    run.server.faults.end_streams(32)
+    run.until(lambda: run.client.state == "DISCONNECTED")
+    assert [e.code for e in run.errors if isinstance(e, ServerError)] == [32]
+    run.create()  # a new session, where the table is subscribed again
+    run.net.wait(run.table.when_subscribed(), TIMEOUT)
+    run.publish(range(2, 4))
+    run.until(lambda: len(run.got) == 4)
+    assert run.got == [0, 1, 2, 3]
+    assert run.continuity == ["new", "new"]
+
+
 def test_http_500_on_create_is_retried(run: Run) -> None:
     run.server.faults.fail_next(500, count=2)
     run.subscribe()

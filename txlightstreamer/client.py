@@ -285,8 +285,9 @@ class LsClient(ClientEvents):
         `TransportError` when the server cannot be used at all. Each failed attempt's
         cause (refused, DNS, timeout, TLS, HTTP status) goes to `on_error` as a retryable
         `TransportError` when it changes, and the client keeps trying; with ``timeout``
-        (seconds) it stops trying after that long and errbacks with the last cause
-        (``create_session`` may then be called again).
+        (seconds) it stops trying after that long and errbacks with the last cause.
+        ``create_session`` may be called again once the session ended for good (refused,
+        ended by the server, given up): the client's tables are subscribed in the new one.
         """
         if self._destroyed or self._destroying is not None:
             raise ClientStateError("this client was destroyed; make a new LsClient")
@@ -481,6 +482,8 @@ class _SessionEvents:
         client._control.fail_all(SessionLostError(reason))
         client._registry.session_closed()
         if error is not None:
+            # Ended for good: create_session may start again; the tables wait for it.
+            client._started = False
             client._error(error)
             client._fail_create(error)
 
