@@ -149,6 +149,24 @@ def test_reconf_refused_locally_for_unfiltered() -> None:
         table.set_max_frequency(3)
 
 
+@pytest.mark.parametrize(("options", "refused"), [
+    ({"max_frequency": 0}, "max_frequency .*'unlimited'"),  # py-lightstreamer's "no limit"
+    ({"max_frequency": -2}, "max_frequency"),
+    ({"max_frequency": "fast"}, "max_frequency"),
+    ({"buffer_size": 0}, "buffer_size must be a positive integer or 'unlimited'"),
+    ({"buffer_size": 2.5}, "buffer_size"),
+])
+def test_limits_refused_locally(options: dict[str, Any], refused: str) -> None:
+    # Found by a review of the migration guides: these went to the server, which refused
+    # them with a REQERR after the subscription was sent.
+    client = LsClient("http://127.0.0.1:9")
+    with pytest.raises(ValueError, match=refused):
+        Table(client, mode=MODE_MERGE, item_ids="a", schema="v", **options)
+    for fine in ({"max_frequency": 0.5}, {"max_frequency": "unlimited"},
+                 {"buffer_size": 1}, {"buffer_size": "unlimited"}):
+        Table(client, mode=MODE_MERGE, item_ids="a", schema="v", **fine)
+
+
 @pytest_twisted.ensureDeferred
 async def test_bandwidth_constrain(connected: tuple[TlcpServer, LsClient]) -> None:
     server, client = connected

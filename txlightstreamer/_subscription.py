@@ -95,6 +95,14 @@ def _check_options(
             raise ValueError("a snapshot length is only allowed in DISTINCT mode")
         if snapshot < 1:
             raise ValueError("the snapshot length must be a positive integer")
+    if max_frequency is not None and max_frequency != "unfiltered":
+        # py-lightstreamer's 0 ("no limit") is "unlimited" here; the server refuses 0.
+        check_limit(max_frequency, "max_frequency (updates/s)")
+    if buffer_size is not None and buffer_size != "unlimited" and (
+            isinstance(buffer_size, bool) or not isinstance(buffer_size, int)
+            or buffer_size < 1):
+        raise ValueError(
+            f"buffer_size must be a positive integer or 'unlimited', not {buffer_size!r}")
     if buffer_size is not None and mode not in (MODE_MERGE, MODE_DISTINCT):
         raise ValueError("buffer_size is only allowed in MERGE and DISTINCT mode")
     if buffer_size is not None and max_frequency == "unfiltered":
