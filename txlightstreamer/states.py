@@ -1,9 +1,10 @@
 """
 The client's public states and statuses, as enums.
 
-Each member is also a ``str`` equal to the name the seed API used (``STATE_CONNECTED ==
-"CONNECTED"``, ``TableState.ACTIVE == "active"``), so code written against the old strings
-keeps working, and JSON output prints the plain value.
+Each member is also a ``str`` equal to its value (``STATE_CONNECTED == "CONNECTED"``,
+``TableState.ACTIVE == "active"``), so code comparing with those strings works, and JSON
+output prints the plain value. (py-lightstreamer's ``STATE_*`` values were lower-case:
+compare with the constants.)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class _StrEnum(str, enum.Enum):
 
 
 class ConnectionState(_StrEnum):
-    """The coarse state of an `LsClient` (the seed API's ``STATE_*``)."""
+    """The coarse state of an `LsClient` (the ``STATE_*`` constants)."""
 
     CONNECTING = "CONNECTING"
     CONNECTED = "CONNECTED"
