@@ -245,6 +245,23 @@ def test_twistd_nodaemon_logs_to_stderr() -> None:
     assert callable(stderr_log_observer())
 
 
+@pytest.mark.parametrize(("level", "shown"), [("info", False), ("debug", True)])
+def test_client_service_retries_are_chatter(level: str, shown: bool) -> None:
+    # Found by a docs review: an unreachable Redis logged ClientService's "Scheduling retry"
+    # lines before the service's one line saying so.
+    from twisted.logger import Logger, LogLevel, LogPublisher
+
+    from txlightstreamer.cli.options import log_observer
+
+    out = io.StringIO()
+    publisher = LogPublisher(log_observer(out, LogLevel.levelWithName(level)))
+    Logger("twisted.application._client_service.ClientService", observer=publisher).info(
+        "Scheduling retry 1")
+    Logger("txlightstreamer.service", observer=publisher).info("the service's own")
+    assert ("Scheduling retry" in out.getvalue()) is shown
+    assert "the service's own" in out.getvalue()
+
+
 def test_twistd_explicit_logfile_is_kept() -> None:
     parent = FakeTwistdOptions()
     parent.parseOptions(["-n", "-l", "twistd.log", "lightstreamer", "--demo"])

@@ -44,10 +44,12 @@ STDERR_OBSERVER_NAME = "txlightstreamer.service.stderr_log_observer"
 #: The --log-level names.
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 #: Namespaces kept at warning level and above unless --log-level debug: the HTTP
-#: plumbing's chatter (legacy log.msg: "Starting factory ...", the access log per request)
-#: and the embedded demo server's per-request lines.
+#: plumbing's chatter (legacy log.msg: "Starting factory ...", the access log per request),
+#: ClientService's "Scheduling retry N" of the Redis connection (the service says what
+#: failed itself) and the embedded demo server's per-request lines.
 QUIET_NAMESPACES = ("twisted.web.client", "twisted.python.log", "log_legacy",
-                    "twisted.web.server", "txlightstreamer.testing")
+                    "twisted.web.server", "twisted.application._client_service",
+                    "twisted.application.internet", "txlightstreamer.testing")
 #: The level `stderr_log_observer` uses: twistd imports it by name, without arguments.
 _chosen_level = {"level": LogLevel.info}
 
