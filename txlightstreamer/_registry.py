@@ -126,16 +126,15 @@ class SubscriptionRegistry:
         if previous in (PENDING, FAILED) or sub_id is None:
             self.finish(link)
             return
-
-        def build(req_id: int) -> Request:
-            return delete_subscription(req_id, sub_id)
-
         if not self._bound():
             # No session to answer now, and maybe never: with its id forgotten nothing more
             # reaches the table, and the server is told if this session comes back.
+            self.abandon(sub_id)
             self.finish(link)
-            self._control.send(build).addErrback(lambda _: None)
             return
+
+        def build(req_id: int) -> Request:
+            return delete_subscription(req_id, sub_id)
 
         def failed(failure: Failure) -> None:
             # REQERR 19 (not found) or a lost session: either way nothing more will come.
