@@ -49,7 +49,6 @@ from txlightstreamer.protocol import (
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.states import ConnectionState, Continuity, Status
 from txlightstreamer.transport import TransportOptions, make_transports
-from txlightstreamer.transport._trust import read_trust_roots
 
 __all__ = [
     "STATE_CONNECTED",
@@ -177,7 +176,7 @@ class LsClient(ClientEvents):
             transport_options, protocol_version, retry_delay, max_line_length, http_client,
             tls_policy, forced_transport)
         if trust_roots is not None:
-            options.trust_roots = read_trust_roots(trust_roots)
+            options.trust_roots = trust_roots  # read by make_transports, now
         self._transport, ws_transport = make_transports(reactor, options)
         # Plain updates of subscribed tables, decoded and delivered by the hot path.
         self._router = UpdateRouter()

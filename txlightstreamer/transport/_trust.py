@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["read_trust_roots", "trust_root"]
+__all__ = ["trust_root"]
 
 _PEM_END = b"-----END CERTIFICATE-----"
 
@@ -47,7 +47,7 @@ def _pem_of(root: str | bytes | os.PathLike[str]) -> bytes:
     if isinstance(root, str) and "-----BEGIN" in root:
         return root.encode("ascii")
     try:
-        # Read once, when the client is made (before any connection): a small local file.
+        # Read once, when the client makes its transports (before any connection).
         with open(root, "rb") as f:
             return f.read()
     except OSError as e:
