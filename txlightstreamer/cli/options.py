@@ -49,7 +49,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 #: failed itself) and the embedded demo server's per-request lines.
 QUIET_NAMESPACES = ("twisted.web.client", "twisted.python.log", "log_legacy",
                     "twisted.web.server", "twisted.application._client_service",
-                    "twisted.application.internet", "txlightstreamer.testing")
+                    "txlightstreamer.testing")
 #: The level `stderr_log_observer` uses: twistd imports it by name, without arguments.
 _chosen_level = {"level": LogLevel.info}
 
