@@ -243,6 +243,22 @@ def _keep_check(checks: dict[str, Any], key: str, check: dict[str, Any]) -> None
         checks[key] = check
 
 
+def _ours_runs(cfg: dict[str, Any], log: Any, sender: Any, burst: Any, kind: str, tr: str,
+               piece: str, checks: dict[str, Any]) -> dict[str, Any]:
+    """Ours on one case, ``cfg["repeats"]`` times (a 512 B or 1-line run races the sender):
+    the median run; each run's rows checked into ``checks``."""
+    n = burst.stats["updates"]
+    runs = []
+    for _ in range(cfg["repeats"]):
+        r = client("bench.client_ours", f"{sender.url}/{piece}", "--expect", str(n),
+                   "--burst", kind, "--transport", tr, server=sender)
+        _keep_check(checks, f"ours_{tr}_{piece}", check_rows(r, burst))
+        runs.append(r)
+    median = _median_run(runs)
+    log(f"  ours {tr} {piece}: {median['updates_per_s']:,}/s")
+    return median
+
+
 def bench_traffic(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     """Plain and mixed bursts x HTTP/WS x block/512-byte/line writes; SDK; ceilings."""
     from bench.mixed import load_burst
@@ -259,15 +275,8 @@ def bench_traffic(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
             for tr in TRANSPORTS:
                 res["ours"][tr] = {}
                 for piece in PIECES:
-                    runs = []
-                    # Each write size 3 times: a 512 B or 1-line run races the sender.
-                    for _ in range(cfg["repeats"]):
-                        r = client("bench.client_ours", f"{sender.url}/{piece}", "--expect",
-                                   str(n), "--burst", kind, "--transport", tr, server=sender)
-                        _keep_check(res["checks"], f"ours_{tr}_{piece}", check_rows(r, burst))
-                        runs.append(r)
-                    res["ours"][tr][piece] = _median_run(runs)
-                    log(f"  ours {tr} {piece}: {res['ours'][tr][piece]['updates_per_s']:,}/s")
+                    res["ours"][tr][piece] = _ours_runs(cfg, log, sender, burst, kind, tr,
+                                                        piece, res["checks"])
             for ck in ("raw", "http"):
                 runs = [client("bench.client_ceiling", "127.0.0.1", str(sender.port), "--kind",
                                ck, "--expect", str(n), server=sender)
@@ -302,14 +311,8 @@ def _traffic_whole(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     res: dict[str, Any] = {"burst": burst.stats, "ours": {}, "checks": {}}
     try:
         for tr in TRANSPORTS:
-            runs = []
-            for _ in range(cfg["repeats"]):
-                r = client("bench.client_ours", f"{sender.url}/block", "--expect", str(n),
-                           "--burst", "whole", "--transport", tr, server=sender)
-                _keep_check(res["checks"], f"ours_{tr}_block", check_rows(r, burst))
-                runs.append(r)
-            res["ours"][tr] = {"block": _median_run(runs)}
-            log(f"  ours {tr} block: {res['ours'][tr]['block']['updates_per_s']:,}/s")
+            res["ours"][tr] = {"block": _ours_runs(cfg, log, sender, burst, "whole", tr,
+                                                   "block", res["checks"])}
     finally:
         sender.stop()
     return res
@@ -543,9 +546,22 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_PIECE_NAMES = {"block": "32 KB writes", "p512": "512 B writes", "line": "1 line/write"}
+
+
+def _ours_row(tr_name: str, piece: str, r: dict[str, Any]) -> str:
+    return (f"  {'txlightstreamer ' + tr_name.upper() + ', ' + _PIECE_NAMES[piece]:<34}"
+            f"{_fmt(r.get('updates_per_s')):>12}{_fmt(r.get('cpu_s_per_100k'), 3):>12}"
+            f"{_fmt(r.get('server_cpu_s'), 2) + ' s':>12}")
+
+
+def _verdict(checks: dict[str, Any]) -> str:
+    bad = [k for k, c in checks.items() if not _check_ok(c)]
+    return "all equal" if not bad else "MISMATCH in " + ", ".join(bad)
+
+
 def traffic_table(tr: dict[str, Any]) -> list[str]:
     lines = []
-    names = {"block": "32 KB writes", "p512": "512 B writes", "line": "1 line/write"}
     for kind in ("plain", "mixed"):
         res = tr[kind]
         b = res["burst"]
@@ -558,11 +574,7 @@ def traffic_table(tr: dict[str, Any]) -> list[str]:
         lines.append(f"  {'client':<34}{'updates/s':>12}{'CPU s/100k':>12}{'sender CPU':>12}")
         for tr_name in TRANSPORTS:
             for piece in PIECES:
-                r = res["ours"][tr_name][piece]
-                lines.append(f"  {'txlightstreamer ' + tr_name.upper() + ', ' + names[piece]:<34}"
-                             f"{_fmt(r.get('updates_per_s')):>12}"
-                             f"{_fmt(r.get('cpu_s_per_100k'), 3):>12}"
-                             f"{_fmt(r.get('server_cpu_s'), 2) + ' s':>12}")
+                lines.append(_ours_row(tr_name, piece, res["ours"][tr_name][piece]))
         for tr_name in TRANSPORTS:
             r = res["sdk"].get(tr_name, {})
             label = f"official SDK {tr_name.upper()} ({_fmt(r.get('updates'))})"
@@ -573,26 +585,16 @@ def traffic_table(tr: dict[str, Any]) -> list[str]:
             r = res[f"ceiling_{ck}"]
             lines.append(f"  {'ceiling: ' + ck:<34}{_fmt(r.get('updates_per_s')):>12}"
                          f"{_fmt(r.get('cpu_s_per_100k'), 3):>12}")
-        bad = [k for k, c in res["checks"].items()
-               if not _check_ok(c)]
-        verdict = "all equal" if not bad else "MISMATCH in " + ", ".join(bad)
         lines.append(f"  rows checked against the encoder (final rows and every "
-                     f"997th update): {verdict}")
+                     f"997th update): {_verdict(res['checks'])}")
     wh = tr.get("whole")
     if wh:
         b = wh["burst"]
         lines.append(f"Traffic, whole burst: the mixed burst's {b['updates']:,} updates with "
                      f"every changed value sent whole (no ^T, no ^P), {b['avg_line_bytes']} B/line")
         for tr_name in TRANSPORTS:
-            r = wh["ours"][tr_name]["block"]
-            lines.append(f"  {'txlightstreamer ' + tr_name.upper() + ', ' + names['block']:<34}"
-                         f"{_fmt(r.get('updates_per_s')):>12}"
-                         f"{_fmt(r.get('cpu_s_per_100k'), 3):>12}"
-                         f"{_fmt(r.get('server_cpu_s'), 2) + ' s':>12}")
-        bad = [k for k, c in wh["checks"].items()
-               if not _check_ok(c)]
-        lines.append("  rows checked against the encoder: "
-                     + ("all equal" if not bad else "MISMATCH in " + ", ".join(bad)))
+            lines.append(_ours_row(tr_name, "block", wh["ours"][tr_name]["block"]))
+        lines.append(f"  rows checked against the encoder: {_verdict(wh['checks'])}")
     ra, tg = tr["ratios"], tr["targets"]
     rc = tr.get("ratios_cpu", ra)
 
