@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
+from hypothesis import given
+from hypothesis import strategies as st
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
@@ -20,7 +22,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from txlightstreamer.errors import TransportError
 from txlightstreamer.protocol import create_session
 from txlightstreamer.transport import HttpTransport
-from txlightstreamer.transport.http import _chunk_decoder
+from txlightstreamer.transport.http import _chunk_decoder, _LineReceiver
 from txlightstreamer.transport.interfaces import StreamClosed
 
 from .support import one_update, wait_until
@@ -174,3 +176,47 @@ async def test_the_decoder_is_found_over_tls_too(monkeypatch: pytest.MonkeyPatch
         await client.destroy()
         await server.stop()
     assert found and all(decoder is not None for decoder in found)
+
+
+class _LineSink:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def stream_lines(self, stream: Any, lines: list[bytes]) -> None:
+        self.lines.extend(lines)
+
+
+class _FakeStream:
+    _stopped = False
+    _ended = False
+
+    def __init__(self) -> None:
+        self._sink = _LineSink()
+
+
+@given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\r\n", b"")), max_size=12),
+       st.lists(st.integers(min_value=0, max_value=80), max_size=8))
+def test_reads_cut_anywhere_give_the_lines_of_the_whole(lines: list[bytes],
+                                                        cuts: list[int]) -> None:
+    # A read joins the line begun in the last one to its first line, not itself to that
+    # line: a CRLF cut between two reads (CR last, LF first) is still one separator.
+    body = b"".join(line + b"\r\n" for line in lines) + b"tail\r"
+    reads, at = [], 0
+    for cut in sorted(cuts):
+        reads.append(body[at:cut])
+        at = max(at, cut)
+    reads.append(body[at:])
+    stream = _FakeStream()
+    receiver = _LineReceiver(stream, 1000)  # type: ignore[arg-type]
+    for read in reads:
+        receiver.dataReceived(read)
+    assert stream._sink.lines == body.split(b"\r\n")[:-1]
+    assert receiver._buffer == b"tail\r"
+
+
+def test_a_crlf_between_two_reads_ends_the_line() -> None:
+    stream = _FakeStream()
+    receiver = _LineReceiver(stream, 1000)  # type: ignore[arg-type]
+    for read in (b"U,1,1,a\r", b"\nU,1,", b"1,b\r\nU", b"\r\r\n"):
+        receiver.dataReceived(read)
+    assert stream._sink.lines == [b"U,1,1,a", b"U,1,1,b", b"U\r"]

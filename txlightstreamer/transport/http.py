@@ -176,14 +176,21 @@ class _LineReceiver(LineOnlyReceiver):
     def _read(self, data: bytes) -> None:
         # LineOnlyReceiver's job, specialised: one split per read and all its lines to
         # the sink in one call (this is where the hot path of the whole client starts).
-        buffer = self._buffer + data
-        lines = split_lines(buffer)
+        carry = self._buffer
+        size = len(carry) + len(data)
+        if carry and not carry.endswith(b"\r"):
+            # The line begun in the last read joins the first of this one, not the whole
+            # read (a copy of up to 128 KiB): no CRLF can straddle the two.
+            lines = split_lines(data)
+            lines[0] = carry + lines[0]
+        else:
+            lines = split_lines(carry + data if carry else data)
         self._buffer = lines.pop()
         stream = self._stream
         if stream._stopped or stream._ended:
             return
         limit = self.MAX_LENGTH
-        if len(buffer) > limit:
+        if size > limit:
             for index, line in enumerate(lines):
                 if len(line) > limit:
                     if index:
