@@ -101,6 +101,8 @@ class SubscriptionRegistry:
         self._links: list[TableLink] = []  # top-level tables, not deleted
         self._by_sub_id: dict[int, TableLink] = {}
         self._next_sub_id = 0
+        # Frequencies asked while a table's add was on its way: sent once its SUBOK came.
+        self._reconf_after_subok: dict[int, tuple[float | str, list[Deferred[None]]]] = {}
 
     @property
     def tables(self) -> tuple[Table, ...]:
@@ -146,8 +148,18 @@ class SubscriptionRegistry:
 
     def reconf(self, link: TableLink, max_frequency: float | str) -> Deferred[None]:
         sub_id = link.table.sub_id
+        if link.table.state == SUBSCRIBING and sub_id in self._by_sub_id:
+            # The add went with the old value: the reconf follows the SUBOK.
+            waiting = self._reconf_after_subok.get(sub_id, (max_frequency, []))[1]
+            self._reconf_after_subok[sub_id] = (max_frequency, waiting)
+            d: Deferred[None] = Deferred()
+            waiting.append(d)
+            return d
         if link.table.state != ACTIVE or sub_id is None:
             return succeed(None)  # applies when the table is next subscribed
+        return self._send_reconf(sub_id, max_frequency)
+
+    def _send_reconf(self, sub_id: int, max_frequency: float | str) -> Deferred[None]:
         return self._control.send(
             lambda req_id: reconf_subscription(req_id, sub_id, max_frequency=max_frequency))
 
@@ -230,25 +242,27 @@ class SubscriptionRegistry:
         link.reset()
         self.subscribe(link)
 
-    def finish(self, link: TableLink) -> None:
-        """The table is deleted for good."""
+    def finish(self, link: TableLink, session_gone: bool = False) -> None:
+        """The table is deleted for good (once: a second call does nothing)."""
+        if link.table.state == TableState.DELETED:
+            return
         sub_id = link.table.sub_id
         if sub_id is not None:
             self._unbind(sub_id)
         self._missing_subok.pop(link, None)
         if link in self._links:
             self._links.remove(link)
-        link.finished()
+        link.finished(session_gone)
 
     def session_started(self) -> None:
         """A new session: every subscription id of the old one is void."""
         self._unbind_all()
-        for link in self._links:
+        for link in list(self._links):  # finish() takes a deleted table out of the list
             state = link.table.state
             if state in (ACTIVE, SUBSCRIBING):
-                link.unsubscribed()
+                link.unsubscribed(session_gone=True)
             if link.table.state == DELETING:
-                self.finish(link)
+                self.finish(link, session_gone=True)
 
     def subscribe_all(self) -> None:
         for link in list(self._links):
@@ -256,9 +270,9 @@ class SubscriptionRegistry:
 
     def session_lost(self) -> None:
         """The subscriptions ended with their session (they wait for the next one)."""
-        for link in self._links:
+        for link in list(self._links):
             if link.table.state in (ACTIVE, SUBSCRIBING):
-                link.unsubscribed()
+                link.unsubscribed(session_gone=True)
 
     def session_closed(self) -> None:
         self.session_lost()
@@ -267,7 +281,7 @@ class SubscriptionRegistry:
     def close(self) -> None:
         """The client is destroyed: every table is deleted."""
         for link in list(self._links):
-            self.finish(link)
+            self.finish(link, session_gone=True)
         self._cancel_timers()
 
     # -- routing ------------------------------------------------------------------------------
@@ -294,6 +308,7 @@ class SubscriptionRegistry:
             return
         if isinstance(n, SubOk | SubCmd):
             self._subok_came(sub_id, link)
+            reconf = self._reconf_after_subok.pop(sub_id, None)
         if isinstance(n, SubCmd):
             lane = link.subscribed(n.num_items, n.num_fields, n.key_pos, n.command_pos)
             if lane is not None:
@@ -302,6 +317,8 @@ class SubscriptionRegistry:
             lane = link.subscribed(n.num_items, n.num_fields)
             if lane is not None:
                 self._router.lanes[sub_id] = lane
+        if isinstance(n, SubOk | SubCmd) and reconf is not None:
+            self._reconf_came_due(link, sub_id, *reconf)
         elif isinstance(n, EndOfSnapshot):
             link.end_of_snapshot(n.item)
         elif isinstance(n, ClearSnapshot):
@@ -316,11 +333,31 @@ class SubscriptionRegistry:
                 self._links.remove(link)
             link.unsubscribed()
 
+    def _reconf_came_due(self, link: TableLink, sub_id: int, max_frequency: float | str,
+                         waiting: list[Deferred[None]]) -> None:
+        """The SUBOK of a table whose frequency changed meanwhile: send that change now."""
+        if link.table.state == ACTIVE:
+            sent = self._send_reconf(sub_id, max_frequency)
+        else:
+            sent = succeed(None)  # refused, or deleted: nothing to change
+
+        def fire(result: object) -> None:
+            for d in waiting:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(None)
+
+        sent.addBoth(fire)
+
     def _broken(self, link: TableLink, error: LightstreamerError) -> None:
         """Undecodable data for one table: report it and subscribe the table afresh."""
         log.error("Bad update for {table!r}: {error}", table=link.table, error=error)
         self._report(error)
         link.broken(error)
+        if link.table.state == DELETING:
+            self.finish(link)  # being deleted: its delete is on its way, nothing to redo
+            return
         if link.table.sub_id is not None:
             self.abandon(link.table.sub_id)
         link.reset()
@@ -335,12 +372,17 @@ class SubscriptionRegistry:
     def _unbind(self, sub_id: int) -> None:
         """Forget a subscription id: no more notifications go to its table."""
         self._by_sub_id.pop(sub_id, None)
+        # A frequency waiting for this id's SUBOK goes with the table's next add.
+        for d in self._reconf_after_subok.pop(sub_id, (None, []))[1]:
+            d.callback(None)
         self._router.lanes.pop(sub_id, None)
         timer = self._subok_timers.pop(sub_id, None)
         if timer is not None and timer.active():
             timer.cancel()
 
     def _unbind_all(self) -> None:
+        for sub_id in list(self._reconf_after_subok):
+            self._unbind(sub_id)
         self._by_sub_id.clear()
         self._router.lanes.clear()
         self._cancel_timers()
@@ -350,3 +392,4 @@ class SubscriptionRegistry:
         for timer in timers.values():
             if timer.active():
                 timer.cancel()
+

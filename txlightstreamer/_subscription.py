@@ -205,9 +205,9 @@ class TableLink:
     def config(self, max_frequency: str, filtered: bool) -> None:
         self.table._conf(max_frequency, filtered)
 
-    def unsubscribed(self) -> None:
-        """``UNSUB``, or the subscription ended with its session."""
-        self.table._unsubscribed()
+    def unsubscribed(self, session_gone: bool = False) -> None:
+        """``UNSUB``, or (``session_gone``) the subscription ended with its session."""
+        self.table._unsubscribed(session_gone)
 
     def failed(self, error: LightstreamerError) -> None:
         """The server refused the subscription."""
@@ -222,10 +222,10 @@ class TableLink:
         self.table.state = ACTIVE
         self.table._unsubscribed()
 
-    def finished(self) -> None:
+    def finished(self, session_gone: bool = False) -> None:
         """Deleted for good (the client is closing, or the delete needs no request)."""
         self.table.state = DELETING
-        self.table._unsubscribed()
+        self.table._unsubscribed(session_gone)
 
 
 class Table(TableEvents, TableView):
@@ -420,24 +420,7 @@ class Table(TableEvents, TableView):
     def _subok(
         self, num_items: int, num_fields: int, key_pos: int = 0, command_pos: int = 0
     ) -> None:
-        problems = []
-        if num_items > MAX_TABLE_SIZE or num_fields > MAX_TABLE_SIZE:
-            problems.append(f"{num_items} items x {num_fields} fields is more than this "
-                            f"client accepts ({MAX_TABLE_SIZE} of each)")
-        elif num_items != len(self.items):
-            if len(self.items) > 1:
-                problems.append(f"Expected {len(self.items)} items but got {num_items}")
-            else:
-                self.item_names = None  # a group name, expanded by the server
-        else:
-            self.item_names = self.items
-        if num_fields != len(self.schema):
-            if len(self.schema) > 1:
-                problems.append(f"Expected {len(self.schema)} fields but got {num_fields}")
-            else:
-                self.field_names = None  # a schema name, expanded by the server
-        else:
-            self.field_names = self.schema
+        problems = _name_fields(self, num_items, num_fields)
         if problems:
             if self.sub_id is not None:
                 self._owner.abandon(self.sub_id)
@@ -458,7 +441,7 @@ class Table(TableEvents, TableView):
             self._lane.first_update = self._end_snapshot_of
         if self._command is not None:
             self._command.reset(num_items, key_pos, command_pos)
-        self.state = ACTIVE
+        self.state = DELETING if self.state == DELETING else ACTIVE  # deleted before SUBOK
         self.num_items = num_items
         self._live = True
         self._refresh_lane()
@@ -483,7 +466,8 @@ class Table(TableEvents, TableView):
                 f"item index {item} out of range for subscription {self.sub_id} "
                 f"({len(baselines)} items)"
             )
-        values, patches = decode_update(raw, baselines[item - 1], self.num_fields)
+        before = baselines[item - 1]
+        values, patches = decode_update(raw, before, self.num_fields)
         # The delivered row is also the item's baseline: one object per item.
         row = tuple(values)
         baselines[item - 1] = row
@@ -497,7 +481,9 @@ class Table(TableEvents, TableView):
             return
         rows = self._rows
         if self._item_update_cbs._callbacks:
-            self._deliver(item, row, rows[item - 1], in_snapshot, patches, None)
+            # A subscription's first update changes every field (tlcp.md §5.5).
+            previous = rows[item - 1] if before is not None else None
+            self._deliver(item, row, previous, in_snapshot, patches, None)
             rows[item - 1] = row
         else:
             rows[item - 1] = row
@@ -555,7 +541,7 @@ class Table(TableEvents, TableView):
         return child
 
     def _dispose_child(self, child: Table, unsubscribe: bool) -> None:
-        if unsubscribe and self.state == ACTIVE:
+        if unsubscribe and self.state in (ACTIVE, DELETING):
             child.delete()
         else:
             child.state = DELETING
@@ -590,12 +576,15 @@ class Table(TableEvents, TableView):
             "Server dropped {lost} update(s) for item {item}{key} of {table!r}",
             lost=lost, item=item, table=self, key=f" key {key!r}" if key else "",
         )
-        self._overflow_cbs(item, lost)
+        if key:
+            self._second_overflow_cbs(key, lost)
+        else:
+            self._overflow_cbs(item, lost)
 
-    def _unsubscribed(self) -> None:
-        """The server ended the subscription, or the session ended."""
-        if self._command is not None:
-            self._command.drop_children(unsubscribe=self.state == DELETING)
+    def _unsubscribed(self, session_gone: bool = False) -> None:
+        """The server ended the subscription, or (``session_gone``) the session ended."""
+        if self._command is not None:  # keys' subscriptions outlive the parent's on the server
+            self._command.drop_children(unsubscribe=not session_gone)
         # on_unsubscribed pairs with on_subscribed: it fires once per confirmed subscription.
         was_live, self._live = self._live, False
         if self.state == DELETING:
@@ -628,6 +617,32 @@ class Table(TableEvents, TableView):
         deleters, self._delete_waiters = self._delete_waiters, []
         for dd in deleters:
             dd.callback(None)
+
+
+def _name_fields(table: Table, num_items: int, num_fields: int) -> list[str]:
+    """
+    Check a ``SUBOK``'s counts against the table's items and fields, and name them: the
+    names given, or None for a group or schema name the server expanded. The problems.
+    """
+    problems = []
+    if num_items > MAX_TABLE_SIZE or num_fields > MAX_TABLE_SIZE:
+        problems.append(f"{num_items} items x {num_fields} fields is more than this "
+                        f"client accepts ({MAX_TABLE_SIZE} of each)")
+    elif num_items != len(table.items):
+        if len(table.items) > 1:
+            problems.append(f"Expected {len(table.items)} items but got {num_items}")
+        else:
+            table.item_names = None  # a group name, expanded by the server
+    else:
+        table.item_names = table.items
+    if num_fields != len(table.schema):
+        if len(table.schema) > 1:
+            problems.append(f"Expected {len(table.schema)} fields but got {num_fields}")
+        else:
+            table.field_names = None  # a schema name, expanded by the server
+    else:
+        table.field_names = table.schema
+    return problems
 
 
 class _KeyTable(Table):

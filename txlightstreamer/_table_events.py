@@ -33,6 +33,7 @@ class TableEvents:
         self._config_cbs = CallbackList("on_config")
         self._deleted_cbs = CallbackList("deleted")
         self._second_error_cbs = CallbackList("on_second_level_error")
+        self._second_overflow_cbs = CallbackList("on_second_level_overflow")
 
     def on_update(self, callback: Callable[[int, Any], object]) -> Callable[[int, Any], object]:
         """Call ``callback(item_id, row)`` on every update (1-based item position)."""
@@ -68,6 +69,15 @@ class TableEvents:
         """Call ``callback(key, error)`` when a key's second-level subscription fails."""
         return self._second_error_cbs.add(callback)
 
+    def on_second_level_overflow(
+        self, callback: Callable[[str, int], object]
+    ) -> Callable[[str, int], object]:
+        """
+        Call ``callback(key, lost)`` when the server dropped updates of a key's
+        second-level subscription (its ``OV``; the first level's go to `on_overflow`).
+        """
+        return self._second_overflow_cbs.add(callback)
+
     def on_subscribed(self, callback: Callable[[], object]) -> Callable[[], object]:
         """Call ``callback()`` each time the server confirms the subscription."""
         return self._subscribed_cbs.add(callback)
@@ -90,6 +100,7 @@ class TableEvents:
         for callbacks in (
             self._update_cbs, self._item_update_cbs, self._eos_cbs, self._cs_cbs,
             self._overflow_cbs, self._error_cbs, self._second_error_cbs,
+            self._second_overflow_cbs,
             self._subscribed_cbs, self._unsubscribed_cbs, self._config_cbs,
         ):
             callbacks.remove(callback)
