@@ -106,6 +106,7 @@ def test_a_table_after_a_deleting_one_is_subscribed_in_a_new_session() -> None:
     subs = {i: s.items for sess in run.server.sessions.values() if not sess.closed
             for i, s in sess.subscriptions.items()}
     assert b.state.name == "ACTIVE"
+    assert subs == {b.sub_id: ("b",)}
     run.close()
 
 
@@ -125,6 +126,7 @@ def test_a_delete_before_subok_stays_a_delete() -> None:
     subs = {i: s.items for sess in run.server.sessions.values() if not sess.closed
             for i, s in sess.subscriptions.items()}
     assert done == [None] and t.state.name == "DELETED"
+    assert subs == {}
     run.close()
 
 
