@@ -516,7 +516,7 @@ def test_an_injected_retry_policy_paces_the_retries() -> None:
     assert len(transport.streams) == 2
     clock.advance(0.05)
     assert transport.last.params["LS_recovery_from"] == "0"
-    assert asked == [1, 0]
+    assert asked == [1, 1, 0]  # the wait for the second create, its timeout, the recovery
 
 
 def test_a_listener_that_closes_on_interruption_stops_the_retry() -> None:

@@ -34,6 +34,7 @@ from txlightstreamer.errors import (
     ProtocolError,
     RequestError,
     RequestTimeoutError,
+    ServerError,
     TransportError,
 )
 from txlightstreamer.protocol import (
@@ -51,8 +52,8 @@ __all__ = ["ANSWER_TIMEOUT", "MAX_SENDS", "ControlChannel"]
 
 log = Logger()
 
-# REQERR codes that also concern the application, not only the request's caller.
-_REPORTED_CODES: Final = (11, 65, 67)
+# REQERR codes after which the session is of no use: it ends (tlcp.md §9.2).
+_FATAL_CODES: Final = (11, 65, 67)
 #: Seconds a request written on a stream waits for its answer while the session is bound.
 ANSWER_TIMEOUT: Final = 10.0
 #: Times an idempotent request is sent before its missing answer is reported.
@@ -315,16 +316,18 @@ class ControlChannel:
             pending.deferred.errback(error)
             if n.code == 20:
                 self._session.restart("REQERR 20: session not found")
-            elif n.code in _REPORTED_CODES:
-                self._report(error)
+            elif n.code in _FATAL_CODES:
+                # The session is unusable (tlcp.md §9.2); 11 is told as CONERR 21 is.
+                self._session.fail(ServerError(
+                    21 if n.code == 11 else n.code, n.message, "REQERR"))
         elif isinstance(n, Error):
             error = RequestError(n.code, n.message, "ERROR")
-            self._report(error)
             pending_list = list(waiting.values())
             waiting.clear()
             for p in pending_list:
                 p.stop_waiting()
                 p.deferred.errback(error)
+            self._session.fail(ServerError(n.code, n.message, "ERROR"))  # always fatal
         else:
             return False
         return True

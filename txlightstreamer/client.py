@@ -218,6 +218,9 @@ class LsClient(ClientEvents):
         ClientEvents.__init__(self)
         self._messages = MessageManager()
         self._max_bandwidth: float | str | None = None
+        # What the create carries, and what the current session was last asked.
+        self._create_bandwidth: float | str | None = None
+        self._bandwidth_asked: float | str | None = None
 
         self._control = ControlChannel(
             self._session, self._transport, clock, max_pending=max_pending_requests,
@@ -303,6 +306,7 @@ class LsClient(ClientEvents):
             self._max_bandwidth = check_limit(max_bandwidth, "bandwidth (kbit/s)")
         if self._max_bandwidth is not None and self._max_bandwidth != "unlimited":
             args["requested_max_bandwidth"] = self._max_bandwidth
+        self._create_bandwidth = self._max_bandwidth
         d = self._waiters.add(timeout, self._give_up)
         self._started = True
         self._waiters.cause = None
@@ -369,7 +373,8 @@ class LsClient(ClientEvents):
         Change the session's bandwidth limit (kbit/s, or ``"unlimited"``), live.
 
         The server answers with ``CONS`` (see `on_bandwidth`); the value also applies to
-        every later session of this client.
+        every later session of this client. While no session is bound it fires at once,
+        and the value is asked for as soon as one is (recovered, rebound or new).
         """
         value = check_limit(kbps, "bandwidth (kbit/s)")
         if self.bandwidth == "unmanaged":
@@ -377,7 +382,17 @@ class LsClient(ClientEvents):
         self._max_bandwidth = value
         if not self._session.bound:
             return succeed(None)
+        self._bandwidth_asked = value
         return self._control.send(lambda req_id: constrain(req_id, max_bandwidth=value))
+
+    def _constrain_if_changed(self) -> None:
+        """A CONOK: ask for the bandwidth wanted if this session was asked another."""
+        value = self._max_bandwidth
+        if value is None or value == self._bandwidth_asked or self.bandwidth == "unmanaged":
+            return
+        self._bandwidth_asked = value
+        self._control.send(lambda req_id: constrain(req_id, max_bandwidth=value)).addErrback(
+            lambda f: log.warn("Bandwidth {value} not set: {e}", value=value, e=f.value))
 
     def send_message(
         self,
@@ -450,6 +465,9 @@ class _SessionEvents:
         for lost in stale:
             lost.errback(SessionLostError("the session was replaced"))
         client._registry.session_started()
+        client.bandwidth = None  # the new session's CONS tells
+        client._bandwidth_asked = client._create_bandwidth
+        client._constrain_if_changed()
         client._waiters.succeed(info)
         client._session_cbs(info)
         client._heartbeat.touch()
@@ -463,6 +481,7 @@ class _SessionEvents:
         # Every poll is a bind: only a rebind that ends a streaming connection is news.
         if not (continuity == Continuity.PRESERVED and client._session.kind[1]):
             client._session_cbs(info)
+        client._constrain_if_changed()
         client._control.flush()
 
     def session_interrupted(self, will_recover: bool) -> None:

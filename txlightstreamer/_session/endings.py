@@ -24,7 +24,7 @@ __all__ = ["Endings", "EndingsOwner"]
 log = Logger()
 
 # CONERR codes after which a new session (not a retry of the same request) is needed.
-_NEW_SESSION_CONERR = frozenset({4, 20, 40, 41, 48})
+_NEW_SESSION_CONERR = frozenset({4, 6, 20, 40, 41, 48})  # tlcp.md §7.6
 
 
 class EndingsOwner(Protocol):

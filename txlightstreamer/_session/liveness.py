@@ -56,14 +56,15 @@ class Liveness:
         self._last_activity = 0.0
         self._limit = 0.0
         self._polling = False
-        self._head_timeout = 0.0
+        #: Seconds the current stream's head (up to CONOK) may take.
+        self.head_timeout = 0.0
         # Reading paused by us (back-pressure): silence is ours, so no timer runs.
         self._paused = False
 
     def expect_head(self, timeout: float) -> None:
         """A stream was opened: its answer must come within ``timeout`` seconds."""
         self.phase = Phase.HEAD
-        self._head_timeout = timeout
+        self.head_timeout = timeout
         self._arm(timeout)
 
     def bound(self, limit: float, polling: bool, watched: bool) -> None:
@@ -118,7 +119,7 @@ class Liveness:
         phase = self.phase
         self._last_activity = self._clock.seconds()
         if phase is Phase.HEAD:
-            self._arm(self._head_timeout)
+            self._arm(self.head_timeout)
         elif phase is Phase.STALLED:
             self._arm(self._reconnect_timeout)
         elif phase is not Phase.OFF:

@@ -51,8 +51,11 @@ TRANSITIONS: dict[tuple[State, Input], State] = {
     (State.BINDING, Input.BIND): State.BINDING,
     (State.WAITING, Input.RECOVER): State.RECOVERING,
     (State.RECOVERING, Input.RECOVER): State.RECOVERING,
-    **{(state, Input.CONOK): State.BOUND for state in _STREAMING},
-    **{(state, Input.LOOP): State.BINDING for state in _STREAMING},
+    # CONOK answers a create or a bind, once a stream; LOOP ends a bound stream (tlcp.md
+    # §4.1). Either out of turn is a protocol error, never a rebind.
+    **{(state, Input.CONOK): State.BOUND
+       for state in (State.CREATING, State.BINDING, State.RECOVERING)},
+    (State.BOUND, Input.LOOP): State.BINDING,
     **{(state, Input.RETRY): State.WAITING for state in (*_STREAMING, State.WAITING)},
     **{(state, Input.FAIL): State.CLOSED for state in _ALL},
     **{(state, Input.CLOSE): State.CLOSED for state in _ALL},

@@ -209,6 +209,11 @@ class Session:
     def reading_paused(self) -> bool:
         return self._paused
 
+    def fail(self, error: LightstreamerError) -> None:
+        """End the session for good on the server's word (``ERROR``, ``REQERR`` 11/65/67)."""
+        if self.state is not State.CLOSED:
+            self._fatal(error)
+
     def restart(self, reason: str) -> None:
         """Abandon the current session and create a new one (e.g. after REQERR 20)."""
         if self.state in (State.CLOSED, State.IDLE):
@@ -278,7 +283,7 @@ class Session:
         self._stop_stream()
         if stream is not None:
             self._broken(TransportError(
-                f"no answer within {self.options.retry_delay:g} s", url=stream.url),
+                f"no answer within {self._liveness.head_timeout:g} s", url=stream.url),
                 timed_out=True, sent=bool(stream.request_sent))
 
     def _silent(self, reason: str) -> None:
@@ -392,7 +397,7 @@ class Session:
 
     # -- opening streams ---------------------------------------------------------------------
 
-    def _open(self, request: Request) -> None:
+    def _open(self, request: Request, head_timeout: float | None = None) -> None:
         self._stop_stream()
         self._attempt_started = self._clock.seconds()
         stream = self.choice.transport.open_stream(self.base_url, request, self._reader)
@@ -400,7 +405,7 @@ class Session:
         if self._paused:
             stream.pause_reading()
         # The whole head (up to CONOK) must arrive within the retry delay.
-        self._liveness.expect_head(self.options.retry_delay)
+        self._liveness.expect_head(head_timeout or self.options.retry_delay)
         stream.start()
 
     def _start_create(self, ttl: str | None = None) -> None:
@@ -414,12 +419,15 @@ class Session:
             f" ({ordinal(failed + 1)} attempt)" if failed else ""))
         if self.state is not State.CREATING:
             return  # a status callback closed the session
+        # A create may take the current retry delay (tlcp.md §7.2), 60 s asking for a TTL.
+        delay = self._policy(self._failed_creates) if self._failed_creates else 0.0
+        timeout = 60.0 if ttl else max(delay, self.options.retry_delay)
         self._open(create_session(
             supported_diffs=self.options.supported_diffs,
             ttl_millis=ttl,
             **self._connection_params(first=True),
             **self._create_args,
-        ))
+        ), timeout)
 
     def _start_bind(self) -> None:
         self._retry_call = None
@@ -499,10 +507,16 @@ class _Hooks:
         self._session._listener.error(error)
 
     def conok(self, conok: ConOk) -> None:
-        self._session._conok(conok)
+        if self._session._machine.accepts(Input.CONOK):
+            self._session._conok(conok)
+        else:
+            self.protocol_error(ProtocolError("a second CONOK on a bound stream"))
 
     def loop(self, loop: Loop) -> None:
-        self._session._loop(loop)
+        if self._session._machine.accepts(Input.LOOP):
+            self._session._loop(loop)
+        else:  # not a rebind: on a recovery stream that would lose what it was to resend
+            self.protocol_error(ProtocolError("LOOP before CONOK", f"LOOP,{loop.delay_ms}"))
 
     def conerr(self, conerr: ConErr) -> None:
         self._session._endings.conerr(conerr)
