@@ -148,3 +148,33 @@ def test_a_keys_overflow_comes_with_its_key() -> None:
     assert ov == [(1, 2)]  # the first level's only
     assert keyed == [("k1", 5)]
     run.close()
+
+
+def test_a_subcmd_whose_key_is_past_the_fields_fails_the_table() -> None:
+    # It raised IndexError at the first update (no LightstreamerError: the stream broke).
+    run = Run()
+    run.create()
+    table = Table(run.client, mode=MODE_COMMAND, item_ids=["portfolio"],
+                  schema=["key", "command"])
+    errors: list[Any] = []
+    table.on_error(errors.append)
+    run.sleep(0.5)
+    table._link.subscribed(1, 2, key_pos=3, command_pos=2)
+    assert table.state.name == "FAILED"
+    assert "key at 3 and command at 2 of 2 fields" in str(errors[0])
+    run.close()
+
+
+def test_a_refused_frequency_is_not_kept() -> None:
+    # The next subscription (a new session) asked for it again, and was refused again.
+    run = Run()
+    run.create()
+    table = Table(run.client, mode=MODE_MERGE, item_ids=["x"], schema=["v"], max_frequency=1)
+    run.net.wait(table.when_subscribed(), TIMEOUT)
+    _session(run).subscriptions[table.sub_id].unfiltered = True  # the server refuses (13)
+    failures: list[Any] = []
+    table.set_max_frequency(5).addErrback(failures.append)
+    run.until(lambda: failures)
+    assert failures[0].value.code == 13
+    assert table.max_frequency == 1
+    run.close()

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txlightstreamer._command import CommandKeys
 from txlightstreamer._item_update import ItemUpdate, Row, Value, changed_indexes
@@ -386,8 +387,15 @@ class Table(TableEvents, TableView):
             raise ValueError("an unfiltered subscription cannot change its frequency")
         if max_frequency == "unfiltered":
             raise ValueError("'unfiltered' can only be chosen when the table is created")
-        self.max_frequency = check_limit(max_frequency, "max_frequency")
-        return self._owner.reconf(self._link, max_frequency)
+        previous = self.max_frequency
+        self.max_frequency = asked = check_limit(max_frequency, "max_frequency")
+
+        def refused(failure: Failure) -> Failure:
+            if self.max_frequency == asked:  # the next subscription asks what is in force
+                self.max_frequency = previous
+            return failure
+
+        return self._owner.reconf(self._link, max_frequency).addErrback(refused)
 
     def updates(self, max_queue: int = 1000) -> UpdateQueue:
         """
@@ -420,7 +428,7 @@ class Table(TableEvents, TableView):
     def _subok(
         self, num_items: int, num_fields: int, key_pos: int = 0, command_pos: int = 0
     ) -> None:
-        problems = _name_fields(self, num_items, num_fields)
+        problems = _name_fields(self, num_items, num_fields, key_pos, command_pos)
         if problems:
             if self.sub_id is not None:
                 self._owner.abandon(self.sub_id)
@@ -619,12 +627,19 @@ class Table(TableEvents, TableView):
             dd.callback(None)
 
 
-def _name_fields(table: Table, num_items: int, num_fields: int) -> list[str]:
+def _name_fields(table: Table, num_items: int, num_fields: int, key_pos: int,
+                 command_pos: int) -> list[str]:
     """
-    Check a ``SUBOK``'s counts against the table's items and fields, and name them: the
-    names given, or None for a group or schema name the server expanded. The problems.
+    Check a ``SUBOK``'s (``SUBCMD``'s) counts against the table's items and fields, and
+    name them: the names given, or None for a group or schema name the server expanded.
+    The problems.
     """
     problems = []
+    if table.mode == MODE_COMMAND and not (
+            0 < key_pos <= num_fields and 0 < command_pos <= num_fields
+            and key_pos != command_pos):
+        problems.append(f"COMMAND subscription with key at {key_pos} and command at "
+                        f"{command_pos} of {num_fields} fields")
     if num_items > MAX_TABLE_SIZE or num_fields > MAX_TABLE_SIZE:
         problems.append(f"{num_items} items x {num_fields} fields is more than this "
                         f"client accepts ({MAX_TABLE_SIZE} of each)")
