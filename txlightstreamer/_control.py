@@ -159,17 +159,31 @@ class ControlChannel:
         size = 0
         limit = max(session.request_limit, 1)
         name: str | None = None
+        unwritable: list[tuple[_Pending, Exception]] = []
         while self._queue:
             pending = self._queue[0]
             req_id = self.next_request_id()
-            request = pending.build(req_id)
-            line = len(request.encode()) + 2
+            try:
+                request = pending.build(req_id)
+                line = len(request.encode()) + 2
+            except Exception as exc:  # a request that cannot be written fails alone
+                self._queue.popleft()
+                unwritable.append((pending, exc))
+                continue
             if batch and (request.name != name or size + line > limit):
                 break
             self._queue.popleft()
             name = request.name
             batch.append((pending, request, req_id))
             size += line
+        try:
+            if batch:
+                self._send_batch(session, session.session_id, batch)
+        finally:  # told once the batch is on its way: a callback may queue more
+            for pending, error in unwritable:
+                pending.deferred.errback(error)
+
+    def _send_batch(self, session: Session, session_id: str, batch: _Batch) -> None:
         self._sent()
         stream = session.stream
         if IRequestStream.providedBy(stream):
@@ -184,7 +198,7 @@ class ControlChannel:
             return
         self._busy = True
         d = self._transport.send_control(
-            session.base_url, session.session_id, [r for _, r, _ in batch])
+            session.base_url, session_id, [r for _, r, _ in batch])
         # The whole reply, body included, in bounded time: a stuck one would block the queue.
         d.addTimeout(self.answer_timeout, self._clock)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
@@ -215,6 +229,14 @@ class ControlChannel:
         else:
             for pending in awaiting.values():
                 pending.deferred.errback(error)
+
+    def discard(self, request: Deferred[None] | None) -> None:
+        """Never send (again) the request of ``request``, and never fire it."""
+        self._queue = deque(p for p in self._queue if p.deferred is not request)
+        for req_id, pending in list(self._awaiting.items()):
+            if pending.deferred is request:
+                pending.stop_waiting()
+                del self._awaiting[req_id]
 
     def fail_all(self, error: LightstreamerError) -> None:
         """Fail every queued or unanswered request (the session is over); stop retrying."""

@@ -35,7 +35,7 @@ _UNORDERED = "UNORDERED_MESSAGES"
 class _Outgoing:
     """One message on its way; its progressive is fixed on first send, per session."""
 
-    __slots__ = ("text", "sequence", "delay_timeout", "deferred", "prog", "epoch")
+    __slots__ = ("text", "sequence", "delay_timeout", "deferred", "prog", "epoch", "request")
 
     def __init__(self, text: str, sequence: str | None, delay_timeout: float | None) -> None:
         self.text = text
@@ -44,6 +44,8 @@ class _Outgoing:
         self.deferred: Deferred[str | None] = Deferred()
         self.prog: int | None = None
         self.epoch = -1
+        #: The control channel's Deferred of its ``msg`` request, once queued.
+        self.request: Deferred[None] | None = None
 
 
 class MessageManager:
@@ -54,23 +56,33 @@ class MessageManager:
         self._progs: dict[str, int] = {}
         self._waiting: dict[tuple[str, int], _Outgoing] = {}
 
-    def new_session(self) -> None:
-        """A new session: every sequence restarts; outcomes of the old one never come."""
+    def new_session(self) -> list[_Outgoing]:
+        """
+        A new session: every sequence restarts; outcomes of the old one never come. The
+        messages sent in the old one are aborted, and returned: their requests must not go
+        again (a message not sent yet goes in the new session).
+        """
         self._epoch += 1
         self._progs.clear()
-        self.abort_all(SessionLostError("the session ended before the message's outcome"))
+        return self.abort_all(SessionLostError("the session ended before the message's outcome"))
 
-    def abort_all(self, error: LightstreamerError) -> None:
+    def abort_all(self, error: LightstreamerError) -> list[_Outgoing]:
+        """Fail every message sent and waiting for its outcome; those messages."""
         waiting, self._waiting = self._waiting, {}
         for out in waiting.values():
             if not out.deferred.called:
                 out.deferred.errback(error)
+        return list(waiting.values())
 
     def prepare(
         self, text: str, sequence: str | None, delay_timeout: float | None
     ) -> _Outgoing:
         if not isinstance(text, str):
             raise TypeError("message text must be a str")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: no UTF-8 (tlcp.md §2.4) has it
+            raise ValueError(f"message text is not valid Unicode: {e.reason}") from None
         if sequence is not None:
             if sequence == _UNORDERED or not sequence or not all(
                 c.isascii() and (c.isalnum() or c == "_") for c in sequence
@@ -99,12 +111,12 @@ class MessageManager:
 
     def refused(self, out: _Outgoing, error: LightstreamerError) -> None:
         """The ``msg`` request itself failed (REQERR, transport, session loss)."""
+        if isinstance(error, ServerError) and error.code in (32, 33):
+            return  # a resent duplicate: the first one's outcome comes (or came)
         if out.prog is not None:
             self._waiting.pop((out.sequence or _UNORDERED, out.prog), None)
         if out.deferred.called:
             return
-        if isinstance(error, ServerError) and error.code in (32, 33):
-            return  # a late duplicate of something already handled
         if isinstance(error, ServerError) and not isinstance(error, MessageError):
             error = MessageError(error.code, error.message, error.tag)
         out.deferred.errback(error)
@@ -116,22 +128,25 @@ class MessageManager:
             out = self._waiting.pop((key, n.prog), None)
             if out is None:
                 return False
-            out.deferred.callback(n.response)
+            if not out.deferred.called:
+                out.deferred.callback(n.response)
             return True
         if n.code in (32, 33):
             return True  # late duplicates: the original outcome stands
-        progs = [n.prog]
+        count = 1
         if n.code == 39:
             # "this and some preceding progressives": the count is in the message text.
             try:
                 count = max(1, int(n.message))
             except ValueError:
-                count = 1
-            progs = list(range(n.prog - count + 1, n.prog + 1))
+                pass
+        # The waiting ones in that range (the count is the server's: never a range of it).
+        progs = sorted(prog for seq, prog in self._waiting
+                       if seq == key and n.prog - count < prog <= n.prog)
         found = False
         for prog in progs:
-            out = self._waiting.pop((key, prog), None)
-            if out is None:
+            out = self._waiting.pop((key, prog))
+            if out.deferred.called:
                 continue
             found = True
             error: MessageError

@@ -414,12 +414,16 @@ class LsClient(ClientEvents):
         if self._destroyed or self._destroying is not None:
             raise ClientStateError("this client was destroyed")
         out = self._messages.prepare(text, sequence, delay_timeout)
-        if not self._session.bound and not enqueue_while_disconnected:
+        # As the SDK: only a DISCONNECTED client refuses (between polls, or while the
+        # first session is created, it queues).
+        away = self._session.status.startswith("DISCONNECTED")
+        if away and not enqueue_while_disconnected:
             out.deferred.errback(SessionLostError(
                 "not connected: pass enqueue_while_disconnected=True to queue the message"))
             return out.deferred
-        sent = self._control.send(lambda req_id: self._messages.build(out, req_id),
-                                  any_session=enqueue_while_disconnected)
+        sent = out.request = self._control.send(
+            lambda req_id: self._messages.build(out, req_id),
+            any_session=enqueue_while_disconnected or self._session.session_id is None)
 
         def refused(failure: Failure) -> None:
             error = failure.value
@@ -461,7 +465,8 @@ class _SessionEvents:
         stale = client._control.new_session()
         info = SessionInfo(conok, continuity)
         client.session_info = info
-        client._messages.new_session()
+        for aborted in client._messages.new_session():
+            client._control.discard(aborted.request)  # told lost: never sent again
         for lost in stale:
             lost.errback(SessionLostError("the session was replaced"))
         client._registry.session_started()
