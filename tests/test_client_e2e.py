@@ -232,7 +232,7 @@ async def test_destroy_closes_everything(server: TlcpServer) -> None:
     await c.client.destroy()
     assert c.client.state == STATE_DISCONNECTED
     assert table.state == "deleted"
-    await wait_until(lambda: not any(s.alive for s in server.sessions.values()))
+    await wait_until(lambda: all(s.closed for s in server.sessions.values()))
 
 
 @pytest_twisted.ensureDeferred

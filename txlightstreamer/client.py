@@ -49,6 +49,7 @@ from txlightstreamer.protocol import (
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.states import ConnectionState, Continuity, Status
 from txlightstreamer.transport import TransportOptions, make_transports
+from txlightstreamer.transport.interfaces import IRequestStream
 
 __all__ = [
     "STATE_CONNECTED",
@@ -339,6 +340,13 @@ class LsClient(ClientEvents):
         self._heartbeat.stop()
         session_id = self._session.session_id if self._session.bound else None
         base_url = self._session.base_url
+        stream = self._session.stream
+        if session_id is not None and IRequestStream.providedBy(stream):
+            # On a WebSocket the destroy goes on it first, as the official clients send it
+            # (a gateway may pass WebSocket and refuse POSTs); over HTTP too, below, as the
+            # one destroy() can wait for.
+            stream.send_requests([destroy(self._control.next_request_id(), session_id=None,
+                                          close_socket=True)])
         # Close our side first: whatever the stream says now (END 31...) is moot.
         self._session.close()
 

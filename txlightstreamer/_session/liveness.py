@@ -17,6 +17,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 __all__ = ["Liveness", "LivenessOwner", "Phase"]
 
 
+def silence_limit(keepalive_ms: int | None, polling: bool, retry_delay: float) -> float:
+    """Longest silence before the liveness timer acts, in seconds."""
+    limit = (keepalive_ms or 0) / 1000.0
+    # Polling: the server answers within its idle time, or something is wrong.
+    return limit + retry_delay if polling else limit
+
+
 class Phase(enum.Enum):
     OFF = "off"  # no stream watched
     HEAD = "head"  # the answer (up to CONOK) must arrive before the timer fires

@@ -103,15 +103,22 @@ class SessionOptions:
                                  self.max_retry_delay, jitter)
 
     def connection_params(
-        self, kind: Kind, granted_keepalive_ms: int | None, first: bool
+        self, kind: Kind, granted_keepalive_ms: int | None, first: bool,
+        poll_pace: dict[str, int] | None = None,
     ) -> dict[str, Any]:
-        """The create/bind parameters of a kind of transport."""
+        """
+        The create/bind parameters of a kind of transport. ``poll_pace`` holds what the
+        session learned for its polls: the last ``LOOP`` delay (``polling_millis``) and
+        the idle time the last polling ``CONOK`` granted (``idle_millis``), which the
+        official clients ask for in the next poll (tlcp.md §3.2, §7.3).
+        """
         channel, polling = kind
         if polling:
             return {
                 "polling": True,
                 "polling_millis": int(self.polling_interval * 1000),
                 "idle_millis": int(self.idle_timeout * 1000),
+                **(poll_pace or {}),
             }
         keepalive = self.keepalive_millis
         if keepalive and not first and granted_keepalive_ms:

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from txlightstreamer._session.attempts import FailedAttempts, ordinal
 from txlightstreamer._session.endings import Endings
-from txlightstreamer._session.liveness import Liveness
+from txlightstreamer._session.liveness import Liveness, silence_limit
 from txlightstreamer._session.machine import Input, Machine, State
 from txlightstreamer._session.options import RetryPolicy, SessionOptions
 from txlightstreamer._session.reader import StreamReader
@@ -118,6 +118,7 @@ class Session:
         self.session_id: str | None = None
         self.request_limit = 50_000
         self.keepalive_ms: int | None = None
+        self._poll_pace: dict[str, int] = {}  # learned for the next polls: see options
 
         self._create_args: dict[str, Any] = {}
         # The current stream: None between connections and once LOOP, END or an error
@@ -187,10 +188,7 @@ class Session:
             self._set_status(Status.DISCONNECTED, "closed by the client")
 
     def pause_reading(self) -> None:
-        """
-        Stop reading the stream (back-pressure from a slow consumer). Kept across rebinds;
-        the liveness timers do not count a silence we caused.
-        """
+        """Stop reading (back-pressure), across rebinds; the silence is not the server's."""
         if not self._paused:
             self._paused = True
             self._liveness.pause()
@@ -236,12 +234,16 @@ class Session:
             return
         self.request_limit = conok.request_limit
         self.keepalive_ms = conok.keepalive_ms
+        if self.choice.polling and conok.keepalive_ms:
+            self._poll_pace["idle_millis"] = conok.keepalive_ms
         if conok.control_link:
             self.base_url = _control_url(self._configured_url, conok.control_link)
         previous = self._machine.feed(Input.CONOK)
         self._recovery_started = None
         self._attempts.succeeded()
-        self._liveness.bound(self._silence_limit(), self.choice.polling,
+        self._liveness.bound(
+            silence_limit(self.keepalive_ms, self.choice.polling, self.options.retry_delay),
+            self.choice.polling,
                              watched=bool(conok.keepalive_ms))
         self._set_status(kind_status(self.kind), _BOUND_REASONS[previous])
         if previous is State.CREATING:
@@ -265,6 +267,8 @@ class Session:
         # The server may only ask to wait less than the polling interval we requested.
         limit = self.options.polling_interval if self.choice.polling else 0.0
         delay = min(loop.delay_ms / 1000.0, limit)
+        if self.choice.polling:
+            self._poll_pace["polling_millis"] = int(delay * 1000)
         if loop.delay_ms > limit * 1000 + 1:
             self._listener.error(ProtocolError(
                 f"LOOP asks to wait {loop.delay_ms} ms, more than the {limit * 1000:g} ms "
@@ -289,14 +293,6 @@ class Session:
     def _silent(self, reason: str) -> None:
         self._stop_stream()
         self._broken(TransportError(reason))
-
-    def _silence_limit(self) -> float:
-        """Longest silence before the liveness timer acts, in seconds."""
-        limit = (self.keepalive_ms or 0) / 1000.0
-        if self.choice.polling:
-            # Polling: the server answers within its idle time, or something is wrong.
-            return limit + self.options.retry_delay
-        return limit
 
     # -- failures and retries ----------------------------------------------------------------
 
@@ -404,8 +400,11 @@ class Session:
         self._stream = stream
         if self._paused:
             stream.pause_reading()
-        # The whole head (up to CONOK) must arrive within the retry delay.
-        self._liveness.expect_head(head_timeout or self.options.retry_delay)
+        # The whole head (up to CONOK) must arrive within the retry delay, or the longer
+        # time a create may take: the stream's own first wait is not cut shorter either.
+        timeout = head_timeout or self.options.retry_delay
+        stream.connect_timeout = max(getattr(stream, "connect_timeout", 0.0), timeout)
+        self._liveness.expect_head(timeout)
         stream.start()
 
     def _start_create(self, ttl: str | None = None) -> None:
@@ -413,6 +412,7 @@ class Session:
         self._machine.feed(Input.CREATE)
         self.base_url = self._configured_url
         self.session_id = None
+        self._poll_pace = {}
         self._reader.creating()
         failed = self._attempts.count
         self._set_status(Status.CONNECTING, "creating a session" + (
@@ -451,7 +451,7 @@ class Session:
             self.session_id, recovery_from=self.data_count, **self._connection_params()))
 
     def _connection_params(self, first: bool = False) -> dict[str, Any]:
-        return self.options.connection_params(self.kind, self.keepalive_ms, first)
+        return self.options.connection_params(self.kind, self.keepalive_ms, first, self._poll_pace)
 
     def _stop_stream(self) -> None:
         self._parked = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote, quote_plus
+
 __all__ = [
     "CONTROL_CODES",
     "RETRYABLE_CONERR",
@@ -21,11 +23,18 @@ MAX_LINE_EXCERPT = 200
 _PASSWORD_MARK = "LS_password="
 
 
-def redact_line(line: str) -> str:
-    """Redact any password and truncate ``line`` for safe display."""
-    cut = line.find(_PASSWORD_MARK)
+def redact_line(line: str, secret: str | None = None) -> str:
+    """
+    Redact any password and truncate ``line`` for safe display: what follows the
+    ``LS_password=`` field (in any case), and ``secret`` wherever it appears, as given or
+    percent-encoded (an error page may quote the form's fields another way).
+    """
+    cut = line.lower().find(_PASSWORD_MARK.lower())
     if cut >= 0:
         line = line[:cut] + _PASSWORD_MARK + "***"
+    if secret:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret, safe="")}:
+            line = line.replace(form, "***")
     if len(line) > MAX_LINE_EXCERPT:
         line = line[:MAX_LINE_EXCERPT] + "…"
     return line

@@ -96,7 +96,8 @@ class StreamBase:
         self._request = request
         self._sink = sink
         self._clock = clock
-        self._connect_timeout = connect_timeout
+        #: Seconds to wait for the first answer; the session may raise it before `start`.
+        self.connect_timeout = connect_timeout
         self._stopped = False
         self._ended = False
         self.request_sent = False
@@ -159,7 +160,7 @@ class StreamBase:
         raise NotImplementedError
 
     def _arm_timeout(self) -> None:
-        self._timeout = self._clock.callLater(self._connect_timeout, self._timed_out)
+        self._timeout = self._clock.callLater(self.connect_timeout, self._timed_out)
 
     def _cancel_timeout(self) -> None:
         if self._timeout is not None and self._timeout.active():
@@ -172,7 +173,7 @@ class StreamBase:
             self._expire()
 
     def _timeout_error(self, what: str) -> TransportError:
-        return TransportError(f"{what} within {self._connect_timeout:g} s", url=self.url)
+        return TransportError(f"{what} within {self.connect_timeout:g} s", url=self.url)
 
     def _deliver(self, lines: list[bytes]) -> None:
         if lines and not (self._stopped or self._ended):

@@ -259,20 +259,22 @@ def request_headers(
     return headers
 
 
-def _readable(body: bytes) -> str:
-    """An error page as one short line of text: an HTML page's tags go (issue 19)."""
+def _readable(body: bytes, secret: str | None = None) -> str:
+    """
+    An error page as one short line of text: an HTML page's tags go (issue 19), and so
+    does the password (``secret``), which a proxy may echo in any form.
+    """
     text = body[:4000].decode("utf-8", "replace")
     if re.search(r"<(!doctype|html|head|body|title|h1|p)\b", text, re.I):
         text = re.sub(r"<(script|style)\b.*?</\1\s*>", " ", text, flags=re.I | re.S)
         text = html.unescape(re.sub(r"<[^>]*>", " ", text))
-    text = " ".join(text.split())
-    return text if len(text) <= 200 else text[:199] + "…"
+    return redact_line(" ".join(text.split()), secret)
 
 
-def _status_error(response: Any, body: bytes, url: str) -> TransportError:
+def _status_error(response: Any, body: bytes, url: str,
+                  secret: str | None = None) -> TransportError:
     code = int(response.code)
-    # A proxy may echo the request body (password included) in its error page.
-    snippet = redact_line(_readable(body))
+    snippet = _readable(body, secret)
     # Server-side failures may pass; client-side ones (4xx, redirects) will not.
     retryable = code >= 500
     kind = "redirect" if 300 <= code < 400 else "HTTP error"
@@ -346,7 +348,8 @@ class HttpStream(StreamBase):
         if code != 200:
             _read_short_body(response).addBoth(
                 lambda body: self._finish(Failure(_status_error(
-                    response, body if isinstance(body, bytes) else b"", self.url)))
+                    response, body if isinstance(body, bytes) else b"", self.url,
+                    self._request.get("LS_password"))))
             )
             return
         if b"html" in ctype:

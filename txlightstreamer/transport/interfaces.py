@@ -39,6 +39,9 @@ class IStream(Interface):
     request_sent = Attribute(
         "Whether the request went out on an open connection, so the server may have acted "
         "on it (False: the connection failed first, e.g. a WebSocket that did not open).")
+    connect_timeout = Attribute(
+        "Seconds the stream waits for its first answer before it fails; may be raised "
+        "before `start` (a create the server may hold longer).")
 
     def start() -> None:
         """Send the request; lines may reach the sink before this returns."""

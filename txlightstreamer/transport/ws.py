@@ -34,6 +34,7 @@ from zope.interface import implementer
 from txlightstreamer._version import __version__
 from txlightstreamer.errors import ProtocolError, TransportError
 from txlightstreamer.protocol import WSOK_MESSAGE, Request, ws_message, ws_subprotocol
+from txlightstreamer.protocol.errors import redact_line
 from txlightstreamer.transport._base import StreamBase, connection_error, describe_failure
 from txlightstreamer.transport._endpoints import EndpointRouter
 from txlightstreamer.transport._lines import split_lines
@@ -293,7 +294,9 @@ class WsStream(StreamBase):
             return
         proto.sendMessage(WSOK_MESSAGE.encode("ascii"), isBinary=False)
         proto.sendMessage(ws_message([self._request]).encode("utf-8"), isBinary=False)
-        self.request_sent = True
+        # A create before WSOK is Stream-Sense's "WebSocket unavailable" (tlcp.md §7.2): at
+        # most the server made a session we never hear of, and HTTP creates another.
+        self.request_sent = self._request.name != "create_session"
         self._producer_ready()
 
     def _producer(self) -> Any:
@@ -330,9 +333,11 @@ class WsStream(StreamBase):
             if not self._wsok:
                 if line != _WSOK:
                     log.warn("Ignoring {line!r} received before WSOK on {url}",
-                             line=line[:80], url=self.url)
+                             line=redact_line(line[:80].decode("utf-8", "replace")),
+                             url=self.url)
                     continue
                 self._wsok = True
+                self.request_sent = True
             kept.append(line)
         self._deliver(kept)
 
