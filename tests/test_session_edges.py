@@ -7,6 +7,10 @@ sessions, and ERROR ending the session.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
 from txlightstreamer._session import State
 from txlightstreamer.errors import ProtocolError, ServerError, TransportError
 
@@ -124,3 +128,21 @@ def test_error_on_the_stream_ends_the_session() -> None:
     run.until(lambda: run.client.status == "DISCONNECTED")
     assert any(isinstance(e, ServerError) and e.code == 67 for e in run.errors)
     run.close()
+
+
+def test_a_session_ended_with_no_on_error_is_logged_critical() -> None:
+    # Twisted prints only critical events before the application begins logging: with no
+    # on_error, a session the server ended was a silent DISCONNECTED.
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        run = Run()
+        run.client.remove_callback(run.errors.append)
+        run.subscribe()
+        run.server.faults.end_streams(32, "closed by the administrator")
+        run.until(lambda: run.client.status == "DISCONNECTED")
+        run.close()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    critical = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.critical]
+    assert any("closed by the administrator" in text for text in critical)

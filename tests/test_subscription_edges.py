@@ -178,3 +178,32 @@ def test_a_refused_frequency_is_not_kept() -> None:
     assert failures[0].value.code == 13
     assert table.max_frequency == 1
     run.close()
+
+
+def test_a_callback_that_removes_itself_makes_no_other_miss_the_event() -> None:
+    # The next callback slid into its place in the list and missed that event.
+    run = Run()
+    run.subscribe()
+    table = run.table
+    rows: list[str] = []
+
+    def first_row_only(item: int, row: Any) -> None:
+        rows.append("one-shot")
+        table.remove_callback(first_row_only)
+
+    table.on_update(first_row_only)
+    table.on_update(lambda item, row: rows.append(f"app {row[0]}"))
+    run.publish(range(100, 102))
+    run.until(lambda: 101 in run.got)
+    assert rows == ["one-shot", "app 100", "app 101"]
+    seen: list[str] = []
+
+    def first_error_only(error: Any) -> None:
+        seen.append("one-shot")
+        run.client.remove_callback(first_error_only)
+
+    run.client.on_error(first_error_only)
+    run.client.on_error(lambda error: seen.append("app"))
+    run.client._error(ValueError("x"))  # type: ignore[arg-type]
+    assert seen == ["one-shot", "app"]
+    run.close()

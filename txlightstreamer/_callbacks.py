@@ -51,7 +51,8 @@ class CallbackList:
         return bool(self._callbacks)
 
     def __call__(self, *args: Any) -> None:
-        for callback in self._callbacks:
+        # The callbacks as the event began: one that removes itself skips no other.
+        for callback in tuple(self._callbacks):
             try:
                 callback(*args)
             except Exception as exc:

@@ -617,8 +617,8 @@ class Table(TableEvents, TableView):
         self.sub_id = None
         self._deleted_cbs()
         self._error_cbs(error)
-        if not self._error_cbs:
-            log.error("Subscription {table!r} failed: {error}", table=self, error=error)
+        if not self._error_cbs:  # critical: what Twisted prints before logging begins
+            log.critical("Subscription {table!r} failed: {error}", table=self, error=error)
         waiters, self._subscribed_waiters = self._subscribed_waiters, []
         for d in waiters:
             d.errback(error)

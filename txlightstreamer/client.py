@@ -444,9 +444,11 @@ class LsClient(ClientEvents):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _error(self, error: LightstreamerError) -> None:
+    def _error(self, error: LightstreamerError, final: bool = False) -> None:
         if self._error_cbs:
             self._error_cbs(error)
+        elif final:  # critical: what Twisted prints before the application logs anything
+            log.critical("Session ended: {error} (no on_error callback)", error=error)
         else:
             log.error("{error}", error=error)
 
@@ -515,7 +517,7 @@ class _SessionEvents:
         if error is not None:
             # Ended for good: create_session may start again; the tables wait for it.
             client._started = False
-            client._error(error)
+            client._error(error, final=True)
             client._fail_create(error)
 
     def status_changed(self, status: str, reason: str | None) -> None:

@@ -648,7 +648,7 @@ def deliver(lane: Lane, item: int, row: Row) -> None:
         except Exception as exc:
             lane.callback_failed(factory, exc)
             return
-    for callback in lane.callbacks:
+    for callback in tuple(lane.callbacks):  # one that removes itself skips no other
         try:
             callback(item, arg)
         except Exception as exc:
