@@ -145,6 +145,9 @@ def test_the_redis_password_comes_from_the_url_a_file_or_the_environment(
     o = parse("--demo", "--sink", "redis://:from-url@h:1/2?stream=s")
     assert o.sink is not None and o.sink.password == "from-url"
     assert "from-url" not in repr(dict(o)) and o["sink"] == "redis://h:1/2?stream=s"
+    # Other local users see a command line: said at start-up (never the password itself).
+    assert any("--sink URL holds the Redis password" in w for w in o.warnings)
+    assert not any("from-url" in w for w in o.warnings)
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
     o = parse("--demo", "--sink", "redis://h", "--sink-password-file", str(secret))
@@ -568,3 +571,33 @@ async def test_a_standby_serves_health_and_metrics(feed: TlcpServer, redis: Redi
     finally:
         await holder.service.stopService()
         await standby.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_relay_skips_an_entry_it_cannot_take_and_reads_on(redis: RedisServer) -> None:
+    # An update whose values were a string stopped the read loop for good (healthz stayed
+    # ok), and any relay started later on that stream exited at once.
+    sink = RedisSink(parse_redis_url(redis.url), clock=reactor, encode=encode_event)
+    await sink.start()
+    sink.write({"event": "session", "session_id": "S", "continuity": "new"})
+    sink.write({"event": "subscribed", "sub": 0, "mode": "MERGE", "items": ["a"],
+                "fields": ["x"]})
+    sink.write({"event": "session", "session_id": "S", "continuity": ["new"]})
+    sink.write({"event": "update", "sub": 0, "item": "a", "values": "abc"})
+    sink.write({"event": "update", "sub": 0, "item": "a", "values": {"x": "1"}})
+    await sink.stop()
+    bridge = Bridge("--source", redis.url, "--http-port", "tcp:0")
+    service = bridge.service
+    try:
+        service.startService()
+        await wait_until(lambda: service.http is not None and service.http.port is not None,
+                         what="the port")
+        assert service.http is not None
+        port = service.http.port.getHost().port
+        await wait_until(lambda: service.source is not None and service.source.read == 5,
+                         what="every entry read")
+        await wait_until(lambda: bool(service.source and service.source.connected),
+                         what="reading on")
+        assert await _health(port) == 200
+    finally:
+        await service.stopService()

@@ -284,6 +284,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"bad --{option}: {e}") from None
         self[option] = target.address + f"?stream={target.stream}"  # never the password
         if target.password is not None:
+            self.warnings.append(
+                f"the --{option} URL holds the Redis password, which other local users "
+                "see on the command line: prefer --sink-password-file or "
+                f"{REDIS_PASSWORD_ENV}")
             return target
         path = self["sink-password-file"]
         if path is not None:

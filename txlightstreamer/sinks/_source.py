@@ -10,7 +10,7 @@ Any number of sources can read one stream; none of them changes it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -39,6 +39,12 @@ def stream_id_key(entry_id: str) -> tuple[int, int] | None:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def resets(event: Mapping[str, Any]) -> bool:
+    """A ``session`` event that starts the state afresh (a new or replaced session)."""
+    continuity = event.get("continuity")
+    return isinstance(continuity, str) and continuity in RESET_CONTINUITIES
 
 
 def _event_of(fields: Any) -> dict[str, Any] | None:
@@ -134,7 +140,7 @@ class RedisSource:
             for entry_id, fields in entries:
                 event = _event_of(fields)
                 if event is not None and event["event"] == "session" and \
-                        event.get("continuity") in RESET_CONTINUITIES:
+                        resets(event):
                     return self._history(_text(entry_id), inclusive=True)
             if len(entries) < self._count:  # reached the oldest entry: start from it
                 return self._history("-", inclusive=True)
@@ -164,7 +170,11 @@ class RedisSource:
             if event is None:
                 continue
             self.read += 1
-            self._on_entry(self.last_id, event)
+            try:
+                self._on_entry(self.last_id, event)
+            except Exception:  # an entry we cannot take stops nothing: the next ones count
+                log.failure("Skipping stream entry {entry_id} of {stream}",
+                            entry_id=self.last_id, stream=self.target.stream)
 
     def _read(self) -> None:
         self._retry = None
@@ -173,7 +183,7 @@ class RedisSource:
         d: Deferred[Any] = self._connection.execute_command(
             "XREAD", "COUNT", self._count, "BLOCK", self._block_ms,
             "STREAMS", self.target.stream, self.last_id)
-        d.addCallbacks(self._got, self._failed)
+        d.addCallback(self._got).addErrback(self._failed)  # _got's own failure too
 
     def _got(self, reply: Any) -> None:
         self._set_connected(True, None)

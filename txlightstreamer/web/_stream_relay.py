@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.web.server import Request
 
-from txlightstreamer.sinks._source import RESET_CONTINUITIES, stream_id_key
+from txlightstreamer.sinks._source import resets, stream_id_key
 from txlightstreamer.web._relay import RelayBase, RelayOptions
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ class _Sub:
         item = str(event.get("item") if event.get("item") is not None else event.get("pos"))
         if item not in self.items:
             self.items.append(item)
-        values: dict[str, Any] = dict(event.get("values") or {})
+        given = event.get("values")
+        values: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
         for name in values:
             if name not in self.fields:
                 self.fields.append(name)
@@ -104,7 +105,7 @@ class StreamState:
             self.status = event.get("status")
         elif kind == "session":
             self.session = dict(event)
-            if event.get("continuity") in RESET_CONTINUITIES:
+            if resets(event):
                 self.subs.clear()
         elif kind == "subscribed" and isinstance(event.get("sub"), int):
             self.subs[event["sub"]] = _Sub(event["sub"], event)
