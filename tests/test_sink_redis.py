@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from txlightstreamer.sinks import (
     RedisLease,
@@ -399,3 +402,30 @@ async def test_script_load_refused_after_start_switches_to_eval(redis: RedisServ
     numbers = [e["values"]["n"] for _, e in await _entries(redis.url)]
     assert numbers == [str(n) for n in range(300)] and sink.written == 300
     assert _errors(redis, "NOSCRIPT") >= 1 and _errors(redis, "NOPERM") == 1
+
+
+def test_events_in_flight_when_the_lease_is_lost_are_never_sent_again() -> None:
+    # Their batches failed after the lease was lost; the bridge got the lease back later
+    # and wrote them under new ids after another bridge's session (review).
+    clock = Clock()
+    sink = RedisSink(parse_redis_url("redis://127.0.0.1:1"), clock=clock, batch_size=2)
+    sent: list[tuple[list[Any], Deferred[Any]]] = []
+
+    def append(keys: list[str], args: list[Any], datas: list[bytes]) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        sent.append(([json.loads(bytes(x)) for x in datas], d))
+        return d
+
+    sink._append = append
+    sink._connection = object()
+    for n in range(3):
+        sink.write({"event": "update", "n": n})
+    clock.advance(0)
+    assert [[e["n"] for e in events] for events, _ in sent] == [[0, 1], [2]]
+    assert sink.discard() == 0  # all three are in flight
+    sent[0][1].errback(Failure(ConnectionError("Redis went away")))
+    sent[1][1].errback(Failure(ConnectionError("Redis went away")))
+    assert sink.depth == 0  # not kept for a retry
+    sink.write({"event": "session", "continuity": "new"})
+    clock.advance(5)
+    assert [[e["event"] for e in events] for events, _ in sent[2:]] == [["session"]]

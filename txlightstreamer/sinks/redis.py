@@ -95,6 +95,8 @@ class RedisSink:
         #: Events sent and not answered yet, and the size of each batch in flight.
         self._in_flight = 0
         self._batches: deque[int] = deque()
+        #: Of those in flight, the events of a lost lease: written, or dropped if they fail.
+        self._stale = 0
         self._failing = False
         self._failure = ""
         self._last_ms = 0
@@ -302,11 +304,16 @@ class RedisSink:
         return top.addCallback(got).addBoth(done)
 
     def discard(self) -> int:
-        """Forget the events not sent yet (a lost lease's); returns how many."""
+        """
+        Forget the events not sent yet (a lost lease's); returns how many. Those in flight
+        are written, or if their batches fail, forgotten too: never sent again, under new
+        ids after another writer's session (see `_after_failure`).
+        """
         keep = self._head + self._in_flight
         count = len(self._buffer) - keep
         del self._buffer[keep:]
         del self._ids[keep:]
+        self._stale = self._in_flight
         return count
 
     def _flush(self) -> None:
@@ -364,6 +371,7 @@ class RedisSink:
                 self._after_failure()
             return
         self._pop(count)
+        self._stale = max(0, self._stale - count)
         self._set_connected(True, None)
         if self._dropped_unreported and self.depth < self._buffer_limit:
             self._report_drops()  # even if no event comes after the drops
@@ -387,6 +395,12 @@ class RedisSink:
         self._failing = False
         self._in_flight = 0
         text = self._failure
+        if self._stale:  # a lost lease's events: not sent again
+            stale, self._stale = min(self._stale, len(self._buffer) - self._head), 0
+            del self._buffer[self._head:self._head + stale]
+            del self._ids[self._head:self._head + stale]
+            log.warn("{sink}: {n} more events of the lost lease's session not written",
+                     sink=self, n=stale)
         if text.startswith("LEASE"):
             log.warn("{sink}: the lease was lost; not writing", sink=self)
             if self.lease is not None:
