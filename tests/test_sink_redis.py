@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -429,3 +429,26 @@ def test_events_in_flight_when_the_lease_is_lost_are_never_sent_again() -> None:
     sink.write({"event": "session", "continuity": "new"})
     clock.advance(5)
     assert [[e["event"] for e in events] for events, _ in sent[2:]] == [["session"]]
+
+
+def test_a_standby_lease_says_whether_redis_answers() -> None:
+    # A standby writes nothing: /healthz read the sink's state, frozen at its last write.
+    clock = Clock()
+    lease = RedisLease(parse_redis_url("redis://127.0.0.1:1"), "a", clock=clock, ttl=10.0)
+    answers: list[Any] = [ConnectionError("Redis went away")]
+
+    class Connection:
+        def execute_command(self, *args: Any) -> Deferred[Any]:
+            answer = answers[0]
+            if isinstance(answer, Exception):
+                return fail(answer)
+            return succeed(answer)
+
+    lease.start(Connection())
+    assert not lease.reachable and lease.state == "standby"
+    answers[0] = None  # SET NX answered: another bridge holds it
+    clock.advance(1.0)
+    assert lease.reachable and lease.state == "standby"
+    answers[0] = ConnectionError("Redis went away again")
+    clock.advance(1.0)
+    assert not lease.reachable

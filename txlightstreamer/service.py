@@ -587,10 +587,10 @@ def _health(service: LsService) -> str | None:
     """None while healthy (``/healthz`` 200), else why not (503)."""
     if service.stream_relay is not None:
         return None if service.stream_relay.connected else "the Redis stream is not read"
-    if service.redis is not None and not service.redis.sink.connected:
+    if service.redis is not None and not service.redis.connected:
         return "Redis is unavailable"
     if service.redis is not None and service.redis.standby:
-        return None  # a standby is ready to take over
+        return None  # a standby that reaches Redis is ready to take over
     status = service.client.status if service.client is not None else "DISCONNECTED"
     return None if str(status).startswith("CONNECTED") else f"Lightstreamer: {status}"
 

@@ -136,6 +136,13 @@ class RedisSinkService(Service):
         """Whether this bridge waits for its lease."""
         return self.lease is not None and not self.lease.held
 
+    @property
+    def connected(self) -> bool:
+        """Whether Redis answers: the sink's writes tell, or a standby's lease attempts."""
+        if self.lease is not None and not self.lease.held:
+            return self.lease.reachable  # a standby writes nothing
+        return self.sink.connected
+
     def values(self) -> dict[str, Any]:
         """Metric values (see `txlightstreamer.web._metrics`)."""
         sink = self.sink
@@ -144,7 +151,7 @@ class RedisSinkService(Service):
             "txls_sink_events_dropped": sink.dropped,
             "txls_sink_buffer_depth": sink.depth,
             "txls_sink_pauses": sink.pauses,
-            "txls_sink_connected": int(sink.connected),
+            "txls_sink_connected": int(self.connected),
         }
         if self.lease is not None:
             values["txls_lease_held"] = int(self.lease.held)

@@ -49,6 +49,8 @@ class RedisLease:
         self.token = uuid.uuid4().hex
         self.ttl = ttl
         self.state = "standby"
+        #: Whether Redis answered the last attempt to take or renew the lease.
+        self.reachable = True
         self._clock = clock
         self._connection: Any = None
         self._renew: Callable[[list[str], list[Any]], Deferred[Any]] | None = None
@@ -115,6 +117,7 @@ class RedisLease:
         d.addCallbacks(self._acquire_answer, self._acquire_failed)
 
     def _acquire_answer(self, answer: Any) -> None:
+        self.reachable = True
         if self.state != "standby":
             return
         if answer in ("OK", b"OK", True):
@@ -129,7 +132,10 @@ class RedisLease:
 
     def _acquire_failed(self, failure: Failure) -> None:
         if self.state == "standby":
-            log.info("Lease {name!r}: Redis unavailable ({e})", name=self.name, e=failure.value)
+            if self.reachable:  # once per outage, not on every try
+                log.info("Lease {name!r}: Redis unavailable ({e})", name=self.name,
+                         e=failure.value)
+            self.reachable = False
             self._schedule(self.ttl / 10, self._try_acquire)
 
     def _renew_now(self) -> None:
@@ -141,6 +147,7 @@ class RedisLease:
         d.addCallbacks(self._renew_answer, self._renew_failed)
 
     def _renew_answer(self, answer: Any) -> None:
+        self.reachable = True
         if self.state != "holder":
             return
         if int(answer) == 1:
@@ -150,6 +157,7 @@ class RedisLease:
             self.lost("another bridge holds it")
 
     def _renew_failed(self, failure: Failure) -> None:
+        self.reachable = False
         if self.state != "holder":
             return
         # Without an answer we cannot know; past the ttl the key has surely expired.
