@@ -452,3 +452,14 @@ def test_a_standby_lease_says_whether_redis_answers() -> None:
     answers[0] = ConnectionError("Redis went away again")
     clock.advance(1.0)
     assert not lease.reachable
+
+
+def test_a_timeout_reads_as_one() -> None:
+    # It showed as "(10.0, 'Deferred')" in sink events and logs.
+    from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+    from txlightstreamer.sinks._connection import failure_text
+
+    assert failure_text(Failure(DeferredTimeout(10.0, "Deferred"))) == \
+        "no reply from Redis in time"
+    assert failure_text(Failure(ConnectionError("refused"))) == "refused"

@@ -22,6 +22,7 @@ from twisted.web.server import Site
 from tests.web_support import RelayEnv, SseReader, sleep, wait_until
 from txlightstreamer.web import Relay, endpoint_string
 from txlightstreamer.web._page import CONTENT_SECURITY_POLICY, PAGE
+from txlightstreamer.web._relay import _frame
 
 
 @pytest_twisted.async_yield_fixture
@@ -691,3 +692,11 @@ async def test_second_level_errors_are_relayed_with_their_key() -> None:
         await client.destroy()
         await port.stopListening()
         await server.stop()
+
+
+def test_an_event_name_with_a_line_break_stays_one_field() -> None:
+    # Written as it was, "x\ndata: forged" ended the event: line and added a data line.
+    frame = _frame("r-1", {"event": "x\ndata: forged\r", "n": 1})
+    lines = frame.decode().split("\n")
+    assert lines[1] == "event: x data: forged"
+    assert sum(line.startswith("data:") for line in lines) == 1

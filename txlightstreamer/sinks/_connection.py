@@ -215,3 +215,10 @@ def widen_writes(connection: Any) -> None:
         transport = getattr(protocol, "transport", None)
         if transport is not None and getattr(transport, "SEND_LIMIT", 0) < SEND_LIMIT:
             transport.SEND_LIMIT = SEND_LIMIT
+
+
+def failure_text(failure: Failure) -> str:
+    """What went wrong, as a line: a timeout says so (its own text is ``(10.0, ...)``)."""
+    if failure.check(DeferredTimeout):
+        return "no reply from Redis in time"
+    return str(failure.value) or type(failure.value).__name__

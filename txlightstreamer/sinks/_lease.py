@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txlightstreamer.sinks._connection import script_runner
+from txlightstreamer.sinks._connection import failure_text, script_runner
 from txlightstreamer.sinks._scripts import RELEASE, RENEW
 from txlightstreamer.sinks._target import RedisTarget
 
@@ -134,7 +134,7 @@ class RedisLease:
         if self.state == "standby":
             if self.reachable:  # once per outage, not on every try
                 log.info("Lease {name!r}: Redis unavailable ({e})", name=self.name,
-                         e=failure.value)
+                         e=failure_text(failure))
             self.reachable = False
             self._schedule(self.ttl / 10, self._try_acquire)
 
@@ -162,7 +162,7 @@ class RedisLease:
             return
         # Without an answer we cannot know; past the ttl the key has surely expired.
         if self._clock.seconds() - self._renewed_at >= self.ttl:
-            self.lost(f"could not renew it within its time ({failure.value})")
+            self.lost(f"could not renew it within its time ({failure_text(failure)})")
         else:
             self._schedule(self.ttl / 10, self._renew_now)
 

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txlightstreamer.sinks._connection import connect
+from txlightstreamer.sinks._connection import connect, failure_text
 from txlightstreamer.sinks._target import RedisTarget
 
 __all__ = ["RedisSource", "stream_id_key"]
@@ -194,7 +194,7 @@ class RedisSource:
     def _failed(self, failure: Failure) -> None:
         if self._stopped:
             return
-        self._set_connected(False, str(failure.value) or type(failure.value).__name__)
+        self._set_connected(False, failure_text(failure))
         self._retry = self._clock.callLater(self._retry_delay, self._read)
 
     def _set_connected(self, connected: bool, reason: str | None) -> None:

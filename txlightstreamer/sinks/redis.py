@@ -29,6 +29,7 @@ from txlightstreamer.sinks._connection import (
     RedisUnavailable,
     batch_runner,
     connect,
+    failure_text,
     is_reconnecting,
     load_script,
     prepare_script,
@@ -170,7 +171,7 @@ class RedisSink:
             connection.disconnect()
             if failure.check(RedisUnavailable):
                 return failure
-            reason = str(failure.value) or type(failure.value).__name__
+            reason = failure_text(failure)
             return Failure(RedisUnavailable(f"Redis at {self.target.address}: {reason}"))
 
         return top.addCallback(got).addCallbacks(loaded, failed)
@@ -386,7 +387,7 @@ class RedisSink:
         self._in_flight = sum(self._batches)
         if not self._failing:
             self._failing = True
-            self._failure = str(failure.value) or type(failure.value).__name__
+            self._failure = failure_text(failure)
         if not self._batches:
             self._after_failure()
 
@@ -425,7 +426,7 @@ class RedisSink:
 
     def _load_failed(self, failure: Failure) -> None:
         self._loading = False
-        self._failure = str(failure.value) or type(failure.value).__name__
+        self._failure = failure_text(failure)
         if "NOPERM" in self._failure and self._connection is not None:
             log.warn("{sink}: SCRIPT LOAD refused ({why}): batches are sent with their "
                      "script (EVAL)", sink=self, why=self._failure)

@@ -47,9 +47,11 @@ _HEARTBEAT_FRAME = b": heartbeat\n\n"
 def _frame(event_id: str | None, event: Mapping[str, Any]) -> bytes:
     """One SSE message: ``id:``, ``event:`` and one ``data:`` line of JSON."""
     head = b"id: %s\n" % event_id.encode("ascii") if event_id is not None else b""
+    # A line break in the name would end the field (and could forge another): a space.
+    name = " ".join(str(event["event"]).splitlines()) or "message"
     # The same UTF-8 JSON line as the JSON-lines output, without its newline.
     return b"%sevent: %s\ndata: %s\n\n" % (
-        head, str(event["event"]).encode("utf-8"), encode_event(event).rstrip(b"\n"))
+        head, name.encode("utf-8"), encode_event(event).rstrip(b"\n"))
 
 
 @implementer(IPushProducer)
