@@ -207,3 +207,31 @@ def test_a_callback_that_removes_itself_makes_no_other_miss_the_event() -> None:
     run.client._error(ValueError("x"))  # type: ignore[arg-type]
     assert seen == ["one-shot", "app"]
     run.close()
+
+
+def test_a_frequency_asked_as_the_session_is_replaced_is_kept() -> None:
+    # Only a refusal undoes it: the new session subscribes with the frequency asked.
+    run = Run()
+    run.create()
+    table = Table(run.client, mode=MODE_MERGE, item_ids=["x"], schema=["v"], max_frequency=1)
+    run.net.wait(table.when_subscribed(), TIMEOUT)
+    table.set_max_frequency(5).addErrback(lambda _: None)
+    run.server.faults.end_streams(48, "max duration")
+    run.until(lambda: run.continuity[-1:] == ["replaced"] and table.state == "active")
+    assert table.max_frequency == 5
+    assert _session(run).subscriptions[table.sub_id].max_frequency == "5"
+    run.close()
+
+
+def test_two_refused_frequencies_leave_the_one_in_force() -> None:
+    run = Run()
+    run.create()
+    table = Table(run.client, mode=MODE_MERGE, item_ids=["x"], schema=["v"], max_frequency=1)
+    run.net.wait(table.when_subscribed(), TIMEOUT)
+    _session(run).subscriptions[table.sub_id].unfiltered = True  # the server refuses (13)
+    failures: list[Any] = []
+    table.set_max_frequency(5).addErrback(failures.append)
+    table.set_max_frequency(7).addErrback(failures.append)
+    run.until(lambda: len(failures) == 2)
+    assert table.max_frequency == 1
+    run.close()

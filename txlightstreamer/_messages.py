@@ -145,8 +145,8 @@ class MessageManager:
                        if seq == key and n.prog - count < prog <= n.prog)
         found = False
         for prog in progs:
-            out = self._waiting.pop((key, prog))
-            if out.deferred.called:
+            out = self._waiting.pop((key, prog), None)
+            if out is None or out.deferred.called:
                 continue
             found = True
             error: MessageError

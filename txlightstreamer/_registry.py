@@ -101,6 +101,9 @@ class SubscriptionRegistry:
         self._links: list[TableLink] = []  # top-level tables, not deleted
         self._by_sub_id: dict[int, TableLink] = {}
         self._next_sub_id = 0
+        # The frequency each table's subscription has on the server (its add's, or the
+        # last reconf answered REQOK): what a refused reconf leaves in force.
+        self._frequency_in_force: dict[TableLink, float | str | None] = {}
         # Frequencies asked while a table's add was on its way: sent once its SUBOK came.
         self._reconf_after_subok: dict[int, tuple[float | str, list[Deferred[None]]]] = {}
 
@@ -157,11 +160,22 @@ class SubscriptionRegistry:
             return d
         if link.table.state != ACTIVE or sub_id is None:
             return succeed(None)  # applies when the table is next subscribed
-        return self._send_reconf(sub_id, max_frequency)
+        return self._send_reconf(link, sub_id, max_frequency)
 
-    def _send_reconf(self, sub_id: int, max_frequency: float | str) -> Deferred[None]:
+    def _send_reconf(self, link: TableLink, sub_id: int,
+                     max_frequency: float | str) -> Deferred[None]:
+        def accepted(result: None) -> None:
+            self._frequency_in_force[link] = max_frequency
+
+        def failed(failure: Failure) -> Failure:
+            error = failure.value
+            if isinstance(error, ServerError) and error.code != 20:  # refused, not lost
+                link.frequency_refused(max_frequency, self._frequency_in_force.get(link))
+            return failure
+
         return self._control.send(
-            lambda req_id: reconf_subscription(req_id, sub_id, max_frequency=max_frequency))
+            lambda req_id: reconf_subscription(req_id, sub_id, max_frequency=max_frequency)
+        ).addCallbacks(accepted, failed)
 
     def abandon(self, sub_id: int) -> None:
         self._unbind(sub_id)
@@ -187,6 +201,7 @@ class SubscriptionRegistry:
         sub_id = self._next_sub_id
         params = link.begin(sub_id)
         self._by_sub_id[sub_id] = link
+        self._frequency_in_force[link] = params["max_frequency"]
 
         def build(req_id: int) -> Request:
             return add_subscription(req_id, sub_id, **params)
@@ -252,6 +267,7 @@ class SubscriptionRegistry:
         self._missing_subok.pop(link, None)
         if link in self._links:
             self._links.remove(link)
+        self._frequency_in_force.pop(link, None)
         link.finished(session_gone)
 
     def session_started(self) -> None:
@@ -337,7 +353,7 @@ class SubscriptionRegistry:
                          waiting: list[Deferred[None]]) -> None:
         """The SUBOK of a table whose frequency changed meanwhile: send that change now."""
         if link.table.state == ACTIVE:
-            sent = self._send_reconf(sub_id, max_frequency)
+            sent = self._send_reconf(link, sub_id, max_frequency)
         else:
             sent = succeed(None)  # refused, or deleted: nothing to change
 

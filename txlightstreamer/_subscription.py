@@ -15,7 +15,6 @@ from typing import Any, ClassVar, Final, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from txlightstreamer._command import CommandKeys
 from txlightstreamer._item_update import ItemUpdate, Row, Value, changed_indexes
@@ -223,6 +222,11 @@ class TableLink:
         self.table.state = ACTIVE
         self.table._unsubscribed()
 
+    def frequency_refused(self, asked: float | str | None, in_force: float | str | None) -> None:
+        """The server refused ``asked``: the next subscription asks for what is in force."""
+        if self.table.max_frequency == asked:
+            self.table.max_frequency = in_force
+
     def finished(self, session_gone: bool = False) -> None:
         """Deleted for good (the client is closing, or the delete needs no request)."""
         self.table.state = DELETING
@@ -387,15 +391,8 @@ class Table(TableEvents, TableView):
             raise ValueError("an unfiltered subscription cannot change its frequency")
         if max_frequency == "unfiltered":
             raise ValueError("'unfiltered' can only be chosen when the table is created")
-        previous = self.max_frequency
-        self.max_frequency = asked = check_limit(max_frequency, "max_frequency")
-
-        def refused(failure: Failure) -> Failure:
-            if self.max_frequency == asked:  # the next subscription asks what is in force
-                self.max_frequency = previous
-            return failure
-
-        return self._owner.reconf(self._link, max_frequency).addErrback(refused)
+        self.max_frequency = check_limit(max_frequency, "max_frequency")
+        return self._owner.reconf(self._link, self.max_frequency)
 
     def updates(self, max_queue: int = 1000) -> UpdateQueue:
         """

@@ -57,9 +57,8 @@ class RedisSink:
     """
     Appends events to the stream of ``target`` (``XADD``, field ``event``).
 
-    :param encode: turns an event into the bytes stored (the JSON-lines encoder, so that a
-        stream consumer reads exactly what the JSON-lines output prints); a trailing newline
-        is removed.
+    :param encode: turns an event into the bytes stored (the JSON-lines encoder: a stream
+        consumer reads what the JSON-lines output prints), without a trailing newline.
     :param buffer_limit: events waiting for Redis before the producer is paused.
     :param lease: write only while holding this lease (fencing: checked by Redis itself).
     """
@@ -305,16 +304,14 @@ class RedisSink:
         return top.addCallback(got).addBoth(done)
 
     def discard(self) -> int:
-        """
-        Forget the events not sent yet (a lost lease's); returns how many. Those in flight
-        are written, or if their batches fail, forgotten too: never sent again, under new
-        ids after another writer's session (see `_after_failure`).
-        """
-        keep = self._head + self._in_flight
-        count = len(self._buffer) - keep
-        del self._buffer[keep:]
-        del self._ids[keep:]
+        """Forget the events not sent yet (a lost lease's); how many. In flight: `_stale`."""
         self._stale = self._in_flight
+        return self._forget(self._head + self._in_flight, len(self._buffer))
+
+    def _forget(self, start: int, end: int) -> int:
+        """Drop the events ``start:end`` of the buffer; how many."""
+        count = max(0, min(end, len(self._buffer)) - start)
+        del self._buffer[start:end], self._ids[start:end]
         return count
 
     def _flush(self) -> None:
@@ -396,10 +393,8 @@ class RedisSink:
         self._failing = False
         self._in_flight = 0
         text = self._failure
-        if self._stale:  # a lost lease's events: not sent again
-            stale, self._stale = min(self._stale, len(self._buffer) - self._head), 0
-            del self._buffer[self._head:self._head + stale]
-            del self._ids[self._head:self._head + stale]
+        if self._stale:  # a lost lease's events: never sent again, after another's
+            stale, self._stale = self._forget(self._head, self._head + self._stale), 0
             log.warn("{sink}: {n} more events of the lost lease's session not written",
                      sink=self, n=stale)
         if text.startswith("LEASE"):

@@ -333,7 +333,8 @@ class WsStream(StreamBase):
             if not self._wsok:
                 if line != _WSOK:
                     log.warn("Ignoring {line!r} received before WSOK on {url}",
-                             line=redact_line(line[:80].decode("utf-8", "replace")),
+                             line=redact_line(line.decode("utf-8", "replace"),
+                                              self._request.get("LS_password"))[:80],
                              url=self.url)
                     continue
                 self._wsok = True

@@ -30,7 +30,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "txls_sink_events_dropped": ("counter", "events dropped by the Redis sink (reported)"),
     "txls_sink_buffer_depth": ("gauge", "events waiting to be written to Redis"),
     "txls_sink_pauses": ("counter", "times the sink paused the Lightstreamer stream"),
-    "txls_sink_connected": ("gauge", "1 while the last write to Redis succeeded"),
+    "txls_sink_connected": ("gauge", "1 while Redis answers: the last write, or on a standby "
+                            "its last try for the lease"),
     "txls_lease_held": ("gauge", "1 while this bridge holds its lease"),
     "txls_source_events_read": ("counter", "entries read from the Redis stream"),
     "txls_source_connected": ("gauge", "1 while the Redis stream is being read"),
