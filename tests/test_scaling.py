@@ -129,6 +129,10 @@ async def child_port(child: Child) -> int:
     (["--sink", "redis://h", "--lease-time", "0"], "bad --lease-time"),
     (["--shard", "3/2"], "--shard"),
     (["--source", "redis://h"], "do not combine it with --demo"),
+    (["--source", "redis://h", "--http-port", "0", "--max-updates", "5"],
+     "do not combine it with --max-updates"),
+    (["--source", "redis://h", "--http-port", "0", "--give-up-after", "5"],
+     "do not combine it with --give-up-after"),
 ])
 def test_bad_scaling_options_are_usage_errors(args: list[str], message: str) -> None:
     with pytest.raises(usage.UsageError) as e:

@@ -267,7 +267,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--http-port: {e}") from None
 
     def _check_source(self) -> None:
-        for name in ("url", "sink", "lease", "shard"):
+        # No Lightstreamer client runs: its limits would be accepted and do nothing.
+        for name in ("url", "sink", "lease", "shard", "max-updates", "give-up-after"):
             if self[name] is not None:
                 raise usage.UsageError(f"--source serves a Redis stream: do not combine it "
                                        f"with --{name}")
