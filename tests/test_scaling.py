@@ -407,24 +407,34 @@ async def test_metrics_and_health(feed: TlcpServer, redis: RedisServer) -> None:
         await service.stopService()
 
 
+async def _write_stream(redis: RedisServer, events: list[dict[str, Any]]) -> None:
+    """Write ``events`` into the server's stream, as a bridge would."""
+    sink = RedisSink(parse_redis_url(redis.url), clock=reactor, encode=encode_event)
+    await sink.start()
+    for event in events:
+        sink.write(event)
+    await sink.stop()
+
+
+async def _served(service: LsService) -> int:
+    """Start ``service`` and wait for its HTTP port; the port."""
+    service.startService()
+    await wait_until(lambda: service.http is not None and service.http.port is not None,
+                     what="the port")
+    assert service.http is not None
+    return int(service.http.port.getHost().port)
+
+
 def redis_down(service: LsService) -> bool:
     return service.redis is not None and not service.redis.sink.connected
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_relay_from_the_stream_has_metrics_and_health(redis: RedisServer) -> None:
-    sink = RedisSink(parse_redis_url(redis.url), clock=reactor, encode=encode_event)
-    await sink.start()
-    sink.write({"event": "session", "session_id": "S", "continuity": "new"})
-    await sink.stop()
-    bridge = Bridge("--source", redis.url, "--http-port", "tcp:0")
-    service = bridge.service
+    await _write_stream(redis, [{"event": "session", "session_id": "S", "continuity": "new"}])
+    service = Bridge("--source", redis.url, "--http-port", "tcp:0").service
     try:
-        service.startService()
-        await wait_until(lambda: service.http is not None and service.http.port is not None,
-                         what="the port")
-        assert service.http is not None
-        port = service.http.port.getHost().port
+        port = await _served(service)
         samples = await _metrics(port)
         assert samples["txls_source_events_read_total"] == 1
         assert samples["txls_source_connected"] == 1
@@ -581,23 +591,16 @@ async def test_a_standby_serves_health_and_metrics(feed: TlcpServer, redis: Redi
 async def test_a_relay_skips_an_entry_it_cannot_take_and_reads_on(redis: RedisServer) -> None:
     # An update whose values were a string stopped the read loop for good (healthz stayed
     # ok), and any relay started later on that stream exited at once.
-    sink = RedisSink(parse_redis_url(redis.url), clock=reactor, encode=encode_event)
-    await sink.start()
-    sink.write({"event": "session", "session_id": "S", "continuity": "new"})
-    sink.write({"event": "subscribed", "sub": 0, "mode": "MERGE", "items": ["a"],
-                "fields": ["x"]})
-    sink.write({"event": "session", "session_id": "S", "continuity": ["new"]})
-    sink.write({"event": "update", "sub": 0, "item": "a", "values": "abc"})
-    sink.write({"event": "update", "sub": 0, "item": "a", "values": {"x": "1"}})
-    await sink.stop()
-    bridge = Bridge("--source", redis.url, "--http-port", "tcp:0")
-    service = bridge.service
+    await _write_stream(redis, [
+        {"event": "session", "session_id": "S", "continuity": "new"},
+        {"event": "subscribed", "sub": 0, "mode": "MERGE", "items": ["a"], "fields": ["x"]},
+        {"event": "session", "session_id": "S", "continuity": ["new"]},
+        {"event": "update", "sub": 0, "item": "a", "values": "abc"},
+        {"event": "update", "sub": 0, "item": "a", "values": {"x": "1"}},
+    ])
+    service = Bridge("--source", redis.url, "--http-port", "tcp:0").service
     try:
-        service.startService()
-        await wait_until(lambda: service.http is not None and service.http.port is not None,
-                         what="the port")
-        assert service.http is not None
-        port = service.http.port.getHost().port
+        port = await _served(service)
         await wait_until(lambda: service.source is not None and service.source.read == 5,
                          what="every entry read")
         await wait_until(lambda: bool(service.source and service.source.connected),

@@ -640,21 +640,23 @@ def _name_fields(table: Table, num_items: int, num_fields: int, key_pos: int,
     if num_items > MAX_TABLE_SIZE or num_fields > MAX_TABLE_SIZE:
         problems.append(f"{num_items} items x {num_fields} fields is more than this "
                         f"client accepts ({MAX_TABLE_SIZE} of each)")
-    elif num_items != len(table.items):
-        if len(table.items) > 1:
-            problems.append(f"Expected {len(table.items)} items but got {num_items}")
-        else:
-            table.item_names = None  # a group name, expanded by the server
     else:
-        table.item_names = table.items
-    if num_fields != len(table.schema):
-        if len(table.schema) > 1:
-            problems.append(f"Expected {len(table.schema)} fields but got {num_fields}")
-        else:
-            table.field_names = None  # a schema name, expanded by the server
-    else:
-        table.field_names = table.schema
+        table.item_names = _names(table.items, num_items, "items", problems)
+    table.field_names = _names(table.schema, num_fields, "fields", problems)
     return problems
+
+
+def _names(given: tuple[str, ...], count: int, what: str,
+           problems: list[str]) -> tuple[str, ...] | None:
+    """
+    The names ``given`` for ``count`` items or fields, or None for one group or schema
+    name the server expanded; several names of another count are a problem.
+    """
+    if count == len(given):
+        return given
+    if len(given) > 1:
+        problems.append(f"Expected {len(given)} {what} but got {count}")
+    return None
 
 
 class _KeyTable(Table):
