@@ -325,16 +325,14 @@ class SubscriptionRegistry:
         if isinstance(n, SubOk | SubCmd):
             self._subok_came(sub_id, link)
             reconf = self._reconf_after_subok.pop(sub_id, None)
-        if isinstance(n, SubCmd):
-            lane = link.subscribed(n.num_items, n.num_fields, n.key_pos, n.command_pos)
+            if isinstance(n, SubCmd):
+                lane = link.subscribed(n.num_items, n.num_fields, n.key_pos, n.command_pos)
+            else:
+                lane = link.subscribed(n.num_items, n.num_fields)
             if lane is not None:
                 self._router.lanes[sub_id] = lane
-        elif isinstance(n, SubOk):
-            lane = link.subscribed(n.num_items, n.num_fields)
-            if lane is not None:
-                self._router.lanes[sub_id] = lane
-        if isinstance(n, SubOk | SubCmd) and reconf is not None:
-            self._reconf_came_due(link, sub_id, *reconf)
+            if reconf is not None:
+                self._reconf_came_due(link, sub_id, *reconf)
         elif isinstance(n, EndOfSnapshot):
             link.end_of_snapshot(n.item)
         elif isinstance(n, ClearSnapshot):
