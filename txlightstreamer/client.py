@@ -390,6 +390,10 @@ class LsClient(ClientEvents):
         self._max_bandwidth = value
         if not self._session.bound:
             return succeed(None)
+        return self._constrain(value)
+
+    def _constrain(self, value: float | str) -> Deferred[None]:
+        """Ask the current session for the bandwidth ``value``."""
         self._bandwidth_asked = value
         return self._control.send(lambda req_id: constrain(req_id, max_bandwidth=value))
 
@@ -398,8 +402,7 @@ class LsClient(ClientEvents):
         value = self._max_bandwidth
         if value is None or value == self._bandwidth_asked or self.bandwidth == "unmanaged":
             return
-        self._bandwidth_asked = value
-        self._control.send(lambda req_id: constrain(req_id, max_bandwidth=value)).addErrback(
+        self._constrain(value).addErrback(
             lambda f: log.warn("Bandwidth {value} not set: {e}", value=value, e=f.value))
 
     def send_message(
