@@ -34,11 +34,22 @@ class CreateWaiters(Generic[_T]):
     def add(self, timeout: float | None, give_up: Callable[[], None]) -> Deferred[_T]:
         """
         A new waiter. After ``timeout`` seconds without a session, ``give_up()`` stops
-        the attempts and the waiter fails with the last cause.
+        the attempts and the waiter fails with the last cause; cancelling the last waiter
+        gives up too.
         """
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds (or None)")
-        d: Deferred[_T] = Deferred()
+
+        def cancelled(d: Deferred[_T]) -> None:
+            # Nobody waits for a session any more (addTimeout, a caller's cancel): stop
+            # trying, as the timeout would (a new create_session may start again).
+            if d in self._waiting:
+                self._waiting.remove(d)
+            if not self._waiting:
+                self._cancel_timer()
+                give_up()
+
+        d: Deferred[_T] = Deferred(cancelled)
         self._waiting.append(d)
         if timeout is not None:
             self._cancel_timer()

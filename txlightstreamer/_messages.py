@@ -8,6 +8,8 @@ session starts every sequence again at 1 (tlcp.md §8). Outcomes come back on th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred
 
 # The exceptions live in errors.py; they stay importable from here for older code.
@@ -35,13 +37,17 @@ _UNORDERED = "UNORDERED_MESSAGES"
 class _Outgoing:
     """One message on its way; its progressive is fixed on first send, per session."""
 
-    __slots__ = ("text", "sequence", "delay_timeout", "deferred", "prog", "epoch", "request")
+    __slots__ = ("text", "sequence", "delay_timeout", "enqueue", "deferred", "prog", "epoch",
+                 "request")
 
-    def __init__(self, text: str, sequence: str | None, delay_timeout: float | None) -> None:
+    def __init__(self, text: str, sequence: str | None, delay_timeout: float | None,
+                 enqueue: bool, cancelled: Callable[[_Outgoing], None]) -> None:
         self.text = text
         self.sequence = sequence
         self.delay_timeout = delay_timeout
-        self.deferred: Deferred[str | None] = Deferred()
+        #: Sent with ``enqueue_while_disconnected``: it waits for a session, however long.
+        self.enqueue = enqueue
+        self.deferred: Deferred[str | None] = Deferred(lambda _: cancelled(self))
         self.prog: int | None = None
         self.epoch = -1
         #: The control channel's Deferred of its ``msg`` request, once queued.
@@ -55,6 +61,8 @@ class MessageManager:
         self._epoch = 0
         self._progs: dict[str, int] = {}
         self._waiting: dict[tuple[str, int], _Outgoing] = {}
+        #: Messages prepared and not written yet (their requests are queued).
+        self._unsent: set[_Outgoing] = set()
 
     def new_session(self) -> list[_Outgoing]:
         """
@@ -75,8 +83,10 @@ class MessageManager:
         return list(waiting.values())
 
     def prepare(
-        self, text: str, sequence: str | None, delay_timeout: float | None
+        self, text: str, sequence: str | None, delay_timeout: float | None,
+        enqueue: bool = False, cancelled: Callable[[_Outgoing], None] = lambda out: None,
     ) -> _Outgoing:
+        """A message to send; ``cancelled(out)`` runs if its Deferred is cancelled."""
         if not isinstance(text, str):
             raise TypeError("message text must be a str")
         try:
@@ -93,10 +103,13 @@ class MessageManager:
                 )
         if delay_timeout is not None and delay_timeout < 0:
             raise ValueError("delay_timeout must be >= 0 seconds")
-        return _Outgoing(text, sequence, delay_timeout)
+        out = _Outgoing(text, sequence, delay_timeout, enqueue, cancelled)
+        self._unsent.add(out)
+        return out
 
     def build(self, out: _Outgoing, req_id: int) -> Request:
         """The ``msg`` request for ``out`` (same progressive if re-sent in one session)."""
+        self._unsent.discard(out)
         key = out.sequence or _UNORDERED
         if out.prog is None or out.epoch != self._epoch:
             out.prog = self._progs.get(key, 0) + 1
@@ -113,6 +126,7 @@ class MessageManager:
         """The ``msg`` request itself failed (REQERR, transport, session loss)."""
         if isinstance(error, ServerError) and error.code in (32, 33):
             return  # a resent duplicate: the first one's outcome comes (or came)
+        self._unsent.discard(out)
         if out.prog is not None:
             self._waiting.pop((out.sequence or _UNORDERED, out.prog), None)
         if out.deferred.called:
@@ -120,6 +134,22 @@ class MessageManager:
         if isinstance(error, ServerError) and not isinstance(error, MessageError):
             error = MessageError(error.code, error.message, error.tag)
         out.deferred.errback(error)
+
+    def abort_unsent(self, error: LightstreamerError) -> list[_Outgoing]:
+        """Fail the messages not written yet, except those asked to wait for a session
+        (``enqueue_while_disconnected``); those failed (their requests must not go)."""
+        dropped = [out for out in self._unsent if not out.enqueue]
+        for out in dropped:
+            self._unsent.discard(out)
+            if not out.deferred.called:
+                out.deferred.errback(error)
+        return dropped
+
+    def forget(self, out: _Outgoing) -> None:
+        """Stop waiting for ``out``'s outcome (its Deferred was cancelled)."""
+        self._unsent.discard(out)
+        if out.prog is not None:
+            self._waiting.pop((out.sequence or _UNORDERED, out.prog), None)
 
     def outcome(self, n: MsgDone | MsgFail) -> bool:
         """Deliver ``MSGDONE``/``MSGFAIL``; False if no message was waiting for it."""

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final, Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from txlightstreamer._command import CommandKeys
@@ -334,6 +334,7 @@ class Table(TableEvents, TableView):
 
         super().__init__(self._refresh_lane)
         self._subscribed_waiters: list[Deferred[Table]] = []
+        self._never: LightstreamerError | None = None  # why it never will be (deleted, refused)
         self._delete_waiters: list[Deferred[None]] = []
         # Decoded rows per item, and what the hot path needs to deliver without us.
         self._lane = self._new_lane(0, 0)
@@ -353,9 +354,12 @@ class Table(TableEvents, TableView):
         self._lane.row_factory = None if self._row_factory is tuple else self._row_factory
 
     def when_subscribed(self) -> Deferred[Table]:
-        """Fires with this table once the server confirms it (SUBOK), before any data."""
+        """Fires with this table once the server confirms it (SUBOK), before any data;
+        fails if the table is deleted (or its client destroyed) or refused first."""
         if self.state == ACTIVE:
             return succeed(self)
+        if self._never is not None:
+            return fail(self._never)
         d: Deferred[Table] = Deferred()
         self._subscribed_waiters.append(d)
         return d
@@ -598,6 +602,7 @@ class Table(TableEvents, TableView):
             waiters, self._delete_waiters = self._delete_waiters, []
             if was_live:
                 self._unsubscribed_cbs()
+            self._never_subscribed(ClientStateError("the table was deleted"))
             self._deleted_cbs()
             for d in waiters:
                 d.callback(None)
@@ -608,6 +613,12 @@ class Table(TableEvents, TableView):
         if was_live:
             self._unsubscribed_cbs()
 
+    def _never_subscribed(self, error: LightstreamerError) -> None:
+        self._never = error
+        waiters, self._subscribed_waiters = self._subscribed_waiters, []
+        for d in waiters:
+            d.errback(error)
+
     def _fail(self, error: LightstreamerError) -> None:
         self._live = False
         self.state = FAILED
@@ -616,9 +627,7 @@ class Table(TableEvents, TableView):
         self._error_cbs(error)
         if not self._error_cbs:  # critical: what Twisted prints before logging begins
             log.critical("Subscription {table!r} failed: {error}", table=self, error=error)
-        waiters, self._subscribed_waiters = self._subscribed_waiters, []
-        for d in waiters:
-            d.errback(error)
+        self._never_subscribed(error)
         deleters, self._delete_waiters = self._delete_waiters, []
         for dd in deleters:
             dd.callback(None)

@@ -23,7 +23,7 @@ from txlightstreamer._client_events import ClientEvents, SessionInfo
 from txlightstreamer._connect import CreateWaiters
 from txlightstreamer._control import ControlChannel
 from txlightstreamer._heartbeat import ReverseHeartbeat
-from txlightstreamer._messages import MessageManager
+from txlightstreamer._messages import MessageManager, _Outgoing
 from txlightstreamer._registry import SubscriptionRegistry
 from txlightstreamer._subscription import Table, TableOwner
 from txlightstreamer.errors import (
@@ -424,12 +424,13 @@ class LsClient(ClientEvents):
         """
         if self._destroyed or self._destroying is not None:
             raise ClientStateError("this client was destroyed")
-        out = self._messages.prepare(text, sequence, delay_timeout)
+        out = self._messages.prepare(text, sequence, delay_timeout, enqueue_while_disconnected,
+                                     self._message_cancelled)
         # As the SDK: only a DISCONNECTED client refuses (between polls, or while the
         # first session is created, it queues).
         away = self._session.status.startswith("DISCONNECTED")
         if away and not enqueue_while_disconnected:
-            out.deferred.errback(SessionLostError(
+            self._messages.refused(out, SessionLostError(
                 "not connected: pass enqueue_while_disconnected=True to queue the message"))
             return out.deferred
         sent = out.request = self._control.send(
@@ -458,10 +459,18 @@ class LsClient(ClientEvents):
     def _fail_create(self, error: LightstreamerError) -> None:
         self._waiters.fail(error)
 
+    def _message_cancelled(self, out: _Outgoing) -> None:
+        # Not written yet: never written. Written: only its outcome is no longer awaited.
+        self._control.discard(out.request)
+        self._messages.forget(out)
+
     def _give_up(self) -> None:
-        """``create_session``'s timeout: stop trying (a new call may start again)."""
+        """``create_session``'s timeout (or cancel): stop trying (a new call may start
+        again). Messages that were not asked to wait for a session fail (tlcp.md §8)."""
         self._session.close()
         self._started = False
+        for out in self._messages.abort_unsent(SessionLostError("create_session gave up")):
+            self._control.discard(out.request)
 
 
 class _SessionEvents:
