@@ -121,10 +121,17 @@ class CommandKeys(Generic[_C]):
         for item, key in list(self._children):
             self.drop_child(item, key, unsubscribe)
 
+    def children(self) -> list[_C]:
+        """The keys' second-level tables."""
+        return list(self._children.values())
+
     def child_update(
-        self, item: int, key: str, values: Row, changed: frozenset[int], is_snapshot: bool
+        self, child: _C, item: int, key: str, values: Row, changed: frozenset[int],
+        is_snapshot: bool,
     ) -> None:
         """A key's second-level fields changed: merge them into the key's row."""
+        if self._children.get((item, key)) is not child:
+            return  # a deleted key's late update (tlcp.md §3.3), not its successor's
         known = self.keys.get(item, {}).get(key)
         if known is None:
             return  # the key was deleted meanwhile

@@ -215,6 +215,8 @@ class SubscriptionRegistry:
                 error = SubscriptionError(error.code, error.message, error.tag)
             if isinstance(error, SessionLostError):
                 return
+            if not isinstance(error, LightstreamerError):  # unwritable: the table never is
+                error = LightstreamerError(f"the subscription cannot be sent: {error}")
             if isinstance(error, LightstreamerError):
                 link.failed(error)
                 if not isinstance(error, RequestTimeoutError):

@@ -27,7 +27,7 @@ from txlightstreamer.errors import (
     SubscriptionError,
     ValueDecodeError,
 )
-from txlightstreamer.protocol import check_limit, decode_update
+from txlightstreamer.protocol import check_limit, check_text, decode_update
 from txlightstreamer.protocol._hotpath import Lane, deliver
 from txlightstreamer.states import TableState
 
@@ -78,6 +78,8 @@ def _split_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
                 raise ValueError(f"{what}: every name must be a non-empty string, got {name!r}")
             if _BAD_NAME_CHAR.search(name):
                 raise ValueError(f"{what}: name {name!r} must not contain spaces or '|'")
+    for name in names:
+        check_text(name, f"{what}: name {name!r}")
     if not names:
         raise ValueError(f"{what} must name at least one entry")
     return names
@@ -88,6 +90,9 @@ def _check_options(
     max_frequency: float | str | None, data_adapter: str | None, selector: str | None,
 ) -> None:
     """Refuse, before anything is sent, what the server would refuse for this mode."""
+    for text, what in ((data_adapter, "data_adapter"), (selector, "selector")):
+        if text is not None:
+            check_text(text, what)
     if mode == MODE_RAW and snapshot:
         raise ValueError("RAW mode has no snapshot: use snapshot=False")
     if isinstance(snapshot, int) and not isinstance(snapshot, bool):
@@ -396,6 +401,9 @@ class Table(TableEvents, TableView):
         if max_frequency == "unfiltered":
             raise ValueError("'unfiltered' can only be chosen when the table is created")
         self.max_frequency = check_limit(max_frequency, "max_frequency")
+        for child in self._command.children() if self._command is not None else ():
+            child.set_max_frequency(max_frequency).addErrback(  # the keys' follow (SDK)
+                lambda f: log.warn("A key's frequency was not changed: {e}", e=f.value))
         return self._owner.reconf(self._link, self.max_frequency)
 
     def updates(self, max_queue: int = 1000) -> UpdateQueue:
@@ -407,7 +415,10 @@ class Table(TableEvents, TableView):
         deleted.
         """
         queue = UpdateQueue(self, max_queue)
-        self._deleted_cbs.add(queue.close)
+        if self.state in (DELETED, FAILED):
+            queue.close()  # its end already came
+        else:
+            self._deleted_cbs.add(queue.close)
         return queue
 
     def __repr__(self) -> str:
@@ -488,16 +499,14 @@ class Table(TableEvents, TableView):
         if self._command is not None:
             self._command.update(item, row, patches, in_snapshot)
             return
-        rows = self._rows
+        self._rows[item - 1] = row  # the table holds the row its callbacks are given
         if self._item_update_cbs._callbacks:
-            # A subscription's first update changes every field (tlcp.md §5.5).
-            previous = rows[item - 1] if before is not None else None
-            self._deliver(item, row, previous, in_snapshot, patches, None)
-            rows[item - 1] = row
-        else:
-            rows[item - 1] = row
-            if self._update_cbs._callbacks:
-                deliver(self._lane, item, row)
+            # Changed against the item's last values, kept across a CS; a subscription's
+            # first update changes every field (tlcp.md §5.1, §5.5).
+            self._deliver(item, row, tuple(before) if before is not None else None,
+                          in_snapshot, patches, None)
+        elif self._update_cbs._callbacks:
+            deliver(self._lane, item, row)
 
     def _end_snapshot_of(self, item: int) -> None:
         if self._in_snapshot[item - 1]:
@@ -531,23 +540,7 @@ class Table(TableEvents, TableView):
     # -- two-level COMMAND: one second-level table per key ------------------------------
 
     def _spawn_child(self, item: int, key: str) -> Table | None:
-        """Subscribe the key's own item (MERGE, second-level fields) for this key."""
-        if not key or any(c.isspace() or c == "|" for c in key) or key.isdigit():
-            self._second_error_cbs(key, SubscriptionError(
-                14, f"key {key!r} is not a valid item name", "second-level"))
-            return None
-        child = _KeyTable(self, key)
-        command = self._command
-        assert command is not None
-
-        def merge(update: ItemUpdate) -> None:
-            command.child_update(item, key, update.values, changed_indexes(update),
-                                 update.is_snapshot)
-
-        child.on_item_update(merge)
-        child.on_error(lambda error: self._second_error_cbs(key, error))
-        child.on_overflow(lambda _pos, lost: self._overflow(item, lost, key))
-        return child
+        return _KeyTable.spawn(self, item, key)
 
     def _dispose_child(self, child: Table, unsubscribe: bool) -> None:
         if unsubscribe and self.state in (ACTIVE, DELETING):
@@ -681,4 +674,26 @@ class _KeyTable(Table):
             item_ids=[key],
             schema=parent.second_schema,
             snapshot=True,
+            # As the SDK's second-level subscriptions: the parent's frequency.
+            max_frequency=parent.max_frequency,
         )
+
+    @classmethod
+    def spawn(cls, parent: Table, item: int, key: str) -> Table | None:
+        """Subscribe the key's own item (MERGE, second-level fields) for this key."""
+        if not key or any(c.isspace() or c == "|" for c in key) or key.isdigit():
+            parent._second_error_cbs(key, SubscriptionError(
+                14, f"key {key!r} is not a valid item name", "second-level"))
+            return None
+        child = cls(parent, key)
+        command = parent._command
+        assert command is not None
+
+        def merge(update: ItemUpdate) -> None:
+            command.child_update(child, item, key, update.values, changed_indexes(update),
+                                 update.is_snapshot)
+
+        child.on_item_update(merge)
+        child.on_error(lambda error: parent._second_error_cbs(key, error))
+        child.on_overflow(lambda _pos, lost: parent._overflow(item, lost, key))
+        return child

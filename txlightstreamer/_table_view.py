@@ -86,10 +86,13 @@ class TableView:
         """
         return RowsView(self._rows)
 
-    def command_rows(self, item_pos: int) -> Mapping[str, Row]:
-        """The current key table of one COMMAND item (read-only), key -> row."""
+    def command_rows(self, item_pos: int | str) -> Mapping[str, Row]:
+        """The current key table of one COMMAND item (by position or name; read-only),
+        key -> row."""
         if self._command is None:
             return MappingProxyType({})
+        if isinstance(item_pos, str):  # a name, as table[item] takes it (KeyError if none)
+            item_pos = self._position(item_pos)
         return self._command.rows(item_pos)
 
     @property

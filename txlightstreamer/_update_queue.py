@@ -49,7 +49,7 @@ class UpdateQueue:
 
     def _put(self, update: ItemUpdate) -> None:
         waiter, self._waiter = self._waiter, None
-        if waiter is not None:
+        if waiter is not None and not waiter.called:
             waiter.callback(update)
             return
         if len(self._queue) >= self.max_queue:
@@ -80,8 +80,13 @@ class UpdateQueue:
         elif self._closed:
             d = fail(StopAsyncIteration())
         else:
-            d = self._waiter = Deferred()
+            # A wait given up (asyncio.wait_for, addTimeout) takes no update with it.
+            d = self._waiter = Deferred(self._cancelled)
         return _awaitable(d)
+
+    def _cancelled(self, waiter: Deferred[ItemUpdate]) -> None:
+        if self._waiter is waiter:
+            self._waiter = None
 
 
 def _awaitable(d: Deferred[Any]) -> Any:

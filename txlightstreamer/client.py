@@ -43,6 +43,7 @@ from txlightstreamer.protocol import (
     ReqOk,
     Update,
     check_limit,
+    check_text,
     constrain,
     destroy,
 )
@@ -298,11 +299,11 @@ class LsClient(ClientEvents):
             raise ClientStateError("create_session() was already called on this client")
         args: dict[str, Any] = {}
         if adapter_set is not None:
-            args["adapter_set"] = adapter_set
+            args["adapter_set"] = check_text(adapter_set, "adapter_set")
         if username is not None:
-            args["user"] = username
+            args["user"] = check_text(username, "username")
         if password is not None:
-            args["password"] = password
+            args["password"] = check_text(password, "password")
         if max_bandwidth is not None:
             self._max_bandwidth = check_limit(max_bandwidth, "bandwidth (kbit/s)")
         if self._max_bandwidth is not None and self._max_bandwidth != "unlimited":

@@ -64,6 +64,7 @@ from .requests import (
     add_subscription,
     bind_session,
     check_limit,
+    check_text,
     constrain,
     create_session,
     delete_subscription,
@@ -82,6 +83,7 @@ from .values import DecodedUpdate, decode_update, percent_decode
 
 __all__ = [
     "check_limit",
+    "check_text",
     # True when the hot path runs compiled (mypyc), False when it runs as Python
     "HOTPATH_COMPILED",
     # errors

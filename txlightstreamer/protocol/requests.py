@@ -167,8 +167,18 @@ def check_limit(value: float | str, what: str) -> float | str:
     """``value`` if it is a positive number or ``"unlimited"`` (a frequency, a bandwidth)."""
     if value == "unlimited":
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    # Infinity too: no request can carry it (and NaN fails every comparison).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(f"{what} must be a positive number or 'unlimited', not {value!r}")
+    return value
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` if a request can carry it: UTF-8 holds no lone surrogate (tlcp.md §2.4)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # never the value itself: it may be a password
+        raise ValueError(f"{what} is not valid Unicode: {e.reason}") from None
     return value
 
 
