@@ -150,11 +150,16 @@ class ControlChannel:
 
     def flush(self) -> None:
         """Send what is queued, if a session is bound and no batch is on its way."""
+        while self._flush_batch():  # a loop: thousands of WebSocket batches, no recursion
+            pass
+
+    def _flush_batch(self) -> bool:
+        """Send one batch of what is queued; False when nothing could be done."""
         session = self._session
         if self._busy or not self._queue:
-            return
+            return False
         if not session.bound or session.session_id is None:
-            return
+            return False
         batch: _Batch = []
         size = 0
         limit = max(session.request_limit, 1)
@@ -182,6 +187,7 @@ class ControlChannel:
         finally:  # told once the batch is on its way: a callback may queue more
             for pending, error in unwritable:
                 pending.deferred.errback(error)
+        return bool(batch or unwritable)
 
     def _send_batch(self, session: Session, session_id: str, batch: _Batch) -> None:
         self._sent()
@@ -194,7 +200,6 @@ class ControlChannel:
                 pending.timer = self._clock.callLater(
                     self.answer_timeout, self._no_answer, str(req_id), _idempotent(request))
             stream.send_requests([r for _, r, _ in batch])
-            self.flush()
             return
         self._busy = True
         d = self._transport.send_control(
@@ -259,6 +264,7 @@ class ControlChannel:
         else:
             sent = self._transport.send_control(session.base_url, session.session_id,
                                                 [heartbeat()])
+            sent.addTimeout(self.answer_timeout, self._clock)
             sent.addErrback(lambda f: log.info("heartbeat failed: {f}", f=f.value))
 
     # -- answers -----------------------------------------------------------------------

@@ -235,6 +235,8 @@ class _ShortBody(TwistedProtocol):
         self._parts.append(data)
 
     def connectionLost(self, reason: Failure = _BODY_DONE) -> None:
+        if self._done.called:  # cancelled: its connection was dropped
+            return
         body = b"".join(self._parts)
         if reason.check(ResponseDone, PotentialDataLoss) or self._size > self._limit:
             self._done.callback(body)
@@ -242,10 +244,17 @@ class _ShortBody(TwistedProtocol):
             self._done.errback(reason)
 
 
-def _read_short_body(response: Any) -> Deferred[bytes]:
-    done: Deferred[bytes] = Deferred()
-    response.deliverBody(_ShortBody(done))
-    return done
+def _read_short_body(response: Any) -> tuple[Deferred[bytes], Any]:
+    """The body of ``response`` (bounded in size), and its transport: cancelling the
+    Deferred drops the connection, as stopping the transport does."""
+    def cancel(_: Deferred[bytes]) -> None:
+        if reader.transport is not None:
+            reader.transport.stopProducing()  # type: ignore[attr-defined]
+
+    done: Deferred[bytes] = Deferred(cancel)
+    reader = _ShortBody(done)
+    response.deliverBody(reader)
+    return done, reader.transport
 
 
 def request_headers(
@@ -341,19 +350,24 @@ class HttpStream(StreamBase):
     def _got_response(self, response: Any) -> None:
         self._cancel_timeout()
         if self._stopped or self._ended:
-            response.deliverBody(_ShortBody(Deferred()))
+            unwanted, _ = _read_short_body(response)
+            unwanted.addErrback(lambda _: None)
+            unwanted.cancel()  # nobody reads it: drop its connection
             return
         code = int(response.code)
         ctype = b";".join(response.headers.getRawHeaders(b"content-type", [])).lower()
         if code != 200:
-            _read_short_body(response).addBoth(
+            # Read to give the cause; the stream's stop drops it (an error page may not end).
+            body_d, self._body_transport = _read_short_body(response)
+            body_d.addBoth(
                 lambda body: self._finish(Failure(_status_error(
                     response, body if isinstance(body, bytes) else b"", self.url,
                     self._request.get("LS_password"))))
             )
             return
         if b"html" in ctype:
-            _read_short_body(response).addBoth(lambda _: self._finish(Failure(TransportError(
+            body_d, self._body_transport = _read_short_body(response)
+            body_d.addBoth(lambda _: self._finish(Failure(TransportError(
                 "the server answered with an HTML page, not TLCP "
                 "(wrong URL, or a proxy/captive portal in the way)",
                 url=self.url, status=code, retryable=False))))
@@ -412,6 +426,8 @@ class HttpTransport:
         self.create_headers: dict[str, str] = dict(create_headers or {})
         #: Other transports of the same client, closed together with this one.
         self.companions: list[Any] = []
+        # Control requests on their way: `close` drops them with the pools.
+        self._in_flight: set[Deferred[list[bytes]]] = set()
 
     def open_stream(self, base_url: str, request: Request, sink: StreamSink) -> HttpStream:
         """A new stream for ``request``; nothing is sent until its `start`."""
@@ -434,10 +450,11 @@ class HttpTransport:
             unbuffered=True,
             allow_redirects=False,
         )
-        d.addTimeout(self.connect_timeout, self.clock)
+        # No time limit here: connecting has the agent's, and the whole reply the caller's
+        # (a control answer may take 10 s, tlcp.md §7.2; a heartbeat's, a destroy's).
 
         def got_response(response: Any) -> Deferred[list[bytes]]:
-            body_d = _read_short_body(response)
+            body_d, _ = _read_short_body(response)
             if int(response.code) != 200:
                 def fail(body: bytes) -> list[bytes]:
                     raise _status_error(response, body, url)
@@ -450,12 +467,21 @@ class HttpTransport:
             return Failure(connection_error(failure, url))
 
         result: Deferred[list[bytes]] = d.addCallback(got_response).addErrback(failed)
-        return result
+        self._in_flight.add(result)
+
+        def settled(outcome: Any) -> Any:
+            self._in_flight.discard(result)
+            return outcome
+
+        return result.addBoth(settled)
 
     def close(self) -> Deferred[None]:
-        """Close the connection pools this transport owns, and its companion transports."""
+        """Drop the control requests on their way, close the connection pools this
+        transport owns, and its companion transports."""
         from twisted.internet.defer import gatherResults
 
+        for request in list(self._in_flight):
+            request.cancel()
         ds = [pool.closeCachedConnections() for pool in self._pools]
         ds += [companion.close() for companion in self.companions]
         return gatherResults(ds).addCallback(lambda _: None)
