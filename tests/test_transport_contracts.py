@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
 from txlightstreamer import MODE_MERGE, MODE_RAW, Table
+from txlightstreamer._session import State
 from txlightstreamer.testing import TlcpServer
 
 from .memory import MemoryNetwork
+from .test_faults import Run
 from .test_transport_edges import _Scripted
 
 
@@ -125,3 +128,19 @@ def test_requests_queued_between_two_polls_are_all_sent() -> None:
     net.advance(5.0, step=0.05)
     assert len(done) == 300 and not [d for d in done if isinstance(d, Failure)]
     assert all(t.state == "active" for t in tables)
+
+
+# -- 4. destroy() between two polls -------------------------------------------------------
+
+@pytest.mark.parametrize("transport", ["HTTP-POLLING", "WS-POLLING"])
+def test_destroy_between_two_polls_ends_the_session_on_the_server(transport: str) -> None:
+    # The session was only told while bound: between two polls (most of a polling
+    # client's time) it lived on, on the server, until its own timeout.
+    run = Run(forced_transport=transport, polling_interval=1.0, idle_timeout=0.5)
+    run.create()
+    run.until(lambda: run.client._session.state is State.BINDING)
+    assert not run.client._session.bound
+    sessions = [s for s in run.server.sessions.values() if not s.closed]
+    assert len(sessions) == 1
+    run.close()
+    assert sessions[0].closed

@@ -64,6 +64,10 @@ __all__ = [
 
 log = Logger()
 
+#: The session machine's states in which the server holds the session (destroy tells it).
+_HELD: Final = frozenset({_session.State.BOUND, _session.State.BINDING,
+                          _session.State.RECOVERING, _session.State.WAITING})
+
 # The seed API's names for the `ConnectionState` members.
 STATE_CONNECTING: Final = ConnectionState.CONNECTING
 STATE_CONNECTED: Final = ConnectionState.CONNECTED
@@ -339,7 +343,8 @@ class LsClient(ClientEvents):
         self._destroying = d
         self._control.closing = True
         self._heartbeat.stop()
-        session_id = self._session.session_id if self._session.bound else None
+        # Bound, or between two polls, rebinding or recovering: the server holds it still.
+        session_id = self._session.session_id if self._session.state in _HELD else None
         base_url = self._session.base_url
         stream = self._session.stream
         if session_id is not None and IRequestStream.providedBy(stream):
