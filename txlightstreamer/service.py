@@ -22,7 +22,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
-from twisted.internet.error import ReactorNotRunning
+from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -207,6 +207,8 @@ class LsService(MultiService):
 
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         """Open the output, start the demo server if asked, connect and subscribe."""
+        if self.stopping:  # its client, output and children were closed for good
+            raise RuntimeError("an LsService runs once: make a new one to start again")
         Service.startService(self)
         for warning in self.options.warnings:
             log.warn("{warning}", warning=warning)
@@ -350,9 +352,11 @@ class LsService(MultiService):
         if failure.check(RedisUnavailable):
             option = "--source" if self.source is not None else "--sink"
             self._finish(1, f"cannot use {option}: {failure.value}")
-            return
-        log.failure("Could not start", failure)
-        self._finish(1, "could not start")
+        elif failure.check(CannotListenError):  # --demo-port taken: one line, as --http-port
+            self._finish(1, f"cannot serve --demo-port: {failure.value}")
+        else:
+            log.failure("Could not start", failure)
+            self._finish(1, "could not start")
 
     # -- scaling out: back-pressure, metrics, health ---------------------------------------
 

@@ -23,6 +23,7 @@ from txlightstreamer.cli.subscribe import DECIMAL, parse_subscription, positive_
 from txlightstreamer.protocol import SUPPORTED_VERSIONS
 from txlightstreamer.sinks._shard import parse_shard
 from txlightstreamer.sinks._target import RedisTarget, parse_redis_url
+from txlightstreamer.transport._trust import read_trust_roots
 
 __all__ = [
     "LOG_LEVELS",
@@ -139,6 +140,7 @@ class Options(usage.Options):
         self["subscribe"] = []
         #: The password, kept out of the options mapping so it is never printed.
         self.password: str | None = None
+        self._password_from_env = False
         #: Warnings to log once logging is set up.
         self.warnings: list[str] = []
         #: The Redis stream of --sink and --source (with its password), else None.
@@ -232,13 +234,13 @@ class Options(usage.Options):
             self["demo-port"] = number
         path = self["ca-file"]
         if path is not None:
-            try:
-                with open(path, "rb") as f:
-                    pem = f.read()
-            except OSError as e:
-                raise usage.UsageError(f"cannot read --ca-file {path!r}: {e.strerror}") from None
-            if b"-----BEGIN CERTIFICATE-----" not in pem:
-                raise usage.UsageError(f"bad --ca-file {path!r}: no PEM certificate in it")
+            if not os.access(path, os.R_OK):
+                raise usage.UsageError(f"cannot read --ca-file {path!r}")
+            try:  # every certificate loaded now, as the client will: a bad one is a usage error
+                read_trust_roots(path)
+            except ValueError as e:
+                raise usage.UsageError(
+                    f"bad --ca-file: {str(e).removeprefix('trust_roots: ')}") from None
             self["ca-file"] = os.path.abspath(path)  # twistd may change directory later
         raw = self["give-up-after"]
         if raw is not None:
@@ -331,7 +333,9 @@ class Options(usage.Options):
             user, password, specs = demo_profile_defaults(self["demo-profile"])
         except ValueError as e:
             raise usage.UsageError(f"bad --demo-profile: {e}") from None
-        if self["user"] is None and self.password is None:
+        # A password from the environment is not one given for this run: the profile's
+        # account stands unless --user, --password or --password-file say otherwise.
+        if self["user"] is None and (self.password is None or self._password_from_env):
             self["user"], self.password = user, password
         if not self["subscribe"]:
             self["subscribe"] = [parse_subscription(spec) for spec in specs]
@@ -358,6 +362,7 @@ class Options(usage.Options):
                 f"prefer --password-file or the {PASSWORD_ENV} environment variable")
         else:
             self.password = self._environ.get(PASSWORD_ENV)
+            self._password_from_env = self.password is not None
 
     def _check_output(self) -> None:
         path = self["output"]

@@ -6,11 +6,13 @@ The certificates a client trusts instead of the platform's, as `LsClient`'s and
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 __all__ = ["trust_root"]
 
-_PEM_END = b"-----END CERTIFICATE-----"
+# Each certificate block; anything around them (a key, comments, other blocks) is not one.
+_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
 def read_trust_roots(roots: Any) -> Any:
@@ -32,10 +34,15 @@ def read_trust_roots(roots: Any) -> Any:
             certificates.append(root)
             continue
         pem = _pem_of(root)
-        blocks = [block + _PEM_END for block in pem.split(_PEM_END) if block.strip()]
-        if not blocks or b"-----BEGIN CERTIFICATE-----" not in pem:
+        blocks = _CERTIFICATE.findall(pem)
+        if not blocks:
             raise ValueError(f"trust_roots: no PEM certificate in {_name_of(root)}")
-        certificates += [ssl.Certificate.loadPEM(block) for block in blocks]
+        for block in blocks:
+            try:
+                certificates.append(ssl.Certificate.loadPEM(block))
+            except Exception:  # OpenSSL's error names no file
+                raise ValueError(
+                    f"trust_roots: a bad certificate in {_name_of(root)}") from None
     if not certificates:
         raise ValueError("trust_roots is empty")
     return certificates
