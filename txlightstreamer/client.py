@@ -293,7 +293,8 @@ class LsClient(ClientEvents):
         `TransportError` when the server cannot be used at all. Each failed attempt's
         cause (refused, DNS, timeout, TLS, HTTP status) goes to `on_error` as a retryable
         `TransportError` when it changes, and the client keeps trying; with ``timeout``
-        (seconds) it stops trying after that long and errbacks with the last cause.
+        (seconds) it stops trying after that long and errbacks with the last cause;
+        cancelling the Deferred stops trying too.
         ``create_session`` may be called again once the session ended for good (refused,
         ended by the server, given up): the client's tables are subscribed in the new one.
         """
@@ -426,7 +427,8 @@ class LsClient(ClientEvents):
         (skipped by timeout in its sequence), `MessageError` (other failures) or
         `SessionLostError` (all in `txlightstreamer.errors`). Messages of one
         ``sequence`` are processed in order; the server waits at most ``delay_timeout``
-        seconds for a missing predecessor.
+        seconds for a missing predecessor. Cancelling the Deferred withdraws a message
+        not written yet; once written, its outcome is no longer awaited.
         """
         if self._destroyed or self._destroying is not None:
             raise ClientStateError("this client was destroyed")
