@@ -28,11 +28,13 @@ from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from txlightstreamer import LsClient, Table
+from txlightstreamer import MODE_DISTINCT, LsClient, Table
 from txlightstreamer.cli import demo_subscriptions
 from txlightstreamer.testing import TlcpServer
 from txlightstreamer.testing.demo import DemoFeed
 from txlightstreamer.web import Relay
+
+from .support import wait_until
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "web_browser_driver.py"
@@ -222,3 +224,30 @@ async def test_the_page_for_a_new_user(tmp_path: Path) -> None:
     assert report["console"] == []
     for name in ("normal", "dark", "420px", "upstream-down"):
         assert (outdir / f"relay-{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_distinct_table_shows_its_recent_events_on_load(tmp_path: Path) -> None:
+    # The tutorial: "A DISTINCT table lists its 20 most recent events, newest first"; on
+    # load (and after a gap) it showed the last event of each item only.
+    _need_browser()
+    server = TlcpServer()
+    await server.listen(reactor, port=0, interface="127.0.0.1")
+    client = LsClient(server.url)
+    news = Table(client, mode=MODE_DISTINCT, item_ids=["news"], schema=["headline"])
+    relay = Relay(client, [news], clock=reactor)
+    port = await relay.listen(reactor, "tcp:0")
+    try:
+        await client.create_session()
+        await news.when_subscribed()
+        for i in range(5):
+            server.data.update("news", {"headline": f"h{i}"})
+        await wait_until(lambda: len(relay.snapshot()["subscriptions"][0]["recent"]) == 5)
+        report = await run_browser(f"http://127.0.0.1:{port.getHost().port}/",
+                                   tmp_path / "unused.png", "--rows")
+        assert report["rows"] == ["h4", "h3", "h2", "h1", "h0"]
+    finally:
+        relay.close()
+        await client.destroy()
+        await port.stopListening()
+        await server.stop()

@@ -209,17 +209,49 @@ def first_hour(url: str, outdir: str, budget: float) -> dict[str, Any]:
     return report
 
 
+def rows(url: str, budget: float) -> dict[str, Any]:
+    """The last cell of every table row once the page has loaded (no screenshot)."""
+    os.environ["SE_OFFLINE"] = "true"
+    os.environ["SE_AVOID_STATS"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with tempfile.TemporaryDirectory(prefix="txls-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--no-first-run", f"--user-data-dir={profile}"):
+            options.add_argument(arg)
+        service = Service(executable_path=CHROMEDRIVER, log_output=os.devnull)
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            driver.set_page_load_timeout(min(20, budget))
+            driver.get(url)
+            WebDriverWait(driver, min(20, budget), poll_frequency=0.1).until(
+                lambda d: d.execute_script("return document.body.dataset.ready === 'yes'"))
+            cells = driver.execute_script(
+                "return [...document.querySelectorAll('section tbody tr')]"
+                ".map(tr => tr.lastElementChild.textContent)")
+        finally:
+            driver.quit()
+    return {"url": url, "rows": cells}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("screenshot", help="a PNG path, or a directory with --first-hour")
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--first-hour", action="store_true")
+    parser.add_argument("--rows", action="store_true", help="report the rows on load")
     args = parser.parse_args()
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(int(args.budget) + 1)
     try:
-        if args.first_hour:
+        if args.rows:
+            report = rows(args.url, args.budget)
+        elif args.first_hour:
             report = first_hour(args.url, args.screenshot, args.budget)
         else:
             report = run(args.url, args.screenshot, args.budget)

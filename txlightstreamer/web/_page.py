@@ -224,8 +224,12 @@ SCRIPT = r"""
         }
       }
     } else if (sub.mode === "DISTINCT") {
-      for (const [item, values] of Object.entries(state.rows || {})) {
-        addEvent(sub, item, values);
+      if (state.recent) {
+        for (const ev of state.recent) addEvent(sub, itemName(ev), ev.values);
+      } else {
+        for (const [item, values] of Object.entries(state.rows || {})) {
+          addEvent(sub, item, values);
+        }
       }
     } else {
       for (const item of sub.items) {

@@ -227,9 +227,9 @@ class RelayBase:
         """
         if self.closed:
             return
-        self.last_number += 1
-        number = self.last_number
-        data = _frame(self.event_id(number), event)
+        number = self.last_number + 1
+        data = _frame(self.event_id(number), event)  # may raise: nothing changed yet
+        self.last_number = number
         self.total_bytes += len(data)
         backlog = self._backlog
         backlog.append((number, data, self.total_bytes))
@@ -262,9 +262,14 @@ class RelayBase:
             return None
         return int(number)
 
+    @property
+    def full(self) -> bool:
+        """Whether ``max_clients`` streams are open."""
+        return len(self._streams) >= self.max_clients
+
     def open_stream(self, request: Request, last_event_id: str | None) -> _Stream | None:
         """Open an SSE stream on ``request``: resume or snapshot, then live events."""
-        if len(self._streams) >= self.max_clients:
+        if self.full:
             return None
         stream = _Stream(self, request, self.client_buffer)
         request.registerProducer(stream, True)
@@ -462,7 +467,8 @@ class Relay(RelayBase):
         state: dict[str, Any] = {
             "sub": index,
             "mode": table.mode,
-            "items": list(names) if names is not None else list(table.items),
+            "items": list(names) if names is not None else [
+                str(pos) for pos in range(1, table.num_items + 1)],
             "fields": fields,
             "subscribed": table.is_active,
         }
@@ -470,7 +476,7 @@ class Relay(RelayBase):
             kpos, cpos = table.key_position, table.command_position
             state["key_field"] = fields[kpos - 1] if 0 < kpos <= len(fields) else None
             state["command_field"] = fields[cpos - 1] if 0 < cpos <= len(fields) else None
-            count = len(names) if names is not None else len(table.items)
+            count = table.num_items
             state["keys"] = {
                 item(pos): {key: dict(zip(fields, row, strict=False))
                             for key, row in table.command_rows(pos).items()}

@@ -24,6 +24,10 @@ class RelaySource(Protocol):
     def snapshot(self) -> dict[str, Any]:
         """Every subscription's current state (``GET /snapshot``)."""
 
+    @property
+    def full(self) -> bool:
+        """Whether no more ``/events`` streams are allowed now."""
+
     def open_stream(self, request: Request, last_event_id: str | None) -> object | None:
         """Start ``/events`` on ``request``; None when no more streams are allowed."""
 
@@ -107,6 +111,9 @@ class EventsResource(Resource):
         request.setHeader(b"x-accel-buffering", b"no")  # reverse proxies: do not buffer
 
     def render_HEAD(self, request: Request) -> bytes:  # noqa: N802
+        # What GET would answer (RFC 9110 §9.3.2): a health check may ask with HEAD.
+        if self.relay.closed or self.relay.full:
+            return self._unavailable(request, b"")
         self._headers(request)
         return b""
 

@@ -163,12 +163,17 @@ class StreamRelay(RelayBase):
     def last_id(self) -> tuple[int, int]:
         return stream_id_key(self.event_id(self.last_number)) or (0, 0)
 
+    @property
+    def full(self) -> bool:
+        """Whether ``max_clients`` streams are open or waiting for this relay to catch up."""
+        return len(self._streams) + len(self._waiting) >= self.max_clients
+
     def open_stream(self, request: Request, last_event_id: str | None) -> Any:
         """As `RelayBase.open_stream`; an id this relay has not read yet is waited for."""
         wanted = stream_id_key(last_event_id) if last_event_id is not None else None
         if wanted is None or wanted <= self.last_id or last_event_id is None:
             return super().open_stream(request, last_event_id)
-        if len(self._streams) + len(self._waiting) >= self.max_clients:
+        if self.full:
             return None
         # Another relay is ahead of this one: wait (bounded) until we read that entry.
         timer = self.clock.callLater(CATCH_UP_WAIT, self._release_waiting, True)
