@@ -146,3 +146,30 @@ def test_a_session_ended_with_no_on_error_is_logged_critical() -> None:
         globalLogPublisher.removeObserver(events.append)
     critical = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.critical]
     assert any("closed by the administrator" in text for text in critical)
+
+
+def test_a_recovery_abandoned_by_its_prog_is_never_told_recovered() -> None:
+    # "recovered" promises every update exactly once: it was told at the recovery's CONOK,
+    # before the PROG that showed updates lost and abandoned it (tlcp.md §7.6).
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "U,1,1,a")
+    _lost(transport)
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*")
+    assert [e for e in recorder.events if e[0] in ("started", "rebound")] == [
+        ("started", "new")]  # not yet: the PROG says
+    transport.last.feed("PROG,5")  # the server resumes after 5; the client had 2
+    clock.advance(1)
+    transport.last.feed("CONOK,S2,50000,5000,*")
+    assert [e for e in recorder.events if e[0] in ("started", "rebound")] == [
+        ("started", "new"), ("started", "replaced")]
+
+
+def test_a_recovery_is_told_once_its_prog_is_accepted() -> None:
+    session, transport, recorder, clock = connected()
+    transport.last.feed("SUBOK,1,1,1", "U,1,1,a")
+    _lost(transport)
+    clock.advance(1)
+    transport.last.feed("CONOK,S1,50000,5000,*", "PROG,1", "U,1,1,b")
+    assert [e for e in recorder.events if e[0] in ("started", "rebound")] == [
+        ("started", "new"), ("rebound", "recovered")]

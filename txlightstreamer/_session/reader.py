@@ -10,6 +10,7 @@ is what a recovery asks the server to resume from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from twisted.logger import Logger
@@ -92,6 +93,8 @@ class StreamReader:
         #: The server's position: behind ``data_count`` while a recovered stream replays
         #: what was already seen, None until that stream's PROG says where it is.
         self.server_prog: int | None = 0
+        # What a recovered stream's PROG confirms when it is accepted (the recovery told).
+        self._confirmed: Callable[[], None] | None = None
 
     def stream_lines(self, stream: IStream, lines: list[bytes]) -> None:
         """
@@ -146,13 +149,16 @@ class StreamReader:
         """A new session counts from zero."""
         self.data_count = self.server_prog = 0
 
-    def session_recovered(self) -> None:
-        """A recovered stream: wait for its PROG before counting."""
+    def session_recovered(self, confirmed: Callable[[], None]) -> None:
+        """A recovered stream: wait for its PROG before counting; ``confirmed()`` runs
+        once it is accepted (a PROG beyond the count abandons the recovery instead)."""
         self.server_prog = None
+        self._confirmed = confirmed
 
     def creating(self) -> None:
         """A create is under way: no PROG is awaited any more."""
         self.server_prog = self.data_count
+        self._confirmed = None
 
     @property
     def replaying(self) -> bool:
@@ -240,5 +246,8 @@ class StreamReader:
                     f"PROG {prog} beyond the {self.data_count} notifications received")
                 return
             self.server_prog = prog
+            confirmed, self._confirmed = self._confirmed, None
+            if confirmed is not None:
+                confirmed()
         elif prog != self.server_prog:
             self._owner.restart(f"PROG {prog} does not match {self.server_prog}")

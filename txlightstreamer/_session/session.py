@@ -250,8 +250,8 @@ class Session:
             continuity, self._next_continuity = self._next_continuity, Continuity.PRESERVED
             self._listener.session_started(conok, continuity)
         elif previous is State.RECOVERING:
-            self._reader.session_recovered()  # until PROG says where the server resumes
-            self._listener.session_rebound(conok, Continuity.RECOVERED)
+            self._reader.session_recovered(  # recovered once PROG says nothing was lost
+                lambda: self._listener.session_rebound(conok, Continuity.RECOVERED))
         else:
             self._listener.session_rebound(conok, Continuity.PRESERVED)
 
