@@ -13,7 +13,8 @@ import math
 from typing import Any
 
 import pytest
-from twisted.internet.defer import CancelledError
+import pytest_twisted
+from twisted.internet.defer import CancelledError, Deferred
 
 from txlightstreamer import MODE_COMMAND, MODE_DISTINCT, MODE_MERGE, MODE_RAW, Table
 from txlightstreamer.errors import LightstreamerError
@@ -50,7 +51,13 @@ def test_a_cancelled_wait_on_updates_loses_no_update() -> None:
     assert queue.dropped == 0
 
 
-def test_asyncio_wait_for_timing_out_on_updates_loses_no_update() -> None:
+@pytest_twisted.ensureDeferred
+async def test_asyncio_wait_for_timing_out_on_updates_loses_no_update() -> None:
+    from twisted.internet import reactor
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        pytest.skip("needs --reactor=asyncio")
     table, _, _ = make_table(mode=MODE_RAW, item_ids="a", schema="x")
     table._subok(1, 1)
     queue = table.updates()
@@ -61,7 +68,8 @@ def test_asyncio_wait_for_timing_out_on_updates_loses_no_update() -> None:
         table._update(1, "1")
         return await queue.__anext__()
 
-    assert asyncio.run(main())["x"] == "1"
+    update = await Deferred.fromFuture(asyncio.ensure_future(main()))
+    assert update["x"] == "1"
 
 
 def test_updates_of_a_deleted_table_end_at_once() -> None:

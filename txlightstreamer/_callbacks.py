@@ -21,13 +21,14 @@ class CallbackList:
     exception is logged (with the event name) and swallowed.
     """
 
-    __slots__ = ("_name", "_callbacks", "_changed")
+    __slots__ = ("_name", "_callbacks", "_changed", "_stopped")
 
     def __init__(self, name: str, changed: Callable[[], object] | None = None) -> None:
         self._name = name
         # The list object is never replaced: the hot path holds a reference to it.
         self._callbacks: list[Callable[..., Any]] = []
         self._changed = changed  # told when a callback is added or removed
+        self._stopped = False
 
     def add(self, callback: _F) -> _F:
         """Register ``callback``; returns it so this works as a decorator."""
@@ -47,12 +48,18 @@ class CallbackList:
         if self._changed is not None:
             self._changed()
 
+    def stop(self) -> None:
+        """Call no callback any more, not even the rest of an event under way."""
+        self._stopped = True
+
     def __bool__(self) -> bool:
         return bool(self._callbacks)
 
     def __call__(self, *args: Any) -> None:
         # The callbacks as the event began: one that removes itself skips no other.
         for callback in tuple(self._callbacks):
+            if self._stopped:
+                break
             try:
                 callback(*args)
             except Exception as exc:

@@ -9,7 +9,6 @@ through the table's `TableLink`, handing it the notifications of its subscriptio
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final, Protocol
 
@@ -19,6 +18,15 @@ from twisted.logger import Logger
 from txlightstreamer._command import CommandKeys
 from txlightstreamer._item_update import ItemUpdate, Row, Value, changed_indexes
 from txlightstreamer._table_events import TableEvents
+from txlightstreamer._table_options import (
+    MODE_COMMAND,
+    MODE_DISTINCT,
+    MODE_MERGE,
+    MODE_RAW,
+    MODES,
+    check_options,
+    split_names,
+)
 from txlightstreamer._table_view import TableView
 from txlightstreamer._update_queue import UpdateQueue
 from txlightstreamer.errors import (
@@ -27,7 +35,7 @@ from txlightstreamer.errors import (
     SubscriptionError,
     ValueDecodeError,
 )
-from txlightstreamer.protocol import check_limit, check_text, decode_update
+from txlightstreamer.protocol import check_limit, decode_update
 from txlightstreamer.protocol._hotpath import Lane, deliver
 from txlightstreamer.states import TableState
 
@@ -44,11 +52,6 @@ __all__ = [
     "UpdateQueue",
 ]
 
-MODE_RAW: Final = "RAW"
-MODE_MERGE: Final = "MERGE"
-MODE_DISTINCT: Final = "DISTINCT"
-MODE_COMMAND: Final = "COMMAND"
-MODES: Final = (MODE_RAW, MODE_MERGE, MODE_DISTINCT, MODE_COMMAND)
 # Largest item or field count a SUBOK may announce (guards memory against a bad server).
 MAX_TABLE_SIZE: Final = 100_000
 
@@ -61,68 +64,6 @@ DELETED: Final = TableState.DELETED
 FAILED: Final = TableState.FAILED
 
 log = Logger()
-
-_NAME_SEPARATORS = re.compile(r"[ |]+")
-# Any character str.isspace() accepts, or "|" (one search instead of a loop per character).
-_BAD_NAME_CHAR = re.compile(r"[\s|]")
-
-
-def _split_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
-    """Accept the seed's space/pipe-separated string or any iterable of names."""
-    if isinstance(value, str):
-        names = tuple(n for n in _NAME_SEPARATORS.split(value.strip()) if n)
-    else:
-        names = tuple(value)
-        for name in names:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"{what}: every name must be a non-empty string, got {name!r}")
-            if _BAD_NAME_CHAR.search(name):
-                raise ValueError(f"{what}: name {name!r} must not contain spaces or '|'")
-    for name in names:
-        check_text(name, f"{what}: name {name!r}")
-    if not names:
-        raise ValueError(f"{what} must name at least one entry")
-    return names
-
-
-def _check_options(
-    mode: str, schema: tuple[str, ...], snapshot: bool | int, buffer_size: int | str | None,
-    max_frequency: float | str | None, data_adapter: str | None, selector: str | None,
-) -> None:
-    """Refuse, before anything is sent, what the server would refuse for this mode."""
-    for text, what in ((data_adapter, "data_adapter"), (selector, "selector")):
-        if text is not None:
-            check_text(text, what)
-    if mode == MODE_RAW and snapshot:
-        raise ValueError("RAW mode has no snapshot: use snapshot=False")
-    if isinstance(snapshot, int) and not isinstance(snapshot, bool):
-        if mode != MODE_DISTINCT:
-            raise ValueError("a snapshot length is only allowed in DISTINCT mode")
-        if snapshot < 1:
-            raise ValueError("the snapshot length must be a positive integer")
-    if max_frequency is not None and max_frequency != "unfiltered":
-        # py-lightstreamer's 0 ("no limit") is "unlimited" here; the server refuses 0.
-        check_limit(max_frequency, "max_frequency (updates/s)")
-    if buffer_size is not None and buffer_size != "unlimited" and (
-            isinstance(buffer_size, bool) or not isinstance(buffer_size, int)
-            or buffer_size < 1):
-        raise ValueError(
-            f"buffer_size must be a positive integer or 'unlimited', not {buffer_size!r}")
-    if buffer_size is not None and mode not in (MODE_MERGE, MODE_DISTINCT):
-        raise ValueError("buffer_size is only allowed in MERGE and DISTINCT mode")
-    if buffer_size is not None and max_frequency == "unfiltered":
-        raise ValueError("buffer_size cannot be combined with max_frequency='unfiltered'")
-    if mode == MODE_COMMAND and len(schema) > 1:
-        missing = {"key", "command"} - set(schema)
-        if missing:
-            raise ValueError(
-                f"a COMMAND schema must contain the fields 'key' and 'command' "
-                f"(missing: {', '.join(sorted(missing))})"
-            )
-    for name, value in (("data_adapter", data_adapter), ("selector", selector)):
-        if value is not None and (not value or any(c.isspace() for c in value)):
-            raise ValueError(f"{name} must be a non-empty name without spaces")
-
 
 class TableOwner(Protocol):
     """
@@ -289,16 +230,16 @@ class Table(TableEvents, TableView):
             raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         self.mode = mode
         #: The item names (or the group name) as given.
-        self.items = _split_names(item_ids, "item_ids")
+        self.items = split_names(item_ids, "item_ids")
         #: The field names (or the schema name) as given.
-        self.schema = _split_names(schema, "schema")
-        _check_options(mode, self.schema, snapshot, buffer_size, max_frequency,
+        self.schema = split_names(schema, "schema")
+        check_options(mode, self.schema, snapshot, buffer_size, max_frequency,
                        data_adapter, selector)
         self.second_schema: tuple[str, ...] = ()
         if second_level_schema is not None:
             if mode != MODE_COMMAND:
                 raise ValueError("second-level fields are only for COMMAND mode")
-            self.second_schema = _split_names(second_level_schema, "second_level_schema")
+            self.second_schema = split_names(second_level_schema, "second_level_schema")
             clash = set(self.second_schema) & set(self.schema)
             if clash:
                 raise ValueError(f"second-level fields repeat first-level ones: {sorted(clash)}")
@@ -556,7 +497,7 @@ class Table(TableEvents, TableView):
     ) -> None:
         if self._update_cbs._callbacks:
             deliver(self._lane, item, row)
-        if self._item_update_cbs._callbacks:
+        if self._item_update_cbs._callbacks and self._lane.live:
             self._item_update_cbs(
                 ItemUpdate(self, item, row, previous, is_snapshot, patches, changed)
             )
@@ -595,7 +536,7 @@ class Table(TableEvents, TableView):
             waiters, self._delete_waiters = self._delete_waiters, []
             if was_live:
                 self._unsubscribed_cbs()
-            self._never_subscribed(ClientStateError("the table was deleted"))
+            self._end(ClientStateError("the table was deleted"))
             self._deleted_cbs()
             for d in waiters:
                 d.callback(None)
@@ -606,8 +547,12 @@ class Table(TableEvents, TableView):
         if was_live:
             self._unsubscribed_cbs()
 
-    def _never_subscribed(self, error: LightstreamerError) -> None:
+    def _end(self, error: LightstreamerError) -> None:
+        """Deleted or refused: never subscribed now, and no update reaches a callback any
+        more, not even the rest of an event under way."""
         self._never = error
+        self._lane.live = False
+        self._item_update_cbs.stop()
         waiters, self._subscribed_waiters = self._subscribed_waiters, []
         for d in waiters:
             d.errback(error)
@@ -620,7 +565,7 @@ class Table(TableEvents, TableView):
         self._error_cbs(error)
         if not self._error_cbs:  # critical: what Twisted prints before logging begins
             log.critical("Subscription {table!r} failed: {error}", table=self, error=error)
-        self._never_subscribed(error)
+        self._end(error)
         deleters, self._delete_waiters = self._delete_waiters, []
         for dd in deleters:
             dd.callback(None)

@@ -95,6 +95,22 @@ class StreamReader:
         self.server_prog: int | None = 0
         # What a recovered stream's PROG confirms when it is accepted (the recovery told).
         self._confirmed: Callable[[], None] | None = None
+        #: Paused by the application: the rest of the read it paused in waits in ``_held``.
+        self.paused = False
+        self._held: tuple[IStream, list[bytes]] | None = None
+
+    def pause(self) -> None:
+        """Deliver nothing more, not even the rest of the current read, until `resume`."""
+        self.paused = True
+        self.router.open = False
+
+    def resume(self) -> bool:
+        """Deliver what was held; False if that paused reading again."""
+        self.paused = False
+        held, self._held = self._held, None
+        if held is not None:
+            self.stream_lines(*held)
+        return not self.paused
 
     def stream_lines(self, stream: IStream, lines: list[bytes]) -> None:
         """
@@ -104,12 +120,18 @@ class StreamReader:
         owner = self._owner
         if stream is not owner.stream:
             return
+        if self.paused:  # a read already on its way when reading was paused
+            self._hold(stream, lines)
+            return
         owner.alive()
         if stream is not owner.stream:
             return  # a status or heartbeat callback closed the session
         router = self.router
         i, n = 0, len(lines)
         while i < n:
+            if self.paused:  # by a callback: the rest waits for resume
+                self._hold(stream, lines[i:])
+                return
             # Not replaying, not waiting for PROG, and an update (the router takes no other).
             if self.server_prog == self.data_count and lines[i].startswith(b"U,"):
                 router.open = True
@@ -121,6 +143,8 @@ class StreamReader:
                 i = fed
                 if i == n or stream is not owner.stream:
                     return
+                if self.paused:
+                    continue  # a callback paused reading: the top of the loop holds the rest
             self._line(lines[i])
             i += 1
             # A line or a callback may have ended this stream (LOOP, END, destroy...).
@@ -141,9 +165,15 @@ class StreamReader:
         else:
             owner.broken(TransportError(str(reason.value), url=stream.url))
 
+    def _hold(self, stream: IStream, lines: list[bytes]) -> None:
+        held = self._held
+        self._held = (stream, held[1] + lines if held is not None else lines)
+
     def stop(self) -> None:
-        """Not one more line from the current stream (even within the current read)."""
+        """Not one more line from the current stream (even within the current read); what
+        was held is dropped, uncounted: a recovery asks for it again."""
         self.router.open = False
+        self._held = None
 
     def session_created(self) -> None:
         """A new session counts from zero."""

@@ -130,7 +130,6 @@ class Session:
         self._attempt_started = 0.0
         self._retry_call: IDelayedCall | None = None
         self._attempts = FailedAttempts()
-        self._paused = False
         # The current stream is a WebSocket kept between two polls (after LOOP).
         self._parked = False
 
@@ -188,24 +187,24 @@ class Session:
             self._set_status(Status.DISCONNECTED, "closed by the client")
 
     def pause_reading(self) -> None:
-        """Stop reading (back-pressure), across rebinds; the silence is not the server's."""
-        if not self._paused:
-            self._paused = True
+        """Stop reading (back-pressure), across rebinds; the silence is not the server's.
+        From a callback, the rest of the current read waits too."""
+        if not self._reader.paused:
+            self._reader.pause()
             self._liveness.pause()
             if self._stream is not None:
                 self._stream.pause_reading()
 
     def resume_reading(self) -> None:
-        """Read again after `pause_reading`."""
-        if self._paused:
-            self._paused = False
+        """Read again after `pause_reading`: first what was held (which may pause again)."""
+        if self._reader.paused and self._reader.resume():
             if self._stream is not None:
                 self._stream.resume_reading()
             self._liveness.resume()
 
     @property
     def reading_paused(self) -> bool:
-        return self._paused
+        return self._reader.paused
 
     def fail(self, error: LightstreamerError) -> None:
         """End the session for good on the server's word (``ERROR``, ``REQERR`` 11/65/67)."""
@@ -398,7 +397,7 @@ class Session:
         self._attempt_started = self._clock.seconds()
         stream = self.choice.transport.open_stream(self.base_url, request, self._reader)
         self._stream = stream
-        if self._paused:
+        if self._reader.paused:
             stream.pause_reading()
         # The whole head (up to CONOK) must arrive within the retry delay, or the longer
         # time a create may take: the stream's own first wait is not cut shorter either.

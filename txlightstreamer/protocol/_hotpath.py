@@ -503,6 +503,8 @@ class Lane:
         #: non-ASCII ``^T`` result, by ``-1 -`` that (BMP-only, known), and by field, far
         #: below those keys, the cut the C line decoder makes a field's first one like.
         self.docs: dict[int, Any] = {}
+        #: False once the table is deleted or refused: an event under way goes no further.
+        self.live = True
 
 
 class UpdateRouter:
@@ -649,6 +651,8 @@ def deliver(lane: Lane, item: int, row: Row) -> None:
             lane.callback_failed(factory, exc)
             return
     for callback in tuple(lane.callbacks):  # one that removes itself skips no other
+        if not lane.live:
+            break  # one deleted the table: once delete() fired, no update arrives
         try:
             callback(item, arg)
         except Exception as exc:

@@ -300,9 +300,10 @@ class WsStream(StreamBase):
         self._producer_ready()
 
     def _producer(self) -> Any:
-        # Paused only once open: a paused socket would stall the handshake itself.
+        # Paused only once WSOK came: a paused socket would stall the handshake, or hold
+        # the WSOK back and be taken for a WebSocket not answering (tlcp.md §7.2).
         proto = self._proto
-        return proto.transport if proto is not None and self._open else None
+        return proto.transport if proto is not None and self._wsok else None
 
     def _message(self, payload: bytes, is_binary: bool) -> None:
         if self._stopped or self._ended:
@@ -339,6 +340,7 @@ class WsStream(StreamBase):
                     continue
                 self._wsok = True
                 self.request_sent = True
+                self._producer_ready()  # what follows is held by a paused reader
             kept.append(line)
         self._deliver(kept)
 
