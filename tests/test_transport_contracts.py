@@ -16,7 +16,6 @@ from twisted.web.server import NOT_DONE_YET
 
 from txlightstreamer import MODE_MERGE, MODE_RAW, Table
 from txlightstreamer._session import State
-from txlightstreamer.testing import TlcpServer
 
 from .memory import MemoryNetwork
 from .test_faults import Run
@@ -68,20 +67,8 @@ def test_an_http_control_answer_may_take_the_documented_10_s() -> None:
 
 # -- 2. HTTP connections left open ----------------------------------------------------------
 
-def test_destroy_closes_an_http_control_request_in_flight() -> None:
-    clock = Clock()
-    net = MemoryNetwork(clock)
-    held: list[Any] = []
-    client = net.client(net.serve(_streaming(held, clock)), forced_transport="HTTP-STREAMING")
-    net.wait(client.create_session())
-    Table(client, mode=MODE_MERGE, item_ids=["a"], schema=["v"])
-    net.run_until(lambda: len(held) == 1)  # a slow Metadata Adapter: no answer yet
-    net.wait(client.destroy())
-    assert not _open(net), "destroy() fired with a control connection still open"
-    assert not [c for c in clock.getDelayedCalls() if c.active()]
-
-
-def test_a_timed_out_control_reply_drops_its_connection() -> None:
+def _an_add_held() -> tuple[Clock, MemoryNetwork, Any, list[Any]]:
+    """A session whose first ``add`` the server holds: a slow Metadata Adapter."""
     clock = Clock()
     net = MemoryNetwork(clock)
     held: list[Any] = []
@@ -89,6 +76,18 @@ def test_a_timed_out_control_reply_drops_its_connection() -> None:
     net.wait(client.create_session())
     Table(client, mode=MODE_MERGE, item_ids=["a"], schema=["v"])
     net.run_until(lambda: len(held) == 1)
+    return clock, net, client, held
+
+
+def test_destroy_closes_an_http_control_request_in_flight() -> None:
+    clock, net, client, _ = _an_add_held()
+    net.wait(client.destroy())
+    assert not _open(net), "destroy() fired with a control connection still open"
+    assert not [c for c in clock.getDelayedCalls() if c.active()]
+
+
+def test_a_timed_out_control_reply_drops_its_connection() -> None:
+    _, net, _, held = _an_add_held()
     held[0].write(b"REQ")  # headers and part of the reply, then nothing
     net.advance(12.0, step=0.1)  # the client gave up on it after 10 s (tlcp.md §7.2 item 4)
     assert held[0].channel is None or held[0].channel.transport.disconnected
@@ -113,12 +112,9 @@ def test_an_error_page_that_never_ends_does_not_keep_its_connection() -> None:
 # -- 3. Recursion in ControlChannel.flush over WebSocket ----------------------------------
 
 def test_requests_queued_between_two_polls_are_all_sent() -> None:
-    clock = Clock()
-    server = TlcpServer(clock=clock, keepalive_millis=1000)
-    net = MemoryNetwork(clock)
-    net.serve_tlcp(server)
-    client = net.client(forced_transport="WS-POLLING", polling_interval=1.0, idle_timeout=0.5)
-    net.wait(client.create_session())
+    run = Run(forced_transport="WS-POLLING", polling_interval=1.0, idle_timeout=0.5)
+    run.create()
+    client, net = run.client, run.net
     net.run_until(lambda: not client._session.bound)  # between two polls
     done: list[Any] = []
     tables = []
