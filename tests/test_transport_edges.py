@@ -115,7 +115,7 @@ def test_polls_ask_for_the_last_loop_delay_and_the_granted_idle_time() -> None:
     client.create_session()
     net.advance(2.0)
     polls = [(p.get("LS_polling_millis"), p.get("LS_idle_millis")) for _, p in scripted.seen]
-    assert polls[0] == ("2000", "19000")
+    assert polls[0] == ("0", "0")  # the create: synchronous polling, as the official one
     assert polls[1] == ("500", "5000")
 
 

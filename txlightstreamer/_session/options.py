@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from txlightstreamer._session.sense import FORCED_TRANSPORTS, Kind
+from txlightstreamer.protocol import Request
 
 __all__ = ["RetryPolicy", "SessionOptions", "tlcp_retry_policy"]
 
@@ -102,6 +103,13 @@ class SessionOptions:
         return tlcp_retry_policy(self.retry_delay, self.first_retry_max_delay,
                                  self.max_retry_delay, jitter)
 
+    def head_timeout(self, request: Request) -> float:
+        """How long ``request``'s head (up to ``CONOK``) may take: ``retry_delay``, plus the
+        idle time a poll lets the server hold it (tlcp.md §7.3, §10: the polling idle guard;
+        behind a buffering proxy even ``CONOK`` comes only when the poll ends)."""
+        idle = request.get("LS_idle_millis")
+        return self.retry_delay + (int(idle) / 1000 if idle and idle.isdigit() else 0.0)
+
     def connection_params(
         self, kind: Kind, granted_keepalive_ms: int | None, first: bool,
         poll_pace: dict[str, int] | None = None,
@@ -113,6 +121,8 @@ class SessionOptions:
         official clients ask for in the next poll (tlcp.md §3.2, §7.3).
         """
         channel, polling = kind
+        if polling and first:  # a synchronous polling create, answered at once (tlcp.md §3.1)
+            return {"polling": True, "polling_millis": 0, "idle_millis": 0}
         if polling:
             return {
                 "polling": True,

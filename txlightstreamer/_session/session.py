@@ -401,7 +401,7 @@ class Session:
             stream.pause_reading()
         # The whole head (up to CONOK) must arrive within the retry delay, or the longer
         # time a create may take: the stream's own first wait is not cut shorter either.
-        timeout = head_timeout or self.options.retry_delay
+        timeout = head_timeout or self.options.head_timeout(request)
         stream.connect_timeout = max(getattr(stream, "connect_timeout", 0.0), timeout)
         self._liveness.expect_head(timeout)
         stream.start()
@@ -438,7 +438,7 @@ class Session:
             assert stream is not None
             if stream.rebind(request):
                 self._attempt_started = self._clock.seconds()
-                self._liveness.expect_head(self.options.retry_delay)
+                self._liveness.expect_head(self.options.head_timeout(request))
                 return
         self._open(request)
 
