@@ -165,7 +165,8 @@ class SubscriptionRegistry:
     def _send_reconf(self, link: TableLink, sub_id: int,
                      max_frequency: float | str) -> Deferred[None]:
         def accepted(result: None) -> None:
-            self._frequency_in_force[link] = max_frequency
+            if self._by_sub_id.get(sub_id) is link:  # still that subscription
+                self._frequency_in_force[link] = max_frequency
 
         def failed(failure: Failure) -> Failure:
             error = failure.value
@@ -387,7 +388,9 @@ class SubscriptionRegistry:
 
     def _unbind(self, sub_id: int) -> None:
         """Forget a subscription id: no more notifications go to its table."""
-        self._by_sub_id.pop(sub_id, None)
+        link = self._by_sub_id.pop(sub_id, None)
+        if link is not None:  # the frequency in force was that subscription's
+            self._frequency_in_force.pop(link, None)
         # A frequency waiting for this id's SUBOK goes with the table's next add.
         for d in self._reconf_after_subok.pop(sub_id, (None, []))[1]:
             d.callback(None)
@@ -400,6 +403,7 @@ class SubscriptionRegistry:
         for sub_id in list(self._reconf_after_subok):
             self._unbind(sub_id)
         self._by_sub_id.clear()
+        self._frequency_in_force.clear()
         self._router.lanes.clear()
         self._cancel_timers()
 

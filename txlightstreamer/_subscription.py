@@ -353,7 +353,7 @@ class Table(TableEvents, TableView):
 
         At most ``max_queue`` updates wait for a slow consumer; past that the oldest are
         dropped and counted in ``dropped`` (and logged). Iteration ends when the table is
-        deleted.
+        deleted. A loop that may end first: ``async with table.updates() as updates:``.
         """
         queue = UpdateQueue(self, max_queue)
         if self.state in (DELETED, FAILED):

@@ -101,6 +101,6 @@ class TableEvents:
             self._update_cbs, self._item_update_cbs, self._eos_cbs, self._cs_cbs,
             self._overflow_cbs, self._error_cbs, self._second_error_cbs,
             self._second_overflow_cbs,
-            self._subscribed_cbs, self._unsubscribed_cbs, self._config_cbs,
+            self._subscribed_cbs, self._unsubscribed_cbs, self._config_cbs, self._deleted_cbs,
         ):
             callbacks.remove(callback)

@@ -33,7 +33,9 @@ class UpdateQueue:
     Works in Deferred-based coroutines and, under Twisted's asyncio reactor, in asyncio
     tasks. A consumer slower than the feed never makes memory grow: past ``max_queue``
     the oldest updates are dropped and counted. Made by `Table.updates`, which also
-    closes it when the table is deleted.
+    closes it when the table is deleted. A loop left early (``break``) does not close it:
+    use it as ``async with table.updates() as updates:``, or call `close`, or it goes on
+    taking (and keeping up to ``max_queue``) updates until the table is deleted.
     """
 
     def __init__(self, table: UpdateSource, max_queue: int) -> None:
@@ -66,9 +68,21 @@ class UpdateQueue:
             return
         self._closed = True
         self.table.remove_callback(self._put)
+        self.table.remove_callback(self.close)  # the table's end no longer needs to tell it
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             waiter.errback(StopAsyncIteration())
+
+    async def aclose(self) -> None:
+        """`close`, awaitable (``contextlib.aclosing`` takes it)."""
+        self.close()
+
+    async def __aenter__(self) -> UpdateQueue:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Left by break, return or an exception: the queue stops taking the table's updates.
+        self.close()
 
     def __aiter__(self) -> UpdateQueue:
         return self
