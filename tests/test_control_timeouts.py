@@ -226,10 +226,14 @@ def test_a_stuck_http_reply_does_not_block_the_queue() -> None:
     clock.advance(ANSWER_TIMEOUT)
     assert transport.replies[0].called  # given up (cancelled), not left pending
     clock.advance(_StubSession.options.retry_delay)
-    assert len(transport.sent) == 2  # sent again, with new request ids
+    assert len(transport.sent) == 2  # sent again, with a new request id
     ids = [[r.get("LS_reqId") for r in batch] for batch in transport.sent]
-    assert ids[0] != ids[1] and len(ids[1]) == 2
-    transport.replies[1].callback([f"REQOK,{i}".encode() for i in ids[1]])
+    # One constrain a batch: a batch's requests run concurrently (tlcp.md §2.2).
+    assert ids[0] != ids[1] and len(ids[1]) == 1
+    transport.replies[1].callback([f"REQOK,{ids[1][0]}".encode()])
+    assert len(transport.sent) == 3  # then the second
+    last = transport.sent[2][0].get("LS_reqId")
+    transport.replies[2].callback([f"REQOK,{last}".encode()])
     assert first.called and second.called and errors == []
 
 

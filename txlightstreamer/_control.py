@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txlightstreamer._session import Session
+from txlightstreamer._session import Session, State
 from txlightstreamer.errors import (
     ClientStateError,
     LightstreamerError,
@@ -64,6 +64,28 @@ _IDEMPOTENT_OPS: Final = frozenset({"add", "delete", "reconf", "constrain"})
 
 def _idempotent(request: Request) -> bool:
     return request.name == "control" and request.get("LS_op") in _IDEMPOTENT_OPS
+
+
+def _between_polls(session: Session) -> bool:
+    """A polling session waiting for its next poll: it lives on the server, and a request
+    does not wait for the poll (tlcp.md §2.3; the official clients send it at once, over
+    HTTP or on the WebSocket kept between polls)."""
+    return session.state is State.BINDING and session.kind[1]
+
+
+def _subject(request: Request) -> str | None:
+    """
+    What a control request changes: a subscription (``add``, ``reconf``, ``delete``) or the
+    session's bandwidth (``constrain``). Two requests of one subject never share a batch,
+    whose requests the server runs concurrently (tlcp.md §2.2): an HTTP batch waits for
+    the answer to the one before, so they are run in order, as the official clients do.
+    """
+    if request.name != "control":
+        return None
+    if request.get("LS_op") == "constrain":
+        return "constrain"
+    sub_id = request.get("LS_subId")
+    return None if sub_id is None else f"subscription {sub_id}"
 
 
 class _Pending:
@@ -158,12 +180,13 @@ class ControlChannel:
         session = self._session
         if self._busy or not self._queue:
             return False
-        if not session.bound or session.session_id is None:
+        if session.session_id is None or not (session.bound or _between_polls(session)):
             return False
         batch: _Batch = []
         size = 0
         limit = max(session.request_limit, 1)
         name: str | None = None
+        subjects: set[str] = set()
         unwritable: list[tuple[_Pending, Exception]] = []
         while self._queue:
             pending = self._queue[0]
@@ -175,10 +198,13 @@ class ControlChannel:
                 self._queue.popleft()
                 unwritable.append((pending, exc))
                 continue
-            if batch and (request.name != name or size + line > limit):
+            subject = _subject(request)
+            if batch and (request.name != name or size + line > limit or subject in subjects):
                 break
             self._queue.popleft()
             name = request.name
+            if subject is not None:
+                subjects.add(subject)
             batch.append((pending, request, req_id))
             size += line
         try:
@@ -234,6 +260,14 @@ class ControlChannel:
         else:
             for pending in awaiting.values():
                 pending.deferred.errback(error)
+
+    def withdraw(self, request: Deferred[None] | None) -> bool:
+        """Take back ``request`` if it was not written yet (it then never fires); False
+        if it was (or is unknown)."""
+        if request is None or not any(p.deferred is request for p in self._queue):
+            return False
+        self._queue = deque(p for p in self._queue if p.deferred is not request)
+        return True
 
     def discard(self, request: Deferred[None] | None) -> None:
         """Never send (again) the request of ``request``, and never fire it."""

@@ -12,7 +12,7 @@ is dropped and made again with a new id, and fails with a `RequestTimeoutError` 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -104,6 +104,8 @@ class SubscriptionRegistry:
         # The frequency each table's subscription has on the server (its add's, or the
         # last reconf answered REQOK): what a refused reconf leaves in force.
         self._frequency_in_force: dict[TableLink, float | str | None] = {}
+        # The control requests of the adds not answered yet, by subscription id.
+        self._adds: dict[int, Deferred[None]] = {}
         # Frequencies asked while a table's add was on its way: sent once its SUBOK came.
         self._reconf_after_subok: dict[int, tuple[float | str, list[Deferred[None]]]] = {}
 
@@ -137,6 +139,9 @@ class SubscriptionRegistry:
             self.abandon(sub_id)
             self.finish(link)
             return
+        if previous == SUBSCRIBING and self._control.withdraw(self._adds.get(sub_id)):
+            self.finish(link)  # its add was never written: nothing to delete (one batch
+            return  # with both would run them concurrently, tlcp.md §2.2)
 
         def build(req_id: int) -> Request:
             return delete_subscription(req_id, sub_id)
@@ -226,8 +231,13 @@ class SubscriptionRegistry:
             if link in self._links:
                 self._links.remove(link)
 
-        self._control.send(build).addCallbacks(
-            lambda _: self._await_subok(link, sub_id), refused)
+        added = self._adds[sub_id] = self._control.send(build)
+        added.addBoth(self._answered_add, sub_id)
+        added.addCallbacks(lambda _: self._await_subok(link, sub_id), refused)
+
+    def _answered_add(self, result: Any, sub_id: int) -> Any:
+        self._adds.pop(sub_id, None)
+        return result
 
     def _await_subok(self, link: TableLink, sub_id: int) -> None:
         """The server accepted the subscription: its SUBOK must follow, in bounded time."""
@@ -391,6 +401,7 @@ class SubscriptionRegistry:
         link = self._by_sub_id.pop(sub_id, None)
         if link is not None:  # the frequency in force was that subscription's
             self._frequency_in_force.pop(link, None)
+        self._adds.pop(sub_id, None)
         # A frequency waiting for this id's SUBOK goes with the table's next add.
         for d in self._reconf_after_subok.pop(sub_id, (None, []))[1]:
             d.callback(None)
@@ -404,6 +415,7 @@ class SubscriptionRegistry:
             self._unbind(sub_id)
         self._by_sub_id.clear()
         self._frequency_in_force.clear()
+        self._adds.clear()
         self._router.lanes.clear()
         self._cancel_timers()
 

@@ -85,5 +85,7 @@ def check_options(
                 f"(missing: {', '.join(sorted(missing))})"
             )
     for name, value in (("data_adapter", data_adapter), ("selector", selector)):
-        if value is not None and (not value or any(c.isspace() for c in value)):
-            raise ValueError(f"{name} must be a non-empty name without spaces")
+        # Names the adapters read, sent percent-encoded: a space is theirs to allow, as
+        # the official clients let it through (``price > 10``).
+        if value is not None and not value:
+            raise ValueError(f"{name} must not be empty")

@@ -266,7 +266,7 @@ class Session:
         # The server may only ask to wait less than the polling interval we requested.
         limit = self.options.polling_interval if self.choice.polling else 0.0
         delay = min(loop.delay_ms / 1000.0, limit)
-        if self.choice.polling:
+        if self.choice.polling and self.keepalive_ms:  # not a synchronous create's LOOP,0
             self._poll_pace["polling_millis"] = int(delay * 1000)
         if loop.delay_ms > limit * 1000 + 1:
             self._listener.error(ProtocolError(
