@@ -131,3 +131,35 @@ def test_requests_between_two_polls_go_at_once(transport: str) -> None:
     run.until(lambda: sent.called and table.state == "active")
     assert sent.result is None or isinstance(sent.result, str)
     run.close()
+
+
+def test_no_request_goes_on_a_websocket_still_opening_between_polls() -> None:
+    # The next poll opens a new socket when the kept one died: a request sent on it before
+    # it is open is not written (it waited 10 s for an answer, then failed or went again).
+    from zope.interface import implementer
+
+    from txlightstreamer._control import _between_polls
+    from txlightstreamer._session import State
+    from txlightstreamer.transport.interfaces import IRequestStream
+
+    @implementer(IRequestStream)
+    class Opening:
+        pass
+
+    class Polling:
+        state = State.BINDING
+        kind = ("WS", True)
+        parked = False
+        stream: Any = Opening()
+
+    session = Polling()
+    assert not _between_polls(session)  # type: ignore[arg-type]
+    session.parked = True  # the socket kept for the next poll
+    assert _between_polls(session)  # type: ignore[arg-type]
+    session.parked, session.stream = False, None  # the kept socket died: over HTTP
+    assert _between_polls(session)  # type: ignore[arg-type]
+    session.kind = ("HTTP", True)
+    session.stream = object()  # the next HTTP poll on its way: a POST of its own
+    assert _between_polls(session)  # type: ignore[arg-type]
+    session.kind = ("WS", False)  # streaming: a rebind waits for its CONOK
+    assert not _between_polls(session)  # type: ignore[arg-type]

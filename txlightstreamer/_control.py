@@ -70,7 +70,11 @@ def _between_polls(session: Session) -> bool:
     """A polling session waiting for its next poll: it lives on the server, and a request
     does not wait for the poll (tlcp.md §2.3; the official clients send it at once, over
     HTTP or on the WebSocket kept between polls)."""
-    return session.state is State.BINDING and session.kind[1]
+    if session.state is not State.BINDING or not session.kind[1]:
+        return False
+    # Over HTTP a request is a POST of its own; on a WebSocket it goes only on the socket
+    # kept for the next poll, not on one still opening (it would not be written).
+    return session.parked or not IRequestStream.providedBy(session.stream)
 
 
 def _subject(request: Request) -> str | None:

@@ -113,7 +113,6 @@ class Session:
                                   options.reconnect_timeout)
         self._reader = StreamReader(hooks, router if router is not None else UpdateRouter())
         self._endings = Endings(hooks)
-
         self.status: str = Status.DISCONNECTED
         self.session_id: str | None = None
         self.request_limit = 50_000
@@ -205,6 +204,10 @@ class Session:
     @property
     def reading_paused(self) -> bool:
         return self._reader.paused
+
+    @property
+    def parked(self) -> bool:  # WS-POLLING between two polls, on the socket kept open
+        return self._parked
 
     def fail(self, error: LightstreamerError) -> None:
         """End the session for good on the server's word (``ERROR``, ``REQERR`` 11/65/67)."""
