@@ -275,7 +275,7 @@ class ControlChannel:
 
     def discard(self, request: Deferred[None] | None) -> None:
         """Never send (again) the request of ``request``, and never fire it."""
-        self._queue = deque(p for p in self._queue if p.deferred is not request)
+        self.withdraw(request)
         for req_id, pending in list(self._awaiting.items()):
             if pending.deferred is request:
                 pending.stop_waiting()

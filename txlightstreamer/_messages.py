@@ -126,9 +126,7 @@ class MessageManager:
         """The ``msg`` request itself failed (REQERR, transport, session loss)."""
         if isinstance(error, ServerError) and error.code in (32, 33):
             return  # a resent duplicate: the first one's outcome comes (or came)
-        self._unsent.discard(out)
-        if out.prog is not None:
-            self._waiting.pop((out.sequence or _UNORDERED, out.prog), None)
+        self.forget(out)
         if out.deferred.called:
             return
         if isinstance(error, ServerError) and not isinstance(error, MessageError):
