@@ -32,6 +32,8 @@ __all__ = [
 
 # Numbering for messages without a sequence that still want an outcome; never sent.
 _UNORDERED = "UNORDERED_MESSAGES"
+# Longest delay_timeout, in seconds: LS_max_wait in milliseconds fits the server's long.
+_LONGEST_WAIT = float((1 << 63) // 1000)
 
 
 class _Outgoing:
@@ -101,8 +103,10 @@ class MessageManager:
                     f"sequence {sequence!r} must be letters, digits and '_' only "
                     f"(and not {_UNORDERED!r})"
                 )
-        if delay_timeout is not None and delay_timeout < 0:
-            raise ValueError("delay_timeout must be >= 0 seconds")
+        if delay_timeout is not None and not 0 <= delay_timeout < _LONGEST_WAIT:
+            # NaN fails the comparison too; LS_max_wait is whole milliseconds (tlcp.md §3.4).
+            raise ValueError(
+                f"delay_timeout must be a finite number of seconds >= 0, not {delay_timeout!r}")
         out = _Outgoing(text, sequence, delay_timeout, enqueue, cancelled)
         self._unsent.add(out)
         return out

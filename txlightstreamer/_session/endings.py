@@ -72,10 +72,14 @@ class Endings:
         # Where (data count) the last unparsable line was met, and the line: the same
         # line met again there is no accident of the connection.
         self._bad_at: tuple[int, bytes | None] | None = None
+        # Whether the version was lowered to 2.4.0 for a CONERR 65 (and no create has
+        # been accepted since): a 65 again was not about the version.
+        self._fell_back = False
 
     def session_created(self) -> None:
         """A new session: no bad line met yet."""
         self._bad_at = None
+        self._fell_back = False
 
     def conerr(self, conerr: ConErr) -> None:
         """The create or bind was refused."""
@@ -91,10 +95,16 @@ class Endings:
         ):
             # Older servers refuse TLCP 2.5.0 with a syntax error: try 2.4.0 (once: the
             # version stays lowered).
-            s.choice.lower_protocol("2.4.0")
+            s.choice.speak_protocol("2.4.0")
+            self._fell_back = True
             reason = f"server refused TLCP 2.5.0 ({error}); retrying with TLCP 2.4.0"
             log.warn("{reason}", reason=reason)
             s.create_later(reason, 0.0)
+        elif creating and conerr.code == 65 and self._fell_back:
+            # Refused in 2.4.0 too: a bad argument, not the version, which goes back.
+            self._fell_back = False
+            s.choice.speak_protocol("2.5.0")
+            s.fatal(error)
         elif creating and conerr.code in RETRYABLE_CONERR:
             log.warn("Session refused, will retry: {error}", error=error)
             if not s.failed_create(error):

@@ -8,6 +8,7 @@ rule of the official Lightstreamer clients, used when none is given.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,20 @@ def tlcp_retry_policy(
     return policy
 
 
+def _check_count(name: str, value: object, least: int) -> None:
+    """``value`` is an int of at least ``least``: a count the requests carry as it is."""
+    if type(value) is not int or value < least:
+        raise ValueError(f"{name} must be an int >= {least}, not {value!r}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    """``value`` is a finite number of seconds >= 0: some go to the server in milliseconds
+    (tlcp.md §3.1, §3.2), all are timers (an infinite one would never fire)."""
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or value < 0):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+
+
 class SessionOptions:
     """Tunables of a session; the defaults are the official client's (tlcp.md §10)."""
 
@@ -72,6 +87,18 @@ class SessionOptions:
                 f"forced_transport must be one of {', '.join(FORCED_TRANSPORTS)} or None, "
                 f"not {forced_transport!r}"
             )
+        _check_count("content_length", content_length, 1)
+        if keepalive_millis is not None:
+            _check_count("keepalive_millis", keepalive_millis, 0)
+        for name, seconds in (
+            ("retry_delay", retry_delay), ("first_retry_max_delay", first_retry_max_delay),
+            ("max_retry_delay", max_retry_delay), ("stalled_timeout", stalled_timeout),
+            ("reconnect_timeout", reconnect_timeout),
+            ("session_recovery_timeout", session_recovery_timeout),
+            ("reverse_heartbeat_interval", reverse_heartbeat_interval),
+            ("polling_interval", polling_interval), ("idle_timeout", idle_timeout),
+        ):
+            _check_seconds(name, seconds)
         self.content_length = content_length
         self.keepalive_millis = keepalive_millis
         self.retry_delay = retry_delay

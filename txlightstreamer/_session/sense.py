@@ -64,8 +64,9 @@ class TransportChoice:
     def protocol_version(self) -> str:
         return str(self._channels["HTTP"].protocol_version)
 
-    def lower_protocol(self, version: str) -> None:
-        """Speak ``version`` from now on, on every channel (a fall-back for old servers)."""
+    def speak_protocol(self, version: str) -> None:
+        """Speak ``version`` from now on, on every channel (the fall-back for old servers, and
+        back from it)."""
         for channel in self._channels.values():
             channel.protocol_version = version
 
