@@ -303,28 +303,49 @@ class ControlChannel:
             sent = self._transport.send_control(session.base_url, session.session_id,
                                                 [heartbeat()])
             sent.addTimeout(self.answer_timeout, self._clock)
-            sent.addErrback(lambda f: log.info("heartbeat failed: {f}", f=f.value))
+            sent.addCallbacks(self._heartbeat_answered,
+                              lambda f: log.info("heartbeat failed: {f}", f=f.value))
 
-    # -- answers -----------------------------------------------------------------------
-
-    def _answered(self, lines: list[bytes], batch: _Batch) -> None:
-        self._busy = False
-        waiting = {str(req_id): pending for pending, _, req_id in batch}
+    def _heartbeat_answered(self, lines: list[bytes]) -> None:
+        # A bare REQOK, or an ERROR that ends the session (tlcp.md §3.5, §9.2).
         for raw in lines:
             try:
                 n = parse_bytes(raw)
             except ProtocolError as e:
                 self._report(e)
                 continue
+            if not isinstance(n, ReqOk) and not self._settle(n, {}):
+                self._report(ProtocolError("unexpected reply to a heartbeat",
+                                           raw.decode("utf-8", "replace")))
+
+    # -- answers -----------------------------------------------------------------------
+
+    def _answered(self, lines: list[bytes], batch: _Batch) -> None:
+        self._busy = False
+        waiting = {str(req_id): pending for pending, _, req_id in batch}
+        bad: list[ProtocolError] = []
+        for raw in lines:
+            try:
+                n = parse_bytes(raw)
+            except ProtocolError as e:
+                bad.append(e)
+                continue
             if not self._settle(n, waiting):
                 self._report(ProtocolError("unexpected reply to a control request",
                                            raw.decode("utf-8", "replace")))
+        missing = ProtocolError("no reply for a control request")
+        if bad and len(bad) == len(lines):
+            # Nothing of it is TLCP (a proxy's page): one error, the requests' own.
+            missing = ProtocolError("the reply to a control request is not TLCP",
+                                    bad[0].line)
+            bad = [missing]
+        for unparsable in bad:
+            self._report(unparsable)
         again = []
         for pending, request, req_id in batch:
             if str(req_id) in waiting:
                 pending.sends += 1
-                if self._unanswered(pending, _idempotent(request),
-                                    ProtocolError("no reply for a control request")):
+                if self._unanswered(pending, _idempotent(request), missing):
                     again.append(pending)
         self._queue.extendleft(reversed(again))
         self.flush()

@@ -215,8 +215,10 @@ class SubscriptionRegistry:
         def refused(failure: Failure) -> None:
             if self._by_sub_id.get(sub_id) is not link:
                 return  # superseded (new session)
-            self._unbind(sub_id)
             error = failure.value
+            if isinstance(error, ServerError) and error.code == 20:
+                return  # the session is lost, not the table: it goes again in the next one
+            self._unbind(sub_id)
             if isinstance(error, ServerError) and not isinstance(error, SubscriptionError):
                 error = SubscriptionError(error.code, error.message, error.tag)
             if isinstance(error, SessionLostError):

@@ -75,11 +75,14 @@ class Endings:
         # Whether the version was lowered to 2.4.0 for a CONERR 65 (and no create has
         # been accepted since): a 65 again was not about the version.
         self._fell_back = False
+        # Whether a create already asked the server to keep it (after a CONERR 5).
+        self._ttl_asked = False
 
     def session_created(self) -> None:
         """A new session: no bad line met yet."""
         self._bad_at = None
         self._fell_back = False
+        self._ttl_asked = False
 
     def conerr(self, conerr: ConErr) -> None:
         """The create or bind was refused."""
@@ -110,8 +113,10 @@ class Endings:
             if not s.failed_create(error):
                 return
             if conerr.code == 5:
-                # Overloaded: retry at once, asking the server to keep the request.
-                s.create_later(str(error), 0.0, ttl="unlimited")
+                # Overloaded: retry at once, asking the server to keep the request; once
+                # (tlcp.md §7.7), then as any refused create.
+                s.create_later(str(error), None if self._ttl_asked else 0.0, ttl="unlimited")
+                self._ttl_asked = True
             else:
                 s.create_later(str(error))
         elif not creating and conerr.code in _NEW_SESSION_CONERR:

@@ -220,7 +220,7 @@ class Session:
             return
         log.warn("Replacing the session: {reason}", reason=reason)
         self._stop_stream()
-        self._new_session_later(reason, immediate=True)
+        self._new_session_later(reason)  # after the first retry's pause (tlcp.md §7.7)
 
     # -- what the streams say (through the reader) -------------------------------------
 
@@ -366,14 +366,14 @@ class Session:
         self._schedule(delay, self._start_recovery)
         self._set_status(Status.TRYING_RECOVERY, reason)
 
-    def _new_session_later(self, reason: str, immediate: bool = False) -> None:
+    def _new_session_later(self, reason: str) -> None:
         self._recovery_started = None
         self._next_continuity = Continuity.REPLACED
         self._listener.session_interrupted(False)
         if self._closed_meanwhile():
             return
         self._machine.feed(Input.RETRY)
-        self._schedule(0.0 if immediate else self._policy(0), self._start_create)
+        self._schedule(self._policy(0), self._start_create)
         self._set_status(Status.WILL_RETRY, reason)
 
     def _create_later(self, reason: str, delay: float | None = None,

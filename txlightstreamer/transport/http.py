@@ -280,6 +280,18 @@ def _readable(body: bytes, secret: str | None = None) -> str:
     return redact_line(" ".join(text.split()), secret)
 
 
+def _is_html(response: Any) -> bool:
+    ctype = b";".join(response.headers.getRawHeaders(b"content-type", [])).lower()
+    return b"html" in ctype
+
+
+def _html_error(url: str, status: int) -> TransportError:
+    return TransportError(
+        "the server answered with an HTML page, not TLCP "
+        "(wrong URL, or a proxy/captive portal in the way)",
+        url=url, status=status, retryable=False)
+
+
 def _status_error(response: Any, body: bytes, url: str,
                   secret: str | None = None) -> TransportError:
     code = int(response.code)
@@ -355,7 +367,6 @@ class HttpStream(StreamBase):
             unwanted.cancel()  # nobody reads it: drop its connection
             return
         code = int(response.code)
-        ctype = b";".join(response.headers.getRawHeaders(b"content-type", [])).lower()
         if code != 200:
             # Read to give the cause; the stream's stop drops it (an error page may not end).
             body_d, self._body_transport = _read_short_body(response)
@@ -365,12 +376,9 @@ class HttpStream(StreamBase):
                     self._request.get("LS_password"))))
             )
             return
-        if b"html" in ctype:
+        if _is_html(response):
             body_d, self._body_transport = _read_short_body(response)
-            body_d.addBoth(lambda _: self._finish(Failure(TransportError(
-                "the server answered with an HTML page, not TLCP "
-                "(wrong URL, or a proxy/captive portal in the way)",
-                url=self.url, status=code, retryable=False))))
+            body_d.addBoth(lambda _: self._finish(Failure(_html_error(self.url, code))))
             return
         receiver = _LineReceiver(self, self._transport.max_line_length)
         decoder = _chunk_decoder(response)
@@ -459,6 +467,10 @@ class HttpTransport:
                 def fail(body: bytes) -> list[bytes]:
                     raise _status_error(response, body, url)
                 return body_d.addCallback(fail)
+            if _is_html(response):  # one clear error, not one per line of the page
+                def html_page(body: bytes) -> list[bytes]:
+                    raise _html_error(url, 200)
+                return body_d.addCallback(html_page)
             return body_d.addCallback(lambda body: [ln for ln in body.split(b"\r\n") if ln])
 
         def failed(failure: Failure) -> Failure:

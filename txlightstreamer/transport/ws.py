@@ -351,6 +351,12 @@ class WsStream(StreamBase):
             return
         if not self._open:
             self._finish(Failure(self._handshake_error(proto, reason)))
+        elif was_clean and (reason or code not in (None, 1000, 1005)):
+            # The server's own words on why (1011, an adapter failure...): told and logged.
+            self._finish(Failure(TransportError(
+                f"the server closed the WebSocket (code {code}: "
+                f"{redact_line(reason or 'no reason', self._request.get('LS_password'))})",
+                url=self.url)))
         elif was_clean:
             self._finish(Failure(StreamClosed()))
         else:
