@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from txlightstreamer import MODE_RAW, Table
-from txlightstreamer.errors import ServerError, SubscriptionError
+from txlightstreamer.errors import ServerError
 from txlightstreamer.testing import _control as server_control
 
 from .test_faults import Run
@@ -91,6 +91,7 @@ def test_an_html_page_answering_a_control_request_is_one_error(
 
 def test_a_ws_close_code_and_reason_are_told(monkeypatch: pytest.MonkeyPatch) -> None:
     from twisted.logger import formatEvent, globalLogPublisher
+
     from txlightstreamer.testing import _websocket as server_ws
 
     protos: list = []

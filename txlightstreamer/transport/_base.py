@@ -44,12 +44,13 @@ def describe_failure(failure: Failure) -> str:
 def _is_tls_failure(failure: Failure) -> bool:
     """Whether a connection failed in TLS (verification, handshake): retrying won't help."""
     from OpenSSL.SSL import Error as SSLError
+    from service_identity import VerificationError  # the hostname check's (twisted[tls])
 
     def check(f: Failure) -> bool:
         reasons = getattr(f.value, "reasons", None)
         if reasons:
             return any(check(r) for r in reasons)
-        if isinstance(f.value, SSLError):
+        if isinstance(f.value, SSLError | VerificationError):
             return True
         text = describe_failure(f).lower()
         return "certificate verify" in text or "ssl routines" in text

@@ -159,6 +159,13 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
         setattr(self, "message_data", None)  # noqa: B010 (autobahn's, untyped)
         self.stream._message(b"".join(parts), bool(getattr(self, "message_is_binary", False)))
 
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:  # noqa: N802, N803
+        done = super().onCloseFrame(code, reasonRaw)
+        # The server's close ends the stream now: no autobahn timer waits for its TCP drop.
+        if self.transport is not None:
+            self.transport.loseConnection()
+        return done
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802, N803
         self.stream._closed(self, wasClean, code, reason)
 
@@ -255,7 +262,7 @@ class WsStream(StreamBase):
     def send_requests(self, requests: Sequence[Request]) -> None:
         """Write a batch of control/msg requests (one WS message) on this socket."""
         proto = self._proto
-        if self._stopped or self._ended or proto is None or not self._open:
+        if not self._writable(proto):
             log.debug("Requests not sent: {stream!r} is not open", stream=self)
             return
         proto.sendMessage(ws_message(requests).encode("utf-8"), isBinary=False)
@@ -263,11 +270,16 @@ class WsStream(StreamBase):
     def rebind(self, request: Request) -> bool:
         """The next bind (a poll) on this same socket; False if it is not open any more."""
         proto = self._proto
-        if self._stopped or self._ended or proto is None or not self._open:
+        if not self._writable(proto):
             return False
         self._request = request
         proto.sendMessage(ws_message([request]).encode("utf-8"), isBinary=False)
         return True
+
+    def _writable(self, proto: _TlcpClientProtocol | None) -> bool:
+        # Not once a close frame came: autobahn's sendMessage would raise.
+        return (not (self._stopped or self._ended) and proto is not None and self._open
+                and proto.state == WebSocketProtocol.STATE_OPEN)
 
     # -- connection events ---------------------------------------------------------------
 
@@ -378,6 +390,7 @@ class WsStream(StreamBase):
             error = connection_error(lost, self.url)
             if not error.retryable:
                 return error
+            reason = f"{reason} ({describe_failure(lost)})"
         return TransportError(f"WebSocket handshake failed: {reason}", url=self.url)
 
     def _expire(self) -> None:
