@@ -368,6 +368,30 @@ async def test_twistd_demo_20_updates() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_twistd_with_an_output_file_logs_to_stderr_at_the_chosen_level(
+        tmp_path: Path) -> None:
+    # service.rst: twistd -n logs to standard error, --quiet shows warnings and errors
+    # only; with --output FILE the log went to stdout, every level (review, third round).
+    out = tmp_path / "events.jsonl"
+    child = spawn([*TWISTD, "--demo", "--max-updates", "5", "--output", str(out), "--quiet"])
+    assert await child.wait() == 0, child.stderr
+    assert '"event": "update"' in out.read_text()
+    assert child.out == b"", child.out[:500]
+    assert "Status CONNECTED" not in child.stderr
+
+
+@pytest.mark.parametrize("command", [PYTHON_M, TWISTD], ids=["python -m", "twistd -n"])
+@pytest_twisted.ensureDeferred
+async def test_credentials_in_the_url_are_a_usage_error_that_never_shows_them(
+        command: list[str]) -> None:
+    child = spawn([*command, "--url", "http://bob:hunter2@127.0.0.1:1",
+                   "--subscribe", SPEC])
+    assert await child.wait() == 2
+    assert "credentials" in child.stderr
+    assert "hunter2" not in child.stderr and b"hunter2" not in child.out
+
+
+@pytest_twisted.ensureDeferred
 async def test_twistd_against_server(server: TlcpServer) -> None:
     child = spawn([*TWISTD, "--url", str(server.url), "--subscribe", SPEC,
                    "--max-updates", "4"])

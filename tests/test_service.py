@@ -29,6 +29,7 @@ from txlightstreamer.cli import (
     parse_subscription,
     stderr_log_observer,
 )
+from txlightstreamer.cli.options import STDERR_OBSERVER_NAME
 from txlightstreamer.events import (
     EventFeed,
     encode_event,
@@ -268,9 +269,14 @@ def test_twistd_explicit_logfile_is_kept() -> None:
     assert parent["logger"] is None
 
 
-def test_twistd_output_to_file_keeps_logging(tmp_path: Path) -> None:
+def test_twistd_in_the_foreground_logs_to_stderr_whatever_the_output(tmp_path: Path) -> None:
+    # service.rst: twistd -n logs to standard error at --log-level (it went to stdout,
+    # unfiltered, with --output FILE); daemonized, twistd.log keeps every level.
     parent = FakeTwistdOptions()
     parent.parseOptions(["-n", "lightstreamer", "--demo", "--output", str(tmp_path / "o")])
+    assert parent["logger"] == STDERR_OBSERVER_NAME
+    parent = FakeTwistdOptions()
+    parent.parseOptions(["lightstreamer", "--demo", "--output", str(tmp_path / "o")])
     assert parent["logger"] is None
 
 
@@ -674,7 +680,7 @@ async def test_demo_in_process() -> None:
     subscribed = [e for e in events if e["event"] == "subscribed"]
     assert {e["sub"] for e in subscribed} == {0, 1}
     assert [e for e in subscribed if e["sub"] == 1][0]["key_field"] >= 1
-    assert service.server is not None and service.server.url is None  # stopped
+    assert service.server is not None and not service.server.listening  # stopped
     assert not service.feed.running
 
 

@@ -499,7 +499,7 @@ async def test_plus_is_literal_and_prefix_mount(server: TlcpServer) -> None:
     root.putChild(b"prefix", server.resource())
     port = _reactor().listenTCP(0, Site(root), interface="127.0.0.1")
     other = TlcpServer()
-    other.url = f"http://127.0.0.1:{port.getHost().port}/prefix"
+    other._url = f"http://127.0.0.1:{port.getHost().port}/prefix"  # a peer of the mounted resource
     p = Peer(other)
     try:
         reader, sid = await p.create("&LS_send_sync=false")
@@ -977,7 +977,7 @@ async def test_stop_cleans_everything() -> None:
     await p.create("&LS_polling=true&LS_idle_millis=5000")
     await srv.stop()
     await reader.wait_ended()
-    assert not srv.sessions and srv.url is None
+    assert not srv.sessions and not srv.listening
     assert clock.getDelayedCalls() == []
     await p.close()
 

@@ -12,6 +12,7 @@ from txlightstreamer._subscription import (
     ItemUpdate,
     Table,
 )
+from txlightstreamer._update_queue import UpdateQueue
 from txlightstreamer._version import __version__
 from txlightstreamer.client import (
     STATE_CONNECTED,
@@ -69,6 +70,7 @@ __all__ = [
     "Table",
     "TableState",
     "TransportError",
+    "UpdateQueue",
     "ValueDecodeError",
     "__version__",
 ]

@@ -6,6 +6,7 @@ that register (and `remove_callback` that unregisters) the application's callbac
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from txlightstreamer._callbacks import CallbackList
 from txlightstreamer.errors import LightstreamerError
@@ -13,6 +14,9 @@ from txlightstreamer.protocol import ConOk
 from txlightstreamer.states import ConnectionState, Continuity, Status
 
 __all__ = ["ClientEvents", "SessionInfo"]
+
+# What a callback returns: an ``on_*`` method returns the callback itself, typed as given.
+_R = TypeVar("_R")
 
 
 class SessionInfo:
@@ -45,34 +49,34 @@ class ClientEvents:
         self._bandwidth_cbs = CallbackList("on_bandwidth")
 
     def on_connection_state(
-        self, callback: Callable[[ConnectionState], object]
-    ) -> Callable[[ConnectionState], object]:
+        self, callback: Callable[[ConnectionState], _R]
+    ) -> Callable[[ConnectionState], _R]:
         """Call ``callback(state)`` with each new `ConnectionState` (``STATE_*``)."""
         return self._state_cbs.add(callback)
 
     def on_status(
-        self, callback: Callable[[Status, str | None], object]
-    ) -> Callable[[Status, str | None], object]:
+        self, callback: Callable[[Status, str | None], _R]
+    ) -> Callable[[Status, str | None], _R]:
         """Call ``callback(status, reason)`` on each detailed `Status` change."""
         return self._status_cbs.add(callback)
 
-    def on_heartbeat(self, callback: Callable[[], object]) -> Callable[[], object]:
+    def on_heartbeat(self, callback: Callable[[], _R]) -> Callable[[], _R]:
         """Call ``callback()`` whenever data arrives from the server (liveness; once per read)."""
         return self._heartbeat_cbs.add(callback)
 
     def on_error(
-        self, callback: Callable[[LightstreamerError], object]
-    ) -> Callable[[LightstreamerError], object]:
+        self, callback: Callable[[LightstreamerError], _R]
+    ) -> Callable[[LightstreamerError], _R]:
         """Call ``callback(error)`` for every error the application should know of."""
         return self._error_cbs.add(callback)
 
     def on_session(
-        self, callback: Callable[[SessionInfo], object]
-    ) -> Callable[[SessionInfo], object]:
+        self, callback: Callable[[SessionInfo], _R]
+    ) -> Callable[[SessionInfo], _R]:
         """Call ``callback(info)`` on each (re)connection; ``info.continuity`` says how."""
         return self._session_cbs.add(callback)
 
-    def on_bandwidth(self, callback: Callable[[str], object]) -> Callable[[str], object]:
+    def on_bandwidth(self, callback: Callable[[str], _R]) -> Callable[[str], _R]:
         """Call ``callback(bandwidth)`` on each ``CONS``: kbit/s, unlimited or unmanaged."""
         return self._bandwidth_cbs.add(callback)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -35,7 +35,7 @@ class DemoService(Service):
 
     async def _listen(self) -> str:
         await self.server.listen(self._reactor, port=self._port, interface="127.0.0.1")
-        url = cast(str, self.server.url)
+        url: str = self.server.url
         log.info("Demo server listening on {url}", url=url)
         if self.running:
             self.feed.start()

@@ -41,15 +41,16 @@ class ItemUpdate:
     (``update[2]``); `changed_fields` lists only what this update changed.
     """
 
-    __slots__ = (
-        "table",
-        "item_pos",
-        "values",
-        "is_snapshot",
-        "_previous",
-        "_changed_override",
-        "_patches",
-    )
+    # A dict: its values are the attributes' docs (the reference shows them).
+    __slots__ = {
+        "table": "The `Table` the update belongs to.",
+        "item_pos": "The item's 1-based position in the table.",
+        "values": "Every field's value after the update, as a tuple (None for null).",
+        "is_snapshot": "Whether the update is part of the item's snapshot.",
+        "_previous": None,
+        "_changed_override": None,
+        "_patches": None,
+    }
 
     def __init__(
         self,

@@ -6,13 +6,16 @@ The events of a `Table`: its callback lists, and the ``on_*`` methods that regis
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from txlightstreamer._callbacks import CallbackList
 from txlightstreamer._item_update import ItemUpdate
 from txlightstreamer.errors import LightstreamerError
 
 __all__ = ["TableEvents"]
+
+# What a callback returns: an ``on_*`` method returns the callback itself, typed as given.
+_R = TypeVar("_R")
 
 
 class TableEvents:
@@ -35,60 +38,60 @@ class TableEvents:
         self._second_error_cbs = CallbackList("on_second_level_error")
         self._second_overflow_cbs = CallbackList("on_second_level_overflow")
 
-    def on_update(self, callback: Callable[[int, Any], object]) -> Callable[[int, Any], object]:
+    def on_update(self, callback: Callable[[int, Any], _R]) -> Callable[[int, Any], _R]:
         """Call ``callback(item_id, row)`` on every update (1-based item position)."""
         return self._update_cbs.add(callback)
 
     def on_item_update(
-        self, callback: Callable[[ItemUpdate], object]
-    ) -> Callable[[ItemUpdate], object]:
+        self, callback: Callable[[ItemUpdate], _R]
+    ) -> Callable[[ItemUpdate], _R]:
         """Call ``callback(update)`` with the richer `ItemUpdate` on every update."""
         return self._item_update_cbs.add(callback)
 
-    def on_end_of_snapshot(self, callback: Callable[[int], object]) -> Callable[[int], object]:
+    def on_end_of_snapshot(self, callback: Callable[[int], _R]) -> Callable[[int], _R]:
         """Call ``callback(item_id)`` when an item's snapshot is complete (``EOS``)."""
         return self._eos_cbs.add(callback)
 
-    def on_clear_snapshot(self, callback: Callable[[int], object]) -> Callable[[int], object]:
+    def on_clear_snapshot(self, callback: Callable[[int], _R]) -> Callable[[int], _R]:
         """Call ``callback(item_id)`` when the server clears an item (``CS``)."""
         return self._cs_cbs.add(callback)
 
-    def on_overflow(self, callback: Callable[[int, int], object]) -> Callable[[int, int], object]:
+    def on_overflow(self, callback: Callable[[int, int], _R]) -> Callable[[int, int], _R]:
         """Call ``callback(item_id, lost)`` when the server dropped updates (``OV``)."""
         return self._overflow_cbs.add(callback)
 
     def on_error(
-        self, callback: Callable[[LightstreamerError], object]
-    ) -> Callable[[LightstreamerError], object]:
+        self, callback: Callable[[LightstreamerError], _R]
+    ) -> Callable[[LightstreamerError], _R]:
         """Call ``callback(error)`` when the subscription fails."""
         return self._error_cbs.add(callback)
 
     def on_second_level_error(
-        self, callback: Callable[[str, LightstreamerError], object]
-    ) -> Callable[[str, LightstreamerError], object]:
+        self, callback: Callable[[str, LightstreamerError], _R]
+    ) -> Callable[[str, LightstreamerError], _R]:
         """Call ``callback(key, error)`` when a key's second-level subscription fails."""
         return self._second_error_cbs.add(callback)
 
     def on_second_level_overflow(
-        self, callback: Callable[[str, int], object]
-    ) -> Callable[[str, int], object]:
+        self, callback: Callable[[str, int], _R]
+    ) -> Callable[[str, int], _R]:
         """
         Call ``callback(key, lost)`` when the server dropped updates of a key's
         second-level subscription (its ``OV``; the first level's go to `on_overflow`).
         """
         return self._second_overflow_cbs.add(callback)
 
-    def on_subscribed(self, callback: Callable[[], object]) -> Callable[[], object]:
+    def on_subscribed(self, callback: Callable[[], _R]) -> Callable[[], _R]:
         """Call ``callback()`` each time the server confirms the subscription."""
         return self._subscribed_cbs.add(callback)
 
-    def on_unsubscribed(self, callback: Callable[[], object]) -> Callable[[], object]:
+    def on_unsubscribed(self, callback: Callable[[], _R]) -> Callable[[], _R]:
         """Call ``callback()`` when the subscription ends (``UNSUB`` or session end)."""
         return self._unsubscribed_cbs.add(callback)
 
     def on_config(
-        self, callback: Callable[[str, bool], object]
-    ) -> Callable[[str, bool], object]:
+        self, callback: Callable[[str, bool], _R]
+    ) -> Callable[[str, bool], _R]:
         """Call ``callback(max_frequency, filtered)`` on each ``CONF`` from the server."""
         return self._config_cbs.add(callback)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -87,7 +87,7 @@ class UpdateQueue:
     def __aiter__(self) -> UpdateQueue:
         return self
 
-    def __anext__(self) -> Any:
+    def __anext__(self) -> Awaitable[ItemUpdate]:
         d: Deferred[ItemUpdate]
         if self._queue:
             d = succeed(self._queue.popleft())
@@ -96,7 +96,7 @@ class UpdateQueue:
         else:
             # A wait given up (asyncio.wait_for, addTimeout) takes no update with it.
             d = self._waiter = Deferred(self._cancelled)
-        return _awaitable(d)
+        return cast("Awaitable[ItemUpdate]", _awaitable(d))
 
     def _cancelled(self, waiter: Deferred[ItemUpdate]) -> None:
         if self._waiter is waiter:

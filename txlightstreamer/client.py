@@ -50,6 +50,7 @@ from txlightstreamer.protocol import (
 from txlightstreamer.protocol._hotpath import UpdateRouter
 from txlightstreamer.states import ConnectionState, Continuity, Status
 from txlightstreamer.transport import TransportOptions, make_transports
+from txlightstreamer.transport._endpoints import refuse_userinfo
 from txlightstreamer.transport.interfaces import IRequestStream
 
 __all__ = [
@@ -167,6 +168,7 @@ class LsClient(ClientEvents):
                 f"protocol_version must be one of {', '.join(SUPPORTED_VERSIONS)}, "
                 f"not {protocol_version!r}"
             )
+        refuse_userinfo(url, "url", "give them to create_session(username=, password=)")
         if "://" not in url:
             raise ValueError(f"url needs a scheme (http:// or https://): {url!r}")
         if reactor is None:

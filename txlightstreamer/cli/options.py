@@ -23,6 +23,7 @@ from txlightstreamer.cli.subscribe import DECIMAL, parse_subscription, positive_
 from txlightstreamer.protocol import SUPPORTED_VERSIONS
 from txlightstreamer.sinks._shard import parse_shard
 from txlightstreamer.sinks._target import RedisTarget, parse_redis_url
+from txlightstreamer.transport._endpoints import refuse_userinfo
 from txlightstreamer.transport._trust import read_trust_roots
 
 __all__ = [
@@ -192,6 +193,10 @@ class Options(usage.Options):
         elif url is None:
             raise usage.UsageError("missing --url (or use --demo for the embedded demo server)")
         else:
+            try:
+                refuse_userinfo(url, "--url", "use --user and --password")
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise usage.UsageError(
@@ -377,16 +382,20 @@ class Options(usage.Options):
         self["output"] = path
 
     def _adapt_twistd_logging(self) -> None:
-        """Under twistd, keep the twistd log off standard output when JSON goes there."""
+        """Under twistd in the foreground, log to standard error at the chosen level, as
+        the docs say (whatever ``--output`` is: standard output is for the JSON lines)."""
         parent = getattr(self, "parent", None)
-        if parent is None or "nodaemon" not in parent or self["output"] != "-":
+        if parent is None or "nodaemon" not in parent:
             return
-        if not (parent["nodaemon"] or parent.get("debug")):
-            raise usage.UsageError(
-                "--output - (standard output) needs twistd --nodaemon (-n): "
-                "give --output PATH when daemonizing")
+        foreground = parent["nodaemon"] or parent.get("debug")
+        if not foreground:
+            if self["output"] == "-":
+                raise usage.UsageError(
+                    "--output - (standard output) needs twistd --nodaemon (-n): "
+                    "give --output PATH when daemonizing")
+            return  # daemonized: twistd.log (or --logfile) keeps every level
         if not parent.get("logfile") and not parent.get("logger") and not parent.get("syslog"):
-            # twistd -n would log to stdout, into the JSON lines: log to stderr instead.
+            # twistd -n would log to stdout, unfiltered: to stderr instead, filtered.
             parent["logger"] = STDERR_OBSERVER_NAME
 
 

@@ -136,6 +136,7 @@ class TlcpServer:
         self.request_limit = request_limit
         self.session_timeout_millis = session_timeout_millis
         self.server_name = server_name
+        #: The items and their values: `DataModel.update` publishes to subscribed clients.
         self.data: DataModel = data if data is not None else DataModel()
         self.diffs = diffs
         self.message_handler: MessageHandler = message_handler or default_handler
@@ -161,7 +162,7 @@ class TlcpServer:
         #: (HTTP requests and WebSocket handshakes), header names in lower case and
         #: repeated headers joined with ", ".
         self.received: deque[tuple[str, dict[str, str]]] = deque(maxlen=1000)
-        self.url: str | None = None
+        self._url: str | None = None
         self._sessions: dict[str, Session] = {}
         self._streams: set[Stream] = set()
         self._refusal: tuple[int, str] | None = None
@@ -204,6 +205,19 @@ class TlcpServer:
         for stream in list(self._streams):
             stream.abort()
 
+    @property
+    def url(self) -> str:
+        """The server's address while it listens (``http://127.0.0.1:<port>``, or
+        ``https://`` with TLS), for ``LsClient(server.url)``; `RuntimeError` otherwise."""
+        if self._url is None:
+            raise RuntimeError("the TlcpServer is not listening: call listen() first")
+        return self._url
+
+    @property
+    def listening(self) -> bool:
+        """Whether `listen` has bound the server, and `stop` not yet closed it."""
+        return self._url is not None
+
     def listen(
         self,
         reactor: IReactorTCP | None = None,
@@ -239,7 +253,7 @@ class TlcpServer:
         if ":" in host:
             host = f"[{host}]"
         scheme = "http" if tls is None else "https"
-        self.url = f"{scheme}://{host}:{getattr(address, 'port', port)}"
+        self._url = f"{scheme}://{host}:{getattr(address, 'port', port)}"
         return defer.succeed(listening)
 
     def stop(self) -> Deferred[None]:
@@ -260,7 +274,7 @@ class TlcpServer:
         if self._port is not None:
             waits.append(defer.maybeDeferred(self._port.stopListening))
             self._port = None
-        self.url = None
+        self._url = None
         result: Deferred[None] = defer.gatherResults(waits, consumeErrors=True).addCallback(
             lambda _: None
         )

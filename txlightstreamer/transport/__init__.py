@@ -51,9 +51,9 @@ class TransportOptions:
     #: An ``IPolicyForHTTPS`` (e.g. trust roots for a private CA); verified by default.
     tls_policy: Any = None
     #: Extra HTTP headers for every request (and WebSocket handshake), and for session
-    #: creation only.
-    headers: dict[str, str] = field(default_factory=dict)
-    create_headers: dict[str, str] = field(default_factory=dict)
+    #: creation only. Not in the repr: they may carry a token.
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    create_headers: dict[str, str] = field(default_factory=dict, repr=False)
     #: Certificates trusted instead of the platform's: a PEM file path, PEM text or bytes
     #: (possibly several certificates), a ``twisted.internet.ssl.Certificate``, a list of
     #: these, or an ``IOpenSSLTrustRoot``. Mutually exclusive with ``tls_policy``.

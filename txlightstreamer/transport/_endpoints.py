@@ -22,7 +22,9 @@ from twisted.web.client import URI
 from twisted.web.iweb import IAgent, IAgentEndpointFactory
 from zope.interface import implementer
 
-__all__ = ["ConnectTunnelEndpoint", "EndpointRouter", "SchemeAgent", "parse_proxy"]
+__all__ = [
+    "ConnectTunnelEndpoint", "EndpointRouter", "SchemeAgent", "parse_proxy", "refuse_userinfo",
+]
 
 EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
 
@@ -30,8 +32,19 @@ EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
 _MAX_PROXY_HEAD = 16 * 1024
 
 
+def refuse_userinfo(url: str, what: str, instead: str) -> None:
+    """A ``ValueError`` for a ``user:password@`` in ``url`` (named ``what``), which would be
+    carried into reprs, logs and errors; the message never quotes the URL."""
+    rest = url.partition("://")[2] if "://" in url else url
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" in authority:
+        raise ValueError(f"{what} must not hold credentials (user:password@): {instead}")
+
+
 def parse_proxy(proxy_url: str) -> tuple[str, int]:
     """The host and port of an ``http://host[:port]`` proxy address."""
+    refuse_userinfo(proxy_url, "http_proxy",
+                    "the tunnel sends none; give an endpoint_factory that authenticates")
     url = URL.from_text(proxy_url)
     if url.scheme != "http" or not url.host:
         raise ValueError(f"http_proxy must look like http://host:port, not {proxy_url!r}")

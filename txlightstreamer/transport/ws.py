@@ -159,7 +159,7 @@ class _TlcpClientProtocol(WebSocketClientProtocol):
         setattr(self, "message_data", None)  # noqa: B010 (autobahn's, untyped)
         self.stream._message(b"".join(parts), bool(getattr(self, "message_is_binary", False)))
 
-    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:  # noqa: N802, N803
+    def onCloseFrame(self, code: int, reasonRaw: bytes) -> Any:  # noqa: N802, N803
         done = super().onCloseFrame(code, reasonRaw)
         # The server's close ends the stream now: no autobahn timer waits for its TCP drop.
         if self.transport is not None:
@@ -262,7 +262,7 @@ class WsStream(StreamBase):
     def send_requests(self, requests: Sequence[Request]) -> None:
         """Write a batch of control/msg requests (one WS message) on this socket."""
         proto = self._proto
-        if not self._writable(proto):
+        if proto is None or not self._writable(proto):
             log.debug("Requests not sent: {stream!r} is not open", stream=self)
             return
         proto.sendMessage(ws_message(requests).encode("utf-8"), isBinary=False)
@@ -270,15 +270,15 @@ class WsStream(StreamBase):
     def rebind(self, request: Request) -> bool:
         """The next bind (a poll) on this same socket; False if it is not open any more."""
         proto = self._proto
-        if not self._writable(proto):
+        if proto is None or not self._writable(proto):
             return False
         self._request = request
         proto.sendMessage(ws_message([request]).encode("utf-8"), isBinary=False)
         return True
 
-    def _writable(self, proto: _TlcpClientProtocol | None) -> bool:
+    def _writable(self, proto: _TlcpClientProtocol) -> bool:
         # Not once a close frame came: autobahn's sendMessage would raise.
-        return (not (self._stopped or self._ended) and proto is not None and self._open
+        return (not (self._stopped or self._ended) and self._open
                 and proto.state == WebSocketProtocol.STATE_OPEN)
 
     # -- connection events ---------------------------------------------------------------
