@@ -20,7 +20,7 @@ from twisted.python import usage
 
 from txlightstreamer.cli import Options
 from txlightstreamer.cli.options import log_observer
-from txlightstreamer.service import LsService, makeService
+from txlightstreamer.service import LsService, handle_stop_signals, makeService, stop_reactor
 
 __all__ = ["main"]
 
@@ -56,6 +56,8 @@ async def _run(reactor: Any, options: Options) -> None:
     running: Deferred[None] = Deferred()
     reactor.callWhenRunning(running.callback, None)
     await running
+    # As under twistd: a second Ctrl-C while stopping is no error, a late one no death.
+    handle_stop_signals(reactor, lambda: stop_reactor(reactor))
     top.startService()
     code = await service.when_done()
     await top.stopService()

@@ -36,6 +36,7 @@ __all__ = [
     "encode_event",
     "error_event",
     "item_event",
+    "key_lost_event",
     "lost_event",
     "session_event",
     "stamped",
@@ -278,6 +279,13 @@ def lost_event(sub: int, table: Table, pos: int, count: int) -> dict[str, Any]:
     return {**item_event("lost", sub, table, pos), "count": count}
 
 
+def key_lost_event(sub: int, key: str, count: int) -> dict[str, Any]:
+    """A two-level COMMAND key's own ``OV``: ``{"event": "lost", "sub": N, "item": null,
+    "pos": null, "key": KEY, "count": K}``."""
+    return {"event": "lost", "sub": sub, "item": None, "pos": None, "key": key,
+            "count": count}
+
+
 def unsubscribed_event(sub: int) -> dict[str, Any]:
     """``{"event": "unsubscribed", "sub": N}``."""
     return {"event": "unsubscribed", "sub": sub}
@@ -341,6 +349,7 @@ class EventFeed:
         table.on_clear_snapshot(
             lambda pos: write(item_event("clear_snapshot", sub, table, pos)))
         table.on_overflow(lambda pos, lost: write(lost_event(sub, table, pos, lost)))
+        table.on_second_level_overflow(lambda key, lost: write(key_lost_event(sub, key, lost)))
         table.on_unsubscribed(lambda: write(unsubscribed_event(sub)))
         table.on_error(lambda error: self.report_error(error, sub))
         table.on_second_level_error(lambda key, error: self.report_error(error, sub, key))

@@ -23,6 +23,7 @@ from typing import Any
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError, ReactorNotRunning
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -56,6 +57,7 @@ from txlightstreamer.sinks._bridge import RedisSinkService
 from txlightstreamer.sinks._connection import RedisUnavailable
 from txlightstreamer.sinks._shard import shard_of
 from txlightstreamer.sinks._source import RedisSource
+from txlightstreamer.states import Status
 from txlightstreamer.web import Relay, StreamRelay
 from txlightstreamer.web._metrics import mount_metrics
 from txlightstreamer.web._port import RelayPortService
@@ -153,6 +155,7 @@ class LsService(MultiService):
         self.updates = 0
         self.exit_code: int | None = None
         self._timer: Any = None
+        self._give_up = _GiveUp(self)
         self._feed = EventFeed(self)
         #: Counts for /metrics: lost updates, sessions by continuity.
         self.lost_updates = 0
@@ -213,11 +216,12 @@ class LsService(MultiService):
         for warning in self.options.warnings:
             log.warn("{warning}", warning=warning)
         if self._stop_reactor:
-            self.reactor.callWhenRunning(_handle_signals, self.reactor, self._stop_the_reactor)
+            self.reactor.callWhenRunning(handle_stop_signals, self.reactor, self._stop_the_reactor)
         if self._writer is None:
             try:
                 self._writer = JsonLinesWriter.open(  # flushed once per reactor turn
                     self.options["output"], on_broken=self._output_broken, clock=self.reactor)
+                self._writer.pause_reading_of(lambda: self.client)  # a lagging reader
             except OSError as e:
                 log.error("Cannot open --output {path}: {error}",
                           path=self.options["output"], error=e.strerror)
@@ -411,6 +415,7 @@ class LsService(MultiService):
     def _on_status(self, client: LsClient, status: str, reason: str | None) -> None:
         if client is not self.client:
             return  # a session destroyed when the lease was lost
+        self._give_up.status(status, reason)
         if status == "DISCONNECTED" and not self.stopping:
             # The session ended for good (not by us); let the client finish reporting.
             self.reactor.callLater(0, self._finish, 1, f"session ended: {reason}")
@@ -422,12 +427,7 @@ class LsService(MultiService):
             return
         limit = self.options.get("give-up-after")
         if limit is not None and self.reactor.seconds() - self._connecting_since >= limit:
-            # create_session(timeout=) gave up: say so, with the last cause.
-            reason = f"gave up after {limit:g} s without a session: {failure.value}"
-            self._told = True  # the "Stopping:" line says it: log it once
-            self._feed.report_error(TransportError(reason, retryable=False))
-            self._told = False
-            self._finish(1, reason)
+            self._give_up.now(str(failure.value))  # create_session(timeout=) gave up
             return
         if isinstance(failure.value, Exception):
             self._feed.report_error(failure.value)
@@ -456,10 +456,7 @@ class LsService(MultiService):
         if self.exit_code:
             self.reactor.addSystemEventTrigger(
                 "after", "shutdown", _exit_process, self.exit_code)
-        try:
-            self.reactor.stop()
-        except ReactorNotRunning:
-            pass
+        stop_reactor(self.reactor)
 
     def _shutdown(self) -> Deferred[None]:
         """Start (once) the orderly shutdown; each call gets its own Deferred."""
@@ -477,6 +474,7 @@ class LsService(MultiService):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._give_up.cancel()
         if self.client is not None:
             destroyed = self.client.destroy()
             destroyed.addTimeout(DESTROY_TIMEOUT, self.reactor)
@@ -491,7 +489,7 @@ class LsService(MultiService):
             if child.running:
                 await maybeDeferred(child.stopService)
         if self._writer is not None:
-            self._writer.close()
+            await self._writer.close()
 
     def _closed(self, result: object) -> None:
         if isinstance(result, Failure):
@@ -525,7 +523,7 @@ def makeService(  # noqa: N802 (the IServiceMaker name)
     return top
 
 
-def _handle_signals(reactor: Any, stop: Callable[[], None]) -> None:
+def handle_stop_signals(reactor: Any, stop: Callable[[], None]) -> None:
     """
     Under twistd, SIGINT/SIGTERM stop cleanly: exit status 0, not death by signal. The
     reactor's own handlers record the signal for twistd to die by; these replace them.
@@ -535,12 +533,68 @@ def _handle_signals(reactor: Any, stop: Callable[[], None]) -> None:
         log.info("Received {signal}, shutting down.", signal=signal.Signals(number).name)
         reactor.callFromThread(stop)
 
+    def ignore_signals() -> None:
+        # Stopped: a late Ctrl-C must not kill the process and change its exit status.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
+
     for number in (signal.SIGINT, signal.SIGTERM):
         if callable(signal.getsignal(number)):  # only where the reactor handles it
             try:
                 signal.signal(number, on_signal)
             except ValueError:  # not the main thread: the reactor has none either
                 return
+    reactor.addSystemEventTrigger("after", "shutdown", ignore_signals)
+
+
+def stop_reactor(reactor: Any) -> None:
+    """Stop ``reactor`` unless it is stopping already (a second Ctrl-C)."""
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
+
+
+class _GiveUp:
+    """
+    ``--give-up-after``: the service stops (exit status 1) once it has had no session for
+    that long, at start-up (``create_session``'s timeout tells it `now`) and after a
+    session was lost (the time counts from the first status out of ``CONNECTED``).
+    """
+
+    def __init__(self, service: LsService) -> None:
+        self._service = service
+        self._timer: IDelayedCall | None = None
+        self._cause = "the session was lost"
+
+    def status(self, status: str, reason: str | None) -> None:
+        """The current client's status changed."""
+        limit = self._service.options.get("give-up-after")
+        if limit is None:
+            return
+        if status.startswith("CONNECTED:"):
+            self.cancel()
+        elif status in (Status.WILL_RETRY, Status.TRYING_RECOVERY):
+            self._cause = reason or self._cause
+            if self._timer is None:
+                self._timer = self._service.reactor.callLater(
+                    limit, lambda: self.now(self._cause))
+
+    def now(self, cause: str) -> None:
+        """Give up, with the last cause."""
+        self.cancel()
+        service = self._service
+        reason = (f"gave up after {service.options['give-up-after']:g} s without a "
+                  f"session: {cause}")
+        service._told = True  # the "Stopping:" line says it: log it once
+        service._feed.report_error(TransportError(reason, retryable=False))
+        service._told = False
+        service._finish(1, reason)
+
+    def cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
 
 class _Retirable:

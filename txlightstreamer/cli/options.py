@@ -105,9 +105,9 @@ class Options(usage.Options):
          "platform's for https:// URLs. Without it the platform's store is used, which "
          "OpenSSL lets the SSL_CERT_FILE environment variable replace."],
         ["give-up-after", None, None,
-         "Stop (exit status 1, with the last connection failure's cause) when no session "
-         "could be created within this many seconds; by default retry forever, reporting "
-         "each new cause as an error event."],
+         "Stop (exit status 1, with the last connection failure's cause) when there has "
+         "been no session for this many seconds, at start-up or after a session was lost; "
+         "by default retry forever, reporting each new cause as an error event."],
         ["log-level", None, "info",
          "Log events of this level and above: " + ", ".join(LOG_LEVELS) + "."],
         ["protocol", None, "2.5.0", "TLCP version: " + " or ".join(SUPPORTED_VERSIONS) + "."],
