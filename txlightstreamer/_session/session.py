@@ -239,7 +239,7 @@ class Session:
         if self.choice.polling and conok.keepalive_ms:
             self._poll_pace["idle_millis"] = conok.keepalive_ms
         if conok.control_link:
-            self.base_url = _control_url(self._configured_url, conok.control_link)
+            self.base_url = _followed(self, conok.control_link)
         previous = self._machine.feed(Input.CONOK)
         self._recovery_started = None
         self._attempts.succeeded()
@@ -595,16 +595,43 @@ class _Hooks:
         self._session._silent(reason)
 
 
+def _followed(session: Session, control_link: str) -> str:
+    """The session's address once ``CONOK`` gave ``control_link``: a link that is no
+    address is reported and ignored (the session stays where it is)."""
+    try:
+        return _control_url(session._configured_url, control_link)
+    except ValueError as e:
+        session._listener.error(ProtocolError(f"unusable control link ignored ({e})",
+                                              control_link))
+        return session.base_url
+
+
 def _control_url(configured: str, control_link: str) -> str:
     """
     The base URL to use after CONOK named another server instance (tlcp.md §4.1): the
-    scheme, and the port when the link has none, come from the configured address.
+    link's scheme if it has one (the official client's ``completeControlLink``), else the
+    configured address's, and its port too when the link has none. A ValueError for a
+    link that is no ``host[:port][/path]`` address, or would downgrade https to http.
     """
     from hyperlink import URL
 
     base = URL.from_text(configured)
-    host_port, _, path = control_link.partition("/")
+    scheme, link = base.scheme, control_link
+    if "://" in link:
+        scheme, _, link = link.partition("://")
+        scheme = scheme.lower()
+        if scheme not in ("http", "https") or (base.scheme == "https" and scheme == "http"):
+            raise ValueError(f"control link with scheme {scheme!r}")
+    host_port, _, path = link.partition("/")
+    host_port = host_port.removesuffix(":")  # an empty port: the configured one
     has_port = host_port.rsplit("]", 1)[-1].count(":") == 1
-    if not has_port and base.port is not None:
+    if not has_port and scheme == base.scheme and base.port is not None:
         host_port = f"{host_port}:{base.port}"
-    return f"{base.scheme}://{host_port}" + (f"/{path}" if path else "")
+    url = f"{scheme}://{host_port}" + (f"/{path}" if path else "")
+    try:
+        parsed = URL.from_text(url)
+    except Exception as e:  # hyperlink's URLParseError, a ValueError
+        raise ValueError(f"control link is not host[:port][/path]: {e}") from None
+    if not parsed.host or parsed.userinfo or parsed.query or parsed.fragment:
+        raise ValueError("control link is not host[:port][/path]")
+    return url
