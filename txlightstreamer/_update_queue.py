@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -45,13 +48,17 @@ class UpdateQueue:
         self.max_queue = max_queue
         self.dropped = 0
         self._queue: deque[ItemUpdate] = deque()
-        self._waiter: Deferred[ItemUpdate] | None = None
+        # Consumers waiting, oldest first: (Deferred, the asyncio future awaited or None).
+        self._waiters: deque[tuple[Deferred[ItemUpdate], Any]] = deque()
         self._closed = False
         table.on_item_update(self._put)
 
     def _put(self, update: ItemUpdate) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.called:
+        while self._waiters:
+            waiter, future = self._waiters.popleft()
+            # A future cancelled (wait_for, task.cancel) whose Deferred is not told yet.
+            if waiter.called or (future is not None and future.done()):
+                continue
             waiter.callback(update)
             return
         if len(self._queue) >= self.max_queue:
@@ -69,9 +76,10 @@ class UpdateQueue:
         self._closed = True
         self.table.remove_callback(self._put)
         self.table.remove_callback(self.close)  # the table's end no longer needs to tell it
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.errback(StopAsyncIteration())
+        waiters, self._waiters = self._waiters, deque()
+        for waiter, _ in waiters:  # every consumer of this iterator ends
+            if not waiter.called:
+                waiter.errback(StopAsyncIteration())
 
     async def aclose(self) -> None:
         """`close`, awaitable (``contextlib.aclosing`` takes it)."""
@@ -95,22 +103,37 @@ class UpdateQueue:
             d = fail(StopAsyncIteration())
         else:
             # A wait given up (asyncio.wait_for, addTimeout) takes no update with it.
-            d = self._waiter = Deferred(self._cancelled)
+            d = Deferred(self._cancelled)
+            awaitable = _awaitable(d)
+            self._waiters.append((d, None if awaitable is d else awaitable))
+            return cast("Awaitable[ItemUpdate]", awaitable)
         return cast("Awaitable[ItemUpdate]", _awaitable(d))
 
     def _cancelled(self, waiter: Deferred[ItemUpdate]) -> None:
-        if self._waiter is waiter:
-            self._waiter = None
+        self._waiters = deque(w for w in self._waiters if w[0] is not waiter)
 
 
 def _awaitable(d: Deferred[Any]) -> Any:
-    """The Deferred itself, or an asyncio future of it inside an asyncio task."""
+    """The Deferred itself, or an asyncio future of it when an asyncio task drives the
+    coroutine that awaits it (a Twisted coroutine may run inside a task's step: resumed
+    by asyncio code that fired a Deferred it awaited)."""
     try:
-        import asyncio
-
         loop = asyncio.get_running_loop()
-        if asyncio.current_task(loop) is not None:
-            return d.asFuture(loop)
     except RuntimeError:
-        pass
-    return d
+        return d
+    task = asyncio.current_task(loop)
+    if task is None:
+        return d
+    # The coroutine awaiting __anext__, up its chain of awaits to the outermost one.
+    frame: Any = sys._getframe(2)
+    outermost = None
+    while frame is not None and frame.f_code.co_flags & _COROUTINE_FLAGS:
+        outermost, frame = frame, frame.f_back
+    if outermost is not None and outermost is getattr(task.get_coro(), "cr_frame", None):
+        return d.asFuture(loop)  # driven by the task
+    return d  # a Twisted coroutine, run inside the task's step
+
+
+# Code flags of the frames an await chain is made of.
+_COROUTINE_FLAGS: Final = (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+                           | inspect.CO_ITERABLE_COROUTINE | inspect.CO_GENERATOR)

@@ -467,10 +467,6 @@ class HttpTransport:
                 def fail(body: bytes) -> list[bytes]:
                     raise _status_error(response, body, url)
                 return body_d.addCallback(fail)
-            if _is_html(response):  # one clear error, not one per line of the page
-                def html_page(body: bytes) -> list[bytes]:
-                    raise _html_error(url, 200)
-                return body_d.addCallback(html_page)
             return body_d.addCallback(lambda body: [ln for ln in body.split(b"\r\n") if ln])
 
         def failed(failure: Failure) -> Failure:
