@@ -207,3 +207,28 @@ def test_a_closed_stdout_is_one_clear_line_not_a_traceback(entry: str) -> None:
     assert child.returncode == 1, err
     assert "Traceback" not in err, err
     assert "output" in err.lower()
+
+
+@pytest.mark.parametrize("entry", ["module", "twistd"])
+def test_a_reader_that_goes_away_ends_the_run_cleanly(entry: str) -> None:
+    # `txlightstreamer --demo | head -1`: the reader's end closes; exit status 0 with one
+    # warning, no traceback (the poller saw the pipe close before a write failed).
+    twistd = Path(sys.executable).parent / "twistd"
+    argv = ([sys.executable, "-m", "txlightstreamer"] if entry == "module"
+            else [str(twistd), "-n", "--pidfile=", "lightstreamer"])
+    child = subprocess.Popen([*argv, "--demo"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=_env(), cwd=str(ROOT))
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert json.loads(first)["event"] == "status"
+        child.stdout.close()
+        assert child.wait(timeout=30) == 0
+        err = child.stderr.read().decode() if child.stderr else ""
+        assert "Traceback" not in err and "JSON output closed" in err, err
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stderr is not None:
+            child.stderr.close()

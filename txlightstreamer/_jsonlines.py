@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, cast
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IDelayedCall,
     IPushProducer,
@@ -81,7 +82,11 @@ class _PipeOutput(FileDescriptor):
             fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
         except OSError:
             pass
-        self._lost(self._error)
+        error = self._error
+        if error is None and not reason.check(ConnectionDone):
+            # The poller saw the reader's end close before a write failed (| head).
+            error = BrokenPipeError(errno.EPIPE, "the reader of standard output went away")
+        self._lost(error)
 
     def pending(self) -> int:
         """Bytes written to this output and not taken by the reader yet."""
