@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import io
 import os
 import stat
@@ -38,8 +37,9 @@ def _own_pipe(found: os.stat_result) -> bool:
     """Whether standard output (``found``) is a pipe or a socket that standard error does
     not share: made non-blocking, it would make the log's writes fail too (as it would a
     terminal's, where a blocked write is rare anyway)."""
-    if not (stat.S_ISFIFO(found.st_mode) or stat.S_ISSOCK(found.st_mode)):
-        return False
+    if sys.platform == "win32" or not (stat.S_ISFIFO(found.st_mode)
+                                       or stat.S_ISSOCK(found.st_mode)):
+        return False  # (no non-blocking pipes there: written as a file)
     try:
         errors = os.fstat(2)
     except OSError:
@@ -55,6 +55,8 @@ class _PipeOutput(FileDescriptor):
     """
 
     def __init__(self, fd: int, reactor: Any, lost: Callable[[OSError | None], object]) -> None:
+        import fcntl  # POSIX only, as this class
+
         super().__init__(reactor)
         self._fd = fd
         self._flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -76,6 +78,8 @@ class _PipeOutput(FileDescriptor):
             return e
 
     def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted API)
+        import fcntl
+
         super().connectionLost(reason)
         self.connected = 0
         try:  # the descriptor is shared (a terminal, the shell's pipe): as it was
