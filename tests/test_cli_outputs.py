@@ -140,7 +140,9 @@ def test_a_second_ctrl_c_while_stopping_is_still_a_clean_stop() -> None:
         child = subprocess.Popen(
             [sys.executable, "-m", "txlightstreamer", "--url", f"http://127.0.0.1:{port}",
              "--subscribe", "MERGE item1 f1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=str(ROOT))
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=str(ROOT),
+            # As from a terminal: a background job (CI) inherits SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         assert child.stdout is not None
         while b'"event": "update"' not in child.stdout.readline():
             pass
