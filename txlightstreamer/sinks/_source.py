@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +25,9 @@ from txlightstreamer.sinks._target import RedisTarget
 __all__ = ["RedisSource", "stream_id_key"]
 
 log = Logger()
+
+#: Seconds Redis may take past a read's own wait before it is taken for gone.
+REPLY_MARGIN = 5.0
 
 #: Continuities after which a consumer starts its state from scratch.
 RESET_CONTINUITIES = frozenset({"new", "replaced"})
@@ -39,6 +43,17 @@ def stream_id_key(entry_id: str) -> tuple[int, int] | None:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _entries_added(info: Any) -> tuple[int | None, str]:
+    """``entries-added`` (every entry the stream ever had; None before Redis 7.0) and
+    ``last-generated-id`` of ``XINFO STREAM``'s reply (a flat list or a dict)."""
+    pairs: Any = info.items() if isinstance(info, dict) else zip(
+        list(info or [])[::2], list(info or [])[1::2], strict=False)
+    fields = {_text(name): value for name, value in pairs}
+    added = fields.get("entries-added")
+    return (added if isinstance(added, int) else None,
+            _text(fields.get("last-generated-id", "")))
 
 
 def resets(event: Mapping[str, Any]) -> bool:
@@ -94,6 +109,10 @@ class RedisSource:
         #: Whether the last read from Redis succeeded.
         self.connected = False
         self._status_cbs: list[Callable[[str, str | None], object]] = []
+        # Whether each read asks XINFO for entries trimmed before they were read, and the
+        # stream's count of entries up to the last one read (known once caught up).
+        self._gap_checks = True
+        self._position: int | None = None
 
     def __repr__(self) -> str:
         return f"<RedisSource {self.target.address} stream={self.target.stream!r}>"
@@ -183,13 +202,52 @@ class RedisSource:
         d: Deferred[Any] = self._connection.execute_command(
             "XREAD", "COUNT", self._count, "BLOCK", self._block_ms,
             "STREAMS", self.target.stream, self.last_id)
+        # A Redis that stopped answering (paused, a partition without a reset) is down.
+        d.addTimeout(self._block_ms / 1000 + REPLY_MARGIN, self._clock)
         d.addCallback(self._got).addErrback(self._failed)  # _got's own failure too
 
-    def _got(self, reply: Any) -> None:
+    def _got(self, reply: Any) -> Deferred[None] | None:
         self._set_connected(True, None)
-        for _stream, entries in reply or []:
-            self._deliver(list(entries or []))
-        self._read()
+        entries = [entry for _stream, got in reply or [] for entry in list(got or [])]
+        if not entries or not self._gap_checks:
+            self._deliver(entries)
+            self._read()
+            return None
+        # Entries trimmed (MAXLEN) before this relay read them are lost: tell, not skip.
+        d: Deferred[Any] = self._connection.execute_command(
+            "XINFO", "STREAM", self.target.stream)
+        d.addTimeout(REPLY_MARGIN, self._clock)
+
+        def checked(info: Any) -> None:
+            added, newest = _entries_added(info)
+            if added is None:
+                self._gap_checks = False  # a Redis before 7.0: no way to tell
+                return
+            position = self._position
+            if position is not None:
+                position += len(entries)
+            if _text(entries[-1][0]) != newest:
+                self._position = position  # more came meanwhile: told when caught up
+                return
+            if position is not None and position < added:
+                missing = added - position
+                log.warn("{source}: {n} entries trimmed before they were read",
+                         source=self, n=missing)
+                self._on_entry(self.last_id, {
+                    "event": "error", "code": None,
+                    "message": f"{missing} entries of {self.target.stream} were trimmed "
+                               f"before this relay read them: events are missing"})
+            self._position = added  # the stream's count of entries, up to the newest
+
+        def unchecked(failure: Failure) -> Failure | None:
+            if failure.check(DeferredTimeout):
+                return failure  # Redis stopped answering: as for XREAD
+            self._gap_checks = False  # not allowed (ACL): delivered unchecked
+            return None
+
+        d.addCallbacks(checked, unchecked)
+        d.addCallback(lambda _: self._deliver(entries))
+        return d.addCallback(lambda _: self._read())
 
     def _failed(self, failure: Failure) -> None:
         if self._stopped:

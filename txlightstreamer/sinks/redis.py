@@ -347,6 +347,8 @@ class RedisSink:
             d = self._append(keys, args, datas)  # the events: the script's last argument
             d.addTimeout(self._reply_timeout, self._clock)
             d.addCallbacks(self._written, self._failed)
+            if self._failing or self._retry is not None or self._loading:
+                break  # it failed at once (a connection that gave up): not again, now
 
     def _pop(self, count: int) -> None:
         """The first ``count`` events are written: forget them (in bulk, now and then)."""
@@ -413,6 +415,8 @@ class RedisSink:
             loading.addCallbacks(self._script_loaded, self._load_failed)
             return
         self._set_connected(False, text)
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         self._retry = self._clock.callLater(self._retry_delay, self._retry_now)
 
     def _script_loaded(self, _: object) -> None:
