@@ -16,6 +16,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 __all__ = ["Liveness", "LivenessOwner", "Phase"]
 
+# Seconds of "silence still to come" that are only the clock's rounding (15.9 + 0.5 is a
+# float 2**-49 short of 16.4): waiting for them would set a timer due now, for ever.
+_ROUNDING = 1e-6
+
 
 def silence_limit(keepalive_ms: int | None, polling: bool, retry_delay: float) -> float:
     """Longest silence before the liveness timer acts, in seconds."""
@@ -154,7 +158,7 @@ class Liveness:
             self._owner.head_timed_out()
         elif phase is Phase.ALIVE or phase is Phase.UNWATCHED:
             silent_for = self._clock.seconds() - self._last_activity
-            if silent_for < self._limit:
+            if self._limit - silent_for > _ROUNDING:
                 self._later(self._limit - silent_for)
             elif self._polling:
                 self._owner.silent("poll not answered within the server's idle time")
