@@ -87,7 +87,8 @@ class _Connection:
                 moved = True
                 if stop is not None and stop():
                     return True
-        if moved or held:
+        aborted = self.client.aborted or self.server.aborted
+        if (moved or held) and not aborted:  # an abort drops what waits, as a socket's
             return moved
         for closer, peer in ((self.server, self.client), (self.client, self.server)):
             if closer.disconnecting:
