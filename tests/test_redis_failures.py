@@ -1,7 +1,8 @@
 """
 The Redis tier under failure (review, third round): a sink whose connection gave up
-retries at its pace instead of spinning the reactor, a relay notices a Redis that stopped
-answering, and entries trimmed before a relay read them are reported, not skipped.
+retries at its pace instead of spinning the reactor and connects again once Redis takes
+its password again, a relay notices a Redis that stopped answering, and entries trimmed
+before a relay read them are reported, not skipped.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ async def test_a_connection_that_gave_up_does_not_spin_the_reactor() -> None:
         await task.deferLater(reactor, 13.0, lambda: None)  # past the 10 s reply timeout
         # About one batch per retry_delay (1 s); in a tight loop, the guard's cap (101) at once.
         assert calls[0] <= 20, f"{calls[0]} batches sent in a tight loop"
+        server.cli("CONFIG", "SET", "requirepass", "s3cretpw")  # the password works again
+        server.password = "s3cretpw"
+        await wait_until(lambda: sink.written == 1, timeout=15)  # connected again: written
+        await sink.stop()
     finally:
         server.stop()
 
@@ -132,3 +137,27 @@ async def test_a_relay_that_keeps_up_reports_no_trimmed_entries(redis: RedisServ
     await sink.stop()
     await source.stop()
     assert [int(e["values"]["n"]) for _, e in got] == list(range(500))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_source_recovers_after_an_auth_failure_on_reconnection() -> None:
+    server = RedisServer(password="s3cretpw").start()
+    try:
+        got: list[str] = []
+        source = RedisSource(parse_redis_url(server.url), lambda i, e: got.append(i),
+                             clock=reactor, block=0.5)
+        await source.start()
+        server.cli("CONFIG", "SET", "requirepass", "rotated")
+        server.password = "rotated"
+        server.cli("CLIENT", "KILL", "TYPE", "normal")
+        await task.deferLater(reactor, 2.0, lambda: None)
+        assert not source.connected
+        server.cli("CONFIG", "SET", "requirepass", "s3cretpw")  # put back
+        server.password = "s3cretpw"
+        server.cli("XADD", "txls:events", "*", "event", '{"event": "status"}')
+        await task.deferLater(reactor, 15.0, lambda: None)
+        ok = source.connected and got
+        await source.stop()
+        assert ok, "the password is right again, the source never reads again"
+    finally:
+        server.stop()

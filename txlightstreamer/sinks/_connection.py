@@ -15,6 +15,7 @@ from txlightstreamer.sinks._target import RedisTarget
 
 __all__ = [
     "RedisUnavailable",
+    "Revivable",
     "batch_runner",
     "connect",
     "is_reconnecting",
@@ -48,7 +49,7 @@ def connect(target: RedisTarget, clock: IReactorTime, timeout: float = 5.0) -> D
 
     def connected(connection: Any) -> None:
         if not done.called:
-            done.callback(connection)
+            done.callback(Revivable(target, clock, timeout, connection))
         else:  # too late: we already gave up
             connection.disconnect()
 
@@ -74,6 +75,62 @@ def connect(target: RedisTarget, clock: IReactorTime, timeout: float = 5.0) -> D
 
     done.addBoth(settled)
     return done
+
+
+class Revivable:
+    """
+    A txredisapi connection that is opened again once txredisapi gave up on it: it stops
+    reconnecting by itself when Redis refuses the password (rotated) or the database, and
+    every command then fails at once, for ever. A command on a connection in that state
+    fails as before, and starts one new connection (its caller retries at its own pace);
+    once open, it replaces the old one. Everything else is the current connection's.
+    """
+
+    def __init__(self, target: RedisTarget, clock: IReactorTime, timeout: float,
+                 connection: Any) -> None:
+        self._target = target
+        self._clock = clock
+        self._timeout = timeout
+        self.current = connection
+        self._reviving = False
+        self._closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)  # (txredisapi's _factory, for this module)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        factory = getattr(self.current, "_factory", None)
+        if (getattr(factory, "stopped", False) and not getattr(factory, "disconnectCalled", True)
+                and not self._closed):
+            self._revive()
+        return self.current.execute_command(*args, **kwargs)
+
+    def disconnect(self) -> Any:
+        self._closed = True
+        return self.current.disconnect()
+
+    def _revive(self) -> None:
+        if self._reviving:
+            return
+        self._reviving = True
+        log.info("Redis at {address}: connecting again (the connection gave up)",
+                 address=self._target.address)
+
+        def opened(connection: Any) -> None:
+            self._reviving = False
+            fresh = connection.current if isinstance(connection, Revivable) else connection
+            if self._closed:
+                fresh.disconnect()
+                return
+            old, self.current = self.current, fresh
+            old.disconnect().addErrback(lambda _: None)
+
+        def failed(failure: Failure) -> None:
+            self._reviving = False  # the next command tries again
+            log.info("Redis at {address}: {why}", address=self._target.address,
+                     why=failure.value)
+
+        connect(self._target, self._clock, self._timeout).addCallbacks(opened, failed)
 
 
 def script_runner(connection: Any, script: str, *, fallback: bool = True) -> Any:
