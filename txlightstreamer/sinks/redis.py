@@ -86,8 +86,7 @@ class RedisSink:
         self._retry_delay = retry_delay
         self._reply_timeout = reply_timeout
         #: The events not written yet, from ``_head`` on (a list: batches are slices), and
-        #: the ids of the first ones (given at the end of each turn: ``_ids[i]`` is
-        #: ``_buffer[i]``'s).
+        #: the ids of the first ones (given at the end of each turn), index for index.
         self._buffer: list[bytes] = []
         self._ids: list[str] = []
         self._head = 0
@@ -97,10 +96,8 @@ class RedisSink:
         self._batches: deque[int] = deque()
         #: Of those in flight, the events of a lost lease: written, or dropped if they fail.
         self._stale = 0
-        self._failing = False
-        self._failure = ""
-        self._last_ms = 0
-        self._last_seq = -1
+        self._failing, self._failure = False, ""
+        self._last_ms, self._last_seq = 0, -1
         self._connection: Any = None
         self._append: Callable[[list[str], list[Any], list[bytes]], Deferred[Any]] | None = None
         self._retry: IDelayedCall | None = None
@@ -415,8 +412,7 @@ class RedisSink:
             loading.addCallbacks(self._script_loaded, self._load_failed)
             return
         self._set_connected(False, text)
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        self._cancel_retry()
         self._retry = self._clock.callLater(self._retry_delay, self._retry_now)
 
     def _script_loaded(self, _: object) -> None:
