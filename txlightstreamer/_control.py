@@ -308,21 +308,15 @@ class ControlChannel:
 
     def _heartbeat_answered(self, lines: list[bytes]) -> None:
         # A bare REQOK, or an ERROR that ends the session (tlcp.md §3.5, §9.2).
-        for raw in lines:
-            try:
-                n = parse_bytes(raw)
-            except ProtocolError as e:
-                self._report(e)
-                continue
-            if not isinstance(n, ReqOk) and not self._settle(n, {}):
-                self._report(ProtocolError("unexpected reply to a heartbeat",
-                                           raw.decode("utf-8", "replace")))
+        for unparsable in self._settle_lines(lines, {}, "a heartbeat"):
+            self._report(unparsable)
 
     # -- answers -----------------------------------------------------------------------
 
-    def _answered(self, lines: list[bytes], batch: _Batch) -> None:
-        self._busy = False
-        waiting = {str(req_id): pending for pending, _, req_id in batch}
+    def _settle_lines(self, lines: list[bytes], waiting: dict[str, _Pending],
+                      what: str) -> list[ProtocolError]:
+        """Settle what the reply's lines answer (an unexpected answer is reported); the
+        errors of the lines that are no TLCP."""
         bad: list[ProtocolError] = []
         for raw in lines:
             try:
@@ -330,9 +324,16 @@ class ControlChannel:
             except ProtocolError as e:
                 bad.append(e)
                 continue
-            if not self._settle(n, waiting):
-                self._report(ProtocolError("unexpected reply to a control request",
+            bare_ok = isinstance(n, ReqOk) and n.req_id is None  # an HTTP heartbeat's
+            if not self._settle(n, waiting) and not bare_ok:
+                self._report(ProtocolError(f"unexpected reply to {what}",
                                            raw.decode("utf-8", "replace")))
+        return bad
+
+    def _answered(self, lines: list[bytes], batch: _Batch) -> None:
+        self._busy = False
+        waiting = {str(req_id): pending for pending, _, req_id in batch}
+        bad = self._settle_lines(lines, waiting, "a control request")
         missing = ProtocolError("no reply for a control request")
         if bad and len(bad) == len(lines):
             # Nothing of it is TLCP (a proxy's page): one error, the requests' own.
