@@ -13,16 +13,11 @@ from typing import Any, BinaryIO, cast
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IPushProducer,
-    IReactorFDSet,
-    IReactorTime,
-)
+from twisted.internet.interfaces import IDelayedCall, IReactorFDSet, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from txlightstreamer._client_reading import ClientReading
 from txlightstreamer.events import encode_event
 
 __all__ = ["JsonLinesWriter"]
@@ -49,7 +44,7 @@ def _own_pipe(found: os.stat_result) -> bool:
 
 class _PipeOutput(FileDescriptor):
     """
-    Standard output when it is a pipe or a terminal, written without blocking the reactor:
+    Standard output when it is a pipe of its own (`_own_pipe`), written without blocking:
     what the reader has not taken yet waits in Twisted's buffer, and past its size the
     registered producer (the client's reading) is paused until it drains.
     """
@@ -119,7 +114,7 @@ class JsonLinesWriter:
         #: Count the lines, write nothing (``--output /dev/null``).
         self._discard = discard
         self._flush_call: IDelayedCall | None = None
-        #: Standard output as a pipe or a terminal, written without blocking; or None.
+        #: Standard output as a pipe of its own, written without blocking; or None.
         self._pipe: _PipeOutput | None = None
         self.lines = 0
 
@@ -231,12 +226,12 @@ class JsonLinesWriter:
 
     def pause_reading_of(self, producer: Callable[[], Any]) -> None:
         """
-        Back-pressure: while the reader of standard output lags (a pipe or a terminal),
-        pause ``producer()`` (the current client) with its ``pause_reading()`` and
-        ``resume_reading()``. A file or a stream given is never full.
+        Back-pressure: while the reader of standard output lags (a pipe of its own), pause
+        ``producer()`` (the current client) with its ``pause_reading()`` and
+        ``resume_reading()``. A file, a terminal or a stream given is never full.
         """
         if self._pipe is not None:
-            self._pipe.registerProducer(_Reading(producer), True)
+            self._pipe.registerProducer(ClientReading(producer), True)
 
     def close(self) -> Deferred[None]:
         """Flush, and close the file if this writer opened it. Standard output as a pipe
@@ -285,23 +280,3 @@ class JsonLinesWriter:
         except OSError as e:
             log.warn("Could not close the JSON output: {error}", error=e)
 
-
-@implementer(IPushProducer)
-class _Reading:
-    """A client's reading as a Twisted streaming producer (for `_PipeOutput`)."""
-
-    def __init__(self, client: Callable[[], Any]) -> None:
-        self._client = client
-
-    def pauseProducing(self) -> None:  # noqa: N802 (Twisted API)
-        method = getattr(self._client(), "pause_reading", None)
-        if callable(method):
-            method()
-
-    def resumeProducing(self) -> None:  # noqa: N802 (Twisted API)
-        method = getattr(self._client(), "resume_reading", None)
-        if callable(method):
-            method()
-
-    def stopProducing(self) -> None:  # noqa: N802 (Twisted API)
-        self.resumeProducing()  # the output is gone: nothing to wait for

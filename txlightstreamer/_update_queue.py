@@ -104,10 +104,10 @@ class UpdateQueue:
         else:
             # A wait given up (asyncio.wait_for, addTimeout) takes no update with it.
             d = Deferred(self._cancelled)
-            awaitable = _awaitable(d)
+        awaitable = _awaitable(d)
+        if not d.called:  # a wait, served by _put or ended by close
             self._waiters.append((d, None if awaitable is d else awaitable))
-            return cast("Awaitable[ItemUpdate]", awaitable)
-        return cast("Awaitable[ItemUpdate]", _awaitable(d))
+        return cast("Awaitable[ItemUpdate]", awaitable)
 
     def _cancelled(self, waiter: Deferred[ItemUpdate]) -> None:
         self._waiters = deque(w for w in self._waiters if w[0] is not waiter)

@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from txlightstreamer._client_reading import ClientReading
 from txlightstreamer.events import encode_event
 from txlightstreamer.sinks._lease import RedisLease
 from txlightstreamer.sinks._target import RedisTarget
@@ -111,25 +112,18 @@ class RedisSinkService(Service):
         Back-pressure: while the sink is full, pause ``producer()`` (the current client)
         with its ``pause_reading()``/``resume_reading()`` where it has them.
         """
+        reading = ClientReading(producer)
         warned = False
 
         def pause() -> None:
             nonlocal warned
-            method = getattr(producer(), "pause_reading", None)
-            if callable(method):
-                method()
-            elif not warned:
+            if not reading.pause() and not warned:
                 warned = True
                 log.warn("The Redis sink is full and this client cannot pause reading: "
                          "events past its buffer are dropped and reported")
 
-        def resume() -> None:
-            method = getattr(producer(), "resume_reading", None)
-            if callable(method):
-                method()
-
         self.sink.on_pause(pause)
-        self.sink.on_resume(resume)
+        self.sink.on_resume(reading.resumeProducing)
 
     @property
     def standby(self) -> bool:

@@ -116,9 +116,9 @@ class Revivable:
         log.info("Redis at {address}: connecting again (the connection gave up)",
                  address=self._target.address)
 
-        def opened(connection: Any) -> None:
+        def opened(connection: Revivable) -> None:
             self._reviving = False
-            fresh = connection.current if isinstance(connection, Revivable) else connection
+            fresh = connection.current  # connect's own wrapper is not needed
             if self._closed:
                 fresh.disconnect()
                 return

@@ -280,18 +280,6 @@ def _readable(body: bytes, secret: str | None = None) -> str:
     return redact_line(" ".join(text.split()), secret)
 
 
-def _is_html(response: Any) -> bool:
-    ctype = b";".join(response.headers.getRawHeaders(b"content-type", [])).lower()
-    return b"html" in ctype
-
-
-def _html_error(url: str, status: int) -> TransportError:
-    return TransportError(
-        "the server answered with an HTML page, not TLCP "
-        "(wrong URL, or a proxy/captive portal in the way)",
-        url=url, status=status, retryable=False)
-
-
 def _status_error(response: Any, body: bytes, url: str,
                   secret: str | None = None) -> TransportError:
     code = int(response.code)
@@ -367,6 +355,7 @@ class HttpStream(StreamBase):
             unwanted.cancel()  # nobody reads it: drop its connection
             return
         code = int(response.code)
+        ctype = b";".join(response.headers.getRawHeaders(b"content-type", [])).lower()
         if code != 200:
             # Read to give the cause; the stream's stop drops it (an error page may not end).
             body_d, self._body_transport = _read_short_body(response)
@@ -376,9 +365,12 @@ class HttpStream(StreamBase):
                     self._request.get("LS_password"))))
             )
             return
-        if _is_html(response):
+        if b"html" in ctype:
             body_d, self._body_transport = _read_short_body(response)
-            body_d.addBoth(lambda _: self._finish(Failure(_html_error(self.url, code))))
+            body_d.addBoth(lambda _: self._finish(Failure(TransportError(
+                "the server answered with an HTML page, not TLCP "
+                "(wrong URL, or a proxy/captive portal in the way)",
+                url=self.url, status=code, retryable=False))))
             return
         receiver = _LineReceiver(self, self._transport.max_line_length)
         decoder = _chunk_decoder(response)
