@@ -36,6 +36,18 @@ def _ev(n: int) -> dict[str, Any]:
     return {"event": "update", "sub": 1, "item": "i", "values": {"n": str(n)}}
 
 
+async def _relay_and_bridge(redis: RedisServer, maxlen: int) -> Any:
+    """What a relay's source reads (``[(entry id, event)]``), the stream's target, the
+    source and a sink writing to it, both started."""
+    got: list[tuple[str, dict[str, Any]]] = []
+    target = parse_redis_url(f"{redis.url}?maxlen={maxlen}")
+    source = RedisSource(target, lambda i, e: got.append((i, e)), clock=reactor, block=1.0)
+    await source.start()
+    sink = RedisSink(target, clock=reactor)
+    await sink.start()
+    return got, target, source, sink
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_source_notices_a_redis_that_stopped_answering(redis: RedisServer) -> None:
     """XREAD BLOCK 1 s gets no answer for 6 s: the relay must not stay 'connected'
@@ -58,14 +70,9 @@ async def test_a_source_notices_a_redis_that_stopped_answering(redis: RedisServe
 
 @pytest_twisted.ensureDeferred
 async def test_entries_trimmed_before_a_relay_read_them_are_reported(redis: RedisServer) -> None:
-    """The relay is behind (here: 50 events in one Lua batch, maxlen 10): the 40 it
-    never saw must be reported to it, not silently skipped."""
-    got: list[tuple[str, dict[str, Any]]] = []
-    target = parse_redis_url(redis.url + "?maxlen=10")
-    source = RedisSource(target, lambda i, e: got.append((i, e)), clock=reactor, block=1.0)
-    await source.start()
-    sink = RedisSink(target, clock=reactor)
-    await sink.start()
+    """The relay is behind (here: 199 events in one batch, trimmed to about 10): the ones
+    it never saw must be reported to it, not silently skipped."""
+    got, target, source, sink = await _relay_and_bridge(redis, maxlen=10)
     sink.write(_ev(0))
     await sink.drained()
     await wait_until(lambda: len(got) == 1)
@@ -122,12 +129,7 @@ async def test_a_connection_that_gave_up_does_not_spin_the_reactor() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_relay_that_keeps_up_reports_no_trimmed_entries(redis: RedisServer) -> None:
-    got: list[tuple[str, dict[str, Any]]] = []
-    target = parse_redis_url(redis.url + "?maxlen=1000")
-    source = RedisSource(target, lambda i, e: got.append((i, e)), clock=reactor, block=1.0)
-    await source.start()
-    sink = RedisSink(target, clock=reactor)
-    await sink.start()
+    got, _, source, sink = await _relay_and_bridge(redis, maxlen=1000)
     for burst in range(5):
         for n in range(100):
             sink.write(_ev(burst * 100 + n))

@@ -27,9 +27,15 @@ def _needs_asyncio() -> None:
         pytest.skip("needs --reactor=asyncio")
 
 
-def test_two_twisted_consumers_of_one_iterator_both_end_when_the_table_is_deleted() -> None:
+def _live_table() -> Any:
+    """A RAW table of one item and one field, subscribed (its SUBOK came)."""
     table, _, _ = make_table(mode=MODE_RAW, item_ids="a", schema="x")
     table._subok(1, 1)
+    return table
+
+
+def test_two_twisted_consumers_of_one_iterator_both_end_when_the_table_is_deleted() -> None:
+    table = _live_table()
     queue = table.updates()
 
     async def consume() -> list[str]:
@@ -47,8 +53,7 @@ def test_two_twisted_consumers_of_one_iterator_both_end_when_the_table_is_delete
 @pytest_twisted.ensureDeferred
 async def test_update_arriving_in_the_iteration_a_wait_is_cancelled_is_not_lost() -> None:
     _needs_asyncio()
-    table, _, _ = make_table(mode=MODE_RAW, item_ids="a", schema="x")
-    table._subok(1, 1)
+    table = _live_table()
     queue = table.updates()
 
     async def main() -> Any:
@@ -67,8 +72,7 @@ async def test_update_arriving_in_the_iteration_a_wait_is_cancelled_is_not_lost(
 @pytest_twisted.ensureDeferred
 async def test_two_consumers_of_one_iterator_both_end_when_the_table_is_deleted() -> None:
     _needs_asyncio()
-    table, _, _ = make_table(mode=MODE_RAW, item_ids="a", schema="x")
-    table._subok(1, 1)
+    table = _live_table()
     queue = table.updates()
 
     async def consume() -> list[str]:
@@ -93,8 +97,7 @@ async def test_a_twisted_coroutine_resumed_from_an_asyncio_task_can_iterate() ->
     _needs_asyncio()
     from twisted.internet import defer
 
-    table, _, _ = make_table(mode=MODE_RAW, item_ids="a", schema="x")
-    table._subok(1, 1)
+    table = _live_table()
     go: Deferred[None] = Deferred()
 
     async def twisted_consumer() -> list[str]:
